@@ -1,0 +1,74 @@
+#include "crosstown/deferred_registry.hpp"
+
+#include "crosstown/log.hpp"
+
+#include <algorithm>
+
+namespace crosstown {
+namespace {
+thread_local DeferredRegistry* current = nullptr;
+}
+
+DeferredRegistry::DeferredRegistry(std::size_t max_callbacks) : max_callbacks_(max_callbacks) {}
+
+DeferredRegistry::~DeferredRegistry() {
+    if (!callbacks_.empty()) {
+        log::warn("{} deferred callbacks were registered but never dispatched", callbacks_.size());
+    }
+}
+
+void DeferredRegistry::add(DeferredOptions options, Task task) {
+    if (!options.name.empty()) forget(options.name);
+    if (callbacks_.size() >= max_callbacks_) {
+        throw DeferredLimitExceeded(fmt::format(
+            "crosstown: more than {} deferred callbacks in one request", max_callbacks_));
+    }
+    callbacks_.push_back({std::move(options), std::move(task)});
+}
+
+bool DeferredRegistry::forget(std::string_view name) {
+    const auto it = std::find_if(callbacks_.begin(), callbacks_.end(),
+                                 [&](const auto& cb) { return cb.options.name == name; });
+    if (it == callbacks_.end()) return false;
+    callbacks_.erase(it);
+    ++forgotten_;
+    return true;
+}
+
+void DeferredRegistry::dispatch(Pool& pool, std::shared_ptr<const ResponseOutcome> outcome) {
+    auto& counters = pool.counters();
+    bump(counters.registered, callbacks_.size() + forgotten_);
+    bump(counters.forgotten, forgotten_);
+
+    std::vector<Job> to_pool;
+    std::vector<Job> here;
+    std::uint64_t skipped = 0;
+    for (auto& callback : take()) {
+        if (!callback.options.should_run(outcome->status, outcome->delivered)) {
+            ++skipped;
+            continue;
+        }
+        auto& target = callback.options.same_thread ? here : to_pool;
+        target.push_back({std::move(callback.task), std::move(callback.options.name), outcome, {}});
+    }
+    bump(counters.skipped, skipped);
+
+    if (!to_pool.empty()) pool.submit_batch(std::move(to_pool));
+    // same_thread callbacks run outside any request: what they register follows the
+    // outside-request policy instead of landing in a registry that was already dispatched.
+    RequestScope no_request(nullptr);
+    for (auto& job : here) pool.run_inline(std::move(job));
+}
+
+std::vector<DeferredCallback> DeferredRegistry::take() {
+    forgotten_ = 0;
+    return std::exchange(callbacks_, {});
+}
+
+RequestScope::RequestScope(DeferredRegistry* registry) : previous_(current) { current = registry; }
+
+RequestScope::~RequestScope() { current = previous_; }
+
+DeferredRegistry* current_registry() { return current; }
+
+}  // namespace crosstown

@@ -1,0 +1,69 @@
+#include "crosstown/follow_response.hpp"
+
+#include "crosstown/deferred_registry.hpp"
+#include "crosstown/pool.hpp"
+
+#include <atomic>
+
+namespace crosstown {
+namespace {
+
+std::atomic<OutsideRequest> policy{OutsideRequest::run_now};
+std::atomic<Pool*> pool_of_process{nullptr};
+std::atomic<detail::CaptureTarget*> capture_target{nullptr};
+
+void outside_request(DeferredOptions&& options, Task&& task) {
+    Pool* pool = process_pool();
+    Job job{std::move(task), std::move(options.name), nullptr, {}};
+    switch (outside_request_policy()) {
+        case OutsideRequest::throw_error:
+            throw NoCurrentRequest("crosstown::follow_response called outside a request");
+        case OutsideRequest::to_pool:
+            if (pool == nullptr) {
+                throw NoCurrentRequest(
+                    "crosstown::follow_response outside a request: policy to_pool, but no "
+                    "process pool is set");
+            }
+            bump(pool->counters().registered);
+            pool->submit(std::move(job));
+            return;
+        case OutsideRequest::run_now:
+            if (pool == nullptr) {
+                detail::run_isolated(job, std::stop_token{});
+                return;
+            }
+            bump(pool->counters().registered);
+            pool->run_inline(std::move(job));
+            return;
+    }
+}
+
+}  // namespace
+
+void set_outside_request_policy(OutsideRequest p) { policy.store(p); }
+OutsideRequest outside_request_policy() { return policy.load(); }
+
+void set_process_pool(Pool* pool) { pool_of_process.store(pool); }
+Pool* process_pool() { return pool_of_process.load(); }
+
+detail::CaptureTarget* detail::exchange_capture_target(CaptureTarget* target) {
+    return capture_target.exchange(target);
+}
+
+void detail::follow_response(DeferredOptions&& options, Task&& task) {
+    if (auto* registry = current_registry()) {
+        registry->add(std::move(options), std::move(task));
+    } else if (auto* capture = capture_target.load()) {
+        capture->add(std::move(options), std::move(task));
+    } else {
+        outside_request(std::move(options), std::move(task));
+    }
+}
+
+bool forget(std::string_view name) {
+    if (auto* registry = current_registry()) return registry->forget(name);
+    if (auto* capture = capture_target.load()) return capture->forget(name);
+    return false;
+}
+
+}  // namespace crosstown

@@ -1,0 +1,47 @@
+// crosstown::log: one line per event, formatted with fmt, written whole to stderr.
+//
+// Any thread may log. Each line goes out in a single write under a mutex, so lines from many
+// threads never interleave; systemd's journal takes stderr as it is. Tests replace the sink to
+// read what was logged.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <string_view>
+
+namespace crosstown::log {
+
+enum class Level { debug, info, warn, error };
+
+// Lines below this level are dropped. Default: info.
+void set_level(Level level);
+Level level();
+
+// Where lines go; the default writes "<time> <level> <message>\n" to stderr. Pass nullptr to
+// restore it. Set it before threads log: it is not meant to change while serving.
+using Sink = std::function<void(Level, std::string_view message)>;
+void set_sink(Sink sink);
+
+void write(Level level, std::string_view message);
+
+template <class... Args>
+void emit(Level lvl, fmt::format_string<Args...> format, Args&&... args) {
+    if (lvl < level()) return;
+    write(lvl, fmt::format(format, std::forward<Args>(args)...));
+}
+
+template <class... Args>
+void info(fmt::format_string<Args...> format, Args&&... args) {
+    emit(Level::info, format, std::forward<Args>(args)...);
+}
+template <class... Args>
+void warn(fmt::format_string<Args...> format, Args&&... args) {
+    emit(Level::warn, format, std::forward<Args>(args)...);
+}
+template <class... Args>
+void error(fmt::format_string<Args...> format, Args&&... args) {
+    emit(Level::error, format, std::forward<Args>(args)...);
+}
+
+}  // namespace crosstown::log

@@ -1,0 +1,223 @@
+#include "crosstown/pool.hpp"
+
+#include "crosstown/log.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <iterator>
+#include <stdexcept>
+
+namespace crosstown {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The pool whose worker is running on this thread, if any (see Overflow::block).
+thread_local const Pool* worker_of = nullptr;
+
+std::string_view request_id_of(const Job& job) {
+    return job.outcome ? std::string_view(job.outcome->request_id) : std::string_view("-");
+}
+
+std::string_view name_of(const Job& job) {
+    return job.name.empty() ? std::string_view("(unnamed)") : std::string_view(job.name);
+}
+
+// A far-off time point instead of an overflowing now() + Duration::max().
+Clock::time_point deadline_from_now(Pool::Duration timeout) {
+    constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
+    return Clock::now() + std::min<Pool::Duration>(timeout, kCentury);
+}
+
+}  // namespace
+
+Pool::Pool(PoolConfig config) : config_(config) {
+    if (config_.workers == 0) throw std::invalid_argument("crosstown::Pool: workers must be > 0");
+    if (config_.queue_capacity == 0) {
+        throw std::invalid_argument("crosstown::Pool: queue_capacity must be > 0");
+    }
+    workers_.reserve(config_.workers);
+    for (unsigned i = 0; i < config_.workers; ++i) {
+        workers_.emplace_back([this](std::stop_token stop) { worker_loop(std::move(stop)); });
+    }
+}
+
+Pool::~Pool() { drain(kNoDeadline); }
+
+void Pool::submit(Job job) { enqueue(std::span<Job>(&job, 1)); }
+
+void Pool::submit_batch(std::vector<Job> jobs) { enqueue(jobs); }
+
+void Pool::enqueue(std::span<Job> jobs) {
+    bump(counters_.dispatched, jobs.size());
+    const auto now = Clock::now();
+    std::unique_lock lock(mutex_);
+    while (!jobs.empty()) {
+        if (closed_) {
+            lock.unlock();
+            give_up(jobs, counters_.abandoned, "submitted after the pool was drained");
+            return;
+        }
+        const auto room = config_.queue_capacity - queue_.size();
+        const auto pushed = std::min(room, jobs.size());
+        for (auto& job : jobs.first(pushed)) {
+            job.queued_at = now;
+            queue_.push_back(std::move(job));
+        }
+        jobs = jobs.subspan(pushed);
+        wake_workers(pushed);
+        if (jobs.empty()) return;
+
+        // The queue is full.
+        const bool own_worker = worker_of == this;
+        if (config_.overflow == Overflow::block && !own_worker) {
+            ++waiting_for_room_;
+            room_cv_.wait(lock, [&] { return closed_ || queue_.size() < config_.queue_capacity; });
+            --waiting_for_room_;
+        } else if (config_.overflow == Overflow::reject) {
+            lock.unlock();
+            give_up(jobs, counters_.rejected, "queue full (overflow=reject)");
+            return;
+        } else {  // caller_runs, or block from one of our own workers
+            lock.unlock();
+            run_inline_counted(jobs.front());
+            jobs = jobs.subspan(1);
+            lock.lock();
+        }
+    }
+}
+
+void Pool::give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std::string_view why) {
+    bump(counter, jobs.size());
+    for (const auto& job : jobs) {
+        log::warn("deferred callback {} of request {} not run: {}", name_of(job),
+                  request_id_of(job), why);
+    }
+}
+
+void Pool::wake_workers(std::size_t pushed) {
+    if (pushed == 0 || waiting_workers_ == 0) return;
+    if (pushed >= waiting_workers_) {
+        work_cv_.notify_all();
+    } else {
+        for (std::size_t i = 0; i < pushed; ++i) work_cv_.notify_one();
+    }
+}
+
+void Pool::run_inline(Job job) {
+    bump(counters_.dispatched);
+    run_inline_counted(job);
+}
+
+void Pool::run_inline_counted(Job& job) {
+    const auto result = run_job(job, std::stop_token{});
+    bump(result == Result::completed ? counters_.completed : counters_.failed);
+}
+
+void Pool::worker_loop(std::stop_token stop) {
+    worker_of = this;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        ++waiting_workers_;
+        work_cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
+        --waiting_workers_;
+        if (queue_.empty()) return;  // closed and nothing left
+
+        Job job = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+        if (waiting_for_room_ > 0) room_cv_.notify_one();
+        lock.unlock();
+
+        const auto result = run_job(job, stop);
+        job = Job{};  // release the callable and the request's data outside the lock
+
+        lock.lock();
+        --busy_;
+        if (!accounting_closed_) {
+            bump(result == Result::completed ? counters_.completed : counters_.failed);
+        }
+        if (waiting_for_idle_ > 0 && busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
+    }
+}
+
+Pool::Result Pool::run_job(Job& job, std::stop_token stop) {
+    const auto started = Clock::now();
+    if (job.queued_at != Clock::time_point{}) queue_wait_.record(started - job.queued_at);
+    const bool ok = !detail::run_isolated(job, std::move(stop)).has_value();
+    run_time_.record(Clock::now() - started);
+    return ok ? Result::completed : Result::failed;
+}
+
+std::optional<std::string> detail::run_isolated(Job& job, std::stop_token stop) {
+    detail::OutcomeScope scope(job.outcome.get());
+    std::optional<std::string> error;
+    try {
+        job.task(std::move(stop));
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "non-standard exception";
+    }
+    if (error) {
+        log::error("deferred callback {} of request {} failed: {}", name_of(job),
+                   request_id_of(job), *error);
+    }
+    return error;
+}
+
+void Pool::wait_idle() {
+    std::unique_lock lock(mutex_);
+    ++waiting_for_idle_;
+    idle_cv_.wait(lock, [&] { return queue_.empty() && busy_ == 0; });
+    --waiting_for_idle_;
+}
+
+DrainReport Pool::drain(Duration deadline, Duration grace) {
+    std::unique_lock lock(mutex_);
+    if (drained_) return {};
+    DrainReport report;
+    ++waiting_for_idle_;
+    report.finished_in_time = idle_cv_.wait_until(lock, deadline_from_now(deadline), [&] {
+        return queue_.empty() && busy_ == 0;
+    });
+    std::vector<Job> left(std::make_move_iterator(queue_.begin()),
+                          std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    closed_ = true;
+    work_cv_.notify_all();
+    room_cv_.notify_all();
+    lock.unlock();
+
+    report.abandoned_queued = left.size();
+    give_up(left, counters_.abandoned,
+            "abandoned: the drain deadline passed before it started");
+    for (auto& worker : workers_) worker.request_stop();
+
+    lock.lock();
+    const bool joined = idle_cv_.wait_until(lock, deadline_from_now(grace), [&] { return busy_ == 0; });
+    --waiting_for_idle_;
+    if (!joined) {
+        report.stuck = busy_;
+        bump(counters_.abandoned, busy_);
+        accounting_closed_ = true;
+        log::error("{} deferred callbacks still running {} ms after stop was requested",
+                   busy_, std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
+    }
+    drained_ = true;
+    lock.unlock();
+    if (joined) workers_.clear();  // joins
+    return report;
+}
+
+std::size_t Pool::queue_depth() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+unsigned Pool::busy_workers() const {
+    std::lock_guard lock(mutex_);
+    return busy_;
+}
+
+}  // namespace crosstown

@@ -1,0 +1,130 @@
+// crosstown::Pool: the process's fixed set of std::jthread workers that run deferred callbacks.
+//
+// - Bounded: at most `queue_capacity` jobs wait. When the queue is full the configured
+//   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
+//   caller_runs (the submitter runs the job itself) or reject (dropped, counted, logged by name).
+//   A worker of this pool that submits to its own full queue under `block` runs the job itself
+//   instead, since waiting could deadlock the pool.
+// - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
+// - Isolated: an exception from a job is caught, logged with the request id and the job's name,
+//   and counted as failed; the worker goes on.
+// - Drained: drain(deadline) runs everything queued until the deadline, then abandons what is
+//   still queued (counted, logged by name), requests stop on the workers' stop tokens so
+//   long jobs can end early, waits `grace` for them and joins. The destructor drains with no
+//   deadline if drain() was not called.
+// Every member may be called from any thread, except drain() and the destructor, which one
+// owner calls once.
+#pragma once
+
+#include "crosstown/deferred_counters.hpp"
+#include "crosstown/latency_histogram.hpp"
+#include "crosstown/response_outcome.hpp"
+#include "crosstown/task.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace crosstown {
+
+enum class Overflow { block, caller_runs, reject };
+
+struct PoolConfig {
+    unsigned workers = 8;
+    std::size_t queue_capacity = 10'000;
+    Overflow overflow = Overflow::block;
+};
+
+// One unit of deferred work.
+struct Job {
+    Task task;
+    std::string name;                                 // for logs; may be empty
+    std::shared_ptr<const ResponseOutcome> outcome;   // null when no request is behind it
+    std::chrono::steady_clock::time_point queued_at;  // set by the pool
+};
+
+struct DrainReport {
+    bool finished_in_time = true;  // queue empty and all workers idle before the deadline
+    std::uint64_t abandoned_queued = 0;  // jobs that never started
+    // Jobs still running `grace` after their stop tokens were requested. Their workers were not
+    // joined: the owner should log and leave the process with _exit rather than wait on them.
+    std::uint64_t stuck = 0;
+};
+
+namespace detail {
+// Runs a job's task with `stop`, with `outcome` current for response_delivered(). Returns the
+// error text if it threw (std::exception or anything else), after logging it with the request
+// id and the job's name; std::nullopt when it completed.
+std::optional<std::string> run_isolated(Job& job, std::stop_token stop);
+}  // namespace detail
+
+class Pool {
+public:
+    using Duration = std::chrono::steady_clock::duration;
+    static constexpr Duration kNoDeadline = Duration::max();
+
+    explicit Pool(PoolConfig config = {});
+    ~Pool();
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
+    // Hands jobs to the workers; counted as dispatched. After drain() they are abandoned.
+    void submit(Job job);
+    void submit_batch(std::vector<Job> jobs);
+
+    // Runs a job on the calling thread with the pool's isolation and accounting
+    // (same_thread callbacks, Overflow::caller_runs). Its stop token never fires.
+    void run_inline(Job job);
+
+    // Blocks until the queue is empty and no worker is busy (tests and benchmarks).
+    void wait_idle();
+
+    DrainReport drain(Duration deadline, Duration grace = std::chrono::seconds(1));
+
+    DeferredCounters& counters() { return counters_; }
+    const DeferredCounters& counters() const { return counters_; }
+    const LatencyHistogram& queue_wait() const { return queue_wait_; }
+    const LatencyHistogram& run_time() const { return run_time_; }
+    std::size_t queue_depth() const;
+    unsigned busy_workers() const;
+    const PoolConfig& config() const { return config_; }
+
+private:
+    enum class Result { completed, failed };
+
+    void enqueue(std::span<Job> jobs);
+    void give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std::string_view why);
+    void wake_workers(std::size_t pushed);
+    void run_inline_counted(Job& job);
+    void worker_loop(std::stop_token stop);
+    Result run_job(Job& job, std::stop_token stop);
+
+    const PoolConfig config_;
+    DeferredCounters counters_;
+    LatencyHistogram queue_wait_;
+    LatencyHistogram run_time_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;  // workers wait for jobs
+    std::condition_variable room_cv_;  // Overflow::block submitters wait for room
+    std::condition_variable idle_cv_;  // wait_idle()/drain() wait for an idle pool
+    std::deque<Job> queue_;            // guarded by mutex_
+    unsigned busy_ = 0;                // guarded by mutex_
+    unsigned waiting_workers_ = 0;     // guarded by mutex_
+    unsigned waiting_for_room_ = 0;    // guarded by mutex_
+    unsigned waiting_for_idle_ = 0;    // guarded by mutex_
+    bool closed_ = false;              // guarded by mutex_; set by drain: no new work
+    bool accounting_closed_ = false;   // guarded by mutex_; stuck jobs were counted abandoned
+    bool drained_ = false;             // guarded by mutex_
+    std::vector<std::jthread> workers_;
+};
+
+}  // namespace crosstown

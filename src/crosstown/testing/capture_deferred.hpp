@@ -1,0 +1,69 @@
+// crosstown::testing::CaptureDeferred: capture follow_response registrations in a unit test.
+//
+//   crosstown::testing::CaptureDeferred captured;
+//   send_welcome(user);                      // calls crosstown::follow_response(...)
+//   ASSERT_EQ(captured.list().size(), 1);
+//   EXPECT_EQ(captured.list()[0].name, "welcome-email");
+//   auto report = captured.run(200);         // runs what the gate lets through, here, in order
+//
+// While it lives, registrations made outside any request, from any thread, are captured
+// instead of following the outside-request policy; they obey the same name replacement and
+// forget() as a request. Scopes nest; the destructor restores the previous state and drops
+// whatever was not run.
+#pragma once
+
+#include "crosstown/deferred_options.hpp"
+#include "crosstown/deferred_registry.hpp"
+#include "crosstown/follow_response.hpp"
+
+#include <cstddef>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace crosstown::testing {
+
+struct CapturedDeferred {
+    std::string name;
+    DeferredOptions options;
+    // Whether the gate would run it after a response with this status.
+    bool would_run(int status, bool delivered = true) const {
+        return options.should_run(status, delivered);
+    }
+};
+
+struct RunReport {
+    std::size_t ran = 0;      // completed or failed
+    std::size_t skipped = 0;  // the gate said no
+    std::size_t failed = 0;
+    std::vector<std::string> errors;  // what() of each failure, in order
+};
+
+// Runs callbacks synchronously on this thread, in order, as dispatch() would for a response
+// with `status`, each isolated like on the pool. Shared by CaptureDeferred and TestClient.
+RunReport run_synchronously(std::vector<DeferredCallback> callbacks, int status,
+                            bool delivered = true);
+
+class CaptureDeferred final : private detail::CaptureTarget {
+public:
+    CaptureDeferred();
+    ~CaptureDeferred();
+    CaptureDeferred(const CaptureDeferred&) = delete;
+    CaptureDeferred& operator=(const CaptureDeferred&) = delete;
+
+    std::vector<CapturedDeferred> list() const;
+    std::size_t size() const;
+    // Runs what was captured and empties the capture.
+    RunReport run(int status = 200, bool delivered = true);
+    void clear();
+
+private:
+    void add(DeferredOptions options, Task task) override;
+    bool forget(std::string_view name) override;
+
+    mutable std::mutex mutex_;
+    DeferredRegistry captured_;  // guarded by mutex_
+    detail::CaptureTarget* previous_;
+};
+
+}  // namespace crosstown::testing

@@ -1,0 +1,314 @@
+#include "test_support.hpp"
+
+#include <crosstown/pool.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <latch>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using test::Gate;
+using test::LogCapture;
+
+Job job(Task task, std::string name = {}) { return Job{std::move(task), std::move(name), {}, {}}; }
+
+TEST(Pool, RejectsAnEmptyConfiguration) {
+    EXPECT_THROW(Pool({.workers = 0}), std::invalid_argument);
+    EXPECT_THROW(Pool({.workers = 1, .queue_capacity = 0}), std::invalid_argument);
+}
+
+TEST(Pool, RunsEverySubmittedJob) {
+    Pool pool({.workers = 3});
+    std::atomic<int> runs{0};
+    for (int i = 0; i < 100; ++i) pool.submit(job([&] { ++runs; }));
+    pool.wait_idle();
+    EXPECT_EQ(runs, 100);
+    EXPECT_EQ(pool.counters().snapshot().completed, 100U);
+    EXPECT_EQ(pool.counters().snapshot().dispatched, 100U);
+}
+
+TEST(Pool, BatchStartsInSubmissionOrder) {
+    Pool pool({.workers = 1});
+    std::vector<int> order;
+    std::vector<Job> batch;
+    for (int i = 0; i < 50; ++i) batch.push_back(job([&order, i] { order.push_back(i); }));
+    pool.submit_batch(std::move(batch));
+    pool.wait_idle();
+    ASSERT_EQ(order.size(), 50U);
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
+}
+
+TEST(Pool, BatchRunsConcurrently) {
+    // Four jobs that each wait for all four to have started: only concurrent workers finish.
+    Pool pool({.workers = 4});
+    std::atomic<int> started{0};
+    std::atomic<int> met{0};
+    std::vector<Job> batch;
+    for (int i = 0; i < 4; ++i) {
+        batch.push_back(job([&] {
+            ++started;
+            if (test::eventually([&] { return started.load() == 4; })) ++met;
+        }));
+    }
+    pool.submit_batch(std::move(batch));
+    pool.wait_idle();
+    EXPECT_EQ(met, 4);
+}
+
+TEST(Pool, BatchGoesInWhole) {
+    // Two batches racing into a one-worker pool run as two unbroken runs: each batch was
+    // queued under one lock, not job by job.
+    Pool pool({.workers = 1});
+    Gate hold;
+    pool.submit(job([&] { hold.wait(); }));
+    std::mutex mutex;
+    std::vector<char> order;
+    auto make_batch = [&](char tag) {
+        std::vector<Job> batch;
+        for (int i = 0; i < 200; ++i) {
+            batch.push_back(job([&, tag] {
+                std::lock_guard lock(mutex);
+                order.push_back(tag);
+            }));
+        }
+        return batch;
+    };
+    std::jthread a([&] { pool.submit_batch(make_batch('a')); });
+    std::jthread b([&] { pool.submit_batch(make_batch('b')); });
+    a.join();
+    b.join();
+    hold.open();
+    pool.wait_idle();
+    ASSERT_EQ(order.size(), 400U);
+    int switches = 0;
+    for (std::size_t i = 1; i < order.size(); ++i) switches += order[i] != order[i - 1];
+    EXPECT_EQ(switches, 1);
+}
+
+TEST(Pool, IsolatesThrowingJobs) {
+    LogCapture logs;
+    Pool pool({.workers = 1});
+    auto outcome = std::make_shared<ResponseOutcome>(ResponseOutcome{.request_id = "req-7"});
+    std::atomic<int> later{0};
+    pool.submit({[] { throw std::runtime_error("phone line busy"); }, "call-1", outcome, {}});
+    pool.submit({[] { throw 42; }, "call-2", outcome, {}});
+    pool.submit(job([&] { ++later; }));
+    pool.wait_idle();
+    EXPECT_EQ(later, 1);  // the same single worker went on
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.failed, 2U);
+    EXPECT_EQ(counts.completed, 1U);
+    EXPECT_TRUE(logs.contains("call-1 of request req-7 failed: phone line busy"));
+    EXPECT_TRUE(logs.contains("call-2 of request req-7 failed: non-standard exception"));
+}
+
+TEST(Pool, BlockOverflowMakesTheSubmitterWait) {
+    Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
+    Gate hold;
+    std::atomic<int> runs{0};
+    pool.submit(job([&] { hold.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    pool.submit(job([&] { ++runs; }));
+    pool.submit(job([&] { ++runs; }));  // the queue is now full
+    std::atomic<bool> returned{false};
+    std::jthread submitter([&] {
+        pool.submit(job([&] { ++runs; }));
+        returned = true;
+    });
+    // Margin: 100 ms is ample for a non-blocking submit to return; a blocked one cannot.
+    std::this_thread::sleep_for(100ms);
+    EXPECT_FALSE(returned);
+    hold.open();
+    submitter.join();
+    pool.wait_idle();
+    EXPECT_EQ(runs, 3);
+    EXPECT_EQ(pool.counters().snapshot().rejected, 0U);
+}
+
+TEST(Pool, CallerRunsOverflowRunsOnTheSubmitter) {
+    Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::caller_runs});
+    Gate hold;
+    pool.submit(job([&] { hold.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    std::thread::id queued_on;
+    std::thread::id overflow_on;
+    pool.submit(job([&] { queued_on = std::this_thread::get_id(); }));
+    pool.submit(job([&] { overflow_on = std::this_thread::get_id(); }));
+    EXPECT_EQ(overflow_on, std::this_thread::get_id());  // ran before submit returned
+    hold.open();
+    pool.wait_idle();
+    EXPECT_NE(queued_on, std::this_thread::get_id());
+    EXPECT_EQ(pool.counters().snapshot().completed, 3U);
+}
+
+TEST(Pool, RejectOverflowDropsCountsAndNamesThem) {
+    LogCapture logs;
+    Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::reject});
+    Gate hold;
+    std::atomic<int> runs{0};
+    pool.submit(job([&] { hold.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    std::vector<Job> batch;
+    batch.push_back(job([&] { ++runs; }, "kept"));
+    batch.push_back(job([&] { ++runs; }, "sms-1"));
+    batch.push_back(job([&] { ++runs; }, "sms-2"));
+    pool.submit_batch(std::move(batch));
+    hold.open();
+    pool.wait_idle();
+    EXPECT_EQ(runs, 1);
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.rejected, 2U);
+    EXPECT_EQ(counts.dispatched, 4U);
+    EXPECT_TRUE(logs.contains("sms-1 of request - not run: queue full"));
+    EXPECT_TRUE(logs.contains("sms-2 of request - not run: queue full"));
+    EXPECT_FALSE(logs.contains("kept"));
+}
+
+TEST(Pool, OwnWorkerDoesNotDeadlockOnAFullBlockingQueue) {
+    Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::block});
+    std::atomic<int> runs{0};
+    pool.submit(job([&] {
+        for (int i = 0; i < 5; ++i) pool.submit(job([&] { ++runs; }));
+    }));
+    pool.wait_idle();
+    EXPECT_EQ(runs, 5);
+}
+
+TEST(Pool, DrainRunsEverythingQueuedWithinTheDeadline) {
+    Pool pool({.workers = 2});
+    std::atomic<int> runs{0};
+    for (int i = 0; i < 40; ++i) {
+        pool.submit(job([&] {
+            std::this_thread::sleep_for(2ms);
+            ++runs;
+        }));
+    }
+    const auto report = pool.drain(10s);
+    EXPECT_TRUE(report.finished_in_time);
+    EXPECT_EQ(report.abandoned_queued, 0U);
+    EXPECT_EQ(runs, 40);
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.completed, 40U);
+    EXPECT_TRUE(counts.nothing_lost());
+}
+
+TEST(Pool, DeadlineRequestsStopAndAbandonsWhatNeverStarted) {
+    LogCapture logs;
+    Pool pool({.workers = 1});
+    std::atomic<bool> saw_stop{false};
+    std::atomic<bool> started{false};
+    pool.submit(job(
+        [&](std::stop_token stop) {
+            started = true;
+            saw_stop = test::eventually([&] { return stop.stop_requested(); });
+        },
+        "long-export"));
+    pool.submit(job([] {}, "never-started"));
+    ASSERT_TRUE(test::eventually([&] { return started.load(); }));
+    const auto report = pool.drain(50ms);
+    EXPECT_FALSE(report.finished_in_time);
+    EXPECT_EQ(report.abandoned_queued, 1U);
+    EXPECT_EQ(report.stuck, 0U);
+    EXPECT_TRUE(saw_stop);
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.completed, 1U);  // it returned once told to stop
+    EXPECT_EQ(counts.abandoned, 1U);
+    EXPECT_EQ(counts.dispatched, counts.completed + counts.failed + counts.rejected + counts.abandoned);
+    EXPECT_TRUE(logs.contains("never-started of request - not run: abandoned"));
+}
+
+TEST(Pool, JobIgnoringItsStopTokenIsReportedStuckAndCountedOnce) {
+    LogCapture logs;
+    Gate release;
+    auto pool = std::make_unique<Pool>(PoolConfig{.workers = 1});
+    std::atomic<bool> started{false};
+    pool->submit(job([&] {
+        started = true;
+        release.wait();
+    }));
+    ASSERT_TRUE(test::eventually([&] { return started.load(); }));
+    const auto report = pool->drain(10ms, 50ms);
+    EXPECT_EQ(report.stuck, 1U);
+    EXPECT_TRUE(logs.contains("1 deferred callbacks still running"));
+    release.open();
+    pool->wait_idle();
+    const auto counts = pool->counters().snapshot();
+    EXPECT_EQ(counts.abandoned, 1U);
+    EXPECT_EQ(counts.completed, 0U);  // finishing late does not count it twice
+    pool.reset();                     // joins the worker now that it returned
+}
+
+TEST(Pool, SubmitAfterDrainIsAbandonedNotLost) {
+    LogCapture logs;
+    Pool pool({.workers = 1});
+    pool.drain(1s);
+    bool ran = false;
+    pool.submit(job([&] { ran = true; }, "late"));
+    EXPECT_FALSE(ran);
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.dispatched, 1U);
+    EXPECT_EQ(counts.abandoned, 1U);
+    EXPECT_TRUE(logs.contains("late of request - not run: submitted after the pool was drained"));
+}
+
+TEST(Pool, DestructorRunsWhatIsQueued) {
+    std::atomic<int> runs{0};
+    {
+        Pool pool({.workers = 1});
+        for (int i = 0; i < 20; ++i) pool.submit(job([&] { ++runs; }));
+    }
+    EXPECT_EQ(runs, 20);
+}
+
+TEST(Pool, RunInlineIsIsolatedAndCounted) {
+    LogCapture logs;
+    Pool pool({.workers = 1});
+    pool.run_inline(job([] { throw std::logic_error("bad"); }, "inline"));
+    std::thread::id ran_on;
+    pool.run_inline(job([&] { ran_on = std::this_thread::get_id(); }));
+    EXPECT_EQ(ran_on, std::this_thread::get_id());
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.dispatched, 2U);
+    EXPECT_EQ(counts.failed, 1U);
+    EXPECT_EQ(counts.completed, 1U);
+}
+
+TEST(Pool, JobSeesItsRequestOutcomeAndKeepsItAlive) {
+    Pool pool({.workers = 2});
+    auto data = std::make_shared<std::string>("request body");
+    std::weak_ptr<std::string> weak = data;
+    auto outcome = std::make_shared<ResponseOutcome>(
+        ResponseOutcome{.request_id = "r1", .status = 200, .delivered = false,
+                        .keep_alive = std::move(data)});
+    std::atomic<bool> delivered{true};
+    std::atomic<bool> alive{false};
+    pool.submit({[&] {
+                     delivered = response_delivered();
+                     alive = !weak.expired();
+                 },
+                 "", std::move(outcome), {}});
+    pool.wait_idle();
+    EXPECT_FALSE(delivered);
+    EXPECT_TRUE(alive);
+    EXPECT_TRUE(test::eventually([&] { return weak.expired(); }));
+    EXPECT_TRUE(response_delivered());  // no request behind the test thread
+}
+
+TEST(Pool, RecordsQueueWaitAndRunTime) {
+    Pool pool({.workers = 1});
+    for (int i = 0; i < 10; ++i) pool.submit(job([] {}));
+    pool.wait_idle();
+    EXPECT_EQ(pool.queue_wait().snapshot().count, 10U);
+    EXPECT_EQ(pool.run_time().snapshot().count, 10U);
+}
+
+}  // namespace
+}  // namespace crosstown
