@@ -306,8 +306,8 @@ TEST(Pool, RecordsQueueWaitAndRunTime) {
     Pool pool({.workers = 1});
     for (int i = 0; i < 10; ++i) pool.submit(job([] {}));
     pool.wait_idle();
-    EXPECT_EQ(pool.queue_wait().snapshot().count, 10U);
-    EXPECT_EQ(pool.run_time().snapshot().count, 10U);
+    EXPECT_EQ(pool.queue_wait().count, 10U);
+    EXPECT_EQ(pool.run_time().count, 10U);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // crosstown::LatencyHistogram: a lock-free, fixed-bucket histogram of durations.
 //
 // Buckets are cumulative-ready for Prometheus (`le` upper bounds in seconds, 50 us .. 10 s,
-// then +Inf). record() is a few relaxed atomic adds, cheap enough for the pool's hot path.
+// then +Inf). record() is two relaxed atomic adds, cheap enough for the pool's hot path; keep
+// one histogram per writing thread (the pool does, per worker) so those adds do not contend,
+// and merge snapshots to read.
 #pragma once
 
 #include <array>
@@ -23,6 +25,8 @@ public:
         std::array<std::uint64_t, kBoundsSeconds.size() + 1> buckets{};  // last one is +Inf
         std::uint64_t count = 0;
         double sum_seconds = 0;
+
+        Snapshot& operator+=(const Snapshot& other);
     };
     Snapshot snapshot() const;
 

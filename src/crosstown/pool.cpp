@@ -31,14 +31,16 @@ Clock::time_point deadline_from_now(Pool::Duration timeout) {
 
 }  // namespace
 
-Pool::Pool(PoolConfig config) : config_(config) {
+Pool::Pool(PoolConfig config)
+    : config_(config), stats_(std::make_unique<Stats[]>(config.workers + 1)) {
     if (config_.workers == 0) throw std::invalid_argument("crosstown::Pool: workers must be > 0");
     if (config_.queue_capacity == 0) {
         throw std::invalid_argument("crosstown::Pool: queue_capacity must be > 0");
     }
     workers_.reserve(config_.workers);
     for (unsigned i = 0; i < config_.workers; ++i) {
-        workers_.emplace_back([this](std::stop_token stop) { worker_loop(std::move(stop)); });
+        workers_.emplace_back(
+            [this, &stats = stats_[i]](std::stop_token stop) { worker_loop(std::move(stop), stats); });
     }
 }
 
@@ -48,6 +50,8 @@ void Pool::submit(Job job) { enqueue(std::span<Job>(&job, 1)); }
 
 void Pool::submit_batch(std::vector<Job> jobs) { enqueue(jobs); }
 
+// Workers are notified after the lock is released, so a woken worker does not immediately
+// block on the mutex the submitter still holds.
 void Pool::enqueue(std::span<Job> jobs) {
     bump(counters_.dispatched, jobs.size());
     const auto now = Clock::now();
@@ -58,33 +62,53 @@ void Pool::enqueue(std::span<Job> jobs) {
             give_up(jobs, counters_.abandoned, "submitted after the pool was drained");
             return;
         }
-        const auto room = config_.queue_capacity - queue_.size();
-        const auto pushed = std::min(room, jobs.size());
-        for (auto& job : jobs.first(pushed)) {
-            job.queued_at = now;
-            queue_.push_back(std::move(job));
+        const bool wake = claim_wake(push_what_fits(jobs, now));
+        if (jobs.empty()) {
+            lock.unlock();
+            if (wake) work_cv_.notify_one();
+            return;
         }
-        jobs = jobs.subspan(pushed);
-        wake_workers(pushed);
-        if (jobs.empty()) return;
-
         // The queue is full.
-        const bool own_worker = worker_of == this;
-        if (config_.overflow == Overflow::block && !own_worker) {
+        if (config_.overflow == Overflow::block && worker_of != this) {
+            if (wake) work_cv_.notify_one();
             ++waiting_for_room_;
             room_cv_.wait(lock, [&] { return closed_ || queue_.size() < config_.queue_capacity; });
             --waiting_for_room_;
-        } else if (config_.overflow == Overflow::reject) {
-            lock.unlock();
+            continue;
+        }
+        lock.unlock();
+        if (wake) work_cv_.notify_one();
+        if (config_.overflow == Overflow::reject) {
             give_up(jobs, counters_.rejected, "queue full (overflow=reject)");
             return;
-        } else {  // caller_runs, or block from one of our own workers
-            lock.unlock();
-            run_inline_counted(jobs.front());
-            jobs = jobs.subspan(1);
-            lock.lock();
         }
+        // caller_runs, or block from one of this pool's own workers.
+        run_inline_counted(jobs.front());
+        jobs = jobs.subspan(1);
+        lock.lock();
     }
+}
+
+// Moves the leading jobs that fit into the queue; returns how many. Requires mutex_.
+std::size_t Pool::push_what_fits(std::span<Job>& jobs, Clock::time_point now) {
+    const auto pushed = std::min(config_.queue_capacity - queue_.size(), jobs.size());
+    for (auto& job : jobs.first(pushed)) {
+        job.queued_at = now;
+        queue_.push_back(std::move(job));
+    }
+    jobs = jobs.subspan(pushed);
+    return pushed;
+}
+
+// Wakes at most one worker, and only when none is already on its way: a burst then ramps
+// the workers up one by one (each woken worker that finds more work behind its job wakes the
+// next, see worker_loop) instead of waking them all to fight over the lock on two cores.
+// The ramp costs a wake-up latency per worker, microseconds against callbacks that take
+// milliseconds.
+bool Pool::claim_wake(std::size_t new_jobs) {
+    if (new_jobs == 0 || waking_ || waiting_workers_ == 0) return false;
+    waking_ = true;
+    return true;
 }
 
 void Pool::give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std::string_view why) {
@@ -95,41 +119,44 @@ void Pool::give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std
     }
 }
 
-void Pool::wake_workers(std::size_t pushed) {
-    if (pushed == 0 || waiting_workers_ == 0) return;
-    if (pushed >= waiting_workers_) {
-        work_cv_.notify_all();
-    } else {
-        for (std::size_t i = 0; i < pushed; ++i) work_cv_.notify_one();
-    }
-}
-
 void Pool::run_inline(Job job) {
     bump(counters_.dispatched);
     run_inline_counted(job);
 }
 
 void Pool::run_inline_counted(Job& job) {
-    const auto result = run_job(job, std::stop_token{});
+    auto clock = Clock::now();
+    const auto result = run_job(job, std::stop_token{}, stats_[config_.workers], clock);
     bump(result == Result::completed ? counters_.completed : counters_.failed);
 }
 
-void Pool::worker_loop(std::stop_token stop) {
+void Pool::worker_loop(std::stop_token stop, Stats& stats) {
     worker_of = this;
+    auto clock = Clock::now();
     std::unique_lock lock(mutex_);
     for (;;) {
-        ++waiting_workers_;
-        work_cv_.wait(lock, [&] { return !queue_.empty() || closed_; });
-        --waiting_workers_;
+        const bool will_wait = queue_.empty();
+        while (queue_.empty() && !closed_) {
+            ++waiting_workers_;
+            work_cv_.wait(lock);
+            --waiting_workers_;
+            // Whoever wakes (notified or spuriously) ends the pending wake, so waking_ can
+            // only err towards an extra notify, never leave sleeping workers with work queued.
+            waking_ = false;
+        }
         if (queue_.empty()) return;  // closed and nothing left
 
         Job job = std::move(queue_.front());
         queue_.pop_front();
         ++busy_;
         if (waiting_for_room_ > 0) room_cv_.notify_one();
+        const bool wake = claim_wake(queue_.size());
         lock.unlock();
+        if (wake) work_cv_.notify_one();
 
-        const auto result = run_job(job, stop);
+        // One clock read per job while busy: the previous job's end stands for this start.
+        if (will_wait) clock = Clock::now();
+        const auto result = run_job(job, stop, stats, clock);
         job = Job{};  // release the callable and the request's data outside the lock
 
         lock.lock();
@@ -141,11 +168,13 @@ void Pool::worker_loop(std::stop_token stop) {
     }
 }
 
-Pool::Result Pool::run_job(Job& job, std::stop_token stop) {
-    const auto started = Clock::now();
-    if (job.queued_at != Clock::time_point{}) queue_wait_.record(started - job.queued_at);
+// `clock` is "now" on entry and the job's end on return.
+Pool::Result Pool::run_job(Job& job, std::stop_token stop, Stats& stats, Clock::time_point& clock) {
+    if (job.queued_at != Clock::time_point{}) stats.queue_wait.record(clock - job.queued_at);
     const bool ok = !detail::run_isolated(job, std::move(stop)).has_value();
-    run_time_.record(Clock::now() - started);
+    const auto ended = Clock::now();
+    stats.run_time.record(ended - clock);
+    clock = ended;
     return ok ? Result::completed : Result::failed;
 }
 
@@ -190,24 +219,36 @@ DrainReport Pool::drain(Duration deadline, Duration grace) {
     lock.unlock();
 
     report.abandoned_queued = left.size();
-    give_up(left, counters_.abandoned,
-            "abandoned: the drain deadline passed before it started");
+    give_up(left, counters_.abandoned, "abandoned: the drain deadline passed before it started");
     for (auto& worker : workers_) worker.request_stop();
 
     lock.lock();
-    const bool joined = idle_cv_.wait_until(lock, deadline_from_now(grace), [&] { return busy_ == 0; });
+    const bool joined =
+        idle_cv_.wait_until(lock, deadline_from_now(grace), [&] { return busy_ == 0; });
     --waiting_for_idle_;
     if (!joined) {
         report.stuck = busy_;
         bump(counters_.abandoned, busy_);
         accounting_closed_ = true;
-        log::error("{} deferred callbacks still running {} ms after stop was requested",
-                   busy_, std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
+        log::error("{} deferred callbacks still running {} ms after stop was requested", busy_,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
     }
     drained_ = true;
     lock.unlock();
     if (joined) workers_.clear();  // joins
     return report;
+}
+
+LatencyHistogram::Snapshot Pool::queue_wait() const {
+    LatencyHistogram::Snapshot total;
+    for (unsigned i = 0; i <= config_.workers; ++i) total += stats_[i].queue_wait.snapshot();
+    return total;
+}
+
+LatencyHistogram::Snapshot Pool::run_time() const {
+    LatencyHistogram::Snapshot total;
+    for (unsigned i = 0; i <= config_.workers; ++i) total += stats_[i].run_time.snapshot();
+    return total;
 }
 
 std::size_t Pool::queue_depth() const {

@@ -91,26 +91,35 @@ public:
 
     DeferredCounters& counters() { return counters_; }
     const DeferredCounters& counters() const { return counters_; }
-    const LatencyHistogram& queue_wait() const { return queue_wait_; }
-    const LatencyHistogram& run_time() const { return run_time_; }
+    // From submission to start, and from start to end, merged over all threads.
+    LatencyHistogram::Snapshot queue_wait() const;
+    LatencyHistogram::Snapshot run_time() const;
     std::size_t queue_depth() const;
     unsigned busy_workers() const;
     const PoolConfig& config() const { return config_; }
 
 private:
     enum class Result { completed, failed };
+    // Histograms written by one thread each, on their own cache lines.
+    struct alignas(64) Stats {
+        LatencyHistogram queue_wait;
+        LatencyHistogram run_time;
+    };
+    using Clock = std::chrono::steady_clock;
 
     void enqueue(std::span<Job> jobs);
+    std::size_t push_what_fits(std::span<Job>& jobs, Clock::time_point now);
+    bool claim_wake(std::size_t new_jobs);
     void give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std::string_view why);
-    void wake_workers(std::size_t pushed);
     void run_inline_counted(Job& job);
-    void worker_loop(std::stop_token stop);
-    Result run_job(Job& job, std::stop_token stop);
+    void worker_loop(std::stop_token stop, Stats& stats);
+    Result run_job(Job& job, std::stop_token stop, Stats& stats, Clock::time_point& clock);
 
     const PoolConfig config_;
     DeferredCounters counters_;
-    LatencyHistogram queue_wait_;
-    LatencyHistogram run_time_;
+    // One per worker, then one shared by inline runs (the spill-over of caller_runs and
+    // same_thread callbacks, which are rarer).
+    std::unique_ptr<Stats[]> stats_;
 
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;  // workers wait for jobs
@@ -119,6 +128,7 @@ private:
     std::deque<Job> queue_;            // guarded by mutex_
     unsigned busy_ = 0;                // guarded by mutex_
     unsigned waiting_workers_ = 0;     // guarded by mutex_
+    bool waking_ = false;              // guarded by mutex_; a worker was notified, not yet up
     unsigned waiting_for_room_ = 0;    // guarded by mutex_
     unsigned waiting_for_idle_ = 0;    // guarded by mutex_
     bool closed_ = false;              // guarded by mutex_; set by drain: no new work

@@ -1,0 +1,101 @@
+// Throughput of trivial deferred callbacks, end to end (submit -> run -> all done), through
+// crosstown::Pool beside boost::asio::thread_pool and beside one std::jthread per task, in one
+// binary and one run so machine noise hits them alike. The argument is the worker count.
+//
+//   build/release/bench/pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
+#include <crosstown/pool.hpp>
+
+#include <benchmark/benchmark.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <latch>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kTasks = 10'000;
+constexpr int kBatch = 100;
+
+crosstown::Job trivial(std::latch& done) {
+    return crosstown::Job{[&done] { done.count_down(); }, {}, {}, {}};
+}
+
+crosstown::PoolConfig config_for(const benchmark::State& state) {
+    return {.workers = static_cast<unsigned>(state.range(0)), .queue_capacity = 100'000};
+}
+
+void crosstown_one_by_one(benchmark::State& state) {
+    crosstown::Pool pool(config_for(state));
+    for (auto _ : state) {
+        std::latch done(kTasks);
+        for (int i = 0; i < kTasks; ++i) pool.submit(trivial(done));
+        done.wait();
+    }
+    state.SetItemsProcessed(state.iterations() * kTasks);
+}
+
+void crosstown_batches_of_100(benchmark::State& state) {
+    crosstown::Pool pool(config_for(state));
+    for (auto _ : state) {
+        std::latch done(kTasks);
+        for (int b = 0; b < kTasks / kBatch; ++b) {
+            std::vector<crosstown::Job> batch;
+            batch.reserve(kBatch);
+            for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
+            pool.submit_batch(std::move(batch));
+        }
+        done.wait();
+    }
+    state.SetItemsProcessed(state.iterations() * kTasks);
+}
+
+// What dispatch costs the responder thread: wrap 100 callbacks and hand them over, with the
+// workers idle at the start of each batch (waiting for them is not timed).
+void crosstown_submit_one_batch_of_100(benchmark::State& state) {
+    crosstown::Pool pool(config_for(state));
+    for (auto _ : state) {
+        std::latch done(kBatch);
+        std::vector<crosstown::Job> batch;
+        batch.reserve(kBatch);
+        for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
+        pool.submit_batch(std::move(batch));
+        state.PauseTiming();
+        done.wait();
+        pool.wait_idle();
+        state.ResumeTiming();
+    }
+    state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+void asio_thread_pool(benchmark::State& state) {
+    boost::asio::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+    for (auto _ : state) {
+        std::latch done(kTasks);
+        for (int i = 0; i < kTasks; ++i) boost::asio::post(pool, [&done] { done.count_down(); });
+        done.wait();
+    }
+    pool.join();
+    state.SetItemsProcessed(state.iterations() * kTasks);
+}
+
+void jthread_per_task(benchmark::State& state) {
+    constexpr int kThreads = 1'000;  // fewer: each costs a clone() and a join
+    for (auto _ : state) {
+        std::latch done(kThreads);
+        std::vector<std::jthread> threads;
+        threads.reserve(kThreads);
+        for (int i = 0; i < kThreads; ++i) threads.emplace_back([&done] { done.count_down(); });
+        done.wait();
+    }
+    state.SetItemsProcessed(state.iterations() * kThreads);
+}
+
+}  // namespace
+
+BENCHMARK(crosstown_one_by_one)->Arg(2)->Arg(8)->UseRealTime();
+BENCHMARK(crosstown_batches_of_100)->Arg(2)->Arg(8)->UseRealTime();
+BENCHMARK(asio_thread_pool)->Arg(2)->Arg(8)->UseRealTime();
+BENCHMARK(jthread_per_task)->Arg(2)->UseRealTime();
+BENCHMARK(crosstown_submit_one_batch_of_100)->Arg(2)->Arg(8)->UseRealTime();
