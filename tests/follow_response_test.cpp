@@ -29,20 +29,20 @@ std::shared_ptr<const ResponseOutcome> ok() {
 
 TEST_F(FollowResponse, InsideARequestItJoinsTheRequestInsteadOfRunning) {
     DeferredRegistry registry;
-    bool ran = false;
+    std::atomic<int> runs{0};
     {
         RequestScope scope(registry);
-        follow_response([&] { ran = true; });
-        follow_response({.name = "audit", .same_thread = true}, [&] { ran = true; });
+        follow_response([&] { ++runs; });
+        follow_response({.name = "audit", .same_thread = true}, [&] { ++runs; });
     }
-    EXPECT_FALSE(ran);
+    EXPECT_EQ(runs, 0);
     ASSERT_EQ(registry.callbacks().size(), 2U);
     EXPECT_EQ(registry.callbacks()[1].options.name, "audit");
     EXPECT_TRUE(registry.callbacks()[1].options.same_thread);
     Pool pool({.workers = 1});
     registry.dispatch(pool, ok());
     pool.wait_idle();
-    EXPECT_TRUE(ran);
+    EXPECT_EQ(runs, 2);
 }
 
 TEST_F(FollowResponse, AcceptsCallbacksThatTakeAStopToken) {
