@@ -3,12 +3,11 @@
 // binary and one run so machine noise hits them alike. The argument is the worker count.
 //
 //   build/release/bench/pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
-#include <crosstown/pool.hpp>
-
 #include <benchmark/benchmark.h>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-
+#include <crosstown/pool.hpp>
 #include <latch>
 #include <thread>
 #include <vector>

@@ -1,14 +1,13 @@
-#include "test_support.hpp"
+#include <gtest/gtest.h>
 
 #include <crosstown/follow_response.hpp>
 #include <crosstown/testing/capture_deferred.hpp>
-
-#include <gtest/gtest.h>
-
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace crosstown {
 namespace {

@@ -1,21 +1,33 @@
-#include <crosstown/deferred_counters.hpp>
-
 #include <gtest/gtest.h>
+
+#include <crosstown/deferred_counters.hpp>
 
 namespace crosstown {
 namespace {
 
 TEST(DeferredCounts, SummaryLineHasEveryOutcome) {
-    const DeferredCounts counts{.registered = 10, .forgotten = 1, .skipped = 2, .dispatched = 7,
-                                .completed = 4, .failed = 1, .rejected = 1, .abandoned = 1};
+    const DeferredCounts counts{.registered = 10,
+                                .forgotten = 1,
+                                .skipped = 2,
+                                .dispatched = 7,
+                                .completed = 4,
+                                .failed = 1,
+                                .rejected = 1,
+                                .abandoned = 1};
     EXPECT_EQ(counts.summary(),
               "deferred registered=10 dispatched=7 completed=4 failed=1 skipped=2 rejected=1 "
               "abandoned=1 forgotten=1");
 }
 
 TEST(DeferredCounts, BalancedChecksBothIdentities) {
-    DeferredCounts counts{.registered = 10, .forgotten = 1, .skipped = 2, .dispatched = 7,
-                          .completed = 4, .failed = 1, .rejected = 1, .abandoned = 1};
+    DeferredCounts counts{.registered = 10,
+                          .forgotten = 1,
+                          .skipped = 2,
+                          .dispatched = 7,
+                          .completed = 4,
+                          .failed = 1,
+                          .rejected = 1,
+                          .abandoned = 1};
     EXPECT_TRUE(counts.balanced());
     ++counts.completed;
     EXPECT_FALSE(counts.balanced());
@@ -40,9 +52,14 @@ TEST(DeferredCounters, SnapshotReadsEachCounter) {
     bump(counters.failed);
     bump(counters.rejected);
     bump(counters.abandoned);
-    EXPECT_EQ(counters.snapshot(),
-              (DeferredCounts{.registered = 8, .forgotten = 1, .skipped = 2, .dispatched = 5,
-                              .completed = 2, .failed = 1, .rejected = 1, .abandoned = 1}));
+    EXPECT_EQ(counters.snapshot(), (DeferredCounts{.registered = 8,
+                                                   .forgotten = 1,
+                                                   .skipped = 2,
+                                                   .dispatched = 5,
+                                                   .completed = 2,
+                                                   .failed = 1,
+                                                   .rejected = 1,
+                                                   .abandoned = 1}));
 }
 
 }  // namespace

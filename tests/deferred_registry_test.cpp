@@ -1,15 +1,14 @@
-#include "test_support.hpp"
-
-#include <crosstown/deferred_registry.hpp>
-#include <crosstown/follow_response.hpp>
-
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <crosstown/deferred_registry.hpp>
+#include <crosstown/follow_response.hpp>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace crosstown {
 namespace {
@@ -23,7 +22,7 @@ std::shared_ptr<const ResponseOutcome> sent(int status, bool delivered = true) {
 
 // Records what ran, from any thread.
 class Trace {
-public:
+  public:
     Task step(std::string label) {
         return [this, label = std::move(label)] {
             std::lock_guard lock(mutex_);
@@ -35,7 +34,7 @@ public:
         return steps_;
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::vector<std::string> steps_;
 };
@@ -212,9 +211,9 @@ TEST(DeferredRegistry, EveryCallbackLandsInExactlyOneOutcome) {
     registry.add({.name = "x"}, [] {});  // replaced by the next one: forgotten
     registry.add({.name = "x"}, [] {});
     registry.add({}, [] {});
-    registry.add({.run_on = "5xx"}, [] {});                // skipped
+    registry.add({.run_on = "5xx"}, [] {});  // skipped
     registry.add({.name = "gone"}, [] {});
-    registry.forget("gone");                               // forgotten
+    registry.forget("gone");                                                     // forgotten
     registry.add({.same_thread = true}, [] { throw std::runtime_error("x"); });  // failed
     std::jthread opener([&] {
         std::this_thread::sleep_for(20ms);

@@ -1,13 +1,12 @@
-#include "test_support.hpp"
-
-#include <crosstown/deferred_registry.hpp>
-#include <crosstown/follow_response.hpp>
-
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <crosstown/deferred_registry.hpp>
+#include <crosstown/follow_response.hpp>
 #include <stdexcept>
 #include <thread>
+
+#include "test_support.hpp"
 
 namespace crosstown {
 namespace {
@@ -16,7 +15,7 @@ using namespace std::chrono_literals;
 
 // Each test starts from the defaults and leaves them as it found them.
 class FollowResponse : public ::testing::Test {
-protected:
+  protected:
     void TearDown() override {
         set_outside_request_policy(OutsideRequest::run_now);
         set_process_pool(nullptr);

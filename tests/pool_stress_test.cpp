@@ -1,17 +1,16 @@
 // Many producers, mixed options, a small queue: every callback must land in exactly one
 // outcome, and every one that ran must have run exactly once. Run under the tsan preset too.
-#include "test_support.hpp"
-
-#include <crosstown/deferred_registry.hpp>
-#include <crosstown/follow_response.hpp>
-
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <crosstown/deferred_registry.hpp>
+#include <crosstown/follow_response.hpp>
 #include <cstdlib>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace crosstown {
 namespace {
@@ -37,12 +36,25 @@ void serve_requests(Pool& pool, Slots& slots, int producer) {
                 const auto slot = static_cast<std::size_t>(base + k);
                 auto mark = [&slots, slot] { slots.runs[slot].fetch_add(1); };
                 switch (k % 7) {
-                    case 0: follow_response({.same_thread = true}, mark); break;
-                    case 1: follow_response({.name = "dup"}, mark); break;  // replaced or kept
-                    case 2: follow_response({.run_on = "5xx"}, mark); break;
-                    case 3: follow_response({.name = "gone"}, mark); forget("gone"); break;
-                    case 4: follow_response({.run_on = always}, [mark](std::stop_token) { mark(); }); break;
-                    default: follow_response(mark); break;
+                    case 0:
+                        follow_response({.same_thread = true}, mark);
+                        break;
+                    case 1:
+                        follow_response({.name = "dup"}, mark);
+                        break;  // replaced or kept
+                    case 2:
+                        follow_response({.run_on = "5xx"}, mark);
+                        break;
+                    case 3:
+                        follow_response({.name = "gone"}, mark);
+                        forget("gone");
+                        break;
+                    case 4:
+                        follow_response({.run_on = always}, [mark](std::stop_token) { mark(); });
+                        break;
+                    default:
+                        follow_response(mark);
+                        break;
                 }
             }
         }
@@ -91,9 +103,12 @@ INSTANTIATE_TEST_SUITE_P(Overflow, PoolStress,
                                            Overflow::reject),
                          [](const auto& info) {
                              switch (info.param) {
-                                 case Overflow::block: return "block";
-                                 case Overflow::caller_runs: return "caller_runs";
-                                 case Overflow::reject: return "reject";
+                                 case Overflow::block:
+                                     return "block";
+                                 case Overflow::caller_runs:
+                                     return "caller_runs";
+                                 case Overflow::reject:
+                                     return "reject";
                              }
                              return "unknown";
                          });

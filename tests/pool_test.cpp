@@ -1,15 +1,14 @@
-#include "test_support.hpp"
-
-#include <crosstown/pool.hpp>
-
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <crosstown/pool.hpp>
 #include <latch>
 #include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include "test_support.hpp"
 
 namespace crosstown {
 namespace {
@@ -221,7 +220,8 @@ TEST(Pool, DeadlineRequestsStopAndAbandonsWhatNeverStarted) {
     const auto counts = pool.counters().snapshot();
     EXPECT_EQ(counts.completed, 1U);  // it returned once told to stop
     EXPECT_EQ(counts.abandoned, 1U);
-    EXPECT_EQ(counts.dispatched, counts.completed + counts.failed + counts.rejected + counts.abandoned);
+    EXPECT_EQ(counts.dispatched,
+              counts.completed + counts.failed + counts.rejected + counts.abandoned);
     EXPECT_TRUE(logs.contains("never-started of request - not run: abandoned"));
 }
 
@@ -285,16 +285,17 @@ TEST(Pool, JobSeesItsRequestOutcomeAndKeepsItAlive) {
     Pool pool({.workers = 2});
     auto data = std::make_shared<std::string>("request body");
     std::weak_ptr<std::string> weak = data;
-    auto outcome = std::make_shared<ResponseOutcome>(
-        ResponseOutcome{.request_id = "r1", .status = 200, .delivered = false,
-                        .keep_alive = std::move(data)});
+    auto outcome = std::make_shared<ResponseOutcome>(ResponseOutcome{
+        .request_id = "r1", .status = 200, .delivered = false, .keep_alive = std::move(data)});
     std::atomic<bool> delivered{true};
     std::atomic<bool> alive{false};
     pool.submit({[&] {
                      delivered = response_delivered();
                      alive = !weak.expired();
                  },
-                 "", std::move(outcome), {}});
+                 "",
+                 std::move(outcome),
+                 {}});
     pool.wait_idle();
     EXPECT_FALSE(delivered);
     EXPECT_TRUE(alive);

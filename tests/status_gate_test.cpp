@@ -1,8 +1,7 @@
-#include <crosstown/deferred_options.hpp>
-#include <crosstown/status_gate.hpp>
-
 #include <gtest/gtest.h>
 
+#include <crosstown/deferred_options.hpp>
+#include <crosstown/status_gate.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -74,15 +73,16 @@ TEST_P(BadFilter, IsRejectedNamingTheToken) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Tokens, BadFilter,
-    ::testing::Values(std::pair{"6xx", "6xx"}, std::pair{"0xx", "0xx"}, std::pair{"2x", "2x"},
-                      std::pair{"2xxx", "2xxx"}, std::pair{"abc", "abc"}, std::pair{"99", "99"},
-                      std::pair{"600", "600"}, std::pair{"2000", "2000"},
-                      std::pair{"405-400", "405-400"}, std::pair{"200-", "200-"},
-                      std::pair{"-200", "-200"}, std::pair{"2xx,20o", "20o"},
-                      std::pair{"200-2xx", "200-2xx"}, std::pair{"+20", "+20"},
-                      std::pair{"", ""}, std::pair{" , ", ""}));
+INSTANTIATE_TEST_SUITE_P(Tokens, BadFilter,
+                         ::testing::Values(std::pair{"6xx", "6xx"}, std::pair{"0xx", "0xx"},
+                                           std::pair{"2x", "2x"}, std::pair{"2xxx", "2xxx"},
+                                           std::pair{"abc", "abc"}, std::pair{"99", "99"},
+                                           std::pair{"600", "600"}, std::pair{"2000", "2000"},
+                                           std::pair{"405-400", "405-400"},
+                                           std::pair{"200-", "200-"}, std::pair{"-200", "-200"},
+                                           std::pair{"2xx,20o", "20o"},
+                                           std::pair{"200-2xx", "200-2xx"}, std::pair{"+20", "+20"},
+                                           std::pair{"", ""}, std::pair{" , ", ""}));
 
 TEST(StatusGate, BadFilterFailsWhereTheOptionsAreWritten) {
     // The handler's registration line is where a typo surfaces, not a pool thread later.

@@ -1,7 +1,6 @@
-#include <crosstown/task.hpp>
-
 #include <gtest/gtest.h>
 
+#include <crosstown/task.hpp>
 #include <memory>
 #include <stop_token>
 

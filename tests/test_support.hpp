@@ -2,10 +2,9 @@
 // Tests wait on conditions with a stated deadline, never on bare sleeps.
 #pragma once
 
-#include <crosstown/log.hpp>
-
 #include <chrono>
 #include <condition_variable>
+#include <crosstown/log.hpp>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -21,7 +20,7 @@ inline constexpr auto kPatience = 10s;
 
 // Collects log lines for the scope's lifetime.
 class LogCapture {
-public:
+  public:
     LogCapture() {
         log::set_sink([this](log::Level, std::string_view line) {
             std::lock_guard lock(mutex_);
@@ -41,14 +40,14 @@ public:
         return false;
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::vector<std::string> lines_;
 };
 
 // A gate that blocks whoever waits on it until opened (bounded by kPatience).
 class Gate {
-public:
+  public:
     void open() {
         std::lock_guard lock(mutex_);
         open_ = true;
@@ -60,7 +59,7 @@ public:
         return cv_.wait_for(lock, kPatience, [&] { return open_; });
     }
 
-private:
+  private:
     std::mutex mutex_;
     std::condition_variable cv_;
     bool open_ = false;

@@ -20,8 +20,8 @@ DeferredCounts DeferredCounters::snapshot() const {
     const auto read = [](const std::atomic<std::uint64_t>& c) {
         return c.load(std::memory_order_relaxed);
     };
-    return {read(registered), read(forgotten), read(skipped),   read(dispatched),
-            read(completed),  read(failed),    read(rejected),  read(abandoned)};
+    return {read(registered), read(forgotten), read(skipped),  read(dispatched),
+            read(completed),  read(failed),    read(rejected), read(abandoned)};
 }
 
 }  // namespace crosstown

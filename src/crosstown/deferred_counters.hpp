@@ -36,7 +36,7 @@ struct DeferredCounts {
 };
 
 class DeferredCounters {
-public:
+  public:
     std::atomic<std::uint64_t> registered{0};
     std::atomic<std::uint64_t> forgotten{0};
     std::atomic<std::uint64_t> skipped{0};

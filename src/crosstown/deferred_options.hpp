@@ -3,9 +3,9 @@
 //   crosstown::follow_response({.name = "audit", .same_thread = true}, fn);
 #pragma once
 
-#include "crosstown/status_gate.hpp"
-
 #include <string>
+
+#include "crosstown/status_gate.hpp"
 
 namespace crosstown {
 

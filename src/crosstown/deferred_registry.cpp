@@ -1,8 +1,8 @@
 #include "crosstown/deferred_registry.hpp"
 
-#include "crosstown/log.hpp"
-
 #include <algorithm>
+
+#include "crosstown/log.hpp"
 
 namespace crosstown {
 namespace {

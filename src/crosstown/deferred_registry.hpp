@@ -14,17 +14,17 @@
 // pool as one batch in registration order, then runs the same_thread ones here, in order.
 #pragma once
 
-#include "crosstown/deferred_options.hpp"
-#include "crosstown/pool.hpp"
-#include "crosstown/response_outcome.hpp"
-#include "crosstown/task.hpp"
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
+
+#include "crosstown/deferred_options.hpp"
+#include "crosstown/pool.hpp"
+#include "crosstown/response_outcome.hpp"
+#include "crosstown/task.hpp"
 
 namespace crosstown {
 
@@ -36,12 +36,12 @@ struct DeferredCallback {
 // Thrown by follow_response in a handler that registers more callbacks than the per-request
 // cap allows; the handler's response becomes a 500.
 class DeferredLimitExceeded : public std::length_error {
-public:
+  public:
     using std::length_error::length_error;
 };
 
 class DeferredRegistry {
-public:
+  public:
     static constexpr std::size_t kDefaultMaxCallbacks = 1000;
 
     explicit DeferredRegistry(std::size_t max_callbacks = kDefaultMaxCallbacks);
@@ -63,7 +63,7 @@ public:
     // Hands everything collected to the caller instead (test capture); leaves it empty.
     std::vector<DeferredCallback> take();
 
-private:
+  private:
     std::size_t max_callbacks_;
     std::vector<DeferredCallback> callbacks_;
     std::uint64_t forgotten_ = 0;
@@ -73,14 +73,14 @@ private:
 // crosstown::follow_response() and crosstown::forget() reach it. Scopes nest; nullptr means
 // "no current request".
 class RequestScope {
-public:
+  public:
     explicit RequestScope(DeferredRegistry* registry);
     explicit RequestScope(DeferredRegistry& registry) : RequestScope(&registry) {}
     ~RequestScope();
     RequestScope(const RequestScope&) = delete;
     RequestScope& operator=(const RequestScope&) = delete;
 
-private:
+  private:
     DeferredRegistry* previous_;
 };
 

@@ -1,9 +1,9 @@
 #include "crosstown/follow_response.hpp"
 
+#include <atomic>
+
 #include "crosstown/deferred_registry.hpp"
 #include "crosstown/pool.hpp"
-
-#include <atomic>
 
 namespace crosstown {
 namespace {

@@ -9,12 +9,12 @@
 // helper) a process-wide policy decides; a live testing::CaptureDeferred captures instead.
 #pragma once
 
-#include "crosstown/deferred_options.hpp"
-#include "crosstown/task.hpp"
-
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+
+#include "crosstown/deferred_options.hpp"
+#include "crosstown/task.hpp"
 
 namespace crosstown {
 
@@ -27,7 +27,7 @@ enum class OutsideRequest {
 };
 
 class NoCurrentRequest : public std::logic_error {
-public:
+  public:
     using std::logic_error::logic_error;
 };
 
@@ -44,11 +44,11 @@ void follow_response(DeferredOptions&& options, Task&& task);
 
 // Where registrations outside any request go while a testing::CaptureDeferred is alive.
 class CaptureTarget {
-public:
+  public:
     virtual void add(DeferredOptions options, Task task) = 0;
     virtual bool forget(std::string_view name) = 0;
 
-protected:
+  protected:
     ~CaptureTarget() = default;
 };
 // Installs `target` (nullptr: none) and returns the previous one.

@@ -14,7 +14,7 @@
 namespace crosstown {
 
 class LatencyHistogram {
-public:
+  public:
     static constexpr std::array<double, 16> kBoundsSeconds{
         0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
         0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0};
@@ -30,7 +30,7 @@ public:
     };
     Snapshot snapshot() const;
 
-private:
+  private:
     std::array<std::atomic<std::uint64_t>, kBoundsSeconds.size() + 1> buckets_{};
     std::atomic<std::uint64_t> sum_nanos_{0};
 };

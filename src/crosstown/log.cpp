@@ -16,19 +16,23 @@ Sink custom_sink;  // guarded by sink_mutex
 
 std::string_view name_of(Level level) {
     switch (level) {
-        case Level::debug: return "debug";
-        case Level::info: return "info";
-        case Level::warn: return "warn";
-        case Level::error: return "error";
+        case Level::debug:
+            return "debug";
+        case Level::info:
+            return "info";
+        case Level::warn:
+            return "warn";
+        case Level::error:
+            return "error";
     }
     return "?";
 }
 
 void write_stderr(Level level, std::string_view message) {
     const auto now = std::chrono::system_clock::now();
-    const auto line = fmt::format("{:%Y-%m-%dT%H:%M:%S}Z {} {}\n",
-                                  std::chrono::floor<std::chrono::milliseconds>(now),
-                                  name_of(level), message);
+    const auto line =
+        fmt::format("{:%Y-%m-%dT%H:%M:%S}Z {} {}\n",
+                    std::chrono::floor<std::chrono::milliseconds>(now), name_of(level), message);
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

@@ -1,11 +1,11 @@
 #include "crosstown/pool.hpp"
 
-#include "crosstown/log.hpp"
-
 #include <algorithm>
 #include <exception>
 #include <iterator>
 #include <stdexcept>
+
+#include "crosstown/log.hpp"
 
 namespace crosstown {
 namespace {
@@ -39,8 +39,9 @@ Pool::Pool(PoolConfig config)
     }
     workers_.reserve(config_.workers);
     for (unsigned i = 0; i < config_.workers; ++i) {
-        workers_.emplace_back(
-            [this, &stats = stats_[i]](std::stop_token stop) { worker_loop(std::move(stop), stats); });
+        workers_.emplace_back([this, &stats = stats_[i]](std::stop_token stop) {
+            worker_loop(std::move(stop), stats);
+        });
     }
 }
 
@@ -207,9 +208,8 @@ DrainReport Pool::drain(Duration deadline, Duration grace) {
     if (drained_) return {};
     DrainReport report;
     ++waiting_for_idle_;
-    report.finished_in_time = idle_cv_.wait_until(lock, deadline_from_now(deadline), [&] {
-        return queue_.empty() && busy_ == 0;
-    });
+    report.finished_in_time = idle_cv_.wait_until(lock, deadline_from_now(deadline),
+                                                  [&] { return queue_.empty() && busy_ == 0; });
     std::vector<Job> left(std::make_move_iterator(queue_.begin()),
                           std::make_move_iterator(queue_.end()));
     queue_.clear();

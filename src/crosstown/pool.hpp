@@ -16,11 +16,6 @@
 // owner calls once.
 #pragma once
 
-#include "crosstown/deferred_counters.hpp"
-#include "crosstown/latency_histogram.hpp"
-#include "crosstown/response_outcome.hpp"
-#include "crosstown/task.hpp"
-
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -32,6 +27,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "crosstown/deferred_counters.hpp"
+#include "crosstown/latency_histogram.hpp"
+#include "crosstown/response_outcome.hpp"
+#include "crosstown/task.hpp"
 
 namespace crosstown {
 
@@ -52,7 +52,7 @@ struct Job {
 };
 
 struct DrainReport {
-    bool finished_in_time = true;  // queue empty and all workers idle before the deadline
+    bool finished_in_time = true;        // queue empty and all workers idle before the deadline
     std::uint64_t abandoned_queued = 0;  // jobs that never started
     // Jobs still running `grace` after their stop tokens were requested. Their workers were not
     // joined: the owner should log and leave the process with _exit rather than wait on them.
@@ -67,7 +67,7 @@ std::optional<std::string> run_isolated(Job& job, std::stop_token stop);
 }  // namespace detail
 
 class Pool {
-public:
+  public:
     using Duration = std::chrono::steady_clock::duration;
     static constexpr Duration kNoDeadline = Duration::max();
 
@@ -98,7 +98,7 @@ public:
     unsigned busy_workers() const;
     const PoolConfig& config() const { return config_; }
 
-private:
+  private:
     enum class Result { completed, failed };
     // Histograms written by one thread each, on their own cache lines.
     struct alignas(64) Stats {

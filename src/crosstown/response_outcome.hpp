@@ -28,13 +28,13 @@ const ResponseOutcome* current_response_outcome();
 namespace detail {
 // Makes `outcome` current on this thread for the scope's lifetime (set around each callback).
 class OutcomeScope {
-public:
+  public:
     explicit OutcomeScope(const ResponseOutcome* outcome);
     ~OutcomeScope();
     OutcomeScope(const OutcomeScope&) = delete;
     OutcomeScope& operator=(const OutcomeScope&) = delete;
 
-private:
+  private:
     const ResponseOutcome* previous_;
 };
 }  // namespace detail

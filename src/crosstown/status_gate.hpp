@@ -17,13 +17,13 @@
 namespace crosstown {
 
 class StatusGate {
-public:
+  public:
     // The default: 100-399.
     constexpr StatusGate() { add_range(100, 399); }
 
     // Parses a filter; throws std::invalid_argument naming the first bad token.
     StatusGate(std::string_view filter);  // NOLINT(google-explicit-constructor)
-    StatusGate(const char* filter) : StatusGate(std::string_view(filter)) {}  // NOLINT
+    StatusGate(const char* filter) : StatusGate(std::string_view(filter)) {}         // NOLINT
     StatusGate(const std::string& filter) : StatusGate(std::string_view(filter)) {}  // NOLINT
 
     static constexpr StatusGate any() {
@@ -44,7 +44,7 @@ public:
 
     friend constexpr bool operator==(const StatusGate&, const StatusGate&) = default;
 
-private:
+  private:
     static constexpr int kLowest = 100;
     static constexpr int kHighest = 599;
     struct Empty {};

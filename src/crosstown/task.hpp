@@ -18,12 +18,12 @@ template <class F>
 concept deferred_callable = std::invocable<F&> || std::invocable<F&, std::stop_token>;
 
 class Task {
-public:
+  public:
     Task() = default;
 
     template <class F>
-        requires(!std::same_as<std::remove_cvref_t<F>, Task> && deferred_callable<std::decay_t<F>>)
-    Task(F&& f)  // NOLINT(google-explicit-constructor): a callable converts to a Task.
+    requires(!std::same_as<std::remove_cvref_t<F>, Task> && deferred_callable<std::decay_t<F>>)
+        Task(F&& f)  // NOLINT(google-explicit-constructor): a callable converts to a Task.
         : impl_(std::make_unique<Impl<std::decay_t<F>>>(std::forward<F>(f))) {}
 
     // Runs the callable. A void() callable ignores the token.
@@ -31,7 +31,7 @@ public:
 
     explicit operator bool() const noexcept { return impl_ != nullptr; }
 
-private:
+  private:
     struct Base {
         virtual ~Base() = default;
         virtual void run(std::stop_token token) = 0;

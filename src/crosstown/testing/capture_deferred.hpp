@@ -12,14 +12,14 @@
 // whatever was not run.
 #pragma once
 
-#include "crosstown/deferred_options.hpp"
-#include "crosstown/deferred_registry.hpp"
-#include "crosstown/follow_response.hpp"
-
 #include <cstddef>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "crosstown/deferred_options.hpp"
+#include "crosstown/deferred_registry.hpp"
+#include "crosstown/follow_response.hpp"
 
 namespace crosstown::testing {
 
@@ -45,7 +45,7 @@ RunReport run_synchronously(std::vector<DeferredCallback> callbacks, int status,
                             bool delivered = true);
 
 class CaptureDeferred final : private detail::CaptureTarget {
-public:
+  public:
     CaptureDeferred();
     ~CaptureDeferred();
     CaptureDeferred(const CaptureDeferred&) = delete;
@@ -57,7 +57,7 @@ public:
     RunReport run(int status = 200, bool delivered = true);
     void clear();
 
-private:
+  private:
     void add(DeferredOptions options, Task task) override;
     bool forget(std::string_view name) override;
 
