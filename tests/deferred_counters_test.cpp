@@ -5,29 +5,24 @@
 namespace crosstown {
 namespace {
 
+// A balanced set in which every outcome occurs.
+constexpr DeferredCounts kBalanced{.registered = 10,
+                                   .forgotten = 1,
+                                   .skipped = 2,
+                                   .dispatched = 7,
+                                   .completed = 4,
+                                   .failed = 1,
+                                   .rejected = 1,
+                                   .abandoned = 1};
+
 TEST(DeferredCounts, SummaryLineHasEveryOutcome) {
-    const DeferredCounts counts{.registered = 10,
-                                .forgotten = 1,
-                                .skipped = 2,
-                                .dispatched = 7,
-                                .completed = 4,
-                                .failed = 1,
-                                .rejected = 1,
-                                .abandoned = 1};
-    EXPECT_EQ(counts.summary(),
+    EXPECT_EQ(kBalanced.summary(),
               "deferred registered=10 dispatched=7 completed=4 failed=1 skipped=2 rejected=1 "
               "abandoned=1 forgotten=1");
 }
 
 TEST(DeferredCounts, BalancedChecksBothIdentities) {
-    DeferredCounts counts{.registered = 10,
-                          .forgotten = 1,
-                          .skipped = 2,
-                          .dispatched = 7,
-                          .completed = 4,
-                          .failed = 1,
-                          .rejected = 1,
-                          .abandoned = 1};
+    DeferredCounts counts = kBalanced;
     EXPECT_TRUE(counts.balanced());
     ++counts.completed;
     EXPECT_FALSE(counts.balanced());
