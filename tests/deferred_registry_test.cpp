@@ -15,9 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<const ResponseOutcome> sent(int status, bool delivered = true) {
-    return std::make_shared<ResponseOutcome>(
-        ResponseOutcome{.request_id = "req-1", .status = status, .delivered = delivered});
+ResponseOutcome sent(int status, bool delivered = true) {
+    return {.request_id = "req-1", .status = status, .delivered = delivered};
 }
 
 // Records what ran, from any thread.
@@ -141,6 +140,27 @@ TEST(DeferredRegistry, UndeliveredResponsesRunByDefaultUnlessOptedOut) {
     EXPECT_EQ(trace.steps(), (Steps{"runs"}));
     EXPECT_FALSE(delivered);
     EXPECT_EQ(pool.counters().snapshot().skipped, 1U);
+}
+
+TEST(DeferredRegistry, RequestDataLivesUntilItsLastCallbackHasFinished) {
+    Pool pool({.workers = 2});
+    auto body = std::make_shared<std::string>("numbers=5551234");
+    std::weak_ptr<std::string> weak = body;
+    test::Gate release_second;
+    std::atomic<bool> first_saw_body{false};
+    std::atomic<bool> second_started{false};
+    DeferredRegistry registry;
+    registry.add({}, [&] { first_saw_body = !weak.expired(); });
+    registry.add({}, [&] {
+        second_started = true;
+        release_second.wait();
+    });
+    registry.dispatch(pool, {.request_id = "r", .status = 200, .keep_alive = std::move(body)});
+    ASSERT_TRUE(test::eventually([&] { return second_started && first_saw_body; }));
+    EXPECT_FALSE(weak.expired());  // the first callback is done, the second still runs
+    release_second.open();
+    pool.wait_idle();
+    EXPECT_TRUE(weak.expired());
 }
 
 TEST(DeferredRegistry, LaterSameNameReplacesEarlierAndTakesItsPlace) {

@@ -22,9 +22,7 @@ class FollowResponse : public ::testing::Test {
     }
 };
 
-std::shared_ptr<const ResponseOutcome> ok() {
-    return std::make_shared<ResponseOutcome>(ResponseOutcome{.request_id = "r", .status = 200});
-}
+ResponseOutcome ok() { return {.request_id = "r", .status = 200}; }
 
 TEST_F(FollowResponse, InsideARequestItJoinsTheRequestInsteadOfRunning) {
     DeferredRegistry registry;

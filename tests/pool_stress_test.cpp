@@ -59,8 +59,7 @@ void serve_requests(Pool& pool, Slots& slots, int producer) {
             }
         }
         const int status = (first / kPerRequest) % 5 == 0 ? 500 : 200;
-        registry.dispatch(pool, std::make_shared<ResponseOutcome>(
-                                    ResponseOutcome{.request_id = "stress", .status = status}));
+        registry.dispatch(pool, {.request_id = "stress", .status = status});
     }
 }
 

@@ -35,7 +35,9 @@ bool DeferredRegistry::forget(std::string_view name) {
     return true;
 }
 
-void DeferredRegistry::dispatch(Pool& pool, std::shared_ptr<const ResponseOutcome> outcome) {
+void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
+    // One shared copy for all of this request's callbacks: the last one to finish frees it.
+    auto outcome = std::make_shared<const ResponseOutcome>(std::move(sent));
     auto& counters = pool.counters();
     bump(counters.registered, callbacks_.size() + forgotten_);
     bump(counters.forgotten, forgotten_);

@@ -59,7 +59,7 @@ class DeferredRegistry {
     std::uint64_t forgotten() const { return forgotten_; }
 
     // Counts and gates everything collected, then dispatches; leaves the registry empty.
-    void dispatch(Pool& pool, std::shared_ptr<const ResponseOutcome> outcome);
+    void dispatch(Pool& pool, ResponseOutcome outcome);
     // Hands everything collected to the caller instead (test capture); leaves it empty.
     std::vector<DeferredCallback> take();
 
