@@ -1,10 +1,14 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <crosstown/pool.hpp>
 #include <latch>
 #include <memory>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,6 +26,30 @@ Job job(Task task, std::string name = {}) { return Job{std::move(task), std::mov
 TEST(Pool, RejectsAnEmptyConfiguration) {
     EXPECT_THROW(Pool({.workers = 0}), std::invalid_argument);
     EXPECT_THROW(Pool({.workers = 1, .queue_capacity = 0}), std::invalid_argument);
+}
+
+TEST(Pool, FailingToStartAWorkerThrowsInsteadOfHanging) {
+    // A child process limited to three tasks starts two workers and fails on the third (as
+    // under systemd's TasksMax); the two started must be released, not joined forever.
+    // RLIMIT_NPROC binds only unprivileged users, so the child drops to nobody.
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        alarm(10);  // a hang fails the test through SIGALRM instead of stalling the suite
+        const rlimit three{3, 3};
+        if (setrlimit(RLIMIT_NPROC, &three) != 0 || setuid(65534) != 0) _exit(3);
+        try {
+            Pool pool({.workers = 8});
+        } catch (const std::system_error&) {
+            _exit(0);
+        }
+        _exit(1);  // the threads started after all: the limit did not bind
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "child ended by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(Pool, RunsEverySubmittedJob) {

@@ -38,10 +38,22 @@ Pool::Pool(PoolConfig config)
         throw std::invalid_argument("crosstown::Pool: queue_capacity must be > 0");
     }
     workers_.reserve(config_.workers);
-    for (unsigned i = 0; i < config_.workers; ++i) {
-        workers_.emplace_back([this, &stats = stats_[i]](std::stop_token stop) {
-            worker_loop(std::move(stop), stats);
-        });
+    try {
+        for (unsigned i = 0; i < config_.workers; ++i) {
+            workers_.emplace_back([this, &stats = stats_[i]](std::stop_token stop) {
+                worker_loop(std::move(stop), stats);
+            });
+        }
+    } catch (...) {
+        // Thread creation failed (EAGAIN under systemd's TasksMax, say). The destructor will
+        // not run, so release the workers already started or their join would wait forever.
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+        }
+        work_cv_.notify_all();
+        workers_.clear();
+        throw;
     }
 }
 
