@@ -1,3 +1,8 @@
+# What building crosstown and running its tests needs, as Debian 12 packages.
+build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost-dev
+    libboost-program-options-dev libfcgi-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+    libbenchmark-dev)
+
 # ensure_packages PKG...: installs the Debian packages that are not installed yet.
 # Quiet when everything is present; runs apt-get update once, only when something is missing;
 # uses sudo when not root. Sourced by the scripts in script/.

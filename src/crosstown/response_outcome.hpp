@@ -6,6 +6,7 @@
 // whether the client got the response.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -16,6 +17,8 @@ struct ResponseOutcome {
     int status = 200;
     bool delivered = true;
     std::shared_ptr<const void> keep_alive;  // the request's data; freed with the last callback
+    // When FCGX_Finish_r returned: the earliest any callback of the request may start.
+    std::chrono::steady_clock::time_point finished_at{};
 };
 
 // Inside a deferred callback: whether its request's response reached nginx.

@@ -5,14 +5,19 @@
 namespace crosstown::testing {
 
 RunReport run_synchronously(std::vector<DeferredCallback> callbacks, int status, bool delivered) {
-    RunReport report;
     auto outcome = std::make_shared<ResponseOutcome>();
     outcome->request_id = "test";
     outcome->status = status;
     outcome->delivered = delivered;
+    return run_synchronously(std::move(callbacks), std::move(outcome));
+}
+
+RunReport run_synchronously(std::vector<DeferredCallback> callbacks,
+                            std::shared_ptr<const ResponseOutcome> outcome) {
+    RunReport report;
     RequestScope no_request(nullptr);
     for (auto& callback : callbacks) {
-        if (!callback.options.should_run(status, delivered)) {
+        if (!callback.options.should_run(outcome->status, outcome->delivered)) {
             ++report.skipped;
             continue;
         }
@@ -39,7 +44,7 @@ std::vector<CapturedDeferred> CaptureDeferred::list() const {
     std::lock_guard lock(mutex_);
     std::vector<CapturedDeferred> out;
     for (const auto& callback : captured_.callbacks()) {
-        out.push_back({callback.options.name, callback.options});
+        out.push_back({callback.options.name, callback.options, std::nullopt});
     }
     return out;
 }

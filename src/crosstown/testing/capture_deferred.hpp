@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,10 +28,15 @@ namespace crosstown::testing {
 struct CapturedDeferred {
     std::string name;
     DeferredOptions options;
+    // The status of the response it follows, when there was one (TestClient).
+    std::optional<int> response_status;
+
     // Whether the gate would run it after a response with this status.
     bool would_run(int status, bool delivered = true) const {
         return options.should_run(status, delivered);
     }
+    // Whether it will run after the response it follows.
+    bool will_run() const { return response_status && would_run(*response_status); }
 };
 
 struct RunReport {
@@ -43,6 +50,9 @@ struct RunReport {
 // with `status`, each isolated like on the pool. Shared by CaptureDeferred and TestClient.
 RunReport run_synchronously(std::vector<DeferredCallback> callbacks, int status,
                             bool delivered = true);
+// The same, for the callbacks of a known response (its request id, and its request kept alive).
+RunReport run_synchronously(std::vector<DeferredCallback> callbacks,
+                            std::shared_ptr<const ResponseOutcome> outcome);
 
 class CaptureDeferred final : private detail::CaptureTarget {
   public:

@@ -1,0 +1,86 @@
+// crosstown::Responder: the threads that serve FastCGI requests from nginx.
+//
+// N threads share one epoll set holding the listen socket, every idle kept connection and a
+// stop eventfd (platform-notes.md, "Keep-conn without pinning"). A thread that wakes for the
+// listen socket accepts the connection itself and re-arms the socket at once; a thread that
+// wakes for a kept connection adopts it into its own FCGX_Request. So no thread ever blocks on
+// an idle nginx keep-alive connection, and no accept mutex is needed.
+//
+// For each request: run_exchange (router and handler), write the response, note whether it
+// reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
+// and only then dispatch the request's deferred callbacks.
+//
+// Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
+// backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
+// hold a thread forever.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "crosstown/exchange.hpp"
+#include "crosstown/pool.hpp"
+#include "crosstown/request_stats.hpp"
+#include "crosstown/router.hpp"
+
+struct FCGX_Request;
+
+namespace crosstown {
+
+struct ResponderConfig {
+    unsigned threads = 8;
+    std::chrono::milliseconds io_timeout{30'000};
+    ExchangeLimits limits;
+    bool access_log = true;
+};
+
+class Responder {
+  public:
+    // Starts the threads on `listen_fd` (non-blocking, already listening; not owned).
+    // FCGX_Init() must have been called.
+    Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
+              ResponderConfig config);
+    ~Responder();  // stop(), join(), then closes the idle kept connections
+    Responder(const Responder&) = delete;
+    Responder& operator=(const Responder&) = delete;
+
+    // Stops accepting and returns at once. Each thread finishes the request it is serving
+    // (dispatching its callbacks) and leaves.
+    void stop();
+    void join();
+
+    unsigned busy() const { return busy_.load(std::memory_order_relaxed); }
+
+  private:
+    void thread_main();
+    void accept_one(FCGX_Request& fcgi);
+    void serve(FCGX_Request& fcgi, int fd);
+    void handle(FCGX_Request& fcgi);
+    void keep(int fd);
+    void take(int fd);
+    void arm(int fd);
+    void back_off_after(int error);
+    void close_idle();
+
+    const int listen_fd_;
+    const Router& router_;
+    Pool& pool_;
+    RequestStats& stats_;
+    const ResponderConfig config_;
+    int epoll_fd_ = -1;
+    int stop_fd_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::atomic<unsigned> busy_{0};
+    std::atomic<std::int64_t> last_fd_warning_{0};   // steady-clock seconds
+    std::atomic<std::uint64_t> accept_failures_{0};  // since the last warning
+
+    std::mutex idle_mutex_;
+    std::unordered_set<int> idle_;  // kept connections waiting in the epoll set
+    std::vector<std::jthread> threads_;
+};
+
+}  // namespace crosstown
