@@ -1,0 +1,119 @@
+#include "routes.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <condition_variable>
+#include <crosstown/follow_response.hpp>
+#include <crosstown/http_error.hpp>
+#include <crosstown/metrics.hpp>
+#include <crosstown/response_outcome.hpp>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <stop_token>
+
+namespace fcgi_app {
+namespace {
+
+using crosstown::HttpError;
+using crosstown::Request;
+using crosstown::Response;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kMaxLatencyMs = 60'000;
+
+// A whole-number query parameter in [low, high], or `fallback` when absent; 400 otherwise.
+std::uint64_t number(const Request& req, std::string_view name, std::uint64_t fallback,
+                     std::uint64_t low, std::uint64_t high) {
+    const auto text = req.query(name);
+    if (!text) return fallback;
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (text->empty() || error != std::errc{} || end != text->data() + text->size()) {
+        throw HttpError(400, fmt::format("{}: '{}' is not a whole number", name, *text));
+    }
+    if (value < low || value > high) {
+        throw HttpError(400, fmt::format("{}: {} is outside {}..{}", name, value, low, high));
+    }
+    return value;
+}
+
+// Sleeps `latency` unless the drain deadline asks the call to stop first; true if it slept.
+bool wait_for(std::chrono::milliseconds latency, std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    return !cv.wait_for(lock, stop, latency, [] { return false; }) && !stop.stop_requested();
+}
+
+// One simulated phone call: started only after the response has gone out.
+void place_call(CallBatch& batch, std::uint64_t number, std::chrono::milliseconds latency,
+                bool fails, std::stop_token stop) {
+    const auto* outcome = crosstown::current_response_outcome();
+    batch.call_started(outcome != nullptr ? outcome->finished_at : Clock::now(), Clock::now());
+    const bool slept = wait_for(latency, stop);
+    batch.call_ended(slept && !fails, Clock::now());
+    if (!slept) throw std::runtime_error(fmt::format("call {} cut short by shutdown", number));
+    if (fails) throw std::runtime_error(fmt::format("call {} failed (simulated)", number));
+}
+
+void post_calls(const App& app, Request& req, Response& res) {
+    const auto count = number(req, "count", 1, 1, app.max_calls);
+    const auto latency =
+        std::chrono::milliseconds(number(req, "latency_ms", 100, 0, kMaxLatencyMs));
+    const auto fail_every = number(req, "fail_every", 0, 0, app.max_calls);
+    auto batch = app.ledger.open(count);
+    for (std::uint64_t i = 1; i <= count; ++i) {
+        const bool fails = fail_every > 0 && i % fail_every == 0;
+        crosstown::follow_response([batch, i, latency, fails](std::stop_token stop) {
+            place_call(*batch, i, latency, fails, std::move(stop));
+        });
+    }
+    const auto id = batch->view().id;
+    res.status(202).json(nlohmann::json{{"batch", id}, {"count", count}}.dump());
+}
+
+void get_batch(const App& app, Request& req, Response& res) {
+    const auto id = req.param("batch").value_or("");
+    const auto batch = app.ledger.find(id);
+    if (!batch) throw HttpError(404, fmt::format("no batch '{}' (unknown, or forgotten)", id));
+    const auto v = batch->view();
+    nlohmann::json body{{"batch", v.id},
+                        {"count", v.count},
+                        {"started", v.started},
+                        {"placed", v.placed},
+                        {"failed", v.failed},
+                        {"pending", v.pending},
+                        {"started_before_finish", v.started_before_finish},
+                        {"response_finished_ns", v.response_finished_ns},
+                        {"first_call_started_ns", v.first_start_ns},
+                        {"last_call_ended_ns", v.last_end_ns}};
+    body["min_start_delay_ms"] = v.min_start_delay_ns < 0
+                                     ? nlohmann::json(nullptr)
+                                     : nlohmann::json(v.min_start_delay_ns / 1e6);
+    body["all_done_after_ms"] = v.pending == 0
+                                    ? nlohmann::json((v.last_end_ns - v.response_finished_ns) / 1e6)
+                                    : nlohmann::json(nullptr);
+    res.json(body.dump());
+}
+
+}  // namespace
+
+void add_routes(crosstown::Router& router, const App& app) {
+    router.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });
+    router.post("/calls", [&app](Request& req, Response& res) { post_calls(app, req, res); });
+    router.get("/calls/{batch}", [&app](Request& req, Response& res) { get_batch(app, req, res); });
+    router.get("/healthz", [&app](Request&, Response& res) {
+        if (app.accepting()) {
+            res.text("ok\n");
+        } else {
+            res.status(503).text("draining\n");
+        }
+    });
+    router.get("/metrics", [&app](Request&, Response& res) {
+        res.body(app.metrics(), std::string(crosstown::kMetricsContentType));
+    });
+}
+
+}  // namespace fcgi_app

@@ -1,0 +1,30 @@
+// fcgi_app's endpoints: the reference application of crosstown.
+//
+//   GET  /hello          200 "hello\n" (the trivial endpoint benchmarks use)
+//   POST /calls?count=N&latency_ms=M&fail_every=K
+//                        202 {"batch":"<id>","count":N}; places N simulated phone calls of M ms
+//                        each on the pool after the response (every K-th one throws)
+//   GET  /calls/{batch}  what became of a batch (404 once forgotten)
+//   GET  /healthz        200 while accepting requests
+//   GET  /metrics        Prometheus text
+#pragma once
+
+#include <crosstown/router.hpp>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "call_ledger.hpp"
+
+namespace fcgi_app {
+
+struct App {
+    CallLedger& ledger;
+    std::size_t max_calls;                 // per request: the server's deferred cap
+    std::function<std::string()> metrics;  // Prometheus text
+    std::function<bool()> accepting;
+};
+
+void add_routes(crosstown::Router& router, const App& app);
+
+}  // namespace fcgi_app
