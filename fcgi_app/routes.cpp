@@ -104,6 +104,9 @@ void add_routes(crosstown::Router& router, const App& app) {
     router.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });
     router.post("/calls", [&app](Request& req, Response& res) { post_calls(app, req, res); });
     router.get("/calls/{batch}", [&app](Request& req, Response& res) { get_batch(app, req, res); });
+    router.get("/fail", [](Request&, Response&) {
+        throw std::runtime_error("this handler always throws, to show the 500 path");
+    });
     router.get("/healthz", [&app](Request&, Response& res) {
         if (app.accepting()) {
             res.text("ok\n");

@@ -5,6 +5,7 @@
 //                        202 {"batch":"<id>","count":N}; places N simulated phone calls of M ms
 //                        each on the pool after the response (every K-th one throws)
 //   GET  /calls/{batch}  what became of a batch (404 once forgotten)
+//   GET  /fail           always throws: a 500 naming the request id, and the process serves on
 //   GET  /healthz        200 while accepting requests
 //   GET  /metrics        Prometheus text
 #pragma once

@@ -86,6 +86,12 @@ TEST_F(FcgiAppRoutes, UnknownAndForgottenBatchesAre404) {
     client_.run_deferred();
 }
 
+TEST_F(FcgiAppRoutes, FailIs500NamingTheRequest) {
+    const auto res = client_.get("/fail", {{"X-Request-Id", "f-1"}});
+    EXPECT_EQ(res.status, 500);
+    EXPECT_EQ(res.body, "internal error; request id f-1\n");
+}
+
 TEST_F(FcgiAppRoutes, HealthzFollowsAccepting) {
     EXPECT_EQ(client_.get("/healthz").status, 200);
     accepting_ = false;
