@@ -1,7 +1,10 @@
 // The responder against a raw FastCGI client on a unix socket: no nginx, so each test controls
 // exactly what the peer does.
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <crosstown/follow_response.hpp>
@@ -266,6 +269,51 @@ TEST_F(ResponderTest, HandlerExceptionIs500AndTheThreadLives) {
     EXPECT_EQ(reply.body, "internal error; request id boom-1\n");
     EXPECT_TRUE(log_.contains("boom-1"));
     EXPECT_EQ(connection.request(test::get("/hello")).status, 200);
+}
+
+// Holds every free file descriptor of the process (under a lowered limit) until destroyed.
+class FdExhaustion {
+  public:
+    FdExhaustion() {
+        ::getrlimit(RLIMIT_NOFILE, &saved_);
+        rlimit low = saved_;
+        low.rlim_cur = 256;
+        ::setrlimit(RLIMIT_NOFILE, &low);
+        const int seed = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (seed >= 0) held_.push_back(seed);
+        for (int fd; seed >= 0 && (fd = ::dup(seed)) >= 0;) held_.push_back(fd);
+    }
+    ~FdExhaustion() {
+        release_all();
+        ::setrlimit(RLIMIT_NOFILE, &saved_);
+    }
+    void release_one() {
+        ::close(held_.back());
+        held_.pop_back();
+    }
+    void release_all() {
+        for (const int fd : held_) ::close(fd);
+        held_.clear();
+    }
+
+  private:
+    rlimit saved_{};
+    std::vector<int> held_;
+};
+
+TEST_F(ResponderTest, RunningOutOfDescriptorsIsTransient) {
+    start({.threads = 1});
+    FdExhaustion exhaustion;
+    exhaustion.release_one();  // room for the client's own socket, and no more
+    FastCgiConnection connection(path_);
+    ASSERT_TRUE(connection.send_request(test::get("/hello")));
+    ASSERT_TRUE(test::eventually([&] { return log_.contains("accept failed"); }))
+        << "accept4 hit EMFILE and said so";
+    exhaustion.release_all();
+    const auto reply = connection.read_reply();
+    ASSERT_TRUE(reply.ended) << "the same thread serves once descriptors are back";
+    EXPECT_EQ(reply.status, 200);
+    EXPECT_TRUE(log_.contains("Too many open files"));
 }
 
 TEST_F(ResponderTest, StopWakesIdleThreadsAtOnce) {
