@@ -302,6 +302,11 @@ class FdExhaustion {
 };
 
 TEST_F(ResponderTest, RunningOutOfDescriptorsIsTransient) {
+#ifdef CROSSTOWN_SANITIZE_UNDEFINED
+    // UBSan's vptr check probes memory through a pipe; with no descriptor left it reports a
+    // false "invalid vptr" in the log call. The release and tsan presets run this test.
+    GTEST_SKIP() << "needs free descriptors under UBSan";
+#endif
     start({.threads = 1});
     FdExhaustion exhaustion;
     exhaustion.release_one();  // room for the client's own socket, and no more
