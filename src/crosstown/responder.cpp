@@ -67,6 +67,16 @@ void write_response(FCGX_Stream* out, const Response& response) {
     FCGX_PutStr(response.body().data(), static_cast<int>(response.body().size()), out);
 }
 
+std::string describe_current_exception() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "non-standard exception";
+    }
+}
+
 double milliseconds(Clock::duration d) {
     return std::chrono::duration<double, std::milli>(d).count();
 }
@@ -186,7 +196,19 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
     if (FCGX_Accept_r(&fcgi) < 0) return;
     busy_.fetch_add(1, std::memory_order_relaxed);
     stats_.started();
-    handle(fcgi);
+    try {
+        handle(fcgi);
+    } catch (...) {
+        // Handlers cannot throw this far (run_exchange catches); this is bad_alloc and the
+        // like. Finish the request here and drop its connection, whose state is unknown:
+        // otherwise the next FCGX_Accept_r would finish it onto another connection.
+        log::error("responder: request dropped: {}", describe_current_exception());
+        if (fcgi.in != nullptr) {
+            fcgi.keepConnection = 0;
+            FCGX_Finish_r(&fcgi);
+        }
+        if (fcgi.ipcFd >= 0) ::close(std::exchange(fcgi.ipcFd, -1));
+    }
     stats_.ended();
     busy_.fetch_sub(1, std::memory_order_relaxed);
 }

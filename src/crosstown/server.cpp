@@ -77,23 +77,30 @@ int Server::run() {
         log::error("--listen: cannot listen on {}", e.what());
         return 2;
     }
-    {
-        Responder responder(socket.fd(), router_, pool_, stats_, config_.responder);
-        responder_.store(&responder);
-        accepting_.store(true);
-        log::info("listening on {} ({})", config_.listen, describe(config_));
-        const int signal = wait_for_stop();
-        accepting_.store(false);
-        log::info(
-            "{}: no new requests; finishing those in hand, then draining deferred work "
-            "for up to {}ms",
-            signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
-        responder.stop();
-        responder.join();
-        responder_.store(nullptr);
+    try {
+        serve(socket.fd());
+    } catch (const std::exception& e) {  // the responders could not start (threads, epoll)
+        log::error("cannot serve: {}", e.what());
+        return 1;
     }
     socket.close();  // nginx now gets a refusal at once, not a connection nobody reads
     return finish();
+}
+
+void Server::serve(int listen_fd) {
+    Responder responder(listen_fd, router_, pool_, stats_, config_.responder);
+    responder_.store(&responder);
+    accepting_.store(true);
+    log::info("listening on {} ({})", config_.listen, describe(config_));
+    const int signal = wait_for_stop();
+    accepting_.store(false);
+    log::info(
+        "{}: no new requests; finishing those in hand, then draining deferred work for up "
+        "to {}ms",
+        signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
+    responder.stop();
+    responder.join();
+    responder_.store(nullptr);
 }
 
 int Server::finish() {

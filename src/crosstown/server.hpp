@@ -52,6 +52,7 @@ class Server {
     std::string metrics() const;
 
   private:
+    void serve(int listen_fd);  // returns after SIGTERM/SIGINT, responders joined
     int finish();
 
     const ServerConfig config_;
