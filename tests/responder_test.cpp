@@ -112,6 +112,50 @@ TEST_F(ResponderTest, NoCallbackStartsWhileTheHandlerRuns) {
     EXPECT_EQ(seen_in_handler, 0);
 }
 
+TEST_F(ResponderTest, GateReadsTheStatusSentAfterAThrowBecameA500) {
+    std::atomic<int> always_ran{0};
+    std::atomic<int> default_ran{0};
+    router_.get("/throws", [&](Request&, Response& res) {
+        follow_response([&] { ++default_ran; });
+        follow_response({.run_on = always}, [&] { ++always_ran; });
+        res.status(200);
+        throw std::runtime_error("after registering");
+    });
+    start({.threads = 1});
+    FastCgiConnection connection(path_);
+    EXPECT_EQ(connection.request(test::get("/throws")).status, 500);
+    ASSERT_TRUE(test::eventually([&] { return always_ran.load() == 1; }));
+    pool_->wait_idle();
+    EXPECT_EQ(default_ran.load(), 0) << "the default gate skips a 500";
+    EXPECT_EQ(pool_->counters().snapshot().skipped, 1u);
+}
+
+TEST_F(ResponderTest, CallbacksReadTheRequestByReferenceAfterTheResponse) {
+    std::string seen;
+    std::atomic<bool> done{false};
+    router_.post("/keep", [&](Request& req, Response& res) {
+        follow_response([&req, &seen, &done] {
+            std::this_thread::sleep_for(50ms);  // long after FCGX_Finish_r freed libfcgi's copy
+            seen = req.method() + " " + req.path() + " " +
+                   std::string(req.query("q").value_or("")) + " " +
+                   std::string(req.header("X-Thing").value_or("")) + " " + req.body();
+            done = true;
+        });
+        res.status(202);
+    });
+    start({.threads = 1});
+    FastCgiConnection connection(path_);
+    const auto reply = connection.request({{"REQUEST_METHOD", "POST"},
+                                           {"DOCUMENT_URI", "/keep"},
+                                           {"QUERY_STRING", "q=a%20b"},
+                                           {"HTTP_X_THING", "42"},
+                                           {"CONTENT_LENGTH", "4"}},
+                                          "body");
+    ASSERT_EQ(reply.status, 202);
+    ASSERT_TRUE(test::eventually([&] { return done.load(); }));
+    EXPECT_EQ(seen, "POST /keep a b 42 body");
+}
+
 TEST_F(ResponderTest, IdleKeptConnectionDoesNotPinTheOnlyThread) {
     start({.threads = 1});
     FastCgiConnection idle(path_);

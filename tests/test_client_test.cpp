@@ -95,6 +95,24 @@ TEST_F(TestClientTest, AccumulatesAcrossRequestsUntilRun) {
     EXPECT_EQ(log_, (std::vector<std::string>{"email to a", "audit", "email to b", "audit"}));
 }
 
+TEST_F(TestClientTest, GateSeesThe500AThrowingHandlerBecame) {
+    router_.get("/throws", [this](Request&, Response& res) {
+        follow_response([this] { log_.push_back("default"); });
+        follow_response({.run_on = always}, [this] { log_.push_back("always"); });
+        res.status(200);
+        throw std::runtime_error("late failure");
+    });
+    TestClient client(router_);
+    EXPECT_EQ(client.get("/throws").status, 500);
+    const auto deferred = client.deferred();
+    ASSERT_EQ(deferred.size(), 2u);
+    EXPECT_EQ(deferred[0].response_status, 500);
+    EXPECT_FALSE(deferred[0].will_run());
+    EXPECT_TRUE(deferred[1].will_run());
+    client.run_deferred();
+    EXPECT_EQ(log_, (std::vector<std::string>{"always"}));
+}
+
 TEST_F(TestClientTest, FailuresAreReportedNotThrown) {
     TestClient client(router_);
     client.get("/fails");
