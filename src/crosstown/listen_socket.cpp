@@ -95,7 +95,6 @@ bool is_unix_socket_spec(std::string_view spec) { return spec.find('/') != std::
 
 ListenSocket ListenSocket::open(std::string_view spec, const ListenOptions& options) {
     ListenSocket socket;
-    socket.spec_ = std::string(spec);
     if (is_unix_socket_spec(spec)) {
         const std::string path(spec);
         const auto address = unix_address(path);
@@ -129,7 +128,6 @@ ListenSocket ListenSocket::open(std::string_view spec, const ListenOptions& opti
 
 ListenSocket::ListenSocket(ListenSocket&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
-      spec_(std::move(other.spec_)),
       path_(std::exchange(other.path_, {})),
       inode_(other.inode_) {}
 
@@ -137,7 +135,6 @@ ListenSocket& ListenSocket::operator=(ListenSocket&& other) noexcept {
     if (this != &other) {
         close();
         fd_ = std::exchange(other.fd_, -1);
-        spec_ = std::move(other.spec_);
         path_ = std::exchange(other.path_, {});
         inode_ = other.inode_;
     }

@@ -43,13 +43,11 @@ class ListenSocket {
     ListenSocket& operator=(ListenSocket&& other) noexcept;
 
     int fd() const { return fd_; }
-    const std::string& spec() const { return spec_; }
     bool is_unix() const { return !path_.empty(); }
     void close();
 
   private:
     int fd_ = -1;
-    std::string spec_;
     std::string path_;  // unix sockets: the file we created
     ino_t inode_ = 0;
 };

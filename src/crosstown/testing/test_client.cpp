@@ -13,7 +13,7 @@ namespace {
 std::string cgi_name(std::string_view header) {
     std::string name;
     for (const char c : header) {
-        name.push_back(c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));
+        name.push_back(c == '-' ? '_' : detail::ascii_upper(c));
     }
     if (name == "CONTENT_TYPE" || name == "CONTENT_LENGTH") return name;
     return "HTTP_" + name;
