@@ -1,6 +1,6 @@
 # What building crosstown and running its tests needs, as Debian 12 packages.
 build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost-dev
-    libboost-program-options-dev libfcgi-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+    libboost-program-options-dev libfcgi-dev libsystemd-dev nlohmann-json3-dev libgtest-dev libgmock-dev
     libbenchmark-dev)
 
 # ensure_packages PKG...: installs the Debian packages that are not installed yet.

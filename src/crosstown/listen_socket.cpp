@@ -126,6 +126,12 @@ ListenSocket ListenSocket::open(std::string_view spec, const ListenOptions& opti
     return socket;
 }
 
+ListenSocket ListenSocket::adopt(int fd) {
+    ListenSocket socket;
+    socket.fd_ = fd;
+    return socket;
+}
+
 ListenSocket::ListenSocket(ListenSocket&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       path_(std::exchange(other.path_, {})),

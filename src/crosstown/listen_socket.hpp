@@ -36,6 +36,9 @@ class ListenSocket {
   public:
     // Throws ListenError with a message that names the path or address and the reason.
     static ListenSocket open(std::string_view spec, const ListenOptions& options = {});
+    // Takes ownership of a socket someone else created (systemd): close() closes the fd and
+    // never removes a file.
+    static ListenSocket adopt(int fd);
 
     ListenSocket() = default;
     ~ListenSocket() { close(); }

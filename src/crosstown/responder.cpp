@@ -85,7 +85,12 @@ double milliseconds(Clock::duration d) {
 
 Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
                      ResponderConfig config)
-    : listen_fd_(listen_fd), router_(router), pool_(pool), stats_(stats), config_(config) {
+    : listen_fd_(listen_fd),
+      router_(router),
+      pool_(pool),
+      stats_(stats),
+      config_(config),
+      started_(config.threads) {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) throw_errno("epoll_create1");
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -134,6 +139,7 @@ void Responder::thread_main() {
     FCGX_Request fcgi;
     // -1: libfcgi never accepts by itself; the responder hands it connections.
     FCGX_InitRequest(&fcgi, -1, 0);
+    started_.count_down();
     for (;;) {
         epoll_event event{};
         const int n = ::epoll_wait(epoll_fd_, &event, 1, -1);

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <latch>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -52,6 +53,8 @@ class Responder {
     // (dispatching its callbacks) and leaves.
     void stop();
     void join();
+    // Blocks until every thread waits for connections (the moment to tell systemd READY=1).
+    void wait_until_accepting() { started_.wait(); }
 
     unsigned busy() const { return busy_.load(std::memory_order_relaxed); }
 
@@ -80,6 +83,7 @@ class Responder {
 
     std::mutex idle_mutex_;
     std::unordered_set<int> idle_;  // kept connections waiting in the epoll set
+    std::latch started_;
     std::vector<std::jthread> threads_;
 };
 

@@ -11,6 +11,7 @@
 #include "crosstown/listen_socket.hpp"
 #include "crosstown/log.hpp"
 #include "crosstown/metrics.hpp"
+#include "crosstown/socket_activation.hpp"
 
 namespace crosstown {
 namespace {
@@ -52,9 +53,27 @@ std::string describe(const ServerConfig& config) {
                        config.drain_timeout.count());
 }
 
+// The socket systemd passed (socket activation), else the one --listen names.
+InheritedSocket open_listen_socket(const ServerConfig& config) {
+    if (auto inherited = socket_from_systemd()) {
+        log::info(
+            "socket activation: serving {}; --listen, --socket-mode and --socket-group "
+            "do not apply (the .socket unit decides)",
+            inherited->description);
+        return std::move(*inherited);
+    }
+    return {ListenSocket::open(config.listen, {.mode = config.socket_mode,
+                                               .group = config.socket_group,
+                                               .backlog = config.backlog}),
+            config.listen};
+}
+
 }  // namespace
 
-Server::Server(ServerConfig config) : config_(prepare_process(config)), pool_(config_.pool) {
+Server::Server(ServerConfig config)
+    : config_(prepare_process(config)),
+      pool_(config_.pool),
+      notifier_([this] { return service_sample(); }) {
     set_process_pool(&pool_);
 }
 
@@ -67,33 +86,51 @@ unsigned Server::busy_responders() const {
 
 std::string Server::metrics() const { return render_metrics(stats_, pool_, busy_responders()); }
 
+ServiceSample Server::service_sample() const {
+    const auto counts = pool_.counters().snapshot();
+    const auto in_flight = stats_.in_flight();
+    const auto queued = pool_.queue_depth();
+    return {
+        .work_done = stats_.total() + counts.completed + counts.failed,
+        .work_waiting = queued > 0 || in_flight >= config_.responder.threads,
+        .status = fmt::format("{}: {} requests, {} in flight; deferred {} queued, {}/{} workers "
+                              "busy, {} completed, {} failed",
+                              accepting() ? "serving" : "stopping", stats_.total(), in_flight,
+                              queued, pool_.busy_workers(), config_.pool.workers, counts.completed,
+                              counts.failed),
+    };
+}
+
 int Server::run() {
-    ListenSocket socket;
+    InheritedSocket socket;
     try {
-        socket = ListenSocket::open(config_.listen, {.mode = config_.socket_mode,
-                                                     .group = config_.socket_group,
-                                                     .backlog = config_.backlog});
+        socket = open_listen_socket(config_);
     } catch (const ListenError& e) {
         log::error("--listen: cannot listen on {}", e.what());
         return 2;
     }
     try {
-        serve(socket.fd());
+        serve(socket.socket.fd(), socket.description);
     } catch (const std::exception& e) {  // the responders could not start (threads, epoll)
         log::error("cannot serve: {}", e.what());
         return 1;
     }
-    socket.close();  // nginx now gets a refusal at once, not a connection nobody reads
+    // With --listen, nginx now gets a refusal at once, not a connection nobody reads. Under
+    // socket activation systemd keeps its copy: connections wait for the next start.
+    socket.socket.close();
     return finish();
 }
 
-void Server::serve(int listen_fd) {
+void Server::serve(int listen_fd, const std::string& where) {
     Responder responder(listen_fd, router_, pool_, stats_, config_.responder);
     responder_.store(&responder);
+    responder.wait_until_accepting();
     accepting_.store(true);
-    log::info("listening on {} ({})", config_.listen, describe(config_));
+    log::info("listening on {} ({})", where, describe(config_));
+    notifier_.ready();
     const int signal = wait_for_stop();
     accepting_.store(false);
+    notifier_.stopping(std::chrono::steady_clock::now() + config_.drain_timeout);
     log::info(
         "{}: no new requests; finishing those in hand, then draining deferred work for up "
         "to {}ms",

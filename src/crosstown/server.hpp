@@ -10,7 +10,9 @@
 //
 // The constructor calls FCGX_Init, blocks SIGTERM/SIGINT/SIGHUP in the calling thread (every
 // thread started later inherits that), and starts the pool, which becomes the process pool of
-// follow_response. run() opens the socket, starts the responders and waits in sigwait:
+// follow_response. run() takes the socket systemd passed (socket activation) or opens --listen,
+// starts the responders, tells systemd READY=1 (Type=notify; see service_notifier.hpp) and
+// waits in sigwait:
 //   - SIGTERM/SIGINT: stop accepting, let the requests in hand finish and dispatch, close the
 //     socket, drain the pool until --drain-timeout, log the summary line
 //     "deferred registered=N dispatched=N completed=N failed=N ...", and return 0 only when
@@ -27,6 +29,7 @@
 #include "crosstown/responder.hpp"
 #include "crosstown/router.hpp"
 #include "crosstown/server_config.hpp"
+#include "crosstown/service_notifier.hpp"
 
 namespace crosstown {
 
@@ -52,8 +55,10 @@ class Server {
     std::string metrics() const;
 
   private:
-    void serve(int listen_fd);  // returns after SIGTERM/SIGINT, responders joined
+    // Returns after SIGTERM/SIGINT, responders joined. `where` names the socket in the log.
+    void serve(int listen_fd, const std::string& where);
     int finish();
+    ServiceSample service_sample() const;
 
     const ServerConfig config_;
     Router router_;
@@ -61,6 +66,7 @@ class Server {
     Pool pool_;
     std::atomic<bool> accepting_{false};
     std::atomic<const Responder*> responder_{nullptr};
+    ServiceNotifier notifier_;  // last: its thread samples the members above
 };
 
 }  // namespace crosstown
