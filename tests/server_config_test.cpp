@@ -4,6 +4,8 @@
 #include <crosstown/server_config.hpp>
 #include <cstdio>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -28,10 +30,7 @@ Outcome parse(std::vector<const char*> args) {
     return {std::move(parsed), out.str(), err.str()};
 }
 
-TEST(ServerConfig, DefaultsAreTheDocumentedOnes) {
-    const auto r = parse({});
-    ASSERT_TRUE(r.parsed.config);
-    const auto& c = *r.parsed.config;
+void expect_defaults(const ServerConfig& c) {
     EXPECT_EQ(c.listen, "/run/fcgi_app/fcgi_app.sock");
     EXPECT_EQ(c.socket_mode, 0660u);
     EXPECT_FALSE(c.socket_group);
@@ -45,6 +44,12 @@ TEST(ServerConfig, DefaultsAreTheDocumentedOnes) {
     EXPECT_EQ(c.responder.io_timeout, 30s);
     EXPECT_EQ(c.log_level, log::Level::info);
     EXPECT_TRUE(c.responder.access_log);
+}
+
+TEST(ServerConfig, DefaultsAreTheDocumentedOnes) {
+    const auto r = parse({});
+    ASSERT_TRUE(r.parsed.config);
+    expect_defaults(*r.parsed.config);
     EXPECT_TRUE(r.err.empty());
 }
 
@@ -170,6 +175,34 @@ TEST_F(ConfigFile, MissingFileIsAnError) {
     const auto r = parse({"--config", "/nonexistent/fcgi_app.conf"});
     EXPECT_EQ(r.parsed.exit_code, 2);
     EXPECT_THAT(r.err, HasSubstr("--config: cannot read '/nonexistent/fcgi_app.conf'"));
+}
+
+// deploy/fcgi_app.conf, installed as /etc/fcgi_app/fcgi_app.conf, shows every option commented
+// out at its default: uncommenting all of it changes nothing, and no option is missing.
+TEST_F(ConfigFile, ShippedFileHasEveryOptionAtItsDefault) {
+    std::ifstream shipped(CROSSTOWN_SOURCE_DIR "/deploy/fcgi_app.conf");
+    ASSERT_TRUE(shipped);
+    const std::regex setting(R"(^# ([a-z-]+) = (.*)$)");
+    std::set<std::string> shown;
+    std::string uncommented;
+    for (std::string line; std::getline(shipped, line);) {
+        std::smatch m;
+        if (!std::regex_match(line, m, setting)) continue;
+        shown.insert(m[1]);
+        if (m[1] != "socket-group") uncommented += m[1].str() + " = " + m[2].str() + "\n";
+    }
+    write(uncommented);
+    const auto r = parse({"--config", path_.c_str()});
+    ASSERT_TRUE(r.parsed.config) << r.err;
+    expect_defaults(*r.parsed.config);
+
+    const auto help = parse({"--help"}).out;
+    const std::regex option(R"(--([a-z][a-z-]+))");
+    for (std::sregex_iterator it(help.begin(), help.end(), option), end; it != end; ++it) {
+        const auto name = (*it)[1].str();
+        if (name == "help" || name == "version" || name == "config") continue;
+        EXPECT_TRUE(shown.contains(name)) << "deploy/fcgi_app.conf does not show --" << name;
+    }
 }
 
 TEST(ParseDuration, Units) {
