@@ -2,6 +2,7 @@
 // record, so tests can hold connections open, stall mid-request, or send garbage.
 #pragma once
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -103,6 +104,19 @@ class FastCgiConnection {
         if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
             ::close(fd_);
             throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
+        }
+    }
+    // TCP to 127.0.0.1:port.
+    explicit FastCgiConnection(int port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(static_cast<std::uint16_t>(port));
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+            ::close(fd_);
+            throw std::runtime_error("connect 127.0.0.1:" + std::to_string(port) + ": " +
+                                     std::strerror(errno));
         }
     }
     ~FastCgiConnection() { close(); }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -124,6 +125,24 @@ ListenSocket ListenSocket::open(std::string_view spec, const ListenOptions& opti
     }
     if (::listen(socket.fd_, options.backlog) != 0) fail(spec, errno);
     return socket;
+}
+
+bool ListenSocket::reachable_remotely() const {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        return false;
+    }
+    if (address.ss_family == AF_INET) {
+        const auto ip = ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr);
+        return (ip >> 24) != 127;  // 127.0.0.0/8
+    }
+    if (address.ss_family == AF_INET6) {
+        const auto& ip = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&ip)) return ip.s6_addr[12] != 127;
+        return !IN6_IS_ADDR_LOOPBACK(&ip);
+    }
+    return false;
 }
 
 ListenSocket ListenSocket::adopt(int fd) {

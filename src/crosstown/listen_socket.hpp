@@ -47,6 +47,9 @@ class ListenSocket {
 
     int fd() const { return fd_; }
     bool is_unix() const { return !path_.empty(); }
+    // A TCP socket bound to an address other than loopback (0.0.0.0 and :: included): other
+    // machines may connect, and FastCGI has no authentication.
+    bool reachable_remotely() const;
     void close();
 
   private:

@@ -21,7 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
-constexpr auto kFdWarningEvery = std::chrono::seconds(5);
 
 [[noreturn]] void throw_errno(std::string_view what) {
     throw std::system_error(errno, std::generic_category(), std::string(what));
@@ -165,13 +164,30 @@ void Responder::thread_main() {
 }
 
 void Responder::accept_one(FCGX_Request& fcgi) {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
     const int error = errno;
     if (fd < 0) back_off_after(error);
     arm(listen_fd_);  // at once, so that another thread can take the next connection
-    if (fd < 0) return;
+    if (fd < 0 || !admits(fd, peer)) return;
     set_timeouts(fd, config_.io_timeout);
     serve(fcgi, fd);
+}
+
+// FCGI_WEB_SERVER_ADDRS, which libfcgi would check in its own accept (OS_Accept). A refused
+// peer is closed unread; warnings are rate-limited, as a scan could otherwise flood the log.
+bool Responder::admits(int fd, const sockaddr_storage& peer) {
+    const auto& address = reinterpret_cast<const sockaddr&>(peer);
+    if (!config_.web_server_addrs || config_.web_server_addrs->allows(address)) return true;
+    ::close(fd);
+    if (const auto refused = refused_peer_warnings_.count()) {
+        log::warn(
+            "responder: refused {} connection(s), the last from {}: not in "
+            "FCGI_WEB_SERVER_ADDRS",
+            refused, peer_address(address));
+    }
+    return false;
 }
 
 // EMFILE and friends are transient: warn now and then, wait a little (or until stopped), and
@@ -179,13 +195,7 @@ void Responder::accept_one(FCGX_Request& fcgi) {
 // ECONNABORTED: the peer left) just means there is nothing to serve.
 void Responder::back_off_after(int error) {
     if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) return;
-    const auto failures = accept_failures_.fetch_add(1) + 1;
-    const auto now =
-        std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
-    auto last = last_fd_warning_.load();
-    if (now - last >= kFdWarningEvery.count() &&
-        last_fd_warning_.compare_exchange_strong(last, now)) {
-        accept_failures_.store(0);
+    if (const auto failures = accept_failure_warnings_.count()) {
         log::warn("responder: accept failed {} times: {}; backing off", failures,
                   std::strerror(error));
     }

@@ -19,14 +19,17 @@
 #include <chrono>
 #include <latch>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/exchange.hpp"
 #include "crosstown/pool.hpp"
 #include "crosstown/request_stats.hpp"
 #include "crosstown/router.hpp"
+#include "crosstown/web_server_addrs.hpp"
 
 struct FCGX_Request;
 
@@ -37,6 +40,8 @@ struct ResponderConfig {
     std::chrono::milliseconds io_timeout{30'000};
     ExchangeLimits limits;
     bool access_log = true;
+    // FCGI_WEB_SERVER_ADDRS: TCP peers not on the list are disconnected at once.
+    std::optional<WebServerAddrs> web_server_addrs;
 };
 
 class Responder {
@@ -67,6 +72,7 @@ class Responder {
     void take(int fd);
     void arm(int fd);
     void back_off_after(int error);
+    bool admits(int fd, const sockaddr_storage& peer);
     void close_idle();
 
     const int listen_fd_;
@@ -78,8 +84,8 @@ class Responder {
     int stop_fd_ = -1;
     std::atomic<bool> stopping_{false};
     std::atomic<unsigned> busy_{0};
-    std::atomic<std::int64_t> last_fd_warning_{0};   // steady-clock seconds
-    std::atomic<std::uint64_t> accept_failures_{0};  // since the last warning
+    detail::LogThrottle accept_failure_warnings_{std::chrono::seconds(5)};
+    detail::LogThrottle refused_peer_warnings_{std::chrono::seconds(5)};
 
     std::mutex idle_mutex_;
     std::unordered_set<int> idle_;  // kept connections waiting in the epoll set

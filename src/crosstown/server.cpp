@@ -68,6 +68,25 @@ InheritedSocket open_listen_socket(const ServerConfig& config) {
             config.listen};
 }
 
+// FastCGI has no authentication: a socket other machines can reach needs --allow-remote.
+bool admit_remote(const InheritedSocket& socket, const ServerConfig& config) {
+    const auto& addrs = config.responder.web_server_addrs;
+    if (!socket.socket.reachable_remotely()) return true;
+    if (!config.allow_remote) {
+        log::error(
+            "--listen: {} accepts connections from other machines, and FastCGI has no "
+            "authentication: whoever connects controls the application. Listen on a unix "
+            "socket or a loopback address, or pass --allow-remote on and list the web "
+            "servers in FCGI_WEB_SERVER_ADDRS",
+            socket.description);
+        return false;
+    }
+    log::warn("--allow-remote: {} accepts connections from {}", socket.description,
+              addrs ? "FCGI_WEB_SERVER_ADDRS only (" + addrs->describe() + ")"
+                    : std::string("anyone who can reach it (FCGI_WEB_SERVER_ADDRS is not set)"));
+    return true;
+}
+
 }  // namespace
 
 Server::Server(ServerConfig config)
@@ -109,6 +128,7 @@ int Server::run() {
         log::error("--listen: cannot listen on {}", e.what());
         return 2;
     }
+    if (!admit_remote(socket, config_)) return 2;
     try {
         serve(socket.socket.fd(), socket.description);
     } catch (const std::exception& e) {  // the responders could not start (threads, epoll)

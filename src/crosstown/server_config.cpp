@@ -103,7 +103,10 @@ po::options_description describe_options() {
         "max-body", text()->default_value("1m"), "largest request body accepted (413 above)")(
         "io-timeout", text()->default_value("30s"), "read/write timeout on nginx connections")(
         "log-level", text()->default_value("info"), "debug, info, warn or error")(
-        "access-log", text()->default_value("on"), "one log line per request: on or off");
+        "access-log", text()->default_value("on"), "one log line per request: on or off")(
+        "allow-remote", text()->default_value("off"),
+        "on: allow --listen on a TCP address other than loopback (FastCGI has no "
+        "authentication; restrict peers with FCGI_WEB_SERVER_ADDRS)");
     return options;
 }
 
@@ -142,6 +145,12 @@ ServerConfig to_config(const po::variables_map& v) {
     });
     take(v, "log-level", [&](const std::string& s) { c.log_level = log_level(s); });
     take(v, "access-log", [&](const std::string& s) { r.access_log = on_off(s); });
+    take(v, "allow-remote", [&](const std::string& s) { c.allow_remote = on_off(s); });
+    try {
+        r.web_server_addrs = WebServerAddrs::from_environment();
+    } catch (const std::invalid_argument& e) {
+        throw BadValue(fmt::format("FCGI_WEB_SERVER_ADDRS: {}", e.what()));
+    }
     return c;
 }
 

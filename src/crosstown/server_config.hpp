@@ -31,6 +31,8 @@ struct ServerConfig {
     PoolConfig pool{.workers = 16};
     std::chrono::milliseconds drain_timeout{30'000};
     log::Level log_level = log::Level::info;
+    // --allow-remote: a TCP --listen on a non-loopback address is refused (exit 2) without it.
+    bool allow_remote = false;
 };
 
 struct ProgramInfo {
