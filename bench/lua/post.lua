@@ -1,0 +1,2 @@
+-- wrk: POST (empty body) to the URL given, for POST /calls and its peers.
+wrk.method = "POST"
