@@ -174,6 +174,22 @@ class FastCgiConnection {
     }
 
     // True when the server closes the connection within `timeout`.
+    // Whether the peer closes the connection within the timeout, reading (and dropping)
+    // whatever it answers first.
+    bool closes_within(std::chrono::milliseconds timeout) {
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                until - std::chrono::steady_clock::now());
+            pollfd p{fd_, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+                return false;
+            }
+            char buffer[4096];
+            if (::recv(fd_, buffer, sizeof buffer, MSG_DONTWAIT) <= 0) return true;
+        }
+    }
+
     bool closed_by_peer(std::chrono::milliseconds timeout) {
         pollfd p{fd_, POLLIN, 0};
         if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return false;

@@ -29,10 +29,10 @@ struct HttpReply {
     }
 };
 
-inline HttpReply http(int port, const std::string& method, const std::string& target,
-                      const std::string& body = {},
-                      const std::vector<std::pair<std::string, std::string>>& headers = {},
-                      std::chrono::milliseconds timeout = std::chrono::seconds(40)) {
+// Sends `request` exactly as given (hostile input included) to 127.0.0.1:port and reads the
+// reply until the server closes or the timeout passes.
+inline HttpReply raw_http(int port, const std::string& request,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(40)) {
     HttpReply reply;
     const auto started = std::chrono::steady_clock::now();
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -44,12 +44,6 @@ inline HttpReply http(int port, const std::string& method, const std::string& ta
         ::close(fd);
         return reply;
     }
-    std::string request = method + " " + target + " HTTP/1.0\r\nHost: localhost\r\n";
-    for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
-    if (!body.empty() || method == "POST") {
-        request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-    }
-    request += "\r\n" + body;
     ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
 
     std::string raw;
@@ -85,6 +79,18 @@ inline HttpReply http(int port, const std::string& method, const std::string& ta
     }
     reply.body = raw.substr(end + 4);
     return reply;
+}
+
+inline HttpReply http(int port, const std::string& method, const std::string& target,
+                      const std::string& body = {},
+                      const std::vector<std::pair<std::string, std::string>>& headers = {},
+                      std::chrono::milliseconds timeout = std::chrono::seconds(40)) {
+    std::string request = method + " " + target + " HTTP/1.0\r\nHost: localhost\r\n";
+    for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
+    if (!body.empty() || method == "POST") {
+        request += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    return raw_http(port, request + "\r\n" + body, timeout);
 }
 
 inline HttpReply http_get(int port, const std::string& target) { return http(port, "GET", target); }

@@ -2,7 +2,8 @@
 //
 // Any thread may log. Each line goes out in a single write under a mutex, so lines from many
 // threads never interleave; systemd's journal takes stderr as it is. Tests replace the sink to
-// read what was logged.
+// read what was logged. Control bytes, backslashes and bytes above 0x7e in a message are
+// written as \xHH, so that a client's input can never split or forge a line.
 #pragma once
 
 #include <fmt/format.h>

@@ -172,6 +172,14 @@ void Responder::accept_one(FCGX_Request& fcgi) {
     arm(listen_fd_);  // at once, so that another thread can take the next connection
     if (fd < 0 || !admits(fd, peer)) return;
     set_timeouts(fd, config_.io_timeout);
+    // nginx writes its request as soon as it has connected, so it is usually here already. A
+    // peer that connects and says nothing waits in the epoll set, as an idle kept connection
+    // does, instead of holding this thread in libfcgi's read until --io-timeout.
+    pollfd ready{fd, POLLIN, 0};
+    if (::poll(&ready, 1, 0) != 1) {
+        keep(fd);
+        return;
+    }
     serve(fcgi, fd);
 }
 
