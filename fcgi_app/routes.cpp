@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <stop_token>
+#include <thread>
 
 namespace fcgi_app {
 namespace {
@@ -47,28 +48,55 @@ bool wait_for(std::chrono::milliseconds latency, std::stop_token stop) {
     return !cv.wait_for(lock, stop, latency, [] { return false; }) && !stop.stop_requested();
 }
 
+// How a simulated call misbehaves, from POST /calls's query.
+struct CallFaults {
+    std::uint64_t fail_every = 0;  // every K-th call throws
+    bool throw_non_std = false;    // fail_kind=int: it throws an int, not a std::exception
+    bool ignore_stop = false;      // ignore_stop=1: it sleeps through the drain deadline
+};
+
 // One simulated phone call: started only after the response has gone out.
 void place_call(CallBatch& batch, std::uint64_t number, std::chrono::milliseconds latency,
-                bool fails, std::stop_token stop) {
+                bool fails, const CallFaults& faults, std::stop_token stop) {
     const auto* outcome = crosstown::current_response_outcome();
     batch.call_started(outcome != nullptr ? outcome->finished_at : Clock::now(), Clock::now());
-    const bool slept = wait_for(latency, stop);
+    bool slept = true;
+    if (faults.ignore_stop) {
+        std::this_thread::sleep_for(latency);
+    } else {
+        slept = wait_for(latency, stop);
+    }
     batch.call_ended(slept && !fails, Clock::now());
     if (!slept) throw std::runtime_error(fmt::format("call {} cut short by shutdown", number));
+    if (fails && faults.throw_non_std) throw static_cast<int>(number);
     if (fails) throw std::runtime_error(fmt::format("call {} failed (simulated)", number));
+}
+
+CallFaults call_faults(const Request& req, std::size_t max_calls) {
+    CallFaults faults{.fail_every = number(req, "fail_every", 0, 0, max_calls),
+                      .ignore_stop = number(req, "ignore_stop", 0, 0, 1) == 1};
+    const auto kind = req.query("fail_kind").value_or("std");
+    if (kind != "std" && kind != "int") {
+        throw HttpError(400, "fail_kind: expected std or int");
+    }
+    faults.throw_non_std = kind == "int";
+    return faults;
 }
 
 void post_calls(const App& app, Request& req, Response& res) {
     const auto count = number(req, "count", 1, 1, app.max_calls);
     const auto latency =
         std::chrono::milliseconds(number(req, "latency_ms", 100, 0, kMaxLatencyMs));
-    const auto fail_every = number(req, "fail_every", 0, 0, app.max_calls);
+    const auto faults = call_faults(req, app.max_calls);
     auto batch = app.ledger.open(count);
     for (std::uint64_t i = 1; i <= count; ++i) {
-        const bool fails = fail_every > 0 && i % fail_every == 0;
-        crosstown::follow_response([batch, i, latency, fails](std::stop_token stop) {
-            place_call(*batch, i, latency, fails, std::move(stop));
-        });
+        const bool fails = faults.fail_every > 0 && i % faults.fail_every == 0;
+        // Named, so that a call lost at shutdown is named in the log.
+        crosstown::follow_response({.name = fmt::format("call-{}", i)},
+                                   [batch, i, latency, fails, faults](std::stop_token stop) {
+                                       place_call(*batch, i, latency, fails, faults,
+                                                  std::move(stop));
+                                   });
     }
     const auto id = batch->view().id;
     res.status(202).json(nlohmann::json{{"batch", id}, {"count", count}}.dump());
@@ -104,7 +132,8 @@ void add_routes(crosstown::Router& router, const App& app) {
     router.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });
     router.post("/calls", [&app](Request& req, Response& res) { post_calls(app, req, res); });
     router.get("/calls/{batch}", [&app](Request& req, Response& res) { get_batch(app, req, res); });
-    router.get("/fail", [](Request&, Response&) {
+    router.get("/fail", [](Request& req, Response&) {
+        if (req.query("kind") == "int") throw 42;  // not a std::exception: still a 500
         throw std::runtime_error("this handler always throws, to show the 500 path");
     });
     router.get("/healthz", [&app](Request&, Response& res) {

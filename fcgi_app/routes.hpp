@@ -1,11 +1,15 @@
 // fcgi_app's endpoints: the reference application of crosstown.
 //
 //   GET  /hello          200 "hello\n" (the trivial endpoint benchmarks use)
-//   POST /calls?count=N&latency_ms=M&fail_every=K
+//   POST /calls?count=N&latency_ms=M&fail_every=K&fail_kind=std|int&ignore_stop=0|1
 //                        202 {"batch":"<id>","count":N}; places N simulated phone calls of M ms
-//                        each on the pool after the response (every K-th one throws)
+//                        each on the pool after the response, named call-1..call-N. Faults,
+//                        for tests and demonstrations: every K-th call throws (a
+//                        std::runtime_error, or an int), and ignore_stop=1 calls sleep through
+//                        the drain deadline.
 //   GET  /calls/{batch}  what became of a batch (404 once forgotten)
-//   GET  /fail           always throws: a 500 naming the request id, and the process serves on
+//   GET  /fail[?kind=int] always throws (an int with kind=int): a 500 naming the request id,
+//                        and the process serves on
 //   GET  /healthz        200 while accepting requests
 //   GET  /metrics        Prometheus text
 #pragma once

@@ -7,6 +7,7 @@
 #include <regex>
 #include <thread>
 
+#include "app_checks.hpp"
 #include "nginx_stack.hpp"
 
 namespace crosstown::test {
@@ -19,31 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 std::int64_t nanos(Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
-// Polls GET /calls/{batch} until nothing is pending or the time is up.
-json wait_for_batch(const NginxStack& stack, const std::string& batch, std::chrono::seconds limit) {
-    json status;
-    const auto until = Clock::now() + limit;
-    do {
-        status = json::parse(stack.get("/calls/" + batch).body);
-        if (status["pending"] == 0) break;
-        std::this_thread::sleep_for(20ms);
-    } while (Clock::now() < until);
-    return status;
-}
-
-// The counts of the summary line "deferred registered=N dispatched=N ...".
-std::map<std::string, long> summary_counts(const std::string& log) {
-    std::map<std::string, long> counts;
-    const auto at = log.rfind("deferred registered=");
-    if (at == std::string::npos) return counts;
-    const auto line = log.substr(at, log.find('\n', at) - at);
-    const std::regex pair(R"((\w+)=(\d+))");
-    for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it) {
-        counts[(*it)[1]] = std::stol((*it)[2]);
-    }
-    return counts;
 }
 
 TEST(FcgiAppThroughNginx, Hello) {

@@ -81,6 +81,14 @@ class NginxStack {
     }
 
     int port() const { return port_; }
+    const std::string& socket() const { return socket_; }
+    // Stops nginx (SIGQUIT, as `nginx -s quit`) and starts it again on the same port.
+    void restart_nginx() {
+        nginx_->signal(SIGQUIT);
+        nginx_->wait(std::chrono::seconds(10));
+        nginx_.reset();
+        start_nginx();
+    }
     ChildProcess& app() { return *app_; }
     std::string nginx_errors() const { return read_file(dir_ + "/error.log"); }
     HttpReply get(const std::string& target) const { return http_get(port_, target); }
@@ -115,7 +123,9 @@ class NginxStack {
             config = replace_all(config, key, value);
         }
         std::ofstream(dir_ + "/nginx.conf") << config;
-        std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ + "/fastcgi_params");
+        if (!std::filesystem::exists(dir_ + "/fastcgi_params")) {
+            std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ + "/fastcgi_params");
+        }
         const std::vector<std::string> base{NGINX_PATH, "-p", dir_, "-c", dir_ + "/nginx.conf"};
         {
             auto check = base;
