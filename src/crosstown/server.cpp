@@ -4,8 +4,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 
 #include "crosstown/follow_response.hpp"
 #include "crosstown/listen_socket.hpp"
@@ -150,18 +153,38 @@ void Server::serve(int listen_fd, const std::string& where) {
     notifier_.ready();
     const int signal = wait_for_stop();
     accepting_.store(false);
-    notifier_.stopping(std::chrono::steady_clock::now() + config_.drain_timeout);
+    drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
+    notifier_.stopping(drain_deadline_);
     log::info(
         "{}: no new requests; finishing those in hand, then draining deferred work for up "
         "to {}ms",
         signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
     responder.stop();
-    responder.join();
+    join_by_deadline(responder);
     responder_.store(nullptr);
 }
 
+// The requests in hand finish and dispatch. With --overflow block and a full queue, their
+// dispatch waits for room, which may come slowly: the drain deadline bounds that wait too.
+// When it passes first, the pool is drained at once, which releases the waiting responders;
+// their callbacks, and those still queued, count as abandoned.
+void Server::join_by_deadline(Responder& responder) {
+    std::jthread closer([this](std::stop_token stop) {
+        std::mutex mutex;
+        std::condition_variable_any joined;
+        std::unique_lock lock(mutex);
+        if (joined.wait_until(lock, stop, drain_deadline_, [] { return false; })) return;
+        if (stop.stop_requested()) return;
+        log::warn("drain deadline passed with requests still dispatching (queue full)");
+        early_drain_ = pool_.drain(Pool::Duration::zero());
+    });
+    responder.join();
+}
+
 int Server::finish() {
-    const auto report = pool_.drain(config_.drain_timeout);
+    const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
+                               std::chrono::steady_clock::duration::zero());
+    const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);
     const auto counts = pool_.counters().snapshot();
     if (counts.nothing_lost()) {
         log::info("{}", counts.summary());

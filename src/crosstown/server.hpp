@@ -14,7 +14,8 @@
 // starts the responders, tells systemd READY=1 (Type=notify; see service_notifier.hpp) and
 // waits in sigwait:
 //   - SIGTERM/SIGINT: stop accepting, let the requests in hand finish and dispatch, close the
-//     socket, drain the pool until --drain-timeout, log the summary line
+//     socket, drain the pool until --drain-timeout (counted from the signal, and bounding
+//     dispatches that wait for room in a full queue too), log the summary line
 //     "deferred registered=N dispatched=N completed=N failed=N ...", and return 0 only when
 //     nothing was abandoned or rejected. Callbacks that ignore their stop token past the
 //     deadline make the process leave with _exit(1) rather than hang.
@@ -23,6 +24,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 
 #include "crosstown/pool.hpp"
 #include "crosstown/request_stats.hpp"
@@ -57,6 +60,7 @@ class Server {
   private:
     // Returns after SIGTERM/SIGINT, responders joined. `where` names the socket in the log.
     void serve(int listen_fd, const std::string& where);
+    void join_by_deadline(Responder& responder);
     int finish();
     ServiceSample service_sample() const;
 
@@ -66,7 +70,9 @@ class Server {
     Pool pool_;
     std::atomic<bool> accepting_{false};
     std::atomic<const Responder*> responder_{nullptr};
-    ServiceNotifier notifier_;  // last: its thread samples the members above
+    std::chrono::steady_clock::time_point drain_deadline_;  // from SIGTERM + --drain-timeout
+    std::optional<DrainReport> early_drain_;  // set when the deadline passed while joining
+    ServiceNotifier notifier_;                // last: its thread samples the members above
 };
 
 }  // namespace crosstown
