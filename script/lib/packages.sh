@@ -2,6 +2,8 @@
 build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost-dev
     libboost-program-options-dev libfcgi-dev libsystemd-dev nlohmann-json3-dev libgtest-dev libgmock-dev
     libbenchmark-dev)
+# The fuzz preset: clang and its libFuzzer runtime.
+fuzz_packages=(clang libclang-rt-14-dev)
 
 # ensure_packages PKG...: installs the Debian packages that are not installed yet.
 # Quiet when everything is present; runs apt-get update once, only when something is missing;
