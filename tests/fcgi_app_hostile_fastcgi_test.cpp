@@ -126,7 +126,9 @@ TEST(HostileFastCgi, KnownLimitAHugeParamsLengthKillsTheProcessInsideLibfcgi) {
     hostile.send_raw(begin_request(true) + record(kParams, lying_pair(0x7FFFFFFE)));
     const auto code = stack.app().wait(10s);
     ASSERT_TRUE(code.has_value()) << "survived: update the README's security notes";
-    EXPECT_GT(*code, 128) << "killed by a signal (abort)";
+    // Release builds abort (134); under ASan or TSan the sanitizer's allocator reports the
+    // 2 GiB request and exits with its own code. Either way the process is gone.
+    EXPECT_NE(*code, 0);
 }
 
 }  // namespace

@@ -169,7 +169,7 @@ void Responder::accept_one(FCGX_Request& fcgi) {
     const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
     const int error = errno;
     if (fd < 0) back_off_after(error);
-    arm(listen_fd_);  // at once, so that another thread can take the next connection
+    arm_listen();  // at once, so that another thread can take the next connection
     if (fd < 0 || !admits(fd, peer)) return;
     set_timeouts(fd, config_.io_timeout);
     // nginx writes its request as soon as it has connected, so it is usually here already. A
@@ -267,12 +267,16 @@ void Responder::handle(FCGX_Request& fcgi) {
     }
 }
 
+// The fd is armed under idle_mutex_, which the thread the event wakes takes first (take()):
+// so the re-arm happens-before anything that thread does with the connection, closing it
+// included. ThreadSanitizer cannot see that order through epoll_ctl(MOD) alone.
 void Responder::keep(int fd) {
-    {
-        std::lock_guard lock(idle_mutex_);
-        idle_.insert(fd);
-    }
-    arm(fd);
+    std::unique_lock lock(idle_mutex_);
+    idle_.insert(fd);
+    if (arm_connection(fd)) return;
+    idle_.erase(fd);
+    lock.unlock();
+    ::close(fd);
 }
 
 void Responder::take(int fd) {
@@ -280,17 +284,22 @@ void Responder::take(int fd) {
     idle_.erase(fd);
 }
 
-void Responder::arm(int fd) {
-    if (fd == listen_fd_ && stopping_.load()) return;  // stop() took it out of the set
-    epoll_event event{EPOLLIN | EPOLLONESHOT, {.fd = fd}};
-    if (fd != listen_fd_) event.events |= EPOLLRDHUP;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) == 0) return;
-    if (errno == ENOENT && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0) return;
-    log::error("responder: epoll_ctl for fd {}: {}", fd, std::strerror(errno));
-    if (fd != listen_fd_) {
-        take(fd);
-        ::close(fd);
+void Responder::arm_listen() {
+    if (stopping_.load()) return;  // stop() took it out of the set
+    epoll_event event{EPOLLIN | EPOLLONESHOT, {.fd = listen_fd_}};
+    // ENOENT after stopping_ was checked: stop() has just taken it out, as it should.
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &event) != 0 && !stopping_.load()) {
+        log::error("responder: epoll_ctl for the listen socket: {}", std::strerror(errno));
     }
+}
+
+// Puts a connection (back) in the epoll set for any thread to take; false if it cannot be.
+bool Responder::arm_connection(int fd) {
+    epoll_event event{EPOLLIN | EPOLLONESHOT | EPOLLRDHUP, {.fd = fd}};
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) == 0) return true;
+    if (errno == ENOENT && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0) return true;
+    log::error("responder: epoll_ctl for fd {}: {}", fd, std::strerror(errno));
+    return false;
 }
 
 void Responder::close_idle() {

@@ -70,7 +70,8 @@ class Responder {
     void handle(FCGX_Request& fcgi);
     void keep(int fd);
     void take(int fd);
-    void arm(int fd);
+    void arm_listen();
+    bool arm_connection(int fd);
     void back_off_after(int error);
     bool admits(int fd, const sockaddr_storage& peer);
     void close_idle();
