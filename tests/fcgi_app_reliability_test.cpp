@@ -187,18 +187,10 @@ TEST_P(FullQueue, EachOverflowPolicyKeepsItsPromise) {
 
 INSTANTIATE_TEST_SUITE_P(Overflow, FullQueue, ::testing::Values("block", "caller_runs", "reject"));
 
-int open_fds(pid_t pid) {
+// How many entries /proc/PID/<what> has: "fd" (open descriptors) or "task" (threads).
+int proc_entries(pid_t pid, const char* what) {
     int n = 0;
-    if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-        while (const dirent* entry = ::readdir(dir)) n += entry->d_name[0] != '.';
-        ::closedir(dir);
-    }
-    return n;
-}
-
-int threads_of(pid_t pid) {
-    int n = 0;
-    if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/task").c_str())) {
+    if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/" + what).c_str())) {
         while (const dirent* entry = ::readdir(dir)) n += entry->d_name[0] != '.';
         ::closedir(dir);
     }
@@ -212,7 +204,7 @@ TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
     NginxStack stack({"--responders", "4", "--access-log", "off"});
     const pid_t pid = stack.app().pid();
     ASSERT_EQ(stack.get("/hello").status, 200);
-    const int threads = threads_of(pid);
+    const int threads = proc_entries(pid, "task");
     std::atomic<bool> stop{false};
     std::atomic<long> served{0};
     std::vector<std::thread> load;
@@ -227,7 +219,7 @@ TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
     // No descriptor left: new connections wait in the backlog, accept fails with EMFILE.
     rlimit before{};
     ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &before), 0);
-    const rlimit none{static_cast<rlim_t>(open_fds(pid)), before.rlim_max};
+    const rlimit none{static_cast<rlim_t>(proc_entries(pid, "fd")), before.rlim_max};
     ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &none, nullptr), 0) << std::strerror(errno);
     std::vector<std::unique_ptr<FastCgiConnection>> waiting;
     for (int i = 0; i < 3; ++i)
@@ -242,7 +234,7 @@ TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
     stop.store(true);
     for (auto& thread : load) thread.join();
     EXPECT_GT(served.load(), served_before) << "the load is served again";
-    EXPECT_EQ(threads_of(pid), threads);
+    EXPECT_EQ(proc_entries(pid, "task"), threads);
     EXPECT_THAT(stack.app().output(), HasSubstr("accept failed"));
 }
 
