@@ -1,0 +1,52 @@
+# fcgi_app behind a private, unprivileged nginx on 127.0.0.1, for script/server and
+# script/soak. Sourced; needs a release build of fcgi_app.
+#   start_stack PORT ACCESS_LOG [fcgi_app args...]   sets stack_dir, stack_app, stack_nginx
+#     ACCESS_LOG: on (nginx's, in stack_dir) or off; fcgi_app's log goes to STACK_LOG or stderr
+#   stop_stack                                       fcgi_app drains; returns its exit code
+
+start_stack() {
+    local port=$1 access_log=$2
+    shift 2
+    stack_dir=$(mktemp -d /tmp/crosstown-stack-XXXXXX)
+    chmod 711 "$stack_dir"  # nginx's workers must reach the socket inside
+    local socket="$stack_dir/fcgi_app.sock"
+    # Run as root, nginx's workers are `nobody`: give the socket nobody's group and keep mode
+    # 0660, as production does with www-data.
+    local socket_args=()
+    [ "$(id -u)" -ne 0 ] || socket_args=(--socket-group "$(id -gn nobody)")
+    [ "$access_log" = off ] || access_log="$stack_dir/access.log"
+
+    sed -e "s|@PREFIX@|${stack_dir}|g" -e "s|@WORKERS@|auto|" -e "s|@ACCESS_LOG@|${access_log}|" \
+        -e "s|@SOCKET@|${socket}|" -e "s|@SOURCE@|${PWD}|g" -e "s|@PORT@|${port}|" \
+        script/lib/nginx.conf.in >"$stack_dir/nginx.conf"
+    ln -s /etc/nginx/fastcgi_params "$stack_dir/fastcgi_params"
+
+    build/release/fcgi_app/fcgi_app --listen "$socket" "${socket_args[@]}" "$@" \
+        2>>"${STACK_LOG:-/dev/stderr}" &
+    stack_app=$!
+    for _ in $(seq 500); do
+        [ -S "$socket" ] && break
+        kill -0 "$stack_app" 2>/dev/null || { wait "$stack_app"; return $?; }
+        sleep 0.01
+    done
+    local nginx_cmd=(nginx -p "$stack_dir" -c "$stack_dir/nginx.conf")
+    "${nginx_cmd[@]}" -t -q
+    "${nginx_cmd[@]}" -g 'daemon off;' &
+    stack_nginx=$!
+    for _ in $(seq 200); do
+        curl -fsS -o /dev/null "http://127.0.0.1:${port}/healthz" 2>/dev/null && return 0
+        sleep 0.02
+    done
+    echo "no answer through nginx on port ${port}" >&2
+    return 1
+}
+
+stop_stack() {
+    kill -QUIT "$stack_nginx" 2>/dev/null || true
+    kill -TERM "$stack_app" 2>/dev/null || true
+    local code=0
+    wait "$stack_app" || code=$?
+    wait "$stack_nginx" 2>/dev/null || true
+    rm -rf "$stack_dir"
+    return "$code"
+}
