@@ -2,7 +2,6 @@
 // record, so tests can hold connections open, stall mid-request, or send garbage.
 #pragma once
 
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,6 +15,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "loopback.hpp"
 
 namespace crosstown::test {
 
@@ -107,14 +108,8 @@ class FastCgiConnection {
         }
     }
     // TCP to 127.0.0.1:port.
-    explicit FastCgiConnection(int port) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(static_cast<std::uint16_t>(port));
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-            ::close(fd_);
+    explicit FastCgiConnection(int port) : fd_(connect_loopback(port)) {
+        if (fd_ < 0) {
             throw std::runtime_error("connect 127.0.0.1:" + std::to_string(port) + ": " +
                                      std::strerror(errno));
         }

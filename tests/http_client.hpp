@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "loopback.hpp"
+
 namespace crosstown::test {
 
 struct HttpReply {
@@ -35,15 +37,8 @@ inline HttpReply raw_http(int port, const std::string& request,
                           std::chrono::milliseconds timeout = std::chrono::seconds(40)) {
     HttpReply reply;
     const auto started = std::chrono::steady_clock::now();
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-        ::close(fd);
-        return reply;
-    }
+    const int fd = connect_loopback(port);
+    if (fd < 0) return reply;
     ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
 
     std::string raw;
