@@ -160,6 +160,35 @@ TEST(Pool, BlockOverflowMakesTheSubmitterWait) {
     EXPECT_EQ(pool.counters().snapshot().rejected, 0U);
 }
 
+// Under Overflow::block, room goes to submitters in the order they started waiting, and a
+// newcomer queues behind them even when it arrives just as room appears: under saturation no
+// request is overtaken again and again.
+TEST(Pool, BlockedSubmittersGetRoomInArrivalOrder) {
+    Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::block});
+    Gate hold;
+    std::mutex mutex;
+    std::vector<int> order;
+    const auto record = [&](int who) {
+        return job([&, who] {
+            std::lock_guard lock(mutex);
+            order.push_back(who);
+        });
+    };
+    pool.submit(job([&] { hold.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    pool.submit(record(-1));  // the queue is now full
+    std::vector<std::jthread> waiting;
+    for (int who = 0; who < 6; ++who) {
+        waiting.emplace_back([&, who] { pool.submit(record(who)); });
+        std::this_thread::sleep_for(20ms);  // so that they arrive one after another
+    }
+    hold.open();
+    pool.submit(record(99));  // arrives as the first room appears
+    waiting.clear();          // joins
+    pool.wait_idle();
+    EXPECT_EQ(order, (std::vector<int>{-1, 0, 1, 2, 3, 4, 5, 99}));
+}
+
 TEST(Pool, CallerRunsOverflowRunsOnTheSubmitter) {
     Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::caller_runs});
     Gate hold;

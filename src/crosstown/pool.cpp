@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 
 #include "crosstown/log.hpp"
@@ -65,9 +66,16 @@ void Pool::submit_batch(std::vector<Job> jobs) { enqueue(jobs); }
 
 // Workers are notified after the lock is released, so a woken worker does not immediately
 // block on the mutex the submitter still holds.
+//
+// Overflow::block serves submitters waiting for room in arrival order (a ticket each): a
+// newcomer finding others in line queues behind them instead of taking the room a worker just
+// made for the first in line. Without that, under saturation the same request could be
+// overtaken again and again; with it, a request waits about as long as the line ahead of it.
 void Pool::enqueue(std::span<Job> jobs) {
     bump(counters_.dispatched, jobs.size());
     const auto now = Clock::now();
+    const bool own_worker = worker_of == this;  // never waits: it would wait for itself
+    std::optional<std::uint64_t> ticket;
     std::unique_lock lock(mutex_);
     while (!jobs.empty()) {
         if (closed_) {
@@ -75,17 +83,26 @@ void Pool::enqueue(std::span<Job> jobs) {
             give_up(jobs, counters_.abandoned, "submitted after the pool was drained");
             return;
         }
-        const bool wake = claim_wake(push_what_fits(jobs, now));
+        const bool my_turn = own_worker || (ticket ? *ticket : next_ticket_) == now_serving_;
+        const bool wake = my_turn && claim_wake(push_what_fits(jobs, now));
         if (jobs.empty()) {
+            if (ticket) {
+                ++now_serving_;
+                room_cv_.notify_all();  // the next in line checks whether it is its turn
+            }
             lock.unlock();
             if (wake) work_cv_.notify_one();
             return;
         }
-        // The queue is full.
-        if (config_.overflow == Overflow::block && worker_of != this) {
+        // The queue is full, or others wait for room ahead of this submitter.
+        if (config_.overflow == Overflow::block && !own_worker) {
             if (wake) work_cv_.notify_one();
+            if (!ticket) ticket = next_ticket_++;
             ++waiting_for_room_;
-            room_cv_.wait(lock, [&] { return closed_ || queue_.size() < config_.queue_capacity; });
+            room_cv_.wait(lock, [&] {
+                return closed_ ||
+                       (*ticket == now_serving_ && queue_.size() < config_.queue_capacity);
+            });
             --waiting_for_room_;
             continue;
         }
@@ -162,7 +179,8 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
         Job job = std::move(queue_.front());
         queue_.pop_front();
         ++busy_;
-        if (waiting_for_room_ > 0) room_cv_.notify_one();
+        // All of them: only the first in line may take the room (see enqueue).
+        if (waiting_for_room_ > 0) room_cv_.notify_all();
         const bool wake = claim_wake(queue_.size());
         lock.unlock();
         if (wake) work_cv_.notify_one();

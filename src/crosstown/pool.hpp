@@ -130,10 +130,13 @@ class Pool {
     unsigned waiting_workers_ = 0;     // guarded by mutex_
     bool waking_ = false;              // guarded by mutex_; a worker was notified, not yet up
     unsigned waiting_for_room_ = 0;    // guarded by mutex_
-    unsigned waiting_for_idle_ = 0;    // guarded by mutex_
-    bool closed_ = false;              // guarded by mutex_; set by drain: no new work
-    bool accounting_closed_ = false;   // guarded by mutex_; stuck jobs were counted abandoned
-    bool drained_ = false;             // guarded by mutex_
+    // Overflow::block: the next ticket to hand out, and the one whose turn it is (mutex_).
+    std::uint64_t next_ticket_ = 0;
+    std::uint64_t now_serving_ = 0;
+    unsigned waiting_for_idle_ = 0;   // guarded by mutex_
+    bool closed_ = false;             // guarded by mutex_; set by drain: no new work
+    bool accounting_closed_ = false;  // guarded by mutex_; stuck jobs were counted abandoned
+    bool drained_ = false;            // guarded by mutex_
     std::vector<std::jthread> workers_;
 };
 
