@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <exception>
 #include <iterator>
-#include <optional>
 #include <stdexcept>
 
 #include "crosstown/log.hpp"
@@ -67,29 +66,30 @@ void Pool::submit_batch(std::vector<Job> jobs) { enqueue(jobs); }
 // Workers are notified after the lock is released, so a woken worker does not immediately
 // block on the mutex the submitter still holds.
 //
-// Overflow::block serves submitters waiting for room in arrival order (a ticket each): a
+// Overflow::block serves submitters waiting for room in arrival order: each waits on its own
+// condition variable in a line, and a worker that makes room wakes the first in line only. A
 // newcomer finding others in line queues behind them instead of taking the room a worker just
-// made for the first in line. Without that, under saturation the same request could be
-// overtaken again and again; with it, a request waits about as long as the line ahead of it.
+// made for the first. Without that, under saturation the same request could be overtaken again
+// and again; with it, a request waits about as long as the line ahead of it.
 void Pool::enqueue(std::span<Job> jobs) {
     bump(counters_.dispatched, jobs.size());
     const auto now = Clock::now();
     const bool own_worker = worker_of == this;  // never waits: it would wait for itself
-    std::optional<std::uint64_t> ticket;
+    RoomWaiter me;
+    bool in_line = false;
     std::unique_lock lock(mutex_);
     while (!jobs.empty()) {
         if (closed_) {
+            if (in_line) std::erase(waiting_for_room_, &me);
             lock.unlock();
             give_up(jobs, counters_.abandoned, "submitted after the pool was drained");
             return;
         }
-        const bool my_turn = own_worker || (ticket ? *ticket : next_ticket_) == now_serving_;
+        const bool my_turn =
+            own_worker || (in_line ? waiting_for_room_.front() == &me : waiting_for_room_.empty());
         const bool wake = my_turn && claim_wake(push_what_fits(jobs, now));
         if (jobs.empty()) {
-            if (ticket) {
-                ++now_serving_;
-                room_cv_.notify_all();  // the next in line checks whether it is its turn
-            }
+            if (in_line) leave_line();
             lock.unlock();
             if (wake) work_cv_.notify_one();
             return;
@@ -97,13 +97,12 @@ void Pool::enqueue(std::span<Job> jobs) {
         // The queue is full, or others wait for room ahead of this submitter.
         if (config_.overflow == Overflow::block && !own_worker) {
             if (wake) work_cv_.notify_one();
-            if (!ticket) ticket = next_ticket_++;
-            ++waiting_for_room_;
-            room_cv_.wait(lock, [&] {
+            if (!in_line) waiting_for_room_.push_back(&me);
+            in_line = true;
+            me.cv.wait(lock, [&] {
                 return closed_ ||
-                       (*ticket == now_serving_ && queue_.size() < config_.queue_capacity);
+                       (waiting_for_room_.front() == &me && queue_.size() < config_.queue_capacity);
             });
-            --waiting_for_room_;
             continue;
         }
         lock.unlock();
@@ -116,6 +115,15 @@ void Pool::enqueue(std::span<Job> jobs) {
         run_inline_counted(jobs.front());
         jobs = jobs.subspan(1);
         lock.lock();
+    }
+}
+
+// The first in line has queued all it had: the next one may go if room is left. Requires
+// mutex_.
+void Pool::leave_line() {
+    waiting_for_room_.pop_front();
+    if (!waiting_for_room_.empty() && queue_.size() < config_.queue_capacity) {
+        waiting_for_room_.front()->cv.notify_one();
     }
 }
 
@@ -179,8 +187,7 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
         Job job = std::move(queue_.front());
         queue_.pop_front();
         ++busy_;
-        // All of them: only the first in line may take the room (see enqueue).
-        if (waiting_for_room_ > 0) room_cv_.notify_all();
+        if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
         const bool wake = claim_wake(queue_.size());
         lock.unlock();
         if (wake) work_cv_.notify_one();
@@ -245,7 +252,7 @@ DrainReport Pool::drain(Duration deadline, Duration grace) {
     queue_.clear();
     closed_ = true;
     work_cv_.notify_all();
-    room_cv_.notify_all();
+    for (auto* waiter : waiting_for_room_) waiter->cv.notify_one();
     lock.unlock();
 
     report.abandoned_queued = left.size();

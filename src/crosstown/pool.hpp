@@ -108,6 +108,7 @@ class Pool {
     using Clock = std::chrono::steady_clock;
 
     void enqueue(std::span<Job> jobs);
+    void leave_line();
     std::size_t push_what_fits(std::span<Job>& jobs, Clock::time_point now);
     bool claim_wake(std::size_t new_jobs);
     void give_up(std::span<Job> jobs, std::atomic<std::uint64_t>& counter, std::string_view why);
@@ -123,16 +124,16 @@ class Pool {
 
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;  // workers wait for jobs
-    std::condition_variable room_cv_;  // Overflow::block submitters wait for room
     std::condition_variable idle_cv_;  // wait_idle()/drain() wait for an idle pool
     std::deque<Job> queue_;            // guarded by mutex_
     unsigned busy_ = 0;                // guarded by mutex_
     unsigned waiting_workers_ = 0;     // guarded by mutex_
     bool waking_ = false;              // guarded by mutex_; a worker was notified, not yet up
-    unsigned waiting_for_room_ = 0;    // guarded by mutex_
-    // Overflow::block: the next ticket to hand out, and the one whose turn it is (mutex_).
-    std::uint64_t next_ticket_ = 0;
-    std::uint64_t now_serving_ = 0;
+    // Overflow::block submitters waiting for room, first come first served (mutex_).
+    struct RoomWaiter {
+        std::condition_variable cv;
+    };
+    std::deque<RoomWaiter*> waiting_for_room_;
     unsigned waiting_for_idle_ = 0;   // guarded by mutex_
     bool closed_ = false;             // guarded by mutex_; set by drain: no new work
     bool accounting_closed_ = false;  // guarded by mutex_; stuck jobs were counted abandoned
