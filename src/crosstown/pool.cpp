@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 
 #include "crosstown/log.hpp"
@@ -75,21 +76,20 @@ void Pool::enqueue(std::span<Job> jobs) {
     bump(counters_.dispatched, jobs.size());
     const auto now = Clock::now();
     const bool own_worker = worker_of == this;  // never waits: it would wait for itself
-    RoomWaiter me;
-    bool in_line = false;
+    std::optional<RoomWaiter> me;               // made only when this submitter has to wait
     std::unique_lock lock(mutex_);
     while (!jobs.empty()) {
         if (closed_) {
-            if (in_line) std::erase(waiting_for_room_, &me);
+            if (me) std::erase(waiting_for_room_, &*me);
             lock.unlock();
             give_up(jobs, counters_.abandoned, "submitted after the pool was drained");
             return;
         }
         const bool my_turn =
-            own_worker || (in_line ? waiting_for_room_.front() == &me : waiting_for_room_.empty());
+            own_worker || (me ? waiting_for_room_.front() == &*me : waiting_for_room_.empty());
         const bool wake = my_turn && claim_wake(push_what_fits(jobs, now));
         if (jobs.empty()) {
-            if (in_line) leave_line();
+            if (me) leave_line();
             lock.unlock();
             if (wake) work_cv_.notify_one();
             return;
@@ -97,11 +97,10 @@ void Pool::enqueue(std::span<Job> jobs) {
         // The queue is full, or others wait for room ahead of this submitter.
         if (config_.overflow == Overflow::block && !own_worker) {
             if (wake) work_cv_.notify_one();
-            if (!in_line) waiting_for_room_.push_back(&me);
-            in_line = true;
-            me.cv.wait(lock, [&] {
-                return closed_ ||
-                       (waiting_for_room_.front() == &me && queue_.size() < config_.queue_capacity);
+            if (!me) waiting_for_room_.push_back(&me.emplace());
+            me->cv.wait(lock, [&] {
+                return closed_ || (waiting_for_room_.front() == &*me &&
+                                   queue_.size() < config_.queue_capacity);
             });
             continue;
         }
