@@ -38,10 +38,6 @@ class ServiceNotifier {
     ServiceNotifier(const ServiceNotifier&) = delete;
     ServiceNotifier& operator=(const ServiceNotifier&) = delete;
 
-    bool active() const { return active_; }
-    // The watchdog interval systemd asked for (WatchdogSec), if any.
-    std::optional<std::chrono::microseconds> watchdog() const { return watchdog_; }
-
     // READY=1, then the heartbeat thread sends STATUS= and WATCHDOG=1.
     void ready();
     // STOPPING=1; until destruction the heartbeat asks for time up to drain_deadline + 5 s.
