@@ -1,5 +1,5 @@
 // Throughput of trivial deferred callbacks, end to end (submit -> run -> all done), through
-// crosstown::Pool beside boost::asio::thread_pool and beside one std::jthread per task, in one
+// crosstown::Pool beside boost::asio::thread_pool and beside one std::jthread per fn, in one
 // binary and one run so machine noise hits them alike. The argument is the worker count.
 // jthread_per_task has none: it starts a thread for every callback.
 //
@@ -8,7 +8,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <crosstown/pool.hpp>
+#include <crosstown/deferred/pool.hpp>
 #include <latch>
 #include <thread>
 #include <vector>
@@ -18,8 +18,8 @@ namespace {
 constexpr int kTasks = 10'000;
 constexpr int kBatch = 100;
 
-crosstown::Job trivial(std::latch& done) {
-    return crosstown::Job{[&done] { done.count_down(); }, {}, {}, {}};
+crosstown::DeferredCallback trivial(std::latch& done) {
+    return crosstown::DeferredCallback{[&done] { done.count_down(); }, {}, {}, {}};
 }
 
 crosstown::PoolConfig config_for(const benchmark::State& state) {
@@ -41,7 +41,7 @@ void crosstown_batches_of_100(benchmark::State& state) {
     for (auto _ : state) {
         std::latch done(kTasks);
         for (int b = 0; b < kTasks / kBatch; ++b) {
-            std::vector<crosstown::Job> batch;
+            std::vector<crosstown::DeferredCallback> batch;
             batch.reserve(kBatch);
             for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
             pool.submit_batch(std::move(batch));
@@ -57,7 +57,7 @@ void crosstown_submit_one_batch_of_100(benchmark::State& state) {
     crosstown::Pool pool(config_for(state));
     for (auto _ : state) {
         std::latch done(kBatch);
-        std::vector<crosstown::Job> batch;
+        std::vector<crosstown::DeferredCallback> batch;
         batch.reserve(kBatch);
         for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
         pool.submit_batch(std::move(batch));

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
 
     crosstown::Server server(*parsed.config);
     fcgi_app::CallLedger ledger;
-    const fcgi_app::App app{ledger, server.config().responder.limits.max_deferred_per_request,
+    const fcgi_app::App app{ledger, server.config().limits.max_deferred_per_request,
                             [&server] { return server.metrics(); },
                             [&server] { return server.accepting(); }};
     fcgi_app::add_routes(server.router(), app);

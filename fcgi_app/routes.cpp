@@ -4,10 +4,10 @@
 
 #include <charconv>
 #include <condition_variable>
-#include <crosstown/follow_response.hpp>
-#include <crosstown/http_error.hpp>
-#include <crosstown/metrics.hpp>
-#include <crosstown/response_outcome.hpp>
+#include <crosstown/deferred/follow_response.hpp>
+#include <crosstown/deferred/response_outcome.hpp>
+#include <crosstown/http/http_error.hpp>
+#include <crosstown/server.hpp>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>

@@ -14,7 +14,7 @@
 //   GET  /metrics        Prometheus text
 #pragma once
 
-#include <crosstown/router.hpp>
+#include <crosstown/http/router.hpp>
 #include <cstddef>
 #include <functional>
 #include <string>

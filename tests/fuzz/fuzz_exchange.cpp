@@ -3,9 +3,9 @@
 // name, value, ..., and the rest is the body. run_exchange must never throw, always produce a
 // status between 100 and 599 and a request id, and never emit a header with CR, LF or NUL.
 #include <algorithm>
-#include <crosstown/deferred_registry.hpp>
-#include <crosstown/exchange.hpp>
-#include <crosstown/router.hpp>
+#include <crosstown/deferred/deferred_registry.hpp>
+#include <crosstown/http/exchange.hpp>
+#include <crosstown/http/router.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -35,7 +35,7 @@ const crosstown::Router& routes() {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view text(reinterpret_cast<const char*>(data), size);
-    crosstown::Request::Fields cgi;
+    crosstown::Fields cgi;
     for (int i = 0; i < 32; ++i) {
         const auto name_end = text.find('\0');
         if (name_end == std::string_view::npos) break;

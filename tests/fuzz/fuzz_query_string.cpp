@@ -1,8 +1,8 @@
 // libFuzzer: percent-decoding and query parsing take whatever a client puts in a URL.
 // Either they return, or they throw HttpError(400); nothing else (no crash, no other throw,
 // no read past the input: ASan and UBSan watch).
-#include <crosstown/http_error.hpp>
-#include <crosstown/query_string.hpp>
+#include <crosstown/http/http_error.hpp>
+#include <crosstown/http/query_string.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>

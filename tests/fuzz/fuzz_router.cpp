@@ -2,9 +2,9 @@
 // newlines: the first lines are patterns to register (a bad one throws
 // std::invalid_argument), the last is "METHOD PATH". Routing either finds a handler or ends
 // in HttpError 404/405; with HEAD served by GET.
-#include <crosstown/deferred_registry.hpp>
-#include <crosstown/exchange.hpp>
-#include <crosstown/router.hpp>
+#include <crosstown/deferred/deferred_registry.hpp>
+#include <crosstown/http/exchange.hpp>
+#include <crosstown/http/router.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const auto request = lines.back();
     const auto space = request.find(' ');
-    crosstown::Request::Fields cgi{
+    crosstown::Fields cgi{
         {"REQUEST_METHOD", std::string(request.substr(0, space))},
         {"DOCUMENT_URI",
          space == std::string_view::npos ? "/" : std::string(request.substr(space + 1))}};

@@ -1,7 +1,7 @@
 // libFuzzer: the status-gate filter syntax ("2xx,304", "400-405", "always"). A filter either
 // parses or throws std::invalid_argument; a parsed gate describes itself in a form that parses
 // back to the very same gate.
-#include <crosstown/status_gate.hpp>
+#include <crosstown/deferred/status_gate.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>

@@ -1,29 +1,36 @@
 #include "crosstown/testing/capture_deferred.hpp"
 
 #include <limits>
+#include <mutex>
+
+#include "crosstown/deferred/capture_target.hpp"
+#include "crosstown/deferred/deferred_registry.hpp"
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/testing/run_synchronously.hpp"
 
 namespace crosstown::testing {
 
-RunReport run_synchronously(std::vector<DeferredCallback> callbacks, int status, bool delivered) {
+RunReport run_synchronously(std::vector<Registration> registrations, int status, bool delivered) {
     auto outcome = std::make_shared<ResponseOutcome>();
     outcome->request_id = "test";
     outcome->status = status;
     outcome->delivered = delivered;
-    return run_synchronously(std::move(callbacks), std::move(outcome));
+    return run_synchronously(std::move(registrations), std::move(outcome));
 }
 
-RunReport run_synchronously(std::vector<DeferredCallback> callbacks,
+RunReport run_synchronously(std::vector<Registration> registrations,
                             std::shared_ptr<const ResponseOutcome> outcome) {
     RunReport report;
     RequestScope no_request(nullptr);
-    for (auto& callback : callbacks) {
-        if (!callback.options.should_run(outcome->status, outcome->delivered)) {
+    for (auto& registration : registrations) {
+        if (!registration.options.should_run(outcome->status, outcome->delivered)) {
             ++report.skipped;
             continue;
         }
-        Job job{std::move(callback.task), std::move(callback.options.name), outcome, {}};
+        DeferredCallback callback{
+            std::move(registration.fn), std::move(registration.options.name), outcome, {}};
         ++report.ran;
-        if (auto error = detail::run_isolated(job, std::stop_token{})) {
+        if (auto error = detail::run_isolated(callback, std::stop_token{})) {
             ++report.failed;
             report.errors.push_back(std::move(*error));
         }
@@ -31,51 +38,58 @@ RunReport run_synchronously(std::vector<DeferredCallback> callbacks,
     return report;
 }
 
-CaptureDeferred::CaptureDeferred()
-    : captured_(std::numeric_limits<std::size_t>::max()),
-      previous_(detail::exchange_capture_target(this)) {}
+// Registrations made outside any request land here while the capture lives, from any thread.
+class CaptureDeferred::Impl final : public detail::CaptureTarget {
+  public:
+    Impl() : previous_(detail::exchange_capture_target(this)) {}
+    ~Impl() { detail::exchange_capture_target(previous_); }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
 
-CaptureDeferred::~CaptureDeferred() {
-    detail::exchange_capture_target(previous_);
-    clear();
-}
-
-std::vector<CapturedDeferred> CaptureDeferred::list() const {
-    std::lock_guard lock(mutex_);
-    std::vector<CapturedDeferred> out;
-    for (const auto& callback : captured_.callbacks()) {
-        out.push_back({callback.options.name, callback.options, std::nullopt});
+    void add(DeferredOptions options, Callback fn) override {
+        std::lock_guard lock(mutex_);
+        captured_.add(std::move(options), std::move(fn));
     }
-    return out;
-}
+    bool forget(std::string_view name) override {
+        std::lock_guard lock(mutex_);
+        return captured_.forget(name);
+    }
+    std::vector<CapturedRegistration> list() const {
+        std::lock_guard lock(mutex_);
+        std::vector<CapturedRegistration> out;
+        for (const auto& registration : captured_.callbacks()) {
+            out.push_back({registration.options.name, registration.options, std::nullopt});
+        }
+        return out;
+    }
+    std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return captured_.callbacks().size();
+    }
+    std::vector<Registration> take() {
+        std::lock_guard lock(mutex_);
+        return captured_.take();
+    }
 
-std::size_t CaptureDeferred::size() const {
-    std::lock_guard lock(mutex_);
-    return captured_.callbacks().size();
-}
+  private:
+    mutable std::mutex mutex_;
+    // No cap: a test may capture as much as it likes.
+    DeferredRegistry captured_{std::numeric_limits<std::size_t>::max()};  // guarded by mutex_
+    detail::CaptureTarget* previous_;
+};
+
+CaptureDeferred::CaptureDeferred() : impl_(std::make_unique<Impl>()) {}
+
+// Restores the previous capture first, then drops what was not run.
+CaptureDeferred::~CaptureDeferred() = default;
+
+std::vector<CapturedRegistration> CaptureDeferred::list() const { return impl_->list(); }
+std::size_t CaptureDeferred::size() const { return impl_->size(); }
 
 RunReport CaptureDeferred::run(int status, bool delivered) {
-    std::vector<DeferredCallback> callbacks;
-    {
-        std::lock_guard lock(mutex_);
-        callbacks = captured_.take();
-    }
-    return run_synchronously(std::move(callbacks), status, delivered);
+    return run_synchronously(impl_->take(), status, delivered);
 }
 
-void CaptureDeferred::clear() {
-    std::lock_guard lock(mutex_);
-    captured_.take();
-}
-
-void CaptureDeferred::add(DeferredOptions options, Task task) {
-    std::lock_guard lock(mutex_);
-    captured_.add(std::move(options), std::move(task));
-}
-
-bool CaptureDeferred::forget(std::string_view name) {
-    std::lock_guard lock(mutex_);
-    return captured_.forget(name);
-}
+void CaptureDeferred::clear() { impl_->take(); }
 
 }  // namespace crosstown::testing

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/detail/ascii.hpp"
-#include "crosstown/query_string.hpp"
+#include "crosstown/http/exchange.hpp"
+#include "crosstown/http/query_string.hpp"
+#include "crosstown/testing/run_synchronously.hpp"
 
 namespace crosstown::testing {
 namespace {
@@ -20,18 +23,18 @@ std::string cgi_name(std::string_view header) {
 }
 
 // The params nginx's fastcgi_params would send for this request.
-Request::Fields cgi_for(std::string_view method, std::string_view target, const std::string& body,
-                        const TestClient::Headers& headers) {
+Fields cgi_for(std::string_view method, std::string_view target, const std::string& body,
+               const Fields& headers) {
     const auto question = target.find('?');
     const auto path = target.substr(0, question);
     const auto query =
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
-    Request::Fields cgi{{"REQUEST_METHOD", std::string(method)},
-                        {"REQUEST_URI", std::string(target)},
-                        {"QUERY_STRING", std::string(query)},
-                        {"DOCUMENT_URI", percent_decode(path).value_or("")},
-                        {"SERVER_PROTOCOL", "HTTP/1.1"},
-                        {"REMOTE_ADDR", "127.0.0.1"}};
+    Fields cgi{{"REQUEST_METHOD", std::string(method)},
+               {"REQUEST_URI", std::string(target)},
+               {"QUERY_STRING", std::string(query)},
+               {"DOCUMENT_URI", percent_decode(path).value_or("")},
+               {"SERVER_PROTOCOL", "HTTP/1.1"},
+               {"REMOTE_ADDR", "127.0.0.1"}};
     const bool has_length = std::any_of(headers.begin(), headers.end(), [](const auto& h) {
         return detail::equals_ignoring_case(h.first, "content-length");
     });
@@ -67,11 +70,19 @@ std::optional<std::string_view> TestResponse::header(std::string_view name) cons
     return std::nullopt;
 }
 
+struct TestClient::Pending {
+    std::vector<Registration> registrations;
+    std::shared_ptr<const ResponseOutcome> outcome;
+};
+
 TestClient::TestClient(const Router& router, TestClientOptions options)
-    : router_(router), options_(options) {}
+    : router_(router), options_(options), pending_(std::make_unique<std::vector<Pending>>()) {}
+
+TestClient::~TestClient() = default;
+TestClient::TestClient(TestClient&&) noexcept = default;
 
 TestResponse TestClient::request(std::string_view method, std::string_view target, std::string body,
-                                 const Headers& headers) {
+                                 const Fields& headers) {
     DeferredRegistry deferred(options_.limits.max_deferred_per_request);
     auto exchange = run_exchange(router_, cgi_for(method, target, body, headers), reader_of(body),
                                  options_.limits, deferred);
@@ -79,25 +90,26 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
     auto outcome = std::make_shared<const ResponseOutcome>(
         ResponseOutcome{exchange.request->id(), response.status(), true, exchange.request,
                         std::chrono::steady_clock::now()});
-    if (!deferred.callbacks().empty()) pending_.push_back({deferred.take(), outcome});
+    if (!deferred.callbacks().empty()) pending_->push_back({deferred.take(), outcome});
     if (options_.run_deferred_after_each_response) add_up(automatic_, run_deferred());
     return {response.status(), response.headers(), response.body(), exchange.request->id(),
             exchange.request};
 }
 
-TestResponse TestClient::get(std::string_view target, const Headers& headers) {
+TestResponse TestClient::get(std::string_view target, const Fields& headers) {
     return request("GET", target, {}, headers);
 }
 
-TestResponse TestClient::post(std::string_view target, std::string body, const Headers& headers) {
+TestResponse TestClient::post(std::string_view target, std::string body, const Fields& headers) {
     return request("POST", target, std::move(body), headers);
 }
 
-std::vector<CapturedDeferred> TestClient::deferred() const {
-    std::vector<CapturedDeferred> out;
-    for (const auto& pending : pending_) {
-        for (const auto& callback : pending.callbacks) {
-            out.push_back({callback.options.name, callback.options, pending.outcome->status});
+std::vector<CapturedRegistration> TestClient::deferred() const {
+    std::vector<CapturedRegistration> out;
+    for (const auto& pending : *pending_) {
+        for (const auto& registration : pending.registrations) {
+            out.push_back(
+                {registration.options.name, registration.options, pending.outcome->status});
         }
     }
     return out;
@@ -105,8 +117,8 @@ std::vector<CapturedDeferred> TestClient::deferred() const {
 
 RunReport TestClient::run_deferred() {
     RunReport report;
-    for (auto& pending : std::exchange(pending_, {})) {
-        add_up(report, run_synchronously(std::move(pending.callbacks), pending.outcome));
+    for (auto& pending : std::exchange(*pending_, {})) {
+        add_up(report, run_synchronously(std::move(pending.registrations), pending.outcome));
     }
     return report;
 }

@@ -1,0 +1,29 @@
+// crosstown::PoolConfig: the size of the process's pool of workers for deferred callbacks,
+// and what happens when its queue is full. The defaults here are the server's defaults.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace crosstown {
+
+// When the queue is full:
+enum class Overflow {
+    block,        // the responder waits for room: backpressure reaches nginx, nothing is lost
+    caller_runs,  // the responder runs the callback itself, after its response
+    reject,       // dropped, counted and logged by name (opt-in loss)
+};
+
+// "block", "caller_runs", "reject": the option's spelling.
+constexpr std::string_view overflow_name(Overflow overflow) {
+    constexpr std::string_view names[] = {"block", "caller_runs", "reject"};
+    return names[static_cast<int>(overflow)];
+}
+
+struct PoolConfig {
+    unsigned workers = 16;
+    std::size_t queue_capacity = 10'000;
+    Overflow overflow = Overflow::block;
+};
+
+}  // namespace crosstown

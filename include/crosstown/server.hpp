@@ -1,0 +1,66 @@
+// crosstown::Server: a whole FastCGI application process, from start to a clean exit.
+//
+//   int main(int argc, char** argv) {
+//       auto parsed = crosstown::parse_server_config(argc, argv, {"my_app", "1.0"});
+//       if (!parsed.config) return parsed.exit_code;
+//       crosstown::Server server(*parsed.config);
+//       server.router().get("/hello", [](auto&, auto& res) { res.text("hello\n"); });
+//       return server.run();
+//   }
+//
+// The constructor blocks SIGTERM/SIGINT/SIGHUP in the calling thread (every thread started
+// later inherits that) and starts the pool of workers, to which follow_response sends work from
+// then on. run() serves the socket systemd passed (socket activation) or opens `listen`, starts
+// the responders, tells systemd READY=1 (Type=notify) and waits for a signal:
+//   - SIGTERM/SIGINT: stop accepting, let the requests in hand finish and dispatch, close the
+//     socket, drain the pool until the drain timeout (counted from the signal, and bounding
+//     dispatches that wait for room in a full queue too), log the summary line
+//     "deferred registered=N dispatched=N completed=N failed=N ...", and return 0 only when
+//     nothing was abandoned or rejected. Callbacks that ignore their stop token past the
+//     deadline make the process leave with _exit(1) rather than hang.
+//   - SIGHUP: logged and ignored (there is nothing to reload; restart the service).
+// One Server per process: constructing a second while one exists throws std::logic_error.
+// Add routes before run(); the accessors may be called from any thread while it runs.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "crosstown/deferred/deferred_counts.hpp"
+#include "crosstown/http/router.hpp"
+#include "crosstown/server_config.hpp"
+
+namespace crosstown {
+
+// The Content-Type of Server::metrics(): the Prometheus text format 0.0.4.
+inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+class Server {
+  public:
+    explicit Server(ServerConfig config);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    Router& router();
+    const ServerConfig& config() const;
+
+    // Serves until SIGTERM/SIGINT; returns the process's exit code (2: cannot listen).
+    int run();
+
+    // True from the moment every responder waits for connections until a stop signal.
+    bool accepting() const;
+    // Requests being served right now.
+    unsigned busy_responders() const;
+    // Deferred callbacks by outcome, so far.
+    DeferredCounts deferred_counts() const;
+    // The Prometheus text for a /metrics endpoint (kMetricsContentType).
+    std::string metrics() const;
+
+  private:
+    class Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crosstown

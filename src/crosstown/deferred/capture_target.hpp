@@ -1,0 +1,24 @@
+// crosstown::detail::CaptureTarget: where follow_response sends registrations made outside any
+// request while a testing::CaptureDeferred is alive, instead of the outside-request policy.
+#pragma once
+
+#include <string_view>
+
+#include "crosstown/deferred/callback.hpp"
+#include "crosstown/deferred/deferred_options.hpp"
+
+namespace crosstown::detail {
+
+class CaptureTarget {
+  public:
+    virtual void add(DeferredOptions options, Callback fn) = 0;
+    virtual bool forget(std::string_view name) = 0;
+
+  protected:
+    ~CaptureTarget() = default;
+};
+
+// Installs `target` (nullptr: none) and returns the previous one. Any thread.
+CaptureTarget* exchange_capture_target(CaptureTarget* target);
+
+}  // namespace crosstown::detail

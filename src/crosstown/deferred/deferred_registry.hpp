@@ -1,0 +1,83 @@
+// crosstown::DeferredRegistry: the callbacks one request registered, waiting for its response.
+//
+// The responder owns one per request, on the request's own thread (it is not thread-safe):
+//
+//   DeferredRegistry deferred(limits.max_deferred_per_request);
+//   {
+//       RequestScope scope(deferred);  // follow_response() on this thread now lands here
+//       handler(request, response);
+//   }
+//   ... write the response, note FCGX_GetError, FCGX_Finish_r ...
+//   deferred.dispatch(pool, outcome);  // only now does any callback start
+//
+// dispatch() gates each callback on the status actually sent, hands the pool callbacks to the
+// pool as one batch in registration order, then runs the same_thread ones here, in order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "crosstown/deferred/callback.hpp"
+#include "crosstown/deferred/deferred_options.hpp"
+#include "crosstown/deferred/follow_response.hpp"
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/deferred/response_outcome.hpp"
+
+namespace crosstown {
+
+// A callback as a handler registered it, with its options, waiting for the response.
+struct Registration {
+    DeferredOptions options;
+    Callback fn;
+};
+
+class DeferredRegistry {
+  public:
+    explicit DeferredRegistry(std::size_t max_callbacks);
+    ~DeferredRegistry();  // logs any callbacks that were never dispatched
+    DeferredRegistry(const DeferredRegistry&) = delete;
+    DeferredRegistry& operator=(const DeferredRegistry&) = delete;
+
+    // Appends a callback. A named one first removes an earlier one of the same name (the new
+    // one takes the later place). Throws DeferredLimitExceeded past max_callbacks.
+    void add(DeferredOptions options, Callback fn);
+    // Cancels the callback of that name; false when there is none.
+    bool forget(std::string_view name);
+
+    const std::vector<Registration>& callbacks() const { return callbacks_; }
+    std::uint64_t forgotten() const { return forgotten_; }
+
+    // Counts and gates everything collected, then dispatches; leaves the registry empty.
+    void dispatch(Pool& pool, ResponseOutcome outcome);
+    // Hands everything collected to the caller instead (test capture); leaves it empty.
+    std::vector<Registration> take();
+
+  private:
+    std::size_t max_callbacks_;
+    std::vector<Registration> callbacks_;
+    std::uint64_t forgotten_ = 0;
+};
+
+// Makes `registry` the current request of this thread for the scope's lifetime, so
+// crosstown::follow_response() and crosstown::forget() reach it. Scopes nest; nullptr means
+// "no current request".
+class RequestScope {
+  public:
+    explicit RequestScope(DeferredRegistry* registry);
+    explicit RequestScope(DeferredRegistry& registry) : RequestScope(&registry) {}
+    ~RequestScope();
+    RequestScope(const RequestScope&) = delete;
+    RequestScope& operator=(const RequestScope&) = delete;
+
+  private:
+    DeferredRegistry* previous_;
+};
+
+// This thread's current request's registry, or nullptr.
+DeferredRegistry* current_registry();
+
+}  // namespace crosstown

@@ -1,0 +1,307 @@
+#include "crosstown/deferred/pool.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <iterator>
+#include <optional>
+#include <stdexcept>
+
+#include "crosstown/deferred/outcome_scope.hpp"
+#include "crosstown/observe/log.hpp"
+
+namespace crosstown {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The pool whose worker is running on this thread, if any (see Overflow::block).
+thread_local const Pool* worker_of = nullptr;
+
+std::string_view request_id_of(const DeferredCallback& callback) {
+    return callback.outcome ? std::string_view(callback.outcome->request_id)
+                            : std::string_view("-");
+}
+
+std::string_view name_of(const DeferredCallback& callback) {
+    return callback.name.empty() ? std::string_view("(unnamed)") : std::string_view(callback.name);
+}
+
+// A far-off time point instead of an overflowing now() + Duration::max().
+Clock::time_point deadline_from_now(Pool::Duration timeout) {
+    constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
+    return Clock::now() + std::min<Pool::Duration>(timeout, kCentury);
+}
+
+}  // namespace
+
+Pool::Pool(PoolConfig config)
+    : config_(config), stats_(std::make_unique<Stats[]>(config.workers + 1)) {
+    if (config_.workers == 0) throw std::invalid_argument("crosstown::Pool: workers must be > 0");
+    if (config_.queue_capacity == 0) {
+        throw std::invalid_argument("crosstown::Pool: queue_capacity must be > 0");
+    }
+    workers_.reserve(config_.workers);
+    try {
+        for (unsigned i = 0; i < config_.workers; ++i) {
+            workers_.emplace_back([this, &stats = stats_[i]](std::stop_token stop) {
+                worker_loop(std::move(stop), stats);
+            });
+        }
+    } catch (...) {
+        // Thread creation failed (EAGAIN under systemd's TasksMax, say). The destructor will
+        // not run, so release the workers already started or their join would wait forever.
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+        }
+        work_cv_.notify_all();
+        workers_.clear();
+        throw;
+    }
+}
+
+Pool::~Pool() { drain(kNoTimeout); }
+
+void Pool::submit(DeferredCallback callback) { enqueue(std::span<DeferredCallback>(&callback, 1)); }
+
+void Pool::submit_batch(std::vector<DeferredCallback> callbacks) { enqueue(callbacks); }
+
+// Workers are notified after the lock is released, so a woken worker does not immediately
+// block on the mutex the submitter still holds.
+//
+// Overflow::block serves submitters waiting for room in arrival order: each waits on its own
+// condition variable in a line, and a worker that makes room wakes the first in line only. A
+// newcomer finding others in line queues behind them instead of taking the room a worker just
+// made for the first. Without that, under saturation the same request could be overtaken again
+// and again; with it, a request waits about as long as the line ahead of it.
+void Pool::enqueue(std::span<DeferredCallback> callbacks) {
+    bump(counters_.dispatched, callbacks.size());
+    const auto now = Clock::now();
+    const bool own_worker = worker_of == this;  // never waits: it would wait for itself
+    std::optional<RoomWaiter> me;               // made only when this submitter has to wait
+    std::unique_lock lock(mutex_);
+    while (!callbacks.empty()) {
+        if (closed_) {
+            if (me) std::erase(waiting_for_room_, &*me);
+            lock.unlock();
+            give_up(callbacks, counters_.abandoned, "submitted after the pool was drained");
+            return;
+        }
+        const bool my_turn =
+            own_worker || (me ? waiting_for_room_.front() == &*me : waiting_for_room_.empty());
+        const bool wake = my_turn && claim_wake(push_what_fits(callbacks, now));
+        if (callbacks.empty()) {
+            if (me) leave_line();
+            lock.unlock();
+            if (wake) work_cv_.notify_one();
+            return;
+        }
+        // The queue is full, or others wait for room ahead of this submitter.
+        if (config_.overflow == Overflow::block && !own_worker) {
+            if (wake) work_cv_.notify_one();
+            if (!me) waiting_for_room_.push_back(&me.emplace());
+            me->cv.wait(lock, [&] {
+                return closed_ || (waiting_for_room_.front() == &*me &&
+                                   queue_.size() < config_.queue_capacity);
+            });
+            continue;
+        }
+        lock.unlock();
+        if (wake) work_cv_.notify_one();
+        if (config_.overflow == Overflow::reject) {
+            give_up(callbacks, counters_.rejected, "queue full (overflow=reject)");
+            return;
+        }
+        // caller_runs, or block from one of this pool's own workers.
+        run_inline_counted(callbacks.front());
+        callbacks = callbacks.subspan(1);
+        lock.lock();
+    }
+}
+
+// The first in line has queued all it had: the next one may go if room is left. Requires
+// mutex_.
+void Pool::leave_line() {
+    waiting_for_room_.pop_front();
+    if (!waiting_for_room_.empty() && queue_.size() < config_.queue_capacity) {
+        waiting_for_room_.front()->cv.notify_one();
+    }
+}
+
+// Moves the leading callbacks that fit into the queue; returns how many. Requires mutex_.
+std::size_t Pool::push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now) {
+    const auto pushed = std::min(config_.queue_capacity - queue_.size(), callbacks.size());
+    for (auto& callback : callbacks.first(pushed)) {
+        callback.queued_at = now;
+        queue_.push_back(std::move(callback));
+    }
+    callbacks = callbacks.subspan(pushed);
+    return pushed;
+}
+
+// Wakes at most one worker, and only when none is already on its way: a burst then ramps
+// the workers up one by one (each woken worker that finds more work behind its callback wakes the
+// next, see worker_loop) instead of waking them all to fight over the lock on two cores.
+// The ramp costs a wake-up latency per worker, microseconds against callbacks that take
+// milliseconds.
+bool Pool::claim_wake(std::size_t new_jobs) {
+    if (new_jobs == 0 || waking_ || waiting_workers_ == 0) return false;
+    waking_ = true;
+    return true;
+}
+
+void Pool::give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
+                   std::string_view why) {
+    bump(counter, callbacks.size());
+    for (const auto& callback : callbacks) {
+        log::warn("deferred callback {} of request {} not run: {}", name_of(callback),
+                  request_id_of(callback), why);
+    }
+}
+
+void Pool::run_inline(DeferredCallback callback) {
+    bump(counters_.dispatched);
+    run_inline_counted(callback);
+}
+
+void Pool::run_inline_counted(DeferredCallback& callback) {
+    auto clock = Clock::now();
+    const auto result = run_callback(callback, std::stop_token{}, stats_[config_.workers], clock);
+    bump(result == Result::completed ? counters_.completed : counters_.failed);
+}
+
+void Pool::worker_loop(std::stop_token stop, Stats& stats) {
+    worker_of = this;
+    auto clock = Clock::now();
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        const bool will_wait = queue_.empty();
+        while (queue_.empty() && !closed_) {
+            ++waiting_workers_;
+            work_cv_.wait(lock);
+            --waiting_workers_;
+            // Whoever wakes (notified or spuriously) ends the pending wake, so waking_ can
+            // only err towards an extra notify, never leave sleeping workers with work queued.
+            waking_ = false;
+        }
+        if (queue_.empty()) return;  // closed and nothing left
+
+        DeferredCallback callback = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+        if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
+        const bool wake = claim_wake(queue_.size());
+        lock.unlock();
+        if (wake) work_cv_.notify_one();
+
+        // One clock read per callback while busy: the previous callback's end stands for this
+        // start.
+        if (will_wait) clock = Clock::now();
+        const auto result = run_callback(callback, stop, stats, clock);
+        callback =
+            DeferredCallback{};  // release the callable and the request's data outside the lock
+
+        lock.lock();
+        --busy_;
+        if (!accounting_closed_) {
+            bump(result == Result::completed ? counters_.completed : counters_.failed);
+        }
+        if (waiting_for_idle_ > 0 && busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
+    }
+}
+
+// `clock` is "now" on entry and the callback's end on return.
+Pool::Result Pool::run_callback(DeferredCallback& callback, std::stop_token stop, Stats& stats,
+                                Clock::time_point& clock) {
+    if (callback.queued_at != Clock::time_point{})
+        stats.queue_wait.record(clock - callback.queued_at);
+    const bool ok = !detail::run_isolated(callback, std::move(stop)).has_value();
+    const auto ended = Clock::now();
+    stats.run_time.record(ended - clock);
+    clock = ended;
+    return ok ? Result::completed : Result::failed;
+}
+
+std::optional<std::string> detail::run_isolated(DeferredCallback& callback, std::stop_token stop) {
+    detail::OutcomeScope scope(callback.outcome.get());
+    std::optional<std::string> error;
+    try {
+        callback.fn(std::move(stop));
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "non-standard exception";
+    }
+    if (error) {
+        log::error("deferred callback {} of request {} failed: {}", name_of(callback),
+                   request_id_of(callback), *error);
+    }
+    return error;
+}
+
+void Pool::wait_idle() {
+    std::unique_lock lock(mutex_);
+    ++waiting_for_idle_;
+    idle_cv_.wait(lock, [&] { return queue_.empty() && busy_ == 0; });
+    --waiting_for_idle_;
+}
+
+DrainReport Pool::drain(Duration timeout, Duration grace) {
+    std::unique_lock lock(mutex_);
+    if (drained_) return {};
+    DrainReport report;
+    ++waiting_for_idle_;
+    report.finished_in_time = idle_cv_.wait_until(lock, deadline_from_now(timeout),
+                                                  [&] { return queue_.empty() && busy_ == 0; });
+    std::vector<DeferredCallback> left(std::make_move_iterator(queue_.begin()),
+                                       std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    closed_ = true;
+    work_cv_.notify_all();
+    for (auto* waiter : waiting_for_room_) waiter->cv.notify_one();
+    lock.unlock();
+
+    report.abandoned_queued = left.size();
+    give_up(left, counters_.abandoned, "abandoned: the drain deadline passed before it started");
+    for (auto& worker : workers_) worker.request_stop();
+
+    lock.lock();
+    const bool joined =
+        idle_cv_.wait_until(lock, deadline_from_now(grace), [&] { return busy_ == 0; });
+    --waiting_for_idle_;
+    if (!joined) {
+        report.stuck = busy_;
+        bump(counters_.abandoned, busy_);
+        accounting_closed_ = true;
+        log::error("{} deferred callbacks still running {} ms after stop was requested", busy_,
+                   std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
+    }
+    drained_ = true;
+    lock.unlock();
+    if (joined) workers_.clear();  // joins
+    return report;
+}
+
+LatencyHistogram::Snapshot Pool::queue_wait() const {
+    LatencyHistogram::Snapshot total;
+    for (unsigned i = 0; i <= config_.workers; ++i) total += stats_[i].queue_wait.snapshot();
+    return total;
+}
+
+LatencyHistogram::Snapshot Pool::run_time() const {
+    LatencyHistogram::Snapshot total;
+    for (unsigned i = 0; i <= config_.workers; ++i) total += stats_[i].run_time.snapshot();
+    return total;
+}
+
+std::size_t Pool::queue_depth() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+unsigned Pool::busy_workers() const {
+    std::lock_guard lock(mutex_);
+    return busy_;
+}
+
+}  // namespace crosstown

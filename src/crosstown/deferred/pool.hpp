@@ -1,0 +1,141 @@
+// crosstown::Pool: the process's fixed set of std::jthread workers that run deferred callbacks.
+//
+// - Bounded: at most `queue_capacity` callbacks wait. When the queue is full the configured
+//   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
+//   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged by
+//   name). A worker of this pool that submits to its own full queue under `block` runs the callback
+//   itself instead, since waiting could deadlock the pool.
+// - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
+// - Isolated: an exception from a callback is caught, logged with the request id and the callback's
+// name,
+//   and counted as failed; the worker goes on.
+// - Drained: drain(timeout) runs everything queued until the timeout passes, then abandons what is
+//   still queued (counted, logged by name), requests stop on the workers' stop tokens so
+//   long callbacks can end early, waits `grace` for them and joins. The destructor drains with no
+//   timeout if drain() was not called.
+// Every member may be called from any thread, except drain() and the destructor, which one
+// owner calls once.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crosstown/deferred/callback.hpp"
+#include "crosstown/deferred/deferred_counters.hpp"
+#include "crosstown/deferred/pool_config.hpp"
+#include "crosstown/deferred/response_outcome.hpp"
+#include "crosstown/observe/latency_histogram.hpp"
+
+namespace crosstown {
+
+// A callback on its way to a worker: the callable, and what its log lines and
+// response_delivered() need.
+struct DeferredCallback {
+    Callback fn;
+    std::string name;                                 // for logs; may be empty
+    std::shared_ptr<const ResponseOutcome> outcome;   // null when no request is behind it
+    std::chrono::steady_clock::time_point queued_at;  // set by the pool
+};
+
+struct DrainReport {
+    bool finished_in_time = true;        // queue empty and all workers idle before the deadline
+    std::uint64_t abandoned_queued = 0;  // callbacks that never started
+    // Callbacks still running `grace` after their stop tokens were requested. Their workers were
+    // not joined: the owner should log and leave the process with _exit rather than wait on them.
+    std::uint64_t stuck = 0;
+};
+
+namespace detail {
+// Runs a callback's fn with `stop`, with `outcome` current for response_delivered(). Returns the
+// error text if it threw (std::exception or anything else), after logging it with the request
+// id and the callback's name; std::nullopt when it completed.
+std::optional<std::string> run_isolated(DeferredCallback& callback, std::stop_token stop);
+}  // namespace detail
+
+class Pool {
+  public:
+    using Duration = std::chrono::steady_clock::duration;
+    static constexpr Duration kNoTimeout = Duration::max();
+
+    explicit Pool(PoolConfig config = {});
+    ~Pool();
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
+    // Hands callbacks to the workers; counted as dispatched. After drain() they are abandoned.
+    void submit(DeferredCallback callback);
+    void submit_batch(std::vector<DeferredCallback> callbacks);
+
+    // Runs a callback on the calling thread with the pool's isolation and accounting
+    // (same_thread callbacks, Overflow::caller_runs). Its stop token never fires.
+    void run_inline(DeferredCallback callback);
+
+    // Blocks until the queue is empty and no worker is busy (tests and benchmarks).
+    void wait_idle();
+
+    DrainReport drain(Duration timeout, Duration grace = std::chrono::seconds(1));
+
+    DeferredCounters& counters() { return counters_; }
+    const DeferredCounters& counters() const { return counters_; }
+    // From submission to start, and from start to end, merged over all threads.
+    LatencyHistogram::Snapshot queue_wait() const;
+    LatencyHistogram::Snapshot run_time() const;
+    std::size_t queue_depth() const;
+    unsigned busy_workers() const;
+    const PoolConfig& config() const { return config_; }
+
+  private:
+    enum class Result { completed, failed };
+    // Histograms written by one thread each, on their own cache lines.
+    struct alignas(64) Stats {
+        LatencyHistogram queue_wait;
+        LatencyHistogram run_time;
+    };
+    using Clock = std::chrono::steady_clock;
+
+    void enqueue(std::span<DeferredCallback> callbacks);
+    void leave_line();
+    std::size_t push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now);
+    bool claim_wake(std::size_t new_jobs);
+    void give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
+                 std::string_view why);
+    void run_inline_counted(DeferredCallback& callback);
+    void worker_loop(std::stop_token stop, Stats& stats);
+    Result run_callback(DeferredCallback& callback, std::stop_token stop, Stats& stats,
+                        Clock::time_point& clock);
+
+    const PoolConfig config_;
+    DeferredCounters counters_;
+    // One per worker, then one shared by inline runs (the spill-over of caller_runs and
+    // same_thread callbacks, which are rarer).
+    std::unique_ptr<Stats[]> stats_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;     // workers wait for callbacks
+    std::condition_variable idle_cv_;     // wait_idle()/drain() wait for an idle pool
+    std::deque<DeferredCallback> queue_;  // guarded by mutex_
+    unsigned busy_ = 0;                   // guarded by mutex_
+    unsigned waiting_workers_ = 0;        // guarded by mutex_
+    bool waking_ = false;                 // guarded by mutex_; a worker was notified, not yet up
+    // Overflow::block submitters waiting for room, first come first served (mutex_).
+    struct RoomWaiter {
+        std::condition_variable cv;
+    };
+    std::deque<RoomWaiter*> waiting_for_room_;
+    unsigned waiting_for_idle_ = 0;   // guarded by mutex_
+    bool closed_ = false;             // guarded by mutex_; set by drain: no new work
+    bool accounting_closed_ = false;  // guarded by mutex_; stuck callbacks were counted abandoned
+    bool drained_ = false;            // guarded by mutex_
+    std::vector<std::jthread> workers_;
+};
+
+}  // namespace crosstown

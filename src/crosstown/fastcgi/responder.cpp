@@ -1,0 +1,311 @@
+#include "crosstown/fastcgi/responder.hpp"
+
+#include <fcgiapp.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "crosstown/http/http_error.hpp"
+#include "crosstown/observe/log.hpp"
+
+namespace crosstown {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+
+[[noreturn]] void throw_errno(std::string_view what) {
+    throw std::system_error(errno, std::generic_category(), std::string(what));
+}
+
+void set_timeouts(int fd, std::chrono::milliseconds timeout) {
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+    const timeval tv{static_cast<time_t>(seconds.count()),
+                     static_cast<suseconds_t>((timeout - seconds).count() * 1000)};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+// envp is freed by FCGX_Finish_r; the request keeps its own copy.
+Fields copy_params(FCGX_ParamArray envp) {
+    Fields fields;
+    for (auto p = envp; p != nullptr && *p != nullptr; ++p) {
+        const std::string_view entry(*p);
+        const auto eq = entry.find('=');
+        if (eq == std::string_view::npos) continue;
+        fields.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+    }
+    return fields;
+}
+
+BodyReader body_of(FCGX_Stream* in) {
+    return [in](char* buffer, std::size_t size) -> std::size_t {
+        const int got = FCGX_GetStr(buffer, static_cast<int>(size), in);
+        if (FCGX_GetError(in) != 0) throw HttpError(400, "the request body could not be read");
+        return got > 0 ? static_cast<std::size_t>(got) : 0;
+    };
+}
+
+void write_response(FCGX_Stream* out, const Response& response) {
+    fmt::memory_buffer head;
+    const auto status = response.status();
+    fmt::format_to(std::back_inserter(head), "Status: {} {}\r\n", status, reason_phrase(status));
+    for (const auto& [name, value] : response.headers()) {
+        fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
+    }
+    fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n\r\n", response.body().size());
+    FCGX_PutStr(head.data(), static_cast<int>(head.size()), out);
+    FCGX_PutStr(response.body().data(), static_cast<int>(response.body().size()), out);
+}
+
+std::string describe_current_exception() {
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "non-standard exception";
+    }
+}
+
+double milliseconds(Clock::duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+
+}  // namespace
+
+Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
+                     ResponderConfig config)
+    : listen_fd_(listen_fd),
+      router_(router),
+      pool_(pool),
+      stats_(stats),
+      config_(config),
+      started_(config.threads) {
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) throw_errno("epoll_create1");
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (stop_fd_ < 0) throw_errno("eventfd");
+    // Level-triggered and never read: once written, every epoll_wait returns it.
+    epoll_event stop_event{EPOLLIN, {.fd = stop_fd_}};
+    epoll_event listen_event{EPOLLIN | EPOLLONESHOT, {.fd = listen_fd_}};
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &stop_event) != 0 ||
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &listen_event) != 0) {
+        throw_errno("epoll_ctl");
+    }
+    try {
+        for (unsigned i = 0; i < config_.threads; ++i)
+            threads_.emplace_back([this] { thread_main(); });
+    } catch (...) {
+        stop();  // threads already started would otherwise wait forever in epoll_wait
+        join();
+        ::close(stop_fd_);
+        ::close(epoll_fd_);
+        throw;
+    }
+}
+
+Responder::~Responder() {
+    stop();
+    join();
+    close_idle();
+    ::close(stop_fd_);
+    ::close(epoll_fd_);
+}
+
+void Responder::stop() {
+    if (stopping_.exchange(true)) return;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(stop_fd_, &one, sizeof one);
+}
+
+void Responder::join() {
+    for (auto& thread : threads_) {
+        if (thread.joinable()) thread.join();
+    }
+}
+
+void Responder::thread_main() {
+    FCGX_Request fcgi;
+    // -1: libfcgi never accepts by itself; the responder hands it connections.
+    FCGX_InitRequest(&fcgi, -1, 0);
+    started_.count_down();
+    for (;;) {
+        epoll_event event{};
+        const int n = ::epoll_wait(epoll_fd_, &event, 1, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            log::error("responder: epoll_wait: {}", std::strerror(errno));
+            break;
+        }
+        const int fd = event.data.fd;
+        if (fd == stop_fd_ || (fd == listen_fd_ && stopping_.load())) break;
+        try {
+            if (fd == listen_fd_) {
+                accept_one(fcgi);
+            } else {
+                unpark(fd);
+                serve(fcgi, fd);
+            }
+        } catch (const std::exception& e) {
+            log::error("responder: {}", e.what());
+        }
+    }
+    FCGX_Free(&fcgi, 0);
+}
+
+void Responder::accept_one(FCGX_Request& fcgi) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
+    const int error = errno;
+    if (fd < 0) back_off_after(error);
+    arm_listen();  // at once, so that another thread can take the next connection
+    if (fd < 0 || !admits(fd, peer)) return;
+    set_timeouts(fd, config_.io_timeout);
+    // nginx writes its request as soon as it has connected, so it is usually here already. A
+    // peer that connects and says nothing waits in the epoll set, as an idle kept connection
+    // does, instead of holding this thread in libfcgi's read until --io-timeout.
+    pollfd ready{fd, POLLIN, 0};
+    if (::poll(&ready, 1, 0) != 1) {
+        park(fd);
+        return;
+    }
+    serve(fcgi, fd);
+}
+
+// FCGI_WEB_SERVER_ADDRS, which libfcgi would check in its own accept (OS_Accept). A refused
+// peer is closed unread; warnings are rate-limited, as a scan could otherwise flood the log.
+bool Responder::admits(int fd, const sockaddr_storage& peer) {
+    const auto& address = reinterpret_cast<const sockaddr&>(peer);
+    if (!config_.web_server_addrs || config_.web_server_addrs->allows(address)) return true;
+    ::close(fd);
+    if (const auto refused = refused_peer_warnings_.count()) {
+        log::warn(
+            "responder: refused {} connection(s), the last from {}: not in "
+            "FCGI_WEB_SERVER_ADDRS",
+            refused, peer_address(address));
+    }
+    return false;
+}
+
+// EMFILE and friends are transient: warn now and then, wait a little (or until stopped), and
+// let the listen socket be tried again. Anything else (EAGAIN: another thread took it;
+// ECONNABORTED: the peer left) just means there is nothing to serve.
+void Responder::back_off_after(int error) {
+    if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM) return;
+    if (const auto failures = accept_failure_warnings_.count()) {
+        log::warn("responder: accept failed {} times: {}; backing off", failures,
+                  std::strerror(error));
+    }
+    pollfd stop{stop_fd_, POLLIN, 0};
+    ::poll(&stop, 1, static_cast<int>(kAcceptBackoff.count()));
+}
+
+void Responder::serve(FCGX_Request& fcgi, int fd) {
+    fcgi.ipcFd = fd;
+    // FCGX_Accept_r starts with FCGX_Finish_r, which would close the fd just set unless the
+    // connection is marked kept; the request's own flags then decide (ProcessBeginRecord).
+    fcgi.keepConnection = 1;
+    // < 0: the peer closed the connection or sent no valid request; libfcgi has closed it.
+    if (FCGX_Accept_r(&fcgi) < 0) return;
+    busy_.fetch_add(1, std::memory_order_relaxed);
+    stats_.started();
+    try {
+        handle(fcgi);
+    } catch (...) {
+        // Handlers cannot throw this far (run_exchange catches); this is bad_alloc and the
+        // like. Finish the request here and drop its connection, whose state is unknown:
+        // otherwise the next FCGX_Accept_r would finish it onto another connection.
+        log::error("responder: request dropped: {}", describe_current_exception());
+        if (fcgi.in != nullptr) {
+            fcgi.keepConnection = 0;
+            FCGX_Finish_r(&fcgi);
+        }
+        if (fcgi.ipcFd >= 0) ::close(std::exchange(fcgi.ipcFd, -1));
+    }
+    stats_.ended();
+    busy_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Responder::handle(FCGX_Request& fcgi) {
+    const auto started = Clock::now();
+    DeferredRegistry deferred(config_.limits.max_deferred_per_request);
+    auto exchange =
+        run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in), config_.limits, deferred);
+    write_response(fcgi.out, exchange.response);
+    // Closing the streams here (FCGX_Finish_r would) writes the last records and
+    // END_REQUEST, and tells whether they reached nginx; FCGX_Finish_r returns nothing.
+    FCGX_FClose(fcgi.err);
+    FCGX_FClose(fcgi.out);
+    const bool delivered = FCGX_GetError(fcgi.out) == 0;
+    if (exchange.body_unread) fcgi.keepConnection = 0;
+    FCGX_Finish_r(&fcgi);
+    const auto finished = Clock::now();
+    if (fcgi.ipcFd >= 0) park(std::exchange(fcgi.ipcFd, -1));
+
+    const auto registered = deferred.callbacks().size();
+    const int status = exchange.response.status();
+    deferred.dispatch(pool_, ResponseOutcome{exchange.request->id(), status, delivered,
+                                             exchange.request, finished});
+    stats_.record(status, exchange.response.body().size(), exchange.handler_time, delivered);
+    if (config_.access_log) {
+        const auto& request = *exchange.request;
+        log::info("access {} {} {} {}B {:.3f}ms id={} deferred={}{}", request.method(),
+                  request.path(), status, exchange.response.body().size(),
+                  milliseconds(finished - started), request.id(), registered,
+                  delivered ? "" : " undelivered");
+    }
+}
+
+// The fd is armed under idle_mutex_, which the thread the event wakes takes first (unpark()):
+// so the re-arm happens-before anything that thread does with the connection, closing it
+// included. ThreadSanitizer cannot see that order through epoll_ctl(MOD) alone.
+void Responder::park(int fd) {
+    std::unique_lock lock(idle_mutex_);
+    idle_.insert(fd);
+    if (arm_connection(fd)) return;
+    idle_.erase(fd);
+    lock.unlock();
+    ::close(fd);
+}
+
+void Responder::unpark(int fd) {
+    std::lock_guard lock(idle_mutex_);
+    idle_.erase(fd);
+}
+
+void Responder::arm_listen() {
+    if (stopping_.load()) return;  // stop() took it out of the set
+    epoll_event event{EPOLLIN | EPOLLONESHOT, {.fd = listen_fd_}};
+    // ENOENT after stopping_ was checked: stop() has just taken it out, as it should.
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &event) != 0 && !stopping_.load()) {
+        log::error("responder: epoll_ctl for the listen socket: {}", std::strerror(errno));
+    }
+}
+
+// Puts a connection (back) in the epoll set for any thread to take; false if it cannot be.
+bool Responder::arm_connection(int fd) {
+    epoll_event event{EPOLLIN | EPOLLONESHOT | EPOLLRDHUP, {.fd = fd}};
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) == 0) return true;
+    if (errno == ENOENT && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0) return true;
+    log::error("responder: epoll_ctl for fd {}: {}", fd, std::strerror(errno));
+    return false;
+}
+
+void Responder::close_idle() {
+    std::lock_guard lock(idle_mutex_);
+    for (const int fd : idle_) ::close(fd);
+    idle_.clear();
+}
+
+}  // namespace crosstown

@@ -1,0 +1,97 @@
+// crosstown::Responder: the threads that serve FastCGI requests from nginx.
+//
+// N threads share one epoll set holding the listen socket, every idle kept connection and a
+// stop eventfd (platform-notes.md, "Keep-conn without pinning"). A thread that wakes for the
+// listen socket accepts the connection itself and re-arms the socket at once; a thread that
+// wakes for a kept connection adopts it into its own FCGX_Request. So no thread ever blocks on
+// an idle nginx keep-alive connection, and no accept mutex is needed.
+//
+// For each request: run_exchange (router and handler), write the response, note whether it
+// reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
+// and only then dispatch the request's deferred callbacks.
+//
+// Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
+// backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
+// hold a thread forever.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/detail/log_throttle.hpp"
+#include "crosstown/fastcgi/web_server_addrs.hpp"
+#include "crosstown/http/exchange.hpp"
+#include "crosstown/http/router.hpp"
+#include "crosstown/observe/request_stats.hpp"
+
+struct FCGX_Request;
+
+namespace crosstown {
+
+struct ResponderConfig {
+    unsigned threads = 8;
+    std::chrono::milliseconds io_timeout{30'000};
+    RequestLimits limits;
+    bool access_log = true;
+    // FCGI_WEB_SERVER_ADDRS: TCP peers not on the list are disconnected at once.
+    std::optional<WebServerAddrs> web_server_addrs;
+};
+
+class Responder {
+  public:
+    // Starts the threads on `listen_fd` (non-blocking, already listening; not owned).
+    // FCGX_Init() must have been called.
+    Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
+              ResponderConfig config);
+    ~Responder();  // stop(), join(), then closes the idle kept connections
+    Responder(const Responder&) = delete;
+    Responder& operator=(const Responder&) = delete;
+
+    // Stops accepting and returns at once. Each thread finishes the request it is serving
+    // (dispatching its callbacks) and leaves.
+    void stop();
+    void join();
+    // Blocks until every thread waits for connections (the moment to tell systemd READY=1).
+    void wait_until_accepting() { started_.wait(); }
+
+    unsigned busy() const { return busy_.load(std::memory_order_relaxed); }
+
+  private:
+    void thread_main();
+    void accept_one(FCGX_Request& fcgi);
+    void serve(FCGX_Request& fcgi, int fd);
+    void handle(FCGX_Request& fcgi);
+    void park(int fd);    // a kept connection waits in the epoll set for its next request
+    void unpark(int fd);  // a thread adopts it
+    void arm_listen();
+    bool arm_connection(int fd);
+    void back_off_after(int error);
+    bool admits(int fd, const sockaddr_storage& peer);
+    void close_idle();
+
+    const int listen_fd_;
+    const Router& router_;
+    Pool& pool_;
+    RequestStats& stats_;
+    const ResponderConfig config_;
+    int epoll_fd_ = -1;
+    int stop_fd_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::atomic<unsigned> busy_{0};
+    detail::LogThrottle accept_failure_warnings_{std::chrono::seconds(5)};
+    detail::LogThrottle refused_peer_warnings_{std::chrono::seconds(5)};
+
+    std::mutex idle_mutex_;
+    std::unordered_set<int> idle_;  // kept connections waiting in the epoll set
+    std::latch started_;
+    std::vector<std::jthread> threads_;
+};
+
+}  // namespace crosstown

@@ -1,0 +1,16 @@
+// crosstown::render_metrics: the process's counters in the Prometheus text format (0.0.4),
+// what Server::metrics() returns for a /metrics endpoint (served as kMetricsContentType).
+// Any thread; reads relaxed counters, so a scrape is a statistic, not a snapshot of one instant.
+#pragma once
+
+#include <string>
+
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/observe/request_stats.hpp"
+
+namespace crosstown {
+
+std::string render_metrics(const RequestStats& requests, const Pool& pool,
+                           unsigned busy_responders);
+
+}  // namespace crosstown

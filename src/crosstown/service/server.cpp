@@ -1,0 +1,277 @@
+#include "crosstown/server.hpp"
+
+#include <fcgiapp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/deferred/process_pool.hpp"
+#include "crosstown/fastcgi/listen_socket.hpp"
+#include "crosstown/fastcgi/responder.hpp"
+#include "crosstown/observe/log.hpp"
+#include "crosstown/observe/request_stats.hpp"
+#include "crosstown/service/metrics.hpp"
+#include "crosstown/service/service_notifier.hpp"
+#include "crosstown/service/socket_activation.hpp"
+
+namespace crosstown {
+namespace {
+
+// One Server per process: it owns the process's signals and the process pool.
+std::atomic<bool> server_exists{false};
+
+bool claim_the_process() { return !server_exists.exchange(true); }
+
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+// Runs before the pool's members are built, so that no thread of ours ever takes these
+// signals: the thread in run() alone receives them, with sigwait.
+const ServerConfig& prepare_process(const ServerConfig& config) {
+    if (!claim_the_process()) {
+        throw std::logic_error(
+            "crosstown::Server: a Server already exists in this process; there can be one "
+            "(it owns the process's signals and its pool)");
+    }
+    FCGX_Init();
+    const auto set = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    log::set_level(config.log_level);
+    return config;
+}
+
+int wait_for_stop() {
+    const auto set = stop_signals();
+    for (;;) {
+        int signal = 0;
+        if (sigwait(&set, &signal) != 0) continue;
+        if (signal != SIGHUP) return signal;
+        log::info("SIGHUP: nothing to reload; restart the service to change its configuration");
+    }
+}
+
+std::string describe(const ServerConfig& config) {
+    return fmt::format("{} responders, {} workers, queue {} ({}), drain timeout {}ms",
+                       config.responders, config.pool.workers, config.pool.queue_capacity,
+                       overflow_name(config.pool.overflow), config.drain_timeout.count());
+}
+
+ResponderConfig responder_config(const ServerConfig& config) {
+    return {
+        .threads = config.responders,
+        .io_timeout = config.io_timeout,
+        .limits = config.limits,
+        .access_log = config.access_log,
+        .web_server_addrs = config.web_server_addrs.empty()
+                                ? std::nullopt
+                                : std::optional(WebServerAddrs::parse(config.web_server_addrs))};
+}
+
+// The socket systemd passed (socket activation), else the one --listen names.
+InheritedSocket open_listen_socket(const ServerConfig& config) {
+    if (auto inherited = socket_from_systemd()) {
+        log::info(
+            "socket activation: serving {}; --listen, --socket-mode and --socket-group "
+            "do not apply (the .socket unit decides)",
+            inherited->description);
+        return std::move(*inherited);
+    }
+    if (config.listen.empty()) {
+        throw ListenError(
+            "nothing: no listen address is set (--listen) and systemd passed no socket");
+    }
+    return {ListenSocket::open(config.listen, {.mode = config.socket_mode,
+                                               .group = config.socket_group,
+                                               .backlog = config.backlog}),
+            config.listen};
+}
+
+// FastCGI has no authentication: a socket other machines can reach needs --allow-remote.
+bool admit_remote(const InheritedSocket& socket, const ServerConfig& config) {
+    const auto& addrs = config.web_server_addrs;
+    if (!socket.socket.reachable_remotely()) return true;
+    if (!config.allow_remote) {
+        log::error(
+            "--listen: {} accepts connections from other machines, and FastCGI has no "
+            "authentication: whoever connects controls the application. Listen on a unix "
+            "socket or a loopback address, or pass --allow-remote on and list the web "
+            "servers in FCGI_WEB_SERVER_ADDRS",
+            socket.description);
+        return false;
+    }
+    log::warn("--allow-remote: {} accepts connections from {}", socket.description,
+              !addrs.empty()
+                  ? "FCGI_WEB_SERVER_ADDRS only (" + addrs + ")"
+                  : std::string("anyone who can reach it (FCGI_WEB_SERVER_ADDRS is not set)"));
+    return true;
+}
+
+}  // namespace
+
+class Server::Impl {
+  public:
+    explicit Impl(ServerConfig config)
+        : config_(prepare_process(config)),
+          pool_(config_.pool),
+          notifier_([this] { return service_sample(); }) {
+        set_process_pool(&pool_);
+    }
+    ~Impl() {
+        set_process_pool(nullptr);
+        server_exists.store(false);
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
+    int run();
+    unsigned busy_responders() const;
+
+    const ServerConfig config_;
+    Router router_;
+    RequestStats stats_;
+    Pool pool_;
+    std::atomic<bool> accepting_{false};
+
+  private:
+    // Returns after SIGTERM/SIGINT, responders joined. `where` names the socket in the log.
+    void serve(int listen_fd, const std::string& where);
+    void join_by_deadline(Responder& responder);
+    int finish();
+    ServiceSample service_sample() const;
+
+    std::atomic<const Responder*> responder_{nullptr};
+    std::chrono::steady_clock::time_point drain_deadline_;  // from SIGTERM + the drain timeout
+    std::optional<DrainReport> early_drain_;  // set when the deadline passed while joining
+    ServiceNotifier notifier_;                // last: its thread samples the members above
+};
+
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Server::~Server() = default;
+
+Router& Server::router() { return impl_->router_; }
+const ServerConfig& Server::config() const { return impl_->config_; }
+int Server::run() { return impl_->run(); }
+bool Server::accepting() const { return impl_->accepting_.load(); }
+unsigned Server::busy_responders() const { return impl_->busy_responders(); }
+DeferredCounts Server::deferred_counts() const { return impl_->pool_.counters().snapshot(); }
+
+std::string Server::metrics() const {
+    return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders());
+}
+
+unsigned Server::Impl::busy_responders() const {
+    const auto* responder = responder_.load();
+    return responder != nullptr ? responder->busy() : 0;
+}
+
+ServiceSample Server::Impl::service_sample() const {
+    const auto counts = pool_.counters().snapshot();
+    const auto in_flight = stats_.in_flight();
+    const auto queued = pool_.queue_depth();
+    return {
+        .work_done = stats_.total() + counts.completed + counts.failed,
+        .work_waiting = queued > 0 || in_flight >= config_.responders,
+        .status = fmt::format("{}: {} requests, {} in flight; deferred {} queued, {}/{} workers "
+                              "busy, {} completed, {} failed",
+                              accepting_.load() ? "serving" : "stopping", stats_.total(), in_flight,
+                              queued, pool_.busy_workers(), config_.pool.workers, counts.completed,
+                              counts.failed),
+    };
+}
+
+int Server::Impl::run() {
+    InheritedSocket socket;
+    try {
+        socket = open_listen_socket(config_);
+    } catch (const ListenError& e) {
+        log::error("--listen: cannot listen on {}", e.what());
+        return 2;
+    }
+    if (!admit_remote(socket, config_)) return 2;
+    try {
+        serve(socket.socket.fd(), socket.description);
+    } catch (const std::exception& e) {  // the responders could not start (threads, epoll)
+        log::error("cannot serve: {}", e.what());
+        return 1;
+    }
+    // With --listen, nginx now gets a refusal at once, not a connection nobody reads. Under
+    // socket activation systemd keeps its copy: connections wait for the next start.
+    socket.socket.close();
+    return finish();
+}
+
+void Server::Impl::serve(int listen_fd, const std::string& where) {
+    Responder responder(listen_fd, router_, pool_, stats_, responder_config(config_));
+    responder_.store(&responder);
+    responder.wait_until_accepting();
+    accepting_.store(true);
+    log::info("listening on {} ({})", where, describe(config_));
+    notifier_.ready();
+    const int signal = wait_for_stop();
+    accepting_.store(false);
+    drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
+    notifier_.stopping(drain_deadline_);
+    log::info(
+        "{}: no new requests; finishing those in hand, then draining deferred work for up "
+        "to {}ms",
+        signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
+    responder.stop();
+    join_by_deadline(responder);
+    responder_.store(nullptr);
+}
+
+// The requests in hand finish and dispatch. With --overflow block and a full queue, their
+// dispatch waits for room, which may come slowly: the drain deadline bounds that wait too.
+// When it passes first, the pool is drained at once, which releases the waiting responders;
+// their callbacks, and those still queued, count as abandoned.
+void Server::Impl::join_by_deadline(Responder& responder) {
+    std::jthread closer([this](std::stop_token stop) {
+        std::mutex mutex;
+        std::condition_variable_any joined;
+        std::unique_lock lock(mutex);
+        if (joined.wait_until(lock, stop, drain_deadline_, [] { return false; })) return;
+        if (stop.stop_requested()) return;
+        log::warn("drain deadline passed with requests still dispatching (queue full)");
+        early_drain_ = pool_.drain(Pool::Duration::zero());
+    });
+    responder.join();
+}
+
+int Server::Impl::finish() {
+    const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
+                               std::chrono::steady_clock::duration::zero());
+    const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);
+    const auto counts = pool_.counters().snapshot();
+    if (counts.nothing_lost()) {
+        log::info("{}", counts.summary());
+    } else {
+        log::error("{}", counts.summary());
+    }
+    if (report.stuck > 0) {
+        log::error(
+            "{} deferred callbacks ignored their stop token past the drain deadline; "
+            "exiting without waiting for them",
+            report.stuck);
+        std::fflush(nullptr);
+        std::_Exit(1);
+    }
+    return counts.nothing_lost() ? 0 : 1;
+}
+
+}  // namespace crosstown

@@ -1,0 +1,255 @@
+// Nothing accepted is lost silently, and the service stays up, when load, callbacks, nginx
+// and the machine misbehave: fcgi_app behind a real nginx, SIGTERM under load, faults.
+#include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "support/app_checks.hpp"
+#include "support/fastcgi_client.hpp"
+#include "support/nginx_stack.hpp"
+
+namespace crosstown::test {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+// Loopback clients posting /calls batches until told to stop or refused.
+class Load {
+  public:
+    Load(int port, std::string target, int clients) {
+        for (int i = 0; i < clients; ++i) {
+            threads_.emplace_back([this, port, target] {
+                while (!stop_.load()) {
+                    const auto reply = http(port, "POST", target, {}, {}, 10s);
+                    std::lock_guard lock(mutex_);
+                    statuses_.push_back(reply.status);
+                    if (reply.status != 202) break;  // lost the race: the app is stopping
+                }
+            });
+        }
+    }
+    ~Load() { finish(); }
+    void finish() {
+        stop_.store(true);
+        for (auto& thread : threads_) {
+            if (thread.joinable()) thread.join();
+        }
+    }
+    long count(int status) const {
+        std::lock_guard lock(mutex_);
+        return std::count(statuses_.begin(), statuses_.end(), status);
+    }
+    std::set<int> statuses() const {
+        std::lock_guard lock(mutex_);
+        return {statuses_.begin(), statuses_.end()};
+    }
+
+  private:
+    std::atomic<bool> stop_{false};
+    mutable std::mutex mutex_;
+    std::vector<int> statuses_;
+    std::vector<std::thread> threads_;
+};
+
+TEST(DrainUnderLoad, EveryAcceptedCallIsAccountedForAndExitIsZero) {
+    // A queue of 500: SIGTERM finds at most that many calls waiting, a drain of under 1 s.
+    NginxStack stack({"--workers", "32", "--queue-capacity", "500", "--drain-timeout", "30s",
+                      "--access-log", "off"});
+    Load load(stack.port(), "/calls?count=5&latency_ms=50", 6);
+    std::this_thread::sleep_for(1500ms);
+    stack.app().signal(SIGTERM);
+    const auto code = stack.app().wait(40s);
+    load.finish();
+    ASSERT_TRUE(code.has_value()) << "did not exit";
+    EXPECT_EQ(*code, 0) << stack.app().output();
+
+    const long accepted = load.count(202);
+    ASSERT_GT(accepted, 20) << "the load ran";
+    // The clients that lost the race got a clean error from nginx, none hung (status 0).
+    for (const int status : load.statuses()) {
+        EXPECT_TRUE(status == 202 || status == 502 || status == 503) << status;
+    }
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("registered"), 5 * accepted) << "every 202 registered its 5 calls";
+    EXPECT_EQ(counts.at("completed"), 5 * accepted);
+    EXPECT_EQ(counts.at("abandoned"), 0);
+    EXPECT_EQ(counts.at("rejected"), 0);
+    std::cout << "[ figures ] SIGTERM under load: " << accepted << " requests answered 202, "
+              << counts.at("completed") << " calls completed, 0 lost\n";
+}
+
+// The queue fills and responders wait for room (--overflow block) when SIGTERM comes: the
+// drain deadline bounds that wait as well, so the process still leaves promptly.
+TEST(DrainUnderLoad, AShortDeadlineCountsAndNamesWhatItAbandons) {
+    NginxStack stack({"--workers", "4", "--queue-capacity", "50", "--drain-timeout", "100ms",
+                      "--access-log", "off"});
+    Load load(stack.port(), "/calls?count=5&latency_ms=400", 4);
+    std::this_thread::sleep_for(1s);
+    const auto stopped = std::chrono::steady_clock::now();
+    stack.app().signal(SIGTERM);
+    const auto code = stack.app().wait(40s);
+    EXPECT_LT(std::chrono::steady_clock::now() - stopped, 5s) << "the deadline bounds it all";
+    load.finish();
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, 1);
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("registered"), 5 * load.count(202));
+    EXPECT_GT(counts.at("abandoned"), 0);
+    // Each abandoned call is named, with its request.
+    EXPECT_THAT(stack.app().output(),
+                ::testing::ContainsRegex("deferred callback call-[0-9]+ of request [0-9a-f]+ "
+                                         "not run"));
+}
+
+TEST(Faults, CallbacksThrowingStdAndNonStdExceptionsAreCountedAndIsolated) {
+    NginxStack stack;
+    for (const char* kind : {"std", "int"}) {
+        const auto reply =
+            http(stack.port(), "POST",
+                 std::string("/calls?count=10&latency_ms=1&fail_every=2&fail_kind=") + kind);
+        ASSERT_EQ(reply.status, 202) << reply.body;
+        const auto batch = wait_for_batch(stack, json::parse(reply.body)["batch"], 10s);
+        EXPECT_EQ(batch["failed"], 5) << kind;
+        EXPECT_EQ(batch["placed"], 5) << kind;
+    }
+    EXPECT_EQ(stack.get("/hello").status, 200);
+    stack.app().signal(SIGTERM);
+    EXPECT_EQ(stack.app().wait(20s), 0) << "failed callbacks are not lost ones";
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("failed"), 10);
+    EXPECT_EQ(counts.at("completed"), 10);
+}
+
+TEST(Faults, AHandlerThrowingANonStdExceptionIsA500WithTheRequestId) {
+    NginxStack stack;
+    const auto reply =
+        http(stack.port(), "GET", "/fail?kind=int", {}, {{"X-Request-Id", "nonstd-1"}});
+    EXPECT_EQ(reply.status, 500);
+    EXPECT_THAT(reply.body, HasSubstr("nonstd-1"));
+    EXPECT_EQ(stack.get("/hello").status, 200);
+    EXPECT_THAT(stack.app().output(), HasSubstr("nonstd-1"));
+}
+
+TEST(Faults, ACallbackIgnoringItsStopTokenCannotHoldTheProcessPastTheDeadline) {
+    NginxStack stack({"--drain-timeout", "200ms"});
+    ASSERT_EQ(http(stack.port(), "POST", "/calls?count=1&latency_ms=20000&ignore_stop=1").status,
+              202);
+    std::this_thread::sleep_for(100ms);
+    const auto stopped = std::chrono::steady_clock::now();
+    stack.app().signal(SIGTERM);
+    EXPECT_EQ(stack.app().wait(10s), 1);
+    EXPECT_LT(std::chrono::steady_clock::now() - stopped, 5s) << "not the callback's 20 s";
+    EXPECT_THAT(stack.app().output(), HasSubstr("ignored their stop token"));
+    EXPECT_THAT(stack.app().output(), HasSubstr("deferred registered=1"));
+}
+
+// One worker, room for two: ten calls overflow the queue at once.
+class FullQueue : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(FullQueue, EachOverflowPolicyKeepsItsPromise) {
+    const std::string policy = GetParam();
+    NginxStack stack({"--workers", "1", "--queue-capacity", "2", "--overflow", policy});
+    const auto reply = http(stack.port(), "POST", "/calls?count=10&latency_ms=50");
+    ASSERT_EQ(reply.status, 202);
+    EXPECT_LT(reply.took, 400ms) << "the response never waits for the queue";
+    const auto batch = json::parse(reply.body)["batch"].get<std::string>();
+    // Rejected calls never start, so under reject the batch stays pending: wait less.
+    wait_for_batch(stack, batch, policy == "reject" ? 2s : 10s);
+    EXPECT_EQ(stack.get("/hello").status, 200);
+    std::this_thread::sleep_for(200ms);  // the calls rejected are never pending
+    stack.app().signal(SIGTERM);
+    const auto code = stack.app().wait(20s);
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    if (policy == "reject") {
+        EXPECT_GT(counts.at("rejected"), 0);
+        EXPECT_EQ(counts.at("completed") + counts.at("rejected"), 10);
+        EXPECT_EQ(code, 1) << "rejected calls are lost calls";
+        EXPECT_THAT(stack.app().output(), HasSubstr("not run: queue full (overflow=reject)"));
+    } else {
+        EXPECT_EQ(counts.at("completed"), 10) << policy;
+        EXPECT_EQ(code, 0);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Overflow, FullQueue, ::testing::Values("block", "caller_runs", "reject"));
+
+// How many entries /proc/PID/<what> has: "fd" (open descriptors) or "fn" (threads).
+int proc_entries(pid_t pid, const char* what) {
+    int n = 0;
+    if (DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/" + what).c_str())) {
+        while (const dirent* entry = ::readdir(dir)) n += entry->d_name[0] != '.';
+        ::closedir(dir);
+    }
+    return n;
+}
+
+TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
+#ifdef CROSSTOWN_SANITIZE_UNDEFINED
+    GTEST_SKIP() << "UBSan needs descriptors of its own for its checks (see responder_test)";
+#endif
+    NginxStack stack({"--responders", "4", "--access-log", "off"});
+    const pid_t pid = stack.app().pid();
+    ASSERT_EQ(stack.get("/hello").status, 200);
+    const int threads = proc_entries(pid, "fn");
+    std::atomic<bool> stop{false};
+    std::atomic<long> served{0};
+    std::vector<std::thread> load;
+    for (int i = 0; i < 4; ++i) {
+        load.emplace_back([&] {
+            while (!stop.load())
+                served += http(stack.port(), "GET", "/hello", {}, {}, 5s).status == 200;
+        });
+    }
+    std::this_thread::sleep_for(300ms);
+
+    // No descriptor left: new connections wait in the backlog, accept fails with EMFILE.
+    rlimit before{};
+    ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, nullptr, &before), 0);
+    const rlimit none{static_cast<rlim_t>(proc_entries(pid, "fd")), before.rlim_max};
+    ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &none, nullptr), 0) << std::strerror(errno);
+    std::vector<std::unique_ptr<FastCgiConnection>> waiting;
+    for (int i = 0; i < 3; ++i)
+        waiting.push_back(std::make_unique<FastCgiConnection>(stack.socket()));
+    std::this_thread::sleep_for(500ms);
+    ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr), 0);
+
+    // The connections that waited are served, by threads that all survived.
+    for (auto& connection : waiting) EXPECT_EQ(connection->request(get("/hello")).status, 200);
+    const long served_before = served.load();
+    std::this_thread::sleep_for(300ms);
+    stop.store(true);
+    for (auto& thread : load) thread.join();
+    EXPECT_GT(served.load(), served_before) << "the load is served again";
+    EXPECT_EQ(proc_entries(pid, "fn"), threads);
+    EXPECT_THAT(stack.app().output(), HasSubstr("accept failed"));
+}
+
+TEST(Faults, NginxRestartingInTheMiddleLeavesTheAppServing) {
+    NginxStack stack;
+    const auto reply = http(stack.port(), "POST", "/calls?count=20&latency_ms=100");
+    ASSERT_EQ(reply.status, 202);
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(stack.get("/hello").status, 200);  // kept connections
+    stack.restart_nginx();
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(stack.get("/hello").status, 200);
+    const auto batch = wait_for_batch(stack, json::parse(reply.body)["batch"], 10s);
+    EXPECT_EQ(batch["placed"], 20) << "deferred work carried on through the restart";
+    EXPECT_TRUE(stack.app().running());
+    EXPECT_THAT(stack.app().output(), ::testing::Not(HasSubstr("error")));
+}
+
+}  // namespace
+}  // namespace crosstown::test

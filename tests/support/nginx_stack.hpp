@@ -1,0 +1,142 @@
+// A real nginx in front of a real fcgi_app, on a free loopback port and private paths, for
+// integration tests. nginx's config is generated from script/lib/nginx.conf.in (the template
+// script/server uses), which includes the shipped deploy/nginx snippets as they are.
+//
+// Run as root, nginx's workers are `nobody`: fcgi_app's socket then gets nobody's group
+// (--socket-group) and keeps its default mode 0660, as in production with www-data.
+#pragma once
+
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+#include "support/http_client.hpp"
+
+namespace crosstown::test {
+
+inline std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+    for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+        text.replace(at, from.size(), to);
+    }
+    return text;
+}
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream file(path);
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+}
+
+class NginxStack {
+  public:
+    // Starts fcgi_app with `app_args` (plus --listen) and nginx, and waits until a request
+    // goes through both.
+    explicit NginxStack(std::vector<std::string> app_args = {}) {
+        char tmpl[] = "/tmp/crosstown-it-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        ::chmod(dir_.c_str(), 0711);  // nginx's workers must reach the socket inside
+        socket_ = dir_ + "/fcgi_app.sock";
+        port_ = free_port();
+        start_app(std::move(app_args));
+        start_nginx();
+    }
+    ~NginxStack() {
+        if (nginx_) {
+            nginx_->signal(SIGQUIT);
+            nginx_->wait(std::chrono::seconds(5));
+        }
+        if (app_ && app_->running()) {
+            app_->signal(SIGTERM);
+            app_->wait(std::chrono::seconds(10));
+        }
+        nginx_.reset();
+        app_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+
+    int port() const { return port_; }
+    const std::string& socket() const { return socket_; }
+    // Stops nginx (SIGQUIT, as `nginx -s quit`) and starts it again on the same port.
+    void restart_nginx() {
+        nginx_->signal(SIGQUIT);
+        nginx_->wait(std::chrono::seconds(10));
+        nginx_.reset();
+        start_nginx();
+    }
+    ChildProcess& app() { return *app_; }
+    std::string nginx_errors() const { return read_file(dir_ + "/error.log"); }
+    HttpReply get(const std::string& target) const { return http_get(port_, target); }
+
+  private:
+    void start_app(std::vector<std::string> args) {
+        std::vector<std::string> argv{FCGI_APP_PATH, "--listen", socket_};
+        if (::geteuid() == 0) {
+            const passwd* nobody = ::getpwnam("nobody");
+            const group* group = nobody ? ::getgrgid(nobody->pw_gid) : nullptr;
+            if (group) argv.insert(argv.end(), {"--socket-group", group->gr_name});
+        }
+        argv.insert(argv.end(), args.begin(), args.end());
+        app_ = std::make_unique<ChildProcess>(argv, dir_ + "/fcgi_app.log");
+        for (int i = 0; i < 1000 && !std::filesystem::exists(socket_); ++i) {
+            if (!app_->running()) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (!std::filesystem::exists(socket_)) {
+            throw std::runtime_error("fcgi_app did not start:\n" + app_->output());
+        }
+    }
+
+    void start_nginx() {
+        auto config = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
+        for (const auto& [key, value] : {std::pair<std::string, std::string>{"@PREFIX@", dir_},
+                                         {"@WORKERS@", "1"},
+                                         {"@ACCESS_LOG@", "off"},
+                                         {"@SOCKET@", socket_},
+                                         {"@SOURCE@", SOURCE_DIR},
+                                         {"@PORT@", std::to_string(port_)}}) {
+            config = replace_all(config, key, value);
+        }
+        std::ofstream(dir_ + "/nginx.conf") << config;
+        if (!std::filesystem::exists(dir_ + "/fastcgi_params")) {
+            std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ + "/fastcgi_params");
+        }
+        const std::vector<std::string> base{NGINX_PATH, "-p", dir_, "-c", dir_ + "/nginx.conf"};
+        {
+            auto check = base;
+            check.push_back("-t");
+            ChildProcess test(check, dir_ + "/nginx-t.log");
+            if (test.wait(std::chrono::seconds(10)) != 0) {
+                throw std::runtime_error("nginx -t failed:\n" + test.output());
+            }
+        }
+        auto run = base;
+        run.insert(run.end(), {"-g", "daemon off;"});
+        nginx_ = std::make_unique<ChildProcess>(run, dir_ + "/nginx.out");
+        for (int i = 0; i < 500; ++i) {
+            if (get("/healthz").status == 200) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        throw std::runtime_error("no answer through nginx:\n" + nginx_errors() + app_->output());
+    }
+
+    std::string dir_;
+    std::string socket_;
+    int port_ = 0;
+    std::unique_ptr<ChildProcess> app_;
+    std::unique_ptr<ChildProcess> nginx_;
+};
+
+}  // namespace crosstown::test

@@ -1,0 +1,183 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <crosstown/deferred/deferred_registry.hpp>
+#include <crosstown/deferred/follow_response.hpp>
+#include <crosstown/deferred/process_pool.hpp>
+#include <crosstown/http/request_limits.hpp>
+#include <stdexcept>
+#include <thread>
+
+#include "support/test_support.hpp"
+
+namespace crosstown {
+namespace {
+
+// The per-request cap on callbacks, at the server's default.
+constexpr std::size_t kCap = RequestLimits{}.max_deferred_per_request;
+
+using namespace std::chrono_literals;
+
+// Each test starts from the defaults and leaves them as it found them.
+class FollowResponse : public ::testing::Test {
+  protected:
+    void TearDown() override {
+        set_outside_request_policy(OutsideRequest::run_now);
+        set_process_pool(nullptr);
+    }
+};
+
+ResponseOutcome ok() { return {.request_id = "r", .status = 200}; }
+
+TEST_F(FollowResponse, InsideARequestItJoinsTheRequestInsteadOfRunning) {
+    DeferredRegistry registry(kCap);
+    std::atomic<int> runs{0};
+    {
+        RequestScope scope(registry);
+        follow_response([&] { ++runs; });
+        follow_response({.name = "audit", .same_thread = true}, [&] { ++runs; });
+    }
+    EXPECT_EQ(runs, 0);
+    ASSERT_EQ(registry.callbacks().size(), 2U);
+    EXPECT_EQ(registry.callbacks()[1].options.name, "audit");
+    EXPECT_TRUE(registry.callbacks()[1].options.same_thread);
+    Pool pool({.workers = 1});
+    registry.dispatch(pool, ok());
+    pool.wait_idle();
+    EXPECT_EQ(runs, 2);
+}
+
+TEST_F(FollowResponse, AcceptsCallbacksThatTakeAStopToken) {
+    DeferredRegistry registry(kCap);
+    RequestScope scope(registry);
+    follow_response([](std::stop_token) {});
+    follow_response({.name = "s"}, [](std::stop_token) {});
+    EXPECT_EQ(registry.callbacks().size(), 2U);
+}
+
+TEST_F(FollowResponse, ForgetReachesTheCurrentRequest) {
+    DeferredRegistry registry(kCap);
+    RequestScope scope(registry);
+    follow_response({.name = "welcome-email"}, [] {});
+    EXPECT_TRUE(forget("welcome-email"));
+    EXPECT_TRUE(registry.callbacks().empty());
+    EXPECT_EQ(registry.forgotten(), 1U);
+}
+
+TEST_F(FollowResponse, ForgetOutsideARequestFindsNothing) { EXPECT_FALSE(forget("anything")); }
+
+TEST_F(FollowResponse, BadFilterThrowsInTheHandlerAndRegistersNothing) {
+    DeferredRegistry registry(kCap);
+    RequestScope scope(registry);
+    EXPECT_THROW(follow_response({.run_on = "9xx"}, [] {}), std::invalid_argument);
+    EXPECT_TRUE(registry.callbacks().empty());
+}
+
+TEST_F(FollowResponse, CapThrowsInTheHandler) {
+    DeferredRegistry registry(2);
+    RequestScope scope(registry);
+    follow_response([] {});
+    follow_response([] {});
+    EXPECT_THROW(follow_response([] {}), DeferredLimitExceeded);
+}
+
+TEST_F(FollowResponse, ScopesNestAndRestore) {
+    DeferredRegistry outer(kCap);
+    DeferredRegistry inner(kCap);
+    {
+        RequestScope a(outer);
+        {
+            RequestScope b(inner);
+            follow_response([] {});
+        }
+        follow_response([] {});
+        follow_response([] {});
+    }
+    EXPECT_EQ(inner.callbacks().size(), 1U);
+    EXPECT_EQ(outer.callbacks().size(), 2U);
+    EXPECT_EQ(current_registry(), nullptr);
+}
+
+TEST_F(FollowResponse, AThreadStartedByTheHandlerIsOutsideTheRequest) {
+    DeferredRegistry registry(kCap);
+    RequestScope scope(registry);
+    bool ran_at_once = false;
+    std::jthread([&] { follow_response([&] { ran_at_once = true; }); }).join();
+    EXPECT_TRUE(ran_at_once);  // default policy run_now
+    EXPECT_TRUE(registry.callbacks().empty());
+}
+
+TEST_F(FollowResponse, RunNowRunsSynchronouslyOnTheCaller) {
+    std::thread::id ran_on;
+    follow_response([&] { ran_on = std::this_thread::get_id(); });
+    EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST_F(FollowResponse, RunNowIsolatesAndCountsIntoTheProcessPool) {
+    test::LogCapture logs;
+    Pool pool({.workers = 1});
+    set_process_pool(&pool);
+    EXPECT_NO_THROW(follow_response({.name = "boom"}, [] { throw std::runtime_error("no"); }));
+    follow_response([] {});
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.registered, 2U);
+    EXPECT_EQ(counts.dispatched, 2U);
+    EXPECT_EQ(counts.failed, 1U);
+    EXPECT_EQ(counts.completed, 1U);
+    EXPECT_TRUE(logs.contains("boom of request - failed: no"));
+}
+
+TEST_F(FollowResponse, RunNowWithoutAProcessPoolStillIsolates) {
+    test::LogCapture logs;
+    EXPECT_NO_THROW(follow_response([] { throw 7; }));
+    EXPECT_TRUE(logs.contains("non-standard exception"));
+}
+
+TEST_F(FollowResponse, ThrowErrorPolicyThrowsNoCurrentRequest) {
+    set_outside_request_policy(OutsideRequest::throw_error);
+    bool ran = false;
+    EXPECT_THROW(follow_response([&] { ran = true; }), NoCurrentRequest);
+    EXPECT_FALSE(ran);
+}
+
+TEST_F(FollowResponse, ToPoolPolicySubmitsAtOnce) {
+    Pool pool({.workers = 1});
+    set_process_pool(&pool);
+    set_outside_request_policy(OutsideRequest::to_pool);
+    std::atomic<std::thread::id> ran_on{};
+    follow_response([&] { ran_on = std::this_thread::get_id(); });
+    pool.wait_idle();
+    EXPECT_NE(ran_on.load(), std::thread::id{});
+    EXPECT_NE(ran_on.load(), std::this_thread::get_id());
+    EXPECT_EQ(pool.counters().snapshot().registered, 1U);
+}
+
+TEST_F(FollowResponse, ToPoolWithoutAPoolThrows) {
+    set_outside_request_policy(OutsideRequest::to_pool);
+    EXPECT_THROW(follow_response([] {}), NoCurrentRequest);
+}
+
+TEST_F(FollowResponse, ACallbackRegisteringACallbackIsOutsideTheRequest) {
+    Pool pool({.workers = 1});
+    set_process_pool(&pool);
+    set_outside_request_policy(OutsideRequest::to_pool);
+    std::atomic<int> runs{0};
+    DeferredRegistry registry(kCap);
+    {
+        RequestScope scope(registry);
+        follow_response([&] {
+            ++runs;
+            follow_response([&] { ++runs; });  // no request on a pool thread: to_pool
+        });
+    }
+    registry.dispatch(pool, ok());
+    ASSERT_TRUE(test::eventually([&] { return runs.load() == 2; }));
+    pool.drain(5s);
+    const auto counts = pool.counters().snapshot();
+    EXPECT_EQ(counts.registered, 2U);
+    EXPECT_EQ(counts.completed, 2U);
+    EXPECT_TRUE(counts.balanced()) << counts.summary();
+}
+
+}  // namespace
+}  // namespace crosstown

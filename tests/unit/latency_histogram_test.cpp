@@ -1,0 +1,42 @@
+#include <gtest/gtest.h>
+
+#include <crosstown/observe/latency_histogram.hpp>
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(LatencyHistogram, BucketsByUpperBoundInclusive) {
+    LatencyHistogram histogram;
+    histogram.record(10us);  // <= 50 us: bucket 0
+    histogram.record(50us);  // on the bound: still bucket 0
+    histogram.record(51us);  // bucket 1 (<= 100 us)
+    histogram.record(3ms);   // <= 5 ms: bucket 6
+    histogram.record(11s);   // past 10 s: +Inf
+    histogram.record(-5us);  // a clock step backwards counts as zero
+    const auto snap = histogram.snapshot();
+    EXPECT_EQ(snap.count, 6U);
+    EXPECT_EQ(snap.buckets[0], 3U);
+    EXPECT_EQ(snap.buckets[1], 1U);
+    EXPECT_EQ(snap.buckets[6], 1U);
+    EXPECT_EQ(snap.buckets.back(), 1U);
+    EXPECT_NEAR(snap.sum_seconds, 11.003111, 1e-9);
+}
+
+TEST(LatencyHistogram, SnapshotsMerge) {
+    LatencyHistogram a;
+    LatencyHistogram b;
+    a.record(1ms);
+    b.record(1ms);
+    b.record(20ms);
+    auto total = a.snapshot();
+    total += b.snapshot();
+    EXPECT_EQ(total.count, 3U);
+    EXPECT_EQ(total.buckets[4], 2U);  // <= 1 ms
+    EXPECT_EQ(total.buckets[8], 1U);  // <= 25 ms
+    EXPECT_NEAR(total.sum_seconds, 0.022, 1e-12);
+}
+
+}  // namespace
+}  // namespace crosstown

@@ -1,0 +1,77 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <crosstown/service/metrics.hpp>
+#include <sstream>
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// The value on the line that starts with `series ` exactly, or -1.
+double value_of(const std::string& text, const std::string& series) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    }
+    return -1;
+}
+
+TEST(Metrics, CountsRequestsByClass) {
+    RequestStats stats;
+    stats.record(200, 6, 1ms, true);
+    stats.record(204, 0, 1ms, true);
+    stats.record(404, 10, 1ms, true);
+    stats.record(500, 30, 20ms, false);
+    Pool pool({.workers = 1});
+    const auto text = render_metrics(stats, pool, 3);
+    EXPECT_EQ(value_of(text, "crosstown_requests_total{code=\"2xx\"}"), 2);
+    EXPECT_EQ(value_of(text, "crosstown_requests_total{code=\"4xx\"}"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_requests_total{code=\"5xx\"}"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_responses_undelivered_total"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_response_body_bytes_total"), 46);
+    EXPECT_EQ(value_of(text, "crosstown_responders_busy"), 3);
+    EXPECT_EQ(value_of(text, "crosstown_handler_seconds_count"), 4);
+    EXPECT_EQ(value_of(text, "crosstown_handler_seconds_bucket{le=\"0.001\"}"), 3);
+    EXPECT_EQ(value_of(text, "crosstown_handler_seconds_bucket{le=\"0.025\"}"), 4);
+    EXPECT_EQ(value_of(text, "crosstown_handler_seconds_bucket{le=\"+Inf\"}"), 4);
+}
+
+TEST(Metrics, ReportsThePool) {
+    RequestStats stats;
+    Pool pool({.workers = 2, .queue_capacity = 50});
+    pool.submit({[] {}, "one", nullptr, {}});
+    pool.wait_idle();
+    const auto text = render_metrics(stats, pool, 0);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"dispatched\"}"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"completed\"}"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"abandoned\"}"), 0);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_depth"), 0);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_capacity"), 50);
+    EXPECT_EQ(value_of(text, "crosstown_pool_workers"), 2);
+    EXPECT_EQ(value_of(text, "crosstown_pool_busy_workers"), 0);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_run_seconds_count"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_wait_seconds_count"), 1);
+}
+
+TEST(Metrics, EveryFamilyHasHelpAndType) {
+    RequestStats stats;
+    Pool pool({.workers = 1});
+    const auto text = render_metrics(stats, pool, 0);
+    std::istringstream lines(text);
+    std::string previous;
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("# TYPE ", 0) == 0) {
+            EXPECT_EQ(previous.rfind("# HELP ", 0), 0u) << line;
+        }
+        EXPECT_FALSE(line.empty());
+        previous = line;
+    }
+    EXPECT_THAT(text, HasSubstr("# TYPE crosstown_handler_seconds histogram"));
+    EXPECT_EQ(text.back(), '\n');
+}
+
+}  // namespace
+}  // namespace crosstown
