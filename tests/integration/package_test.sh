@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the .deb with `cpack -G DEB` from a configured build and checks what it holds: every
-# file a deployment needs at its path, the config files marked as conffiles, library
-# dependencies found by dpkg-shlibdeps, shipped files unchanged, and a binary that runs.
+# Builds the .debs with `cpack -G DEB` from a configured build and checks what they hold.
+# crosstown-fcgi-app: every file a deployment needs at its path, the config files marked as
+# conffiles, library dependencies found by dpkg-shlibdeps, shipped files unchanged, and a
+# binary that runs. libcrosstown-dev: the public headers and nothing private, both libraries,
+# the CMake and pkg-config files, Depends on the -dev packages, and the example application
+# built and tested against the extracted package.
 # Usage: package_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build_dir=$1
@@ -11,8 +14,9 @@ trap 'rm -rf "$work"' EXIT
 
 cpack -G DEB -B "$work" --config "$build_dir/CPackConfig.cmake" >"$work/cpack.log" 2>&1 ||
     { cat "$work/cpack.log"; exit 1; }
-deb=$(ls "$work"/*.deb)
-echo "built $(basename "$deb")"
+deb=$(ls "$work"/crosstown-fcgi-app_*.deb)
+dev_deb=$(ls "$work"/libcrosstown-dev_*.deb)
+echo "built $(basename "$deb") $(basename "$dev_deb")"
 
 failed=0
 check() { if "$@"; then echo "ok   $*"; else echo "FAIL $*"; failed=1; fi; }
@@ -49,4 +53,26 @@ version=$("$work/root/usr/bin/fcgi_app" --version)
 check test "$version" = "fcgi_app $(dpkg-deb -f "$deb" Version)"
 # The packaged binary reads the packaged config file.
 check "$work/root/usr/bin/fcgi_app" --config "$work/root/etc/fcgi_app/fcgi_app.conf" --help
+
+# The development package: exactly the public headers, the libraries and both config files.
+dev_contents=$(dpkg-deb -c "$dev_deb" | awk '{print $6}' | grep -v '/$')
+expected=$( (cd "$source_dir/include" && find crosstown -type f | sed 's|^|./usr/include/|')
+    for file in libcrosstown.a libcrosstown_testing.a pkgconfig/crosstown.pc \
+        pkgconfig/crosstown-testing.pc cmake/crosstown/crosstownConfig.cmake \
+        cmake/crosstown/crosstownConfigVersion.cmake cmake/crosstown/crosstownTargets.cmake \
+        cmake/crosstown/crosstownTargets-relwithdebinfo.cmake; do
+        echo "./usr/lib/$file"
+    done)
+check diff <(sort <<<"$expected") <(sort <<<"$dev_contents")
+dev_depends=$(dpkg-deb -f "$dev_deb" Depends)
+for package in libfmt-dev libfcgi-dev libsystemd-dev libboost-program-options-dev pkg-config; do
+    check grep -q "$package" <<<"$dev_depends"
+done
+# The README's install line names the file script/package makes.
+check grep -q -x -F 'sudo apt install ./build/package/libcrosstown-dev_*.deb' \
+    "$source_dir/README.md"
+check grep -q 'cpack -G DEB -B build/package' "$source_dir/script/package"
+dpkg-deb -x "$dev_deb" "$work/dev"
+check "$source_dir/tests/integration/install_test.sh" prefix "$build_dir" "$source_dir" \
+    "$work/dev/usr"
 exit $failed

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds and runs examples/signup the ways the README's "Use crosstown in your project" tells
+# users to, and checks that each README snippet is what the test actually ran.
+# Usage: install_test.sh staged BUILD_DIR SOURCE_DIR       cmake --install into a staging
+#                                                          prefix, then find_package and
+#                                                          pkg-config against it
+#        install_test.sh prefix BUILD_DIR SOURCE_DIR DIR   the same against an installed DIR
+#                                                          (the extracted .deb's usr/)
+#        install_test.sh fetchcontent BUILD_DIR SOURCE_DIR FetchContent from the source tree
+set -euo pipefail
+mode=$1
+build_dir=$(cd "$2" && pwd)
+source_dir=$(cd "$3" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+failed=0
+check() { if "$@"; then echo "ok   $*"; else echo "FAIL $*"; failed=1; fi; }
+
+# The code block that follows <!-- snippet: NAME --> in the README.
+snippet() {
+    awk -v marker="<!-- snippet: $1 -->" '
+        $0 == marker { found = 1; next }
+        found && /^```/ { if (inside) exit; inside = 1; next }
+        inside { print }' "$source_dir/README.md"
+}
+
+# Every line of the README's CMake snippet NAME is a line of the example's CMakeLists.txt.
+snippet_in_example() {
+    local line
+    [ -n "$(snippet "$1")" ] || return 1
+    while IFS= read -r line; do
+        grep -q -x -F "$line" <(sed 's/^ *//' "$source_dir/examples/signup/CMakeLists.txt") ||
+            { echo "not in examples/signup/CMakeLists.txt: $line"; return 1; }
+    done < <(snippet "$1")
+}
+
+# Configures, builds and tests the example with CMake; extra arguments go to the configure.
+build_example() {
+    local dir=$1; shift
+    cmake -S "$source_dir/examples/signup" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CXX_COMPILER="$cxx" "$@" >"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
+    cmake --build "$dir" >>"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
+    ctest --test-dir "$dir" --output-on-failure >>"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
+    "$dir/signup" --version | grep -q -x 'signup 1.0'
+}
+
+# Runs the README's pkg-config lines in a copy of the example, then the test they built.
+build_with_pkg_config() {
+    local prefix=$1
+    cp -r "$source_dir/examples/signup" "$work/pc"
+    (cd "$work/pc" && export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" CXX="$cxx" &&
+        eval "$(snippet pkg-config | sed "s/^c++ /\"\$CXX\" /")" && ./signup_test >/dev/null)
+}
+
+# Each public header compiles on its own, from the installed tree alone.
+headers_stand_alone() {
+    local prefix=$1 header
+    for header in $(cd "$prefix/include" && find crosstown -name '*.hpp' | sort); do
+        echo "#include <$header>" | "$cxx" -std=c++20 -fsyntax-only -I "$prefix/include" -x c++ - ||
+            { echo "does not compile alone: $header"; return 1; }
+    done
+}
+
+against_prefix() {
+    local prefix=$1
+    check snippet_in_example find_package
+    check build_example "$work/find_package" -DCMAKE_PREFIX_PATH="$prefix"
+    check build_with_pkg_config "$prefix"
+    check headers_stand_alone "$prefix"
+}
+
+case $mode in
+    staged)
+        cmake --install "$build_dir" --prefix "$work/stage" --component dev >"$work/install.log"
+        against_prefix "$work/stage"
+        # The headers are exactly the public ones, and no private one.
+        check diff <(cd "$source_dir/include" && find crosstown -type f | sort) \
+            <(cd "$work/stage/include" && find crosstown -type f | sort)
+        ;;
+    prefix)
+        against_prefix "$(cd "$4" && pwd)"
+        ;;
+    fetchcontent)
+        check snippet_in_example fetchcontent
+        check build_example "$work/fetchcontent" -DSIGNUP_FETCH_CROSSTOWN=ON \
+            -DFETCHCONTENT_SOURCE_DIR_CROSSTOWN="$source_dir"
+        # Nested, crosstown builds the library only: no fcgi_app, no tests of its own.
+        check test ! -e "$work/fetchcontent/_deps/crosstown-build/fcgi_app"
+        check test "$(ctest --test-dir "$work/fetchcontent" -N | grep -c 'Test *#')" -eq 1
+        ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+esac
+exit $failed
