@@ -1,6 +1,7 @@
 // The floor: the obvious hand-written multi-threaded libfcgi responder, as in libfcgi's
-// examples/threaded.c but without its accept mutex (platform-notes.md: not needed on Linux).
-// Each thread blocks in FCGX_Accept_r on the shared socket.
+// threaded example but without its accept mutex: on Linux, threads blocked in accept() on one
+// socket are woken one per connection, so the mutex only serialises them. Each thread blocks
+// in FCGX_Accept_r on the shared socket.
 //
 // It answers fcgi_app's two benchmark endpoints the obvious way:
 //   - without ?count: "hello\n" (GET /hello);

@@ -18,6 +18,8 @@ enum class Level { debug, info, warn, error };
 // Lines below this level are dropped. Default: info.
 void set_level(Level level);
 Level level();
+// Whether lines at `lvl` are written: guards work done only to build a line's arguments.
+inline bool enabled(Level lvl) { return lvl >= level(); }
 
 // Where lines go; the default writes "<time> <level> <message>\n" to stderr. Pass nullptr to
 // restore it. Set it before threads log: it is not meant to change while serving.
@@ -28,10 +30,16 @@ void write(Level level, std::string_view message);
 
 template <class... Args>
 void emit(Level lvl, fmt::format_string<Args...> format, Args&&... args) {
-    if (lvl < level()) return;
+    if (!enabled(lvl)) return;
     write(lvl, fmt::format(format, std::forward<Args>(args)...));
 }
 
+// Formats only when the level is enabled; arguments are still evaluated, so guard an
+// expensive one with enabled(Level::debug).
+template <class... Args>
+void debug(fmt::format_string<Args...> format, Args&&... args) {
+    emit(Level::debug, format, std::forward<Args>(args)...);
+}
 template <class... Args>
 void info(fmt::format_string<Args...> format, Args&&... args) {
     emit(Level::info, format, std::forward<Args>(args)...);

@@ -42,6 +42,7 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
     bump(counters.registered, callbacks_.size() + forgotten_);
     bump(counters.forgotten, forgotten_);
 
+    const auto forgotten = forgotten_;
     std::vector<DeferredCallback> to_pool;
     std::vector<DeferredCallback> here;
     std::uint64_t skipped = 0;
@@ -55,6 +56,13 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
             {std::move(registration.fn), std::move(registration.options.name), outcome, {}});
     }
     bump(counters.skipped, skipped);
+    if (skipped + forgotten + to_pool.size() + here.size() > 0) {
+        log::debug(
+            "request {} ({}, {}): {} callbacks to the pool, {} on this thread, {} skipped, {} "
+            "forgotten",
+            outcome->request_id, outcome->status, outcome->delivered ? "delivered" : "undelivered",
+            to_pool.size(), here.size(), skipped, forgotten);
+    }
 
     if (!to_pool.empty()) pool.submit_batch(std::move(to_pool));
     // same_thread callbacks run outside any request: what they register follows the

@@ -3,7 +3,7 @@
 // A spec with a '/' is a unix socket path; "host:port", "[v6]:port" or ":port" is TCP.
 // libfcgi's FCGX_OpenSocket exit()s on failure and leaves a unix socket's mode to the umask;
 // this opens it the way a service should:
-//   - the socket file gets exactly `mode` (0660 by default), whatever the umask, and
+//   - the socket file gets exactly `mode`, whatever the umask, and
 //     `group` when given (the web server's group, e.g. www-data), so only nginx may connect:
 //     libfcgi trusts whoever connects;
 //   - a stale socket file left by a crash is replaced, but one another process is still

@@ -2,6 +2,7 @@
 
 #include <fcgiapp.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -78,6 +79,26 @@ std::string describe_current_exception() {
 
 double milliseconds(Clock::duration d) {
     return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// Who connected, for the debug log: a TCP peer's address and port, or the process and user at
+// the other end of a unix socket.
+std::string describe_peer(int fd, const sockaddr_storage& peer) {
+    const auto& address = reinterpret_cast<const sockaddr&>(peer);
+    if (peer.ss_family == AF_INET) {
+        const auto port = ntohs(reinterpret_cast<const sockaddr_in&>(peer).sin_port);
+        return fmt::format("{}:{}", peer_address(address), port);
+    }
+    if (peer.ss_family == AF_INET6) {
+        const auto port = ntohs(reinterpret_cast<const sockaddr_in6&>(peer).sin6_port);
+        return fmt::format("[{}]:{}", peer_address(address), port);
+    }
+    ucred credentials{};
+    socklen_t length = sizeof credentials;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0) {
+        return fmt::format("pid {} uid {} (unix socket)", credentials.pid, credentials.uid);
+    }
+    return "a unix socket";
 }
 
 }  // namespace
@@ -171,6 +192,9 @@ void Responder::accept_one(FCGX_Request& fcgi) {
     if (fd < 0) back_off_after(error);
     arm_listen();  // at once, so that another thread can take the next connection
     if (fd < 0 || !admits(fd, peer)) return;
+    if (log::enabled(log::Level::debug)) {
+        log::debug("responder: fd {} accepted from {}", fd, describe_peer(fd, peer));
+    }
     set_timeouts(fd, config_.io_timeout);
     // nginx writes its request as soon as it has connected, so it is usually here already. A
     // peer that connects and says nothing waits in the epoll set, as an idle kept connection
@@ -217,7 +241,10 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
     // connection is marked kept; the request's own flags then decide (ProcessBeginRecord).
     fcgi.keepConnection = 1;
     // < 0: the peer closed the connection or sent no valid request; libfcgi has closed it.
-    if (FCGX_Accept_r(&fcgi) < 0) return;
+    if (FCGX_Accept_r(&fcgi) < 0) {
+        log::debug("responder: fd {} closed: the peer closed it or sent no valid request", fd);
+        return;
+    }
     busy_.fetch_add(1, std::memory_order_relaxed);
     stats_.started();
     try {
@@ -251,7 +278,11 @@ void Responder::handle(FCGX_Request& fcgi) {
     if (exchange.body_unread) fcgi.keepConnection = 0;
     FCGX_Finish_r(&fcgi);
     const auto finished = Clock::now();
-    if (fcgi.ipcFd >= 0) park(std::exchange(fcgi.ipcFd, -1));
+    if (fcgi.ipcFd >= 0) {
+        park(std::exchange(fcgi.ipcFd, -1));
+    } else {
+        log::debug("responder: connection closed after its request (not kept)");
+    }
 
     const auto registered = deferred.callbacks().size();
     const int status = exchange.response.status();
@@ -271,6 +302,7 @@ void Responder::handle(FCGX_Request& fcgi) {
 // so the re-arm happens-before anything that thread does with the connection, closing it
 // included. ThreadSanitizer cannot see that order through epoll_ctl(MOD) alone.
 void Responder::park(int fd) {
+    log::debug("responder: fd {} parked: idle until nginx sends on it", fd);
     std::unique_lock lock(idle_mutex_);
     idle_.insert(fd);
     if (arm_connection(fd)) return;
@@ -280,6 +312,7 @@ void Responder::park(int fd) {
 }
 
 void Responder::unpark(int fd) {
+    log::debug("responder: fd {} unparked: readable", fd);
     std::lock_guard lock(idle_mutex_);
     idle_.erase(fd);
 }

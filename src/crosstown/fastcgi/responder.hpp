@@ -1,10 +1,13 @@
 // crosstown::Responder: the threads that serve FastCGI requests from nginx.
 //
 // N threads share one epoll set holding the listen socket, every idle kept connection and a
-// stop eventfd (platform-notes.md, "Keep-conn without pinning"). A thread that wakes for the
-// listen socket accepts the connection itself and re-arms the socket at once; a thread that
-// wakes for a kept connection adopts it into its own FCGX_Request. So no thread ever blocks on
-// an idle nginx keep-alive connection, and no accept mutex is needed.
+// stop eventfd. A thread that wakes for the listen socket accepts the connection itself and
+// re-arms the socket at once; a thread that wakes for a kept connection adopts it into its own
+// FCGX_Request. So no thread ever blocks on an idle nginx keep-alive connection, and no accept
+// mutex is needed: keep-conn without pinning. With fastcgi_keep_conn on, nginx caches idle
+// connections; plain libfcgi keeps a thread reading each one, so once nginx caches as many
+// connections as there are threads, new requests wait for fastcgi_read_timeout. Here nginx
+// may cache far more connections than there are threads.
 //
 // For each request: run_exchange (router and handler), write the response, note whether it
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,

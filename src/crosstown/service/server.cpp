@@ -27,10 +27,23 @@
 namespace crosstown {
 namespace {
 
-// One Server per process: it owns the process's signals and the process pool.
+// One Server per process: it owns the process's signals and the process pool. The claim is
+// the Server's first member, so it is released however the rest of the construction ends.
 std::atomic<bool> server_exists{false};
 
-bool claim_the_process() { return !server_exists.exchange(true); }
+class ProcessClaim {
+  public:
+    ProcessClaim() {
+        if (server_exists.exchange(true)) {
+            throw std::logic_error(
+                "crosstown::Server: a Server already exists in this process; there can be one "
+                "(it owns the process's signals and its pool)");
+        }
+    }
+    ~ProcessClaim() { server_exists.store(false); }
+    ProcessClaim(const ProcessClaim&) = delete;
+    ProcessClaim& operator=(const ProcessClaim&) = delete;
+};
 
 sigset_t stop_signals() {
     sigset_t set;
@@ -44,11 +57,6 @@ sigset_t stop_signals() {
 // Runs before the pool's members are built, so that no thread of ours ever takes these
 // signals: the thread in run() alone receives them, with sigwait.
 const ServerConfig& prepare_process(const ServerConfig& config) {
-    if (!claim_the_process()) {
-        throw std::logic_error(
-            "crosstown::Server: a Server already exists in this process; there can be one "
-            "(it owns the process's signals and its pool)");
-    }
     FCGX_Init();
     const auto set = stop_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
@@ -96,6 +104,10 @@ InheritedSocket open_listen_socket(const ServerConfig& config) {
         throw ListenError(
             "nothing: no listen address is set (--listen) and systemd passed no socket");
     }
+    log::debug("opening --listen {} (socket mode {:04o}, group {}, backlog {})", config.listen,
+               config.socket_mode,
+               config.socket_group ? std::to_string(*config.socket_group) : "the process's",
+               config.backlog);
     return {ListenSocket::open(config.listen, {.mode = config.socket_mode,
                                                .group = config.socket_group,
                                                .backlog = config.backlog}),
@@ -132,16 +144,14 @@ class Server::Impl {
           notifier_([this] { return service_sample(); }) {
         set_process_pool(&pool_);
     }
-    ~Impl() {
-        set_process_pool(nullptr);
-        server_exists.store(false);
-    }
+    ~Impl() { set_process_pool(nullptr); }
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
 
     int run();
     unsigned busy_responders() const;
 
+    ProcessClaim claim_;  // first: released last
     const ServerConfig config_;
     Router router_;
     RequestStats stats_;
@@ -217,11 +227,18 @@ int Server::Impl::run() {
 }
 
 void Server::Impl::serve(int listen_fd, const std::string& where) {
+    // Accepting from before the first responder starts: a health check it answers says so.
+    accepting_.store(true);
     Responder responder(listen_fd, router_, pool_, stats_, responder_config(config_));
     responder_.store(&responder);
     responder.wait_until_accepting();
-    accepting_.store(true);
     log::info("listening on {} ({})", where, describe(config_));
+    log::debug(
+        "io timeout {}ms, max body {}B, max {} deferred per request, access log {}, peers: {}",
+        config_.io_timeout.count(), config_.limits.max_body,
+        config_.limits.max_deferred_per_request, config_.access_log ? "on" : "off",
+        config_.web_server_addrs.empty() ? "anyone who reaches the socket"
+                                         : "FCGI_WEB_SERVER_ADDRS " + config_.web_server_addrs);
     notifier_.ready();
     const int signal = wait_for_stop();
     accepting_.store(false);

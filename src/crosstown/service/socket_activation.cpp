@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "crosstown/observe/log.hpp"
+
 namespace crosstown {
 namespace {
 
@@ -45,14 +47,17 @@ void make_non_blocking(int fd) {
 std::optional<InheritedSocket> socket_from_systemd() {
     // unset_environment=1: the variables are for us, not for anything we might start.
     const int count = sd_listen_fds(1);
-    if (count == 0) return std::nullopt;
+    if (count == 0) {
+        log::debug("socket activation: none (LISTEN_FDS/LISTEN_PID not set for this process)");
+        return std::nullopt;
+    }
     if (count < 0) {
         throw ListenError(
             fmt::format("socket activation: LISTEN_FDS unusable: {}", std::strerror(-count)));
     }
     if (count > 1) {
         throw ListenError(
-            fmt::format("socket activation: systemd passed {} sockets; fcgi_app serves exactly one "
+            fmt::format("socket activation: systemd passed {} sockets; a crosstown server serves exactly one "
                         "(one ListenStream= in the .socket unit)",
                         count));
     }
@@ -64,6 +69,7 @@ std::optional<InheritedSocket> socket_from_systemd() {
             fd));
     }
     make_non_blocking(fd);
+    log::debug("socket activation: fd {} is a listening stream socket; made non-blocking", fd);
     return InheritedSocket{ListenSocket::adopt(fd),
                            fmt::format("systemd socket {} (fd {})", local_address(fd), fd)};
 }
