@@ -34,7 +34,7 @@ start_stack() {
     "${nginx_cmd[@]}" -g 'daemon off;' &
     stack_nginx=$!
     for _ in $(seq 200); do
-        curl -fsS -o /dev/null "http://127.0.0.1:${port}/healthz" 2>/dev/null && return 0
+        curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:${port}/healthz" 2>/dev/null && return 0
         sleep 0.02
     done
     echo "no answer through nginx on port ${port}" >&2

@@ -66,7 +66,14 @@ TEST(DrainUnderLoad, EveryAcceptedCallIsAccountedForAndExitIsZero) {
     NginxStack stack({"--workers", "32", "--queue-capacity", "500", "--drain-timeout", "30s",
                       "--access-log", "off"});
     Load load(stack.port(), "/calls?count=5&latency_ms=50", 6);
-    std::this_thread::sleep_for(1500ms);
+    // SIGTERM once the load is well under way: many requests answered, and calls running.
+    ASSERT_TRUE(eventually(
+        [&] {
+            return load.count(202) >= 100 &&
+                   metric(stack, "crosstown_pool_busy_workers").value_or(0) > 0;
+        },
+        kPatience, 10ms))
+        << "the load did not get going: " << load.count(202) << " answered 202";
     stack.app().signal(SIGTERM);
     const auto code = stack.app().wait(40s);
     load.finish();
@@ -95,7 +102,9 @@ TEST(DrainUnderLoad, AShortDeadlineCountsAndNamesWhatItAbandons) {
     NginxStack stack({"--workers", "4", "--queue-capacity", "50", "--drain-timeout", "100ms",
                       "--access-log", "off"});
     Load load(stack.port(), "/calls?count=5&latency_ms=400", 4);
-    std::this_thread::sleep_for(1s);
+    // 15 requests register 75 calls, more than the 4 workers and the queue of 50 hold before
+    // the first call ends (400 ms): the queue is full and responders wait for room.
+    ASSERT_TRUE(eventually([&] { return load.count(202) >= 15; }));
     const auto stopped = std::chrono::steady_clock::now();
     stack.app().signal(SIGTERM);
     const auto code = stack.app().wait(40s);
@@ -145,9 +154,12 @@ TEST(Faults, AHandlerThrowingANonStdExceptionIsA500WithTheRequestId) {
 
 TEST(Faults, ACallbackIgnoringItsStopTokenCannotHoldTheProcessPastTheDeadline) {
     NginxStack stack({"--drain-timeout", "200ms"});
-    ASSERT_EQ(http(stack.port(), "POST", "/calls?count=1&latency_ms=20000&ignore_stop=1").status,
-              202);
-    std::this_thread::sleep_for(100ms);
+    const auto reply = http(stack.port(), "POST", "/calls?count=1&latency_ms=20000&ignore_stop=1");
+    ASSERT_EQ(reply.status, 202);
+    // SIGTERM once the callback runs (and sleeps through its stop token).
+    const auto batch = wait_for_batch(stack, json::parse(reply.body)["batch"], kPatience,
+                                      [](const json& status) { return status["started"] == 1; });
+    ASSERT_EQ(batch["started"], 1);
     const auto stopped = std::chrono::steady_clock::now();
     stack.app().signal(SIGTERM);
     EXPECT_EQ(stack.app().wait(10s), 1);
@@ -166,14 +178,27 @@ TEST_P(FullQueue, EachOverflowPolicyKeepsItsPromise) {
     ASSERT_EQ(reply.status, 202);
     EXPECT_LT(reply.took, 400ms) << "the response never waits for the queue";
     const auto batch = json::parse(reply.body)["batch"].get<std::string>();
-    // Rejected calls never start, so under reject the batch stays pending: wait less.
-    wait_for_batch(stack, batch, policy == "reject" ? 2s : 10s);
+    // Rejected calls never start, so under reject the batch stays pending: wait instead until
+    // every call has an outcome, as the pool counts them.
+    ASSERT_TRUE(eventually(
+        [&] {
+            const auto text = stack.get("/metrics").body;
+            double settled = 0;
+            for (const std::string outcome : {"completed", "failed", "rejected"}) {
+                settled +=
+                    metric_value(text, "crosstown_deferred_total{outcome=\"" + outcome + "\"}")
+                        .value_or(0);
+            }
+            return settled == 10;
+        },
+        kPatience, 10ms));
+    const auto placed = batch_status(stack, batch)["placed"].get<long>();
     EXPECT_EQ(stack.get("/hello").status, 200);
-    std::this_thread::sleep_for(200ms);  // the calls rejected are never pending
     stack.app().signal(SIGTERM);
     const auto code = stack.app().wait(20s);
     const auto counts = summary_counts(stack.app().output());
     expect_identities(counts);
+    EXPECT_EQ(counts.at("completed"), placed) << "the calls the app saw end are those counted";
     if (policy == "reject") {
         EXPECT_GT(counts.at("rejected"), 0);
         EXPECT_EQ(counts.at("completed") + counts.at("rejected"), 10);
@@ -214,7 +239,7 @@ TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
                 served += http(stack.port(), "GET", "/hello", {}, {}, 5s).status == 200;
         });
     }
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(eventually([&] { return served.load() >= 50; })) << "the load runs";
 
     // No descriptor left: new connections wait in the backlog, accept fails with EMFILE.
     rlimit before{};
@@ -224,16 +249,19 @@ TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
     std::vector<std::unique_ptr<FastCgiConnection>> waiting;
     for (int i = 0; i < 3; ++i)
         waiting.push_back(std::make_unique<FastCgiConnection>(stack.socket()));
-    std::this_thread::sleep_for(500ms);
+    const bool failed =
+        eventually([&] { return stack.app().output().find("accept failed") != std::string::npos; },
+                   kPatience, 5ms);
     ASSERT_EQ(::prlimit(pid, RLIMIT_NOFILE, &before, nullptr), 0);
+    ASSERT_TRUE(failed) << "accept never failed: the descriptors did not run out";
 
     // The connections that waited are served, by threads that all survived.
     for (auto& connection : waiting) EXPECT_EQ(connection->request(get("/hello")).status, 200);
     const long served_before = served.load();
-    std::this_thread::sleep_for(300ms);
+    EXPECT_TRUE(eventually([&] { return served.load() > served_before; }))
+        << "the load is served again";
     stop.store(true);
     for (auto& thread : load) thread.join();
-    EXPECT_GT(served.load(), served_before) << "the load is served again";
     EXPECT_EQ(proc_entries(pid, "fn"), threads);
     EXPECT_THAT(stack.app().output(), HasSubstr("accept failed"));
 }

@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
-#include "support/nginx_stack.hpp"
+#include "support/loopback.hpp"
+#include "support/temp_dir.hpp"
 
 namespace crosstown {
 namespace {
@@ -16,86 +18,94 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
-std::string log_path(const char* name) {
-    return ::testing::TempDir() + "crosstown-security-" + name + ".log";
-}
+// Each test's app writes its log in a directory of its own.
+class Security : public ::testing::Test {
+  protected:
+    std::string log_path() const { return dir_ / "fcgi_app.log"; }
+    test::TempDir dir_{"crosstown-security"};
+};
 
 // Tries until the app listens; the reply (ended == false when the peer closed unanswered).
 test::CgiReply hello_over_tcp(int port) {
-    for (int attempt = 0; attempt < 200; ++attempt) {
-        try {
-            test::FastCgiConnection connection(port);
-            return connection.request(test::get("/hello"), {}, true);
-        } catch (const std::runtime_error&) {
-            std::this_thread::sleep_for(20ms);
-        }
-    }
-    return {};
+    test::CgiReply reply;
+    test::eventually(
+        [&] {
+            try {
+                test::FastCgiConnection connection(port);
+                reply = connection.request(test::get("/hello"), {}, true);
+                return true;
+            } catch (const std::runtime_error&) {
+                return false;  // not listening yet
+            }
+        },
+        test::kPatience, 10ms);
+    return reply;
 }
 
-TEST(Security, ANonLoopbackTcpListenIsRefusedWithoutAllowRemote) {
+bool logged(test::ChildProcess& app, const std::string& text) {
+    return test::eventually([&] { return app.output().find(text) != std::string::npos; },
+                            test::kPatience, 5ms);
+}
+
+TEST_F(Security, ANonLoopbackTcpListenIsRefusedWithoutAllowRemote) {
     const int port = test::free_port();
-    const auto log = log_path("refused");
-    test::ChildProcess app({FCGI_APP_PATH, "--listen", "0.0.0.0:" + std::to_string(port)}, log);
+    test::ChildProcess app({FCGI_APP_PATH, "--listen", "0.0.0.0:" + std::to_string(port)},
+                           log_path());
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("--allow-remote"));
     EXPECT_THAT(app.output(), HasSubstr("FastCGI has no authentication"));
 }
 
-TEST(Security, AllowRemoteServesAndWarns) {
+TEST_F(Security, AllowRemoteServesAndWarns) {
     const int port = test::free_port();
-    const auto log = log_path("allowed");
     test::ChildProcess app(
         {FCGI_APP_PATH, "--listen", "0.0.0.0:" + std::to_string(port), "--allow-remote", "on"},
-        log);
+        log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     EXPECT_THAT(app.output(), HasSubstr("accepts connections from anyone who can reach it"));
     app.signal(SIGTERM);
     EXPECT_EQ(app.wait(10s), 0);
 }
 
-TEST(Security, LoopbackTcpNeedsNoAllowRemote) {
+TEST_F(Security, LoopbackTcpNeedsNoAllowRemote) {
     const int port = test::free_port();
     test::ChildProcess app({FCGI_APP_PATH, "--listen", "127.0.0.1:" + std::to_string(port)},
-                           log_path("loopback"));
+                           log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     app.signal(SIGTERM);
     EXPECT_EQ(app.wait(10s), 0);
 }
 
-TEST(Security, PeersNotInFcgiWebServerAddrsAreDisconnectedUnanswered) {
+TEST_F(Security, PeersNotInFcgiWebServerAddrsAreDisconnectedUnanswered) {
     const int port = test::free_port();
-    const auto log = log_path("addrs");
     test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.2,::1", FCGI_APP_PATH,
                             "--listen", "127.0.0.1:" + std::to_string(port)},
-                           log);
-    std::this_thread::sleep_for(300ms);
+                           log_path());
+    // Serving, so that a closed connection is a refusal, not an app still starting.
+    ASSERT_TRUE(logged(app, "listening on")) << app.output();
     const auto reply = hello_over_tcp(port);
     EXPECT_FALSE(reply.ended);
     EXPECT_EQ(reply.status, 0);
-    for (int i = 0;
-         i < 50 && app.output().find("not in FCGI_WEB_SERVER_ADDRS") == std::string::npos; ++i) {
-        std::this_thread::sleep_for(20ms);
-    }
+    logged(app, "not in FCGI_WEB_SERVER_ADDRS");
     EXPECT_THAT(app.output(), HasSubstr("the last from 127.0.0.1: not in FCGI_WEB_SERVER_ADDRS"));
     app.signal(SIGTERM);
     EXPECT_EQ(app.wait(10s), 0);
 }
 
-TEST(Security, PeersInFcgiWebServerAddrsAreServed) {
+TEST_F(Security, PeersInFcgiWebServerAddrsAreServed) {
     const int port = test::free_port();
     test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.1", FCGI_APP_PATH,
                             "--listen", "127.0.0.1:" + std::to_string(port)},
-                           log_path("addrs-ok"));
+                           log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     app.signal(SIGTERM);
     EXPECT_EQ(app.wait(10s), 0);
 }
 
-TEST(Security, ABadFcgiWebServerAddrsIsNamedAndExits2) {
+TEST_F(Security, ABadFcgiWebServerAddrsIsNamedAndExits2) {
     test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.1,webserver",
                             FCGI_APP_PATH, "--listen", "127.0.0.1:1"},
-                           log_path("bad-addrs"));
+                           log_path());
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("FCGI_WEB_SERVER_ADDRS: 'webserver' is not a numeric"));
 }

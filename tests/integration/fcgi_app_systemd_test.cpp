@@ -13,7 +13,10 @@
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
+#include "support/notify_socket.hpp"
+#include "support/temp_dir.hpp"
 
 namespace crosstown {
 namespace {
@@ -22,26 +25,13 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-class TempDir {
-  public:
-    TempDir() {
-        std::string pattern = fs::temp_directory_path() / "crosstown-systemd-XXXXXX";
-        path_ = ::mkdtemp(pattern.data());
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
-
 bool wait_for_file(const std::string& path, std::chrono::milliseconds timeout) {
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (!fs::exists(path)) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
+    return test::eventually([&] { return fs::exists(path); }, timeout, 5ms);
+}
+
+bool logged(test::ChildProcess& app, const std::string& text) {
+    return test::eventually([&] { return app.output().find(text) != std::string::npos; },
+                            test::kPatience, 5ms);
 }
 
 test::CgiReply hello(const std::string& socket) {
@@ -58,17 +48,20 @@ std::vector<std::string> activated(const std::string& socket, std::vector<std::s
 }
 
 TEST(SocketActivation, ServesTheSocketSystemdPassesAndLeavesItInPlace) {
-    TempDir dir;
+    test::TempDir dir("crosstown-systemd");
     const auto socket = dir / "activated.sock";
     // --listen points somewhere unusable: it must not even be tried.
     test::ChildProcess app(activated(socket, {"--listen", "/nonexistent/dir/app.sock"}),
                            dir / "app.log");
     ASSERT_TRUE(wait_for_file(socket, 5s));
     test::CgiReply reply;
-    for (int i = 0; i < 200 && !reply.ended; ++i) {  // the socket exists before fcgi_app runs
-        reply = hello(socket);
-        if (!reply.ended) std::this_thread::sleep_for(20ms);
-    }
+    // The socket exists before fcgi_app runs: the first connections may go unanswered.
+    test::eventually(
+        [&] {
+            reply = hello(socket);
+            return reply.ended;
+        },
+        test::kPatience, 10ms);
     EXPECT_EQ(reply.status, 200);
     EXPECT_THAT(reply.body, HasSubstr("hello"));
     EXPECT_THAT(app.output(), HasSubstr("socket activation: serving systemd socket " + socket));
@@ -91,7 +84,7 @@ void knock(const std::string& socket) {
 }
 
 TEST(SocketActivation, MoreThanOneSocketIsAClearErrorAndExit2) {
-    TempDir dir;
+    test::TempDir dir("crosstown-systemd");
     test::ChildProcess app({SOCKET_ACTIVATE_PATH, "--listen=" + (dir / "a.sock"),
                             "--listen=" + (dir / "b.sock"), FCGI_APP_PATH},
                            dir / "app.log");
@@ -101,7 +94,7 @@ TEST(SocketActivation, MoreThanOneSocketIsAClearErrorAndExit2) {
 }
 
 TEST(SocketActivation, ADatagramSocketIsAClearErrorAndExit2) {
-    TempDir dir;
+    test::TempDir dir("crosstown-systemd");
     test::ChildProcess app(
         {SOCKET_ACTIVATE_PATH, "--datagram", "--listen=" + (dir / "d.sock"), FCGI_APP_PATH},
         dir / "app.log");
@@ -116,67 +109,8 @@ TEST(SocketActivation, ADatagramSocketIsAClearErrorAndExit2) {
     EXPECT_THAT(app.output(), HasSubstr("is not a listening stream socket"));
 }
 
-// A NOTIFY_SOCKET of our own: the datagrams fcgi_app sends to "systemd".
-class NotifySocket {
-  public:
-    explicit NotifySocket(const std::string& path) : path_(path) {
-        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-            throw std::runtime_error("bind " + path);
-        }
-    }
-    ~NotifySocket() { ::close(fd_); }
-
-    // The next message, or "" after the timeout.
-    std::string next(std::chrono::milliseconds timeout) {
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return "";
-        char buffer[4096];
-        const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
-        return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : "";
-    }
-
-    // Waits for a message containing `wanted`, returning it ("" at the timeout).
-    std::string until(const std::string& wanted, std::chrono::milliseconds timeout) {
-        const auto end = std::chrono::steady_clock::now() + timeout;
-        while (std::chrono::steady_clock::now() < end) {
-            auto message = next(std::chrono::duration_cast<std::chrono::milliseconds>(
-                end - std::chrono::steady_clock::now()));
-            if (message.find(wanted) != std::string::npos) return message;
-        }
-        return "";
-    }
-
-    // How many messages within `window` contain `wanted`.
-    int count(const std::string& wanted, std::chrono::milliseconds window) {
-        int n = 0;
-        const auto end = std::chrono::steady_clock::now() + window;
-        while (std::chrono::steady_clock::now() < end) {
-            const auto message = next(std::chrono::duration_cast<std::chrono::milliseconds>(
-                end - std::chrono::steady_clock::now()));
-            if (message.find(wanted) != std::string::npos) ++n;
-        }
-        return n;
-    }
-
-    // Discards the messages already received.
-    void discard() {
-        while (!next(0ms).empty()) {
-        }
-    }
-
-    const std::string& path() const { return path_; }
-
-  private:
-    std::string path_;
-    int fd_ = -1;
-};
-
 // fcgi_app run as by a Type=notify unit with WatchdogSec=400ms: pings every 200 ms at most.
-std::vector<std::string> notified(const NotifySocket& notify, const std::string& socket,
+std::vector<std::string> notified(const test::NotifySocket& notify, const std::string& socket,
                                   std::vector<std::string> args) {
     std::vector<std::string> argv{"/usr/bin/env",
                                   "NOTIFY_SOCKET=" + notify.path(),
@@ -189,8 +123,8 @@ std::vector<std::string> notified(const NotifySocket& notify, const std::string&
 }
 
 TEST(ServiceNotifier, ReadyOnceServingThenStatusWatchdogAndStopping) {
-    TempDir dir;
-    NotifySocket notify(dir / "notify.sock");
+    test::TempDir dir("crosstown-systemd");
+    test::NotifySocket notify(dir / "notify.sock");
     const auto socket = dir / "app.sock";
     test::ChildProcess app(notified(notify, socket, {"--drain-timeout", "10s"}), dir / "app.log");
 
@@ -220,8 +154,8 @@ TEST(ServiceNotifier, ReadyOnceServingThenStatusWatchdogAndStopping) {
 }
 
 TEST(ServiceNotifier, AWedgedPoolStopsTheWatchdogPings) {
-    TempDir dir;
-    NotifySocket notify(dir / "notify.sock");
+    test::TempDir dir("crosstown-systemd");
+    test::NotifySocket notify(dir / "notify.sock");
     const auto socket = dir / "app.sock";
     test::ChildProcess app(notified(notify, socket, {"--workers", "1", "--drain-timeout", "100ms"}),
                            dir / "app.log");
@@ -233,21 +167,21 @@ TEST(ServiceNotifier, AWedgedPoolStopsTheWatchdogPings) {
     auto post = test::get("/calls", "count=2&latency_ms=20000");
     post[0].second = "POST";
     ASSERT_EQ(client.request(post).status, 202);
-    std::this_thread::sleep_for(500ms);  // the stall limit (200 ms) passes
+    // Once the stall limit (200 ms) has passed, the heartbeat says so and pings no more.
+    ASSERT_TRUE(logged(app, "withholding the watchdog ping")) << app.output();
     notify.discard();
+    // Margin: 1 s is five ping intervals (200 ms) in which a ping would have come.
     EXPECT_EQ(notify.count("WATCHDOG=1", 1s), 0);
-    EXPECT_THAT(app.output(), HasSubstr("withholding the watchdog ping"));
 
     app.signal(SIGTERM);  // the callbacks honour their stop token: abandoned, exit 1
     EXPECT_EQ(app.wait(10s), 1) << app.output();
 }
 
 TEST(ServiceNotifier, SilentWithoutNotifySocket) {
-    TempDir dir;
+    test::TempDir dir("crosstown-systemd");
     const auto socket = dir / "app.sock";
     test::ChildProcess app({FCGI_APP_PATH, "--listen", socket}, dir / "app.log");
-    ASSERT_TRUE(wait_for_file(socket, 5s));
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(logged(app, "listening on")) << app.output();
     EXPECT_EQ(hello(socket).status, 200);
     app.signal(SIGTERM);
     EXPECT_EQ(app.wait(10s), 0);

@@ -1,16 +1,18 @@
-// What integration tests read back from fcgi_app: the shutdown summary line and a batch's
-// state from GET /calls/{batch}.
+// What integration tests read back from fcgi_app: the shutdown summary line, a batch's state
+// from GET /calls/{batch}, and a series of GET /metrics.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <string>
-#include <thread>
 
+#include "support/eventually.hpp"
 #include "support/nginx_stack.hpp"
 
 namespace crosstown::test {
@@ -29,7 +31,9 @@ inline std::map<std::string, long> summary_counts(const std::string& log) {
     return counts;
 }
 
-// Both identities of semantics.md hold for the counts of a summary line.
+// The two identities every summary line keeps once the process has stopped: each registered
+// callback is skipped, forgotten or dispatched, and each dispatched one completed, failed, was
+// rejected or was abandoned.
 inline void expect_identities(const std::map<std::string, long>& c) {
     ASSERT_EQ(c.size(), 8u) << "a summary line with all eight counts";
     EXPECT_EQ(c.at("registered"), c.at("skipped") + c.at("forgotten") + c.at("dispatched"));
@@ -37,17 +41,44 @@ inline void expect_identities(const std::map<std::string, long>& c) {
               c.at("completed") + c.at("failed") + c.at("rejected") + c.at("abandoned"));
 }
 
-// Polls GET /calls/{batch} until nothing is pending or the time is up.
+// GET /calls/{batch}: what became of a batch of calls.
+inline nlohmann::json batch_status(const NginxStack& stack, const std::string& batch) {
+    return nlohmann::json::parse(stack.get("/calls/" + batch).body);
+}
+
+// Polls GET /calls/{batch} until `done` holds for it or the time is up; the last state read.
 inline nlohmann::json wait_for_batch(const NginxStack& stack, const std::string& batch,
-                                     std::chrono::seconds limit) {
+                                     std::chrono::milliseconds limit,
+                                     const std::function<bool(const nlohmann::json&)>& done) {
     nlohmann::json status;
-    const auto until = std::chrono::steady_clock::now() + limit;
-    do {
-        status = nlohmann::json::parse(stack.get("/calls/" + batch).body);
-        if (status["pending"] == 0) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    } while (std::chrono::steady_clock::now() < until);
+    eventually(
+        [&] {
+            status = batch_status(stack, batch);
+            return done(status);
+        },
+        limit, std::chrono::milliseconds(20));
     return status;
+}
+
+// Polls GET /calls/{batch} until nothing is pending or the time is up; the last state read.
+inline nlohmann::json wait_for_batch(const NginxStack& stack, const std::string& batch,
+                                     std::chrono::milliseconds limit) {
+    return wait_for_batch(stack, batch, limit,
+                          [](const nlohmann::json& status) { return status["pending"] == 0; });
+}
+
+// The value of one series in Prometheus text, e.g. `crosstown_pool_busy_workers` or
+// `crosstown_deferred_total{outcome="completed"}`; nullopt when the text has none.
+inline std::optional<double> metric_value(const std::string& text, const std::string& series) {
+    const auto key = "\n" + series + " ";
+    const auto at = ("\n" + text).find(key);
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(text.substr(at + key.size() - 1));
+}
+
+// The value of one series of the app's GET /metrics, read now.
+inline std::optional<double> metric(const NginxStack& stack, const std::string& series) {
+    return metric_value(stack.get("/metrics").body, series);
 }
 
 }  // namespace crosstown::test

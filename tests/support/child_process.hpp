@@ -14,8 +14,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "support/eventually.hpp"
 
 extern char** environ;
 
@@ -59,17 +60,7 @@ class ChildProcess {
 
     // The exit code (128 + signal when killed), or nullopt if still running at the deadline.
     std::optional<int> wait(std::chrono::milliseconds timeout) {
-        const auto until = std::chrono::steady_clock::now() + timeout;
-        while (!exit_status_) {
-            int status = 0;
-            const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-            if (done == pid_) {
-                exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                break;
-            }
-            if (std::chrono::steady_clock::now() > until) return std::nullopt;
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
+        eventually([this] { return reaped(); }, timeout, std::chrono::milliseconds(5));
         return exit_status_;
     }
     bool running() { return !wait(std::chrono::milliseconds(0)); }
@@ -83,6 +74,15 @@ class ChildProcess {
     }
 
   private:
+    // Whether it has exited (and been reaped): exit_status_ is then set.
+    bool reaped() {
+        int status = 0;
+        if (!exit_status_ && ::waitpid(pid_, &status, WNOHANG) == pid_) {
+            exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        return exit_status_.has_value();
+    }
+
     pid_t pid_ = -1;
     std::string output_path_;
     std::optional<int> exit_status_;

@@ -18,11 +18,13 @@
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "support/child_process.hpp"
+#include "support/eventually.hpp"
 #include "support/http_client.hpp"
+#include "support/loopback.hpp"
+#include "support/temp_dir.hpp"
 
 namespace crosstown::test {
 
@@ -44,11 +46,9 @@ class NginxStack {
   public:
     // Starts fcgi_app with `app_args` (plus --listen) and nginx, and waits until a request
     // goes through both.
-    explicit NginxStack(std::vector<std::string> app_args = {}) {
-        char tmpl[] = "/tmp/crosstown-it-XXXXXX";
-        dir_ = ::mkdtemp(tmpl);
-        ::chmod(dir_.c_str(), 0711);  // nginx's workers must reach the socket inside
-        socket_ = dir_ + "/fcgi_app.sock";
+    explicit NginxStack(std::vector<std::string> app_args = {})
+        : dir_("crosstown-it"), socket_(dir_ / "fcgi_app.sock") {
+        ::chmod(dir_.path().c_str(), 0711);  // nginx's workers must reach the socket inside
         port_ = free_port();
         start_app(std::move(app_args));
         start_nginx();
@@ -64,7 +64,6 @@ class NginxStack {
         }
         nginx_.reset();
         app_.reset();
-        std::filesystem::remove_all(dir_);
     }
 
     int port() const { return port_; }
@@ -77,7 +76,7 @@ class NginxStack {
         start_nginx();
     }
     ChildProcess& app() { return *app_; }
-    std::string nginx_errors() const { return read_file(dir_ + "/error.log"); }
+    std::string nginx_errors() const { return read_file(dir_ / "error.log"); }
     HttpReply get(const std::string& target) const { return http_get(port_, target); }
 
   private:
@@ -89,50 +88,44 @@ class NginxStack {
             if (group) argv.insert(argv.end(), {"--socket-group", group->gr_name});
         }
         argv.insert(argv.end(), args.begin(), args.end());
-        app_ = std::make_unique<ChildProcess>(argv, dir_ + "/fcgi_app.log");
-        for (int i = 0; i < 1000 && !std::filesystem::exists(socket_); ++i) {
-            if (!app_->running()) break;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
-        if (!std::filesystem::exists(socket_)) {
+        app_ = std::make_unique<ChildProcess>(argv, dir_ / "fcgi_app.log");
+        // Until the socket is there, or the app has exited (an error of its own).
+        if (!eventually([&] { return std::filesystem::exists(socket_) || !app_->running(); }) ||
+            !std::filesystem::exists(socket_)) {
             throw std::runtime_error("fcgi_app did not start:\n" + app_->output());
         }
     }
 
     void start_nginx() {
         auto config = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
-        for (const auto& [key, value] : {std::pair<std::string, std::string>{"@PREFIX@", dir_},
-                                         {"@WORKERS@", "1"},
-                                         {"@ACCESS_LOG@", "off"},
-                                         {"@SOCKET@", socket_},
-                                         {"@SOURCE@", SOURCE_DIR},
-                                         {"@PORT@", std::to_string(port_)}}) {
+        const std::pair<std::string, std::string> substitutions[] = {
+            {"@PREFIX@", dir_.path()}, {"@WORKERS@", "1"},       {"@ACCESS_LOG@", "off"},
+            {"@SOCKET@", socket_},     {"@SOURCE@", SOURCE_DIR}, {"@PORT@", std::to_string(port_)}};
+        for (const auto& [key, value] : substitutions) {
             config = replace_all(config, key, value);
         }
-        std::ofstream(dir_ + "/nginx.conf") << config;
-        if (!std::filesystem::exists(dir_ + "/fastcgi_params")) {
-            std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ + "/fastcgi_params");
+        std::ofstream(dir_ / "nginx.conf") << config;
+        if (!std::filesystem::exists(dir_ / "fastcgi_params")) {
+            std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ / "fastcgi_params");
         }
-        const std::vector<std::string> base{NGINX_PATH, "-p", dir_, "-c", dir_ + "/nginx.conf"};
+        const std::vector<std::string> base{NGINX_PATH, "-p", dir_.path(), "-c",
+                                            dir_ / "nginx.conf"};
         {
             auto check = base;
             check.push_back("-t");
-            ChildProcess test(check, dir_ + "/nginx-t.log");
+            ChildProcess test(check, dir_ / "nginx-t.log");
             if (test.wait(std::chrono::seconds(10)) != 0) {
                 throw std::runtime_error("nginx -t failed:\n" + test.output());
             }
         }
         auto run = base;
         run.insert(run.end(), {"-g", "daemon off;"});
-        nginx_ = std::make_unique<ChildProcess>(run, dir_ + "/nginx.out");
-        for (int i = 0; i < 500; ++i) {
-            if (get("/healthz").status == 200) return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
+        nginx_ = std::make_unique<ChildProcess>(run, dir_ / "nginx.out");
+        if (eventually([&] { return get("/healthz").status == 200; }, 5s, 10ms)) return;
         throw std::runtime_error("no answer through nginx:\n" + nginx_errors() + app_->output());
     }
 
-    std::string dir_;
+    TempDir dir_;  // destroyed last: the children below are stopped first
     std::string socket_;
     int port_ = 0;
     std::unique_ptr<ChildProcess> app_;

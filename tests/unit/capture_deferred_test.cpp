@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.hpp"
+#include "support/log_capture.hpp"
 
 namespace crosstown {
 namespace {

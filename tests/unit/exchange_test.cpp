@@ -7,7 +7,7 @@
 #include <crosstown/http/http_error.hpp>
 #include <cstring>
 
-#include "support/test_support.hpp"
+#include "support/log_capture.hpp"
 
 namespace crosstown {
 namespace {

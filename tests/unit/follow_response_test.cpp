@@ -8,7 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "support/test_support.hpp"
+#include "support/eventually.hpp"
+#include "support/log_capture.hpp"
 
 namespace crosstown {
 namespace {

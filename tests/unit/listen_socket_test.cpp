@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "support/temp_dir.hpp"
+
 namespace crosstown {
 namespace {
 
@@ -21,12 +23,7 @@ namespace fs = std::filesystem;
 
 class ListenSocketTest : public ::testing::Test {
   protected:
-    ListenSocketTest() {
-        char tmpl[] = "/tmp/crosstown-listen-XXXXXX";
-        dir_ = ::mkdtemp(tmpl);
-        path_ = dir_ + "/app.sock";
-    }
-    ~ListenSocketTest() override { fs::remove_all(dir_); }
+    ListenSocketTest() : path_(dir_ / "app.sock") {}
 
     mode_t mode_of(const std::string& path) {
         struct stat st {};
@@ -34,7 +31,7 @@ class ListenSocketTest : public ::testing::Test {
         return st.st_mode & 07777;
     }
 
-    std::string dir_;
+    test::TempDir dir_{"crosstown-listen"};
     std::string path_;
 };
 
@@ -107,12 +104,12 @@ TEST_F(ListenSocketTest, RefusesToReplaceAFile) {
 
 TEST_F(ListenSocketTest, ClearErrorsForBadPaths) {
     try {
-        ListenSocket::open(dir_ + "/missing-dir/app.sock");
+        ListenSocket::open(dir_ / "missing-dir/app.sock");
         FAIL();
     } catch (const ListenError& e) {
         EXPECT_THAT(e.what(), HasSubstr("missing-dir/app.sock: No such file or directory"));
     }
-    EXPECT_THROW(ListenSocket::open(dir_ + "/" + std::string(120, 'x')), ListenError);
+    EXPECT_THROW(ListenSocket::open(dir_ / std::string(120, 'x')), ListenError);
 }
 
 TEST_F(ListenSocketTest, CloseRemovesOnlyItsOwnFile) {

@@ -12,7 +12,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/test_support.hpp"
+#include "support/eventually.hpp"
+#include "support/gate.hpp"
+#include "support/log_capture.hpp"
 
 namespace crosstown {
 namespace {

@@ -14,8 +14,11 @@
 #include <memory>
 #include <thread>
 
+#include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
-#include "support/test_support.hpp"
+#include "support/gate.hpp"
+#include "support/log_capture.hpp"
+#include "support/temp_dir.hpp"
 
 namespace crosstown {
 namespace {
@@ -30,9 +33,7 @@ class ResponderTest : public ::testing::Test {
   protected:
     ResponderTest() {
         FCGX_Init();
-        char tmpl[] = "/tmp/crosstown-responder-XXXXXX";
-        dir_ = ::mkdtemp(tmpl);
-        path_ = dir_ + "/app.sock";
+        path_ = dir_ / "app.sock";
         socket_ = ListenSocket::open(path_);
         router_.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });
     }
@@ -40,7 +41,6 @@ class ResponderTest : public ::testing::Test {
         responder_.reset();
         pool_.reset();
         socket_.close();
-        std::filesystem::remove_all(dir_);
     }
 
     void start(ResponderConfig config = {.threads = 2}) {
@@ -49,7 +49,7 @@ class ResponderTest : public ::testing::Test {
     }
 
     test::LogCapture log_;  // keeps access lines out of the test output
-    std::string dir_;
+    test::TempDir dir_{"crosstown-responder"};
     std::string path_;
     ListenSocket socket_;
     Router router_;

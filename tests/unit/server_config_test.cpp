@@ -4,10 +4,12 @@
 #include <crosstown/server_config.hpp>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <regex>
-#include <set>
 #include <sstream>
 #include <vector>
+
+#include "support/temp_dir.hpp"
 
 namespace crosstown {
 namespace {
@@ -28,6 +30,24 @@ Outcome parse(std::vector<const char*> args) {
     auto parsed = parse_server_config(static_cast<int>(args.size()), args.data(),
                                       {"fcgi_app", "9.9.9"}, out, err);
     return {std::move(parsed), out.str(), err.str()};
+}
+
+// Each setting in --help with its default as --help shows it ("": none). --help, --version and
+// --config are actions, not settings. Option lines start with two spaces; the wrapped lines of
+// a description are indented further, so an option named inside a description is not taken.
+std::map<std::string, std::string> help_defaults(const std::string& help) {
+    const std::regex option_line(
+        R"(^  (?:-\w \[ )?--([a-z][a-z-]*)(?: \])?(?: arg)?(?: \(=([^)]*)\))?)");
+    std::map<std::string, std::string> defaults;
+    std::istringstream lines(help);
+    for (std::string line; std::getline(lines, line);) {
+        std::smatch m;
+        if (!std::regex_search(line, m, option_line)) continue;
+        const auto name = m[1].str();
+        if (name == "help" || name == "version" || name == "config") continue;
+        defaults[name] = m[2].str();
+    }
+    return defaults;
 }
 
 void expect_defaults(const ServerConfig& c) {
@@ -144,8 +164,8 @@ TEST(ServerConfig, HelpAndVersionExit0) {
 class ConfigFile : public ::testing::Test {
   protected:
     void write(const std::string& text) { std::ofstream(path_) << text; }
-    ~ConfigFile() override { std::remove(path_.c_str()); }
-    std::string path_ = ::testing::TempDir() + "crosstown-config-test.conf";
+    test::TempDir dir_{"crosstown-config"};
+    std::string path_ = dir_ / "fcgi_app.conf";
 };
 
 TEST_F(ConfigFile, FileSetsOptionsAndTheCommandLineWins) {
@@ -183,12 +203,12 @@ TEST_F(ConfigFile, ShippedFileHasEveryOptionAtItsDefault) {
     std::ifstream shipped(CROSSTOWN_SOURCE_DIR "/deploy/fcgi_app.conf");
     ASSERT_TRUE(shipped);
     const std::regex setting(R"(^# ([a-z-]+) = (.*)$)");
-    std::set<std::string> shown;
+    std::map<std::string, std::string> shown;
     std::string uncommented;
     for (std::string line; std::getline(shipped, line);) {
         std::smatch m;
         if (!std::regex_match(line, m, setting)) continue;
-        shown.insert(m[1]);
+        shown.emplace(m[1], m[2]);
         if (m[1] != "socket-group") uncommented += m[1].str() + " = " + m[2].str() + "\n";
     }
     write(uncommented);
@@ -196,12 +216,61 @@ TEST_F(ConfigFile, ShippedFileHasEveryOptionAtItsDefault) {
     ASSERT_TRUE(r.parsed.config) << r.err;
     expect_defaults(*r.parsed.config);
 
-    const auto help = parse({"--help"}).out;
-    const std::regex option(R"(--([a-z][a-z-]+))");
-    for (std::sregex_iterator it(help.begin(), help.end(), option), end; it != end; ++it) {
-        const auto name = (*it)[1].str();
-        if (name == "help" || name == "version" || name == "config") continue;
-        EXPECT_TRUE(shown.contains(name)) << "deploy/fcgi_app.conf does not show --" << name;
+    for (const auto& [name, help_default] : help_defaults(parse({"--help"}).out)) {
+        const auto at = shown.find(name);
+        if (at == shown.end()) {
+            ADD_FAILURE() << "deploy/fcgi_app.conf does not show --" << name;
+        } else if (!help_default.empty()) {
+            EXPECT_EQ(at->second, help_default)
+                << name << ": deploy/fcgi_app.conf's default is written unlike --help's";
+        }
+    }
+}
+
+// The rows of README.md's options table, under "## Configuration": option and default. A
+// default in backticks is a value ("/run/NAME/NAME.sock" with NAME the program's name); any
+// other text (`the process's`) says there is none.
+std::map<std::string, std::string> readme_defaults(const std::string& program) {
+    std::ifstream readme(CROSSTOWN_SOURCE_DIR "/README.md");
+    EXPECT_TRUE(readme) << CROSSTOWN_SOURCE_DIR "/README.md";
+    const std::regex row(R"(^\| `--([a-z][a-z-]*)` \| ([^|]*) \|.*\|$)");
+    const std::regex value(R"(^`([^`]*)`$)");
+    std::map<std::string, std::string> defaults;
+    bool in_section = false;
+    for (std::string line; std::getline(readme, line);) {
+        if (line.starts_with("## ")) in_section = line == "## Configuration";
+        std::smatch m;
+        if (!in_section || !std::regex_match(line, m, row)) continue;
+        const auto cell = m[2].str();
+        std::smatch v;
+        std::string shown = std::regex_match(cell, v, value) ? v[1].str() : "";
+        for (auto at = shown.find("NAME"); at != std::string::npos; at = shown.find("NAME")) {
+            shown.replace(at, 4, program);
+        }
+        EXPECT_FALSE(defaults.contains(m[1])) << "README.md lists --" << m[1] << " twice";
+        defaults[m[1]] = shown;
+    }
+    return defaults;
+}
+
+// README.md's configuration table and --help agree: the same options, the same defaults.
+TEST(ServerConfig, ReadmeTableHasEveryOptionAtItsDefault) {
+    const auto help = help_defaults(parse({"--help"}).out);
+    ASSERT_GT(help.size(), 10u) << "--help was not understood";
+    ASSERT_TRUE(help.contains("listen") && help.contains("socket-group"));
+    const auto readme = readme_defaults("fcgi_app");
+    for (const auto& [name, shown] : help) {
+        const auto row = readme.find(name);
+        if (row == readme.end()) {
+            ADD_FAILURE() << "README.md's configuration table lacks --" << name;
+        } else {
+            EXPECT_EQ(row->second, shown)
+                << "--" << name << ": README.md's default differs from --help's";
+        }
+    }
+    for (const auto& [name, shown] : readme) {
+        EXPECT_TRUE(help.contains(name))
+            << "README.md's configuration table lists --" << name << ", which --help does not";
     }
 }
 
