@@ -49,7 +49,7 @@ class Server {
     // Serves until SIGTERM/SIGINT; returns the process's exit code (2: cannot listen).
     int run();
 
-    // True from the moment every responder waits for connections until a stop signal.
+    // True while run() serves: from just before the responders start until a stop signal.
     bool accepting() const;
     // Requests being served right now.
     unsigned busy_responders() const;
