@@ -15,7 +15,7 @@
 
 namespace {
 
-constexpr int kTasks = 10'000;
+constexpr int kCallbacks = 10'000;
 constexpr int kBatch = 100;
 
 crosstown::DeferredCallback trivial(std::latch& done) {
@@ -29,18 +29,18 @@ crosstown::PoolConfig config_for(const benchmark::State& state) {
 void crosstown_one_by_one(benchmark::State& state) {
     crosstown::Pool pool(config_for(state));
     for (auto _ : state) {
-        std::latch done(kTasks);
-        for (int i = 0; i < kTasks; ++i) pool.submit(trivial(done));
+        std::latch done(kCallbacks);
+        for (int i = 0; i < kCallbacks; ++i) pool.submit(trivial(done));
         done.wait();
     }
-    state.SetItemsProcessed(state.iterations() * kTasks);
+    state.SetItemsProcessed(state.iterations() * kCallbacks);
 }
 
 void crosstown_batches_of_100(benchmark::State& state) {
     crosstown::Pool pool(config_for(state));
     for (auto _ : state) {
-        std::latch done(kTasks);
-        for (int b = 0; b < kTasks / kBatch; ++b) {
+        std::latch done(kCallbacks);
+        for (int b = 0; b < kCallbacks / kBatch; ++b) {
             std::vector<crosstown::DeferredCallback> batch;
             batch.reserve(kBatch);
             for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
@@ -48,7 +48,7 @@ void crosstown_batches_of_100(benchmark::State& state) {
         }
         done.wait();
     }
-    state.SetItemsProcessed(state.iterations() * kTasks);
+    state.SetItemsProcessed(state.iterations() * kCallbacks);
 }
 
 // What dispatch costs the responder thread: wrap 100 callbacks and hand them over, with the
@@ -72,12 +72,13 @@ void crosstown_submit_one_batch_of_100(benchmark::State& state) {
 void asio_thread_pool(benchmark::State& state) {
     boost::asio::thread_pool pool(static_cast<std::size_t>(state.range(0)));
     for (auto _ : state) {
-        std::latch done(kTasks);
-        for (int i = 0; i < kTasks; ++i) boost::asio::post(pool, [&done] { done.count_down(); });
+        std::latch done(kCallbacks);
+        for (int i = 0; i < kCallbacks; ++i)
+            boost::asio::post(pool, [&done] { done.count_down(); });
         done.wait();
     }
     pool.join();
-    state.SetItemsProcessed(state.iterations() * kTasks);
+    state.SetItemsProcessed(state.iterations() * kCallbacks);
 }
 
 void jthread_per_task(benchmark::State& state) {

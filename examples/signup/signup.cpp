@@ -28,7 +28,8 @@ std::optional<Account> Accounts::add(std::string email, std::string name) {
     for (const auto& account : accounts_) {
         if (account.email == email) return std::nullopt;
     }
-    accounts_.push_back({static_cast<int>(accounts_.size()) + 1, std::move(email), std::move(name)});
+    accounts_.push_back(
+        {static_cast<int>(accounts_.size()) + 1, std::move(email), std::move(name)});
     return accounts_.back();
 }
 

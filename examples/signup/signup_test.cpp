@@ -1,18 +1,19 @@
 // The signup handler through crosstown's TestClient: no nginx, no threads, no sockets.
+#include "signup.hpp"
+
 #include <gtest/gtest.h>
 
 #include <crosstown/testing/test_client.hpp>
 #include <string>
 #include <vector>
 
-#include "signup.hpp"
-
 namespace {
 
 struct SignupTest : ::testing::Test {
     SignupTest() {
-        signup::add_routes(router, accounts,
-                           [this](const signup::Account& account) { sent.push_back(account.email); });
+        signup::add_routes(router, accounts, [this](const signup::Account& account) {
+            sent.push_back(account.email);
+        });
     }
     crosstown::Router router;
     signup::Accounts accounts;

@@ -20,7 +20,9 @@
 //     deadline make the process leave with _exit(1) rather than hang.
 //   - SIGHUP: logged and ignored (there is nothing to reload; restart the service).
 // One Server per process: constructing a second while one exists throws std::logic_error.
-// Add routes before run(); the accessors may be called from any thread while it runs.
+// Add routes before run(), from the thread that made the Server; the other accessors may be
+// called from any thread while it runs. The constructor throws std::logic_error for a second
+// Server and std::invalid_argument for a bad web_server_addrs.
 #pragma once
 
 #include <memory>

@@ -44,8 +44,9 @@ struct ServerConfig {
     // A TCP socket other machines can reach is refused (exit 2) unless this is set: FastCGI has
     // no authentication.
     bool allow_remote = false;
-    // FCGI_WEB_SERVER_ADDRS as found in the environment ("127.0.0.1,::1"): the only TCP peers
-    // served. Empty: whoever reaches the socket. Checked by parse_server_config.
+    // FCGI_WEB_SERVER_ADDRS: the only TCP peers served, as a list of numeric addresses
+    // ("127.0.0.1, ::1"). Empty: whoever reaches the socket. parse_server_config reads it from
+    // the environment and refuses a bad one.
     std::string web_server_addrs;
 };
 

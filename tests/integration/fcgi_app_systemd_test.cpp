@@ -171,7 +171,7 @@ TEST(ServiceNotifier, AWedgedPoolStopsTheWatchdogPings) {
     ASSERT_TRUE(logged(app, "withholding the watchdog ping")) << app.output();
     notify.discard();
     // Margin: 1 s is five ping intervals (200 ms) in which a ping would have come.
-    EXPECT_EQ(notify.count("WATCHDOG=1", 1s), 0);
+    EXPECT_EQ(notify.count("WATCHDOG=1", 1s), 0) << app.output();
 
     app.signal(SIGTERM);  // the callbacks honour their stop token: abandoned, exit 1
     EXPECT_EQ(app.wait(10s), 1) << app.output();

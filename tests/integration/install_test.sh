@@ -13,7 +13,9 @@ build_dir=$(cd "$2" && pwd)
 source_dir=$(cd "$3" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+cache() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt"; }
+cxx=$(cache CMAKE_CXX_COMPILER)
+libdir=$(cache CMAKE_INSTALL_LIBDIR)
 failed=0
 check() { if "$@"; then echo "ok   $*"; else echo "FAIL $*"; failed=1; fi; }
 
@@ -45,12 +47,14 @@ build_example() {
     "$dir/signup" --version | grep -q -x 'signup 1.0'
 }
 
-# Runs the README's pkg-config lines in a copy of the example, then the test they built.
+# Runs the README's pkg-config lines in a copy of the example (every line must succeed), then
+# the server and the test they built.
 build_with_pkg_config() {
     local prefix=$1
     cp -r "$source_dir/examples/signup" "$work/pc"
-    (cd "$work/pc" && export PKG_CONFIG_PATH="$prefix/lib/pkgconfig" CXX="$cxx" &&
-        eval "$(snippet pkg-config | sed "s/^c++ /\"\$CXX\" /")" && ./signup_test >/dev/null)
+    (cd "$work/pc" && export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig" CXX="$cxx" &&
+        bash -euo pipefail -c "$(snippet pkg-config | sed 's/^c++ /"$CXX" /')" &&
+        ./signup --version | grep -q -x 'signup 1.0' && ./signup_test >/dev/null)
 }
 
 # Each public header compiles on its own, from the installed tree alone.

@@ -56,12 +56,14 @@ check "$work/root/usr/bin/fcgi_app" --config "$work/root/etc/fcgi_app/fcgi_app.c
 
 # The development package: exactly the public headers, the libraries and both config files.
 dev_contents=$(dpkg-deb -c "$dev_deb" | awk '{print $6}' | grep -v '/$')
+libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
 expected=$( (cd "$source_dir/include" && find crosstown -type f | sed 's|^|./usr/include/|')
     for file in libcrosstown.a libcrosstown_testing.a pkgconfig/crosstown.pc \
         pkgconfig/crosstown-testing.pc cmake/crosstown/crosstownConfig.cmake \
         cmake/crosstown/crosstownConfigVersion.cmake cmake/crosstown/crosstownTargets.cmake \
-        cmake/crosstown/crosstownTargets-relwithdebinfo.cmake; do
-        echo "./usr/lib/$file"
+        "cmake/crosstown/crosstownTargets-${build_type,,}.cmake"; do
+        echo "./usr/$libdir/$file"
     done)
 check diff <(sort <<<"$expected") <(sort <<<"$dev_contents")
 dev_depends=$(dpkg-deb -f "$dev_deb" Depends)

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <crosstown/deferred/deferred_registry.hpp>
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/http/request_limits.hpp>
 #include <crosstown/testing/capture_deferred.hpp>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -131,6 +133,47 @@ TEST(CaptureDeferred, DropsWhatWasNeverRun) {
         follow_response([s = std::move(shared)] {});
     }
     EXPECT_TRUE(weak.expired());
+}
+
+TEST(CaptureDeferred, DroppingWhatWasNeverRunLogsNothing) {
+    test::LogCapture logs;
+    {
+        CaptureDeferred captured;
+        follow_response([] {});
+    }
+    EXPECT_TRUE(logs.lines().empty()) << logs.lines().front();
+}
+
+TEST(CaptureDeferred, ScopesMayEndOutOfNestingOrder) {
+    auto outer = std::make_unique<CaptureDeferred>();
+    auto inner = std::make_unique<CaptureDeferred>();
+    outer.reset();  // ends first, although it began first
+    follow_response([] {});
+    EXPECT_EQ(inner->size(), 1U) << "the live capture still captures";
+    inner.reset();
+    bool ran = false;
+    follow_response([&] { ran = true; });
+    EXPECT_TRUE(ran) << "with no capture left, the outside-request policy (run_now) applies";
+}
+
+// A capture ending while another thread registers: every registration lands in a live
+// capture or runs under the outside-request policy, and none touches a capture being freed
+// (AddressSanitizer and ThreadSanitizer would see it).
+TEST(CaptureDeferred, EndingWhileAnotherThreadRegistersIsSafe) {
+    std::atomic<bool> stop{false};
+    std::atomic<int> ran{0};
+    std::thread registrar([&] {
+        while (!stop.load()) follow_response([&] { ran.fetch_add(1); });
+    });
+    std::size_t captured = 0;
+    for (int i = 0; i < 200; ++i) {
+        CaptureDeferred capture;
+        std::this_thread::yield();
+        captured += capture.size();
+    }
+    stop.store(true);
+    registrar.join();
+    EXPECT_GT(captured + static_cast<std::size_t>(ran.load()), 0U);
 }
 
 }  // namespace

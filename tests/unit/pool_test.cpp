@@ -33,8 +33,8 @@ TEST(Pool, RejectsAnEmptyConfiguration) {
 }
 
 TEST(Pool, FailingToStartAWorkerThrowsInsteadOfHanging) {
-    // A child process limited to three tasks starts two workers and fails on the third (as
-    // under systemd's TasksMax); the two started must be released, not joined forever.
+    // A child process limited to three tasks (threads) starts two workers and fails on the third
+    // (as under systemd's TasksMax); the two started must be released, not joined forever.
     // RLIMIT_NPROC binds only unprivileged users, so the child drops to nobody.
     if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged user";
     const pid_t child = fork();

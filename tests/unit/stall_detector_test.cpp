@@ -45,5 +45,14 @@ TEST_F(StallDetectorTest, TheLimitCountsFromWhenWorkStartedWaiting) {
     EXPECT_FALSE(at(11600ms, 1, true));
 }
 
+// Samples come at intervals: work first seen waiting a whole limit after the last idle sample
+// has only just started waiting, however late that sample came.
+TEST_F(StallDetectorTest, WorkFirstSeenWaitingIsNotYetAStall) {
+    EXPECT_TRUE(at(0ms, 1, false));
+    EXPECT_TRUE(at(1500ms, 1, true));
+    EXPECT_TRUE(at(2400ms, 1, true));
+    EXPECT_FALSE(at(2600ms, 1, true));
+}
+
 }  // namespace
 }  // namespace crosstown

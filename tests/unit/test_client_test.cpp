@@ -157,5 +157,15 @@ TEST_F(TestClientTest, DecodesThePathAsNginxWould) {
     EXPECT_EQ(client.get("/files/a%20b").body, "a b");
 }
 
+TEST_F(TestClientTest, AMovedClientKeepsWhatItCaptured) {
+    TestClient first(router_);
+    EXPECT_EQ(first.post("/signup?user=ann").status, 201);
+    TestClient second(std::move(first));
+    ASSERT_EQ(second.deferred().size(), 2U) << "welcome-email and audit";
+    EXPECT_EQ(second.run_deferred().ran, 2U);
+    EXPECT_EQ(log_, (std::vector<std::string>{"email to ann", "audit"}));
+    EXPECT_EQ(second.post("/signup?user=bob").status, 201);
+}
+
 }  // namespace
 }  // namespace crosstown::testing

@@ -49,6 +49,8 @@ class TestClient {
     explicit TestClient(const Router& router, TestClientOptions options = {});
     ~TestClient();
     TestClient(TestClient&&) noexcept;
+    TestClient(const TestClient&) = delete;
+    TestClient& operator=(const TestClient&) = delete;
     TestClient& operator=(TestClient&&) = delete;
 
     // `target` is the request line's target: "/calls/b1?verbose=1", percent-escapes as sent.
@@ -70,7 +72,7 @@ class TestClient {
 
     const Router& router_;
     TestClientOptions options_;
-    std::unique_ptr<std::vector<Pending>> pending_;
+    std::vector<Pending> pending_;  // complete in the .cpp, where the special members are
     RunReport automatic_;
 };
 

@@ -18,7 +18,10 @@ class CaptureTarget {
     ~CaptureTarget() = default;
 };
 
-// Installs `target` (nullptr: none) and returns the previous one. Any thread.
-CaptureTarget* exchange_capture_target(CaptureTarget* target);
+// Makes `target` the current capture, above any live one. Any thread.
+void add_capture_target(CaptureTarget* target);
+// Removes `target` wherever it is (captures may end out of nesting order): the one below
+// becomes current again. When this returns, no registration is running inside `target`.
+void remove_capture_target(CaptureTarget* target);
 
 }  // namespace crosstown::detail

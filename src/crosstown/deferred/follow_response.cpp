@@ -1,6 +1,9 @@
 #include "crosstown/deferred/follow_response.hpp"
 
 #include <atomic>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "crosstown/deferred/capture_target.hpp"
 #include "crosstown/deferred/deferred_registry.hpp"
@@ -12,7 +15,15 @@ namespace {
 
 std::atomic<OutsideRequest> policy{OutsideRequest::run_now};
 std::atomic<Pool*> pool_of_process{nullptr};
-std::atomic<detail::CaptureTarget*> capture_target{nullptr};
+// Live captures, the latest last; registrations go to the latest. A capture may end on one
+// thread while another registers into it: the mutex keeps the target alive for the whole call.
+// Only registrations outside any request take it.
+std::mutex capture_mutex;
+std::vector<detail::CaptureTarget*> capture_targets;  // guarded by capture_mutex
+
+detail::CaptureTarget* current_capture() {
+    return capture_targets.empty() ? nullptr : capture_targets.back();
+}
 
 void outside_request(DeferredOptions&& options, Callback&& fn) {
     Pool* pool = process_pool();
@@ -48,24 +59,36 @@ OutsideRequest outside_request_policy() { return policy.load(); }
 void set_process_pool(Pool* pool) { pool_of_process.store(pool); }
 Pool* process_pool() { return pool_of_process.load(); }
 
-detail::CaptureTarget* detail::exchange_capture_target(CaptureTarget* target) {
-    return capture_target.exchange(target);
+void detail::add_capture_target(CaptureTarget* target) {
+    std::lock_guard lock(capture_mutex);
+    capture_targets.push_back(target);
+}
+
+void detail::remove_capture_target(CaptureTarget* target) {
+    std::lock_guard lock(capture_mutex);
+    std::erase(capture_targets, target);
 }
 
 void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
     if (auto* registry = current_registry()) {
         registry->add(std::move(options), std::move(fn));
-    } else if (auto* capture = capture_target.load()) {
-        capture->add(std::move(options), std::move(fn));
-    } else {
-        outside_request(std::move(options), std::move(fn));
+        return;
     }
+    {
+        std::lock_guard lock(capture_mutex);
+        if (auto* capture = current_capture()) {
+            capture->add(std::move(options), std::move(fn));
+            return;
+        }
+    }
+    outside_request(std::move(options), std::move(fn));
 }
 
 bool forget(std::string_view name) {
     if (auto* registry = current_registry()) return registry->forget(name);
-    if (auto* capture = capture_target.load()) return capture->forget(name);
-    return false;
+    std::lock_guard lock(capture_mutex);
+    auto* capture = current_capture();
+    return capture != nullptr && capture->forget(name);
 }
 
 }  // namespace crosstown

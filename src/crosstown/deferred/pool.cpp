@@ -144,8 +144,8 @@ std::size_t Pool::push_what_fits(std::span<DeferredCallback>& callbacks, Clock::
 // next, see worker_loop) instead of waking them all to fight over the lock on two cores.
 // The ramp costs a wake-up latency per worker, microseconds against callbacks that take
 // milliseconds.
-bool Pool::claim_wake(std::size_t new_jobs) {
-    if (new_jobs == 0 || waking_ || waiting_workers_ == 0) return false;
+bool Pool::claim_wake(std::size_t new_callbacks) {
+    if (new_callbacks == 0 || waking_ || waiting_workers_ == 0) return false;
     waking_ = true;
     return true;
 }

@@ -2,17 +2,16 @@
 //
 // - Bounded: at most `queue_capacity` callbacks wait. When the queue is full the configured
 //   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
-//   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged by
-//   name). A worker of this pool that submits to its own full queue under `block` runs the callback
-//   itself instead, since waiting could deadlock the pool.
+//   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged
+//   by name). A worker of this pool that submits to its own full queue under `block` runs the
+//   callback itself instead, since waiting could deadlock the pool.
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
-// - Isolated: an exception from a callback is caught, logged with the request id and the callback's
-// name,
-//   and counted as failed; the worker goes on.
-// - Drained: drain(timeout) runs everything queued until the timeout passes, then abandons what is
-//   still queued (counted, logged by name), requests stop on the workers' stop tokens so
-//   long callbacks can end early, waits `grace` for them and joins. The destructor drains with no
-//   timeout if drain() was not called.
+// - Isolated: an exception from a callback is caught, logged with the request id and the
+//   callback's name, and counted as failed; the worker goes on.
+// - Drained: drain(timeout) runs everything queued until the timeout passes, then abandons
+//   what is still queued (counted, logged by name), requests stop on the workers' stop tokens
+//   so long callbacks can end early, waits `grace` for them and joins. The destructor drains
+//   with no timeout if drain() was not called.
 // Every member may be called from any thread, except drain() and the destructor, which one
 // owner calls once.
 #pragma once
@@ -47,7 +46,7 @@ struct DeferredCallback {
 };
 
 struct DrainReport {
-    bool finished_in_time = true;        // queue empty and all workers idle before the deadline
+    bool finished_in_time = true;        // queue empty and all workers idle in time
     std::uint64_t abandoned_queued = 0;  // callbacks that never started
     // Callbacks still running `grace` after their stop tokens were requested. Their workers were
     // not joined: the owner should log and leave the process with _exit rather than wait on them.
@@ -105,7 +104,7 @@ class Pool {
     void enqueue(std::span<DeferredCallback> callbacks);
     void leave_line();
     std::size_t push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now);
-    bool claim_wake(std::size_t new_jobs);
+    bool claim_wake(std::size_t new_callbacks);
     void give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
                  std::string_view why);
     void run_inline_counted(DeferredCallback& callback);

@@ -91,6 +91,15 @@ ResponderConfig responder_config(const ServerConfig& config) {
                                 : std::optional(WebServerAddrs::parse(config.web_server_addrs))};
 }
 
+// Runs `f` when the scope ends, however it ends.
+template <class F>
+struct OnExit {
+    F f;
+    ~OnExit() { f(); }
+};
+template <class F>
+OnExit(F) -> OnExit<F>;
+
 // The socket systemd passed (socket activation), else the one --listen names.
 InheritedSocket open_listen_socket(const ServerConfig& config) {
     if (auto inherited = socket_from_systemd()) {
@@ -140,6 +149,7 @@ class Server::Impl {
   public:
     explicit Impl(ServerConfig config)
         : config_(prepare_process(config)),
+          responder_config_(responder_config(config_)),
           pool_(config_.pool),
           notifier_([this] { return service_sample(); }) {
         set_process_pool(&pool_);
@@ -153,6 +163,9 @@ class Server::Impl {
 
     ProcessClaim claim_;  // first: released last
     const ServerConfig config_;
+    // Built once, before any thread starts: a bad FCGI_WEB_SERVER_ADDRS set by hand in
+    // ServerConfig fails the construction (std::invalid_argument), not the run.
+    const ResponderConfig responder_config_;
     Router router_;
     RequestStats stats_;
     Pool pool_;
@@ -228,9 +241,11 @@ int Server::Impl::run() {
 
 void Server::Impl::serve(int listen_fd, const std::string& where) {
     // Accepting from before the first responder starts: a health check it answers says so.
+    const OnExit stop_accepting{[this] { accepting_.store(false); }};
     accepting_.store(true);
-    Responder responder(listen_fd, router_, pool_, stats_, responder_config(config_));
+    Responder responder(listen_fd, router_, pool_, stats_, responder_config_);
     responder_.store(&responder);
+    const OnExit forget_responder{[this] { responder_.store(nullptr); }};  // before it is gone
     responder.wait_until_accepting();
     log::info("listening on {} ({})", where, describe(config_));
     log::debug(
@@ -250,7 +265,6 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
         signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
     responder.stop();
     join_by_deadline(responder);
-    responder_.store(nullptr);
 }
 
 // The requests in hand finish and dispatch. With --overflow block and a full queue, their

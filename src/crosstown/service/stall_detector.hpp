@@ -19,9 +19,15 @@ class StallDetector {
     explicit StallDetector(Clock::duration limit) : limit_(limit) {}
 
     // work_done: a count that grows whenever a request or callback finishes.
+    // The limit counts from the first sample that saw work waiting, not from the idle sample
+    // before it: samples are taken at intervals, and a late one must not make a stall of work
+    // that has only just arrived.
     bool progressing(std::uint64_t work_done, bool work_waiting, Clock::time_point now) {
-        if (!work_waiting || work_done != last_done_ || !seen_) last_progress_ = now;
+        if (!work_waiting || !was_waiting_ || work_done != last_done_ || !seen_) {
+            last_progress_ = now;
+        }
         last_done_ = work_done;
+        was_waiting_ = work_waiting;
         seen_ = true;
         return now - last_progress_ <= limit_;
     }
@@ -30,6 +36,7 @@ class StallDetector {
     Clock::duration limit_;
     std::uint64_t last_done_ = 0;
     bool seen_ = false;
+    bool was_waiting_ = false;
     Clock::time_point last_progress_{};
 };
 

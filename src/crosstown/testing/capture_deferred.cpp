@@ -41,8 +41,11 @@ RunReport run_synchronously(std::vector<Registration> registrations,
 // Registrations made outside any request land here while the capture lives, from any thread.
 class CaptureDeferred::Impl final : public detail::CaptureTarget {
   public:
-    Impl() : previous_(detail::exchange_capture_target(this)) {}
-    ~Impl() { detail::exchange_capture_target(previous_); }
+    Impl() { detail::add_capture_target(this); }
+    ~Impl() {
+        detail::remove_capture_target(this);
+        take();  // dropped unrun, silently, as the header promises
+    }
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
 
@@ -75,7 +78,6 @@ class CaptureDeferred::Impl final : public detail::CaptureTarget {
     mutable std::mutex mutex_;
     // No cap: a test may capture as much as it likes.
     DeferredRegistry captured_{std::numeric_limits<std::size_t>::max()};  // guarded by mutex_
-    detail::CaptureTarget* previous_;
 };
 
 CaptureDeferred::CaptureDeferred() : impl_(std::make_unique<Impl>()) {}

@@ -76,7 +76,7 @@ struct TestClient::Pending {
 };
 
 TestClient::TestClient(const Router& router, TestClientOptions options)
-    : router_(router), options_(options), pending_(std::make_unique<std::vector<Pending>>()) {}
+    : router_(router), options_(options) {}
 
 TestClient::~TestClient() = default;
 TestClient::TestClient(TestClient&&) noexcept = default;
@@ -90,7 +90,7 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
     auto outcome = std::make_shared<const ResponseOutcome>(
         ResponseOutcome{exchange.request->id(), response.status(), true, exchange.request,
                         std::chrono::steady_clock::now()});
-    if (!deferred.callbacks().empty()) pending_->push_back({deferred.take(), outcome});
+    if (!deferred.callbacks().empty()) pending_.push_back({deferred.take(), outcome});
     if (options_.run_deferred_after_each_response) add_up(automatic_, run_deferred());
     return {response.status(), response.headers(), response.body(), exchange.request->id(),
             exchange.request};
@@ -106,7 +106,7 @@ TestResponse TestClient::post(std::string_view target, std::string body, const F
 
 std::vector<CapturedRegistration> TestClient::deferred() const {
     std::vector<CapturedRegistration> out;
-    for (const auto& pending : *pending_) {
+    for (const auto& pending : pending_) {
         for (const auto& registration : pending.registrations) {
             out.push_back(
                 {registration.options.name, registration.options, pending.outcome->status});
@@ -117,7 +117,7 @@ std::vector<CapturedRegistration> TestClient::deferred() const {
 
 RunReport TestClient::run_deferred() {
     RunReport report;
-    for (auto& pending : std::exchange(*pending_, {})) {
+    for (auto& pending : std::exchange(pending_, {})) {
         add_up(report, run_synchronously(std::move(pending.registrations), pending.outcome));
     }
     return report;
