@@ -5,9 +5,6 @@
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
-namespace {
-thread_local DeferredRegistry* current = nullptr;
-}
 
 DeferredRegistry::DeferredRegistry(std::size_t max_callbacks) : max_callbacks_(max_callbacks) {}
 
@@ -75,11 +72,5 @@ std::vector<Registration> DeferredRegistry::take() {
     forgotten_ = 0;
     return std::exchange(callbacks_, {});
 }
-
-RequestScope::RequestScope(DeferredRegistry* registry) : previous_(current) { current = registry; }
-
-RequestScope::~RequestScope() { current = previous_; }
-
-DeferredRegistry* current_registry() { return current; }
 
 }  // namespace crosstown

@@ -25,6 +25,7 @@
 #include "crosstown/deferred/deferred_options.hpp"
 #include "crosstown/deferred/follow_response.hpp"
 #include "crosstown/deferred/pool.hpp"
+#include "crosstown/deferred/request_scope.hpp"
 #include "crosstown/deferred/response_outcome.hpp"
 
 namespace crosstown {
@@ -61,23 +62,5 @@ class DeferredRegistry {
     std::vector<Registration> callbacks_;
     std::uint64_t forgotten_ = 0;
 };
-
-// Makes `registry` the current request of this thread for the scope's lifetime, so
-// crosstown::follow_response() and crosstown::forget() reach it. Scopes nest; nullptr means
-// "no current request".
-class RequestScope {
-  public:
-    explicit RequestScope(DeferredRegistry* registry);
-    explicit RequestScope(DeferredRegistry& registry) : RequestScope(&registry) {}
-    ~RequestScope();
-    RequestScope(const RequestScope&) = delete;
-    RequestScope& operator=(const RequestScope&) = delete;
-
-  private:
-    DeferredRegistry* previous_;
-};
-
-// This thread's current request's registry, or nullptr.
-DeferredRegistry* current_registry();
 
 }  // namespace crosstown

@@ -29,21 +29,13 @@
 #include <vector>
 
 #include "crosstown/deferred/callback.hpp"
+#include "crosstown/deferred/deferred_callback.hpp"
 #include "crosstown/deferred/deferred_counters.hpp"
 #include "crosstown/deferred/pool_config.hpp"
 #include "crosstown/deferred/response_outcome.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
 namespace crosstown {
-
-// A callback on its way to a worker: the callable, and what its log lines and
-// response_delivered() need.
-struct DeferredCallback {
-    Callback fn;
-    std::string name;                                 // for logs; may be empty
-    std::shared_ptr<const ResponseOutcome> outcome;   // null when no request is behind it
-    std::chrono::steady_clock::time_point queued_at;  // set by the pool
-};
 
 struct DrainReport {
     bool finished_in_time = true;        // queue empty and all workers idle in time
