@@ -73,14 +73,22 @@ TEST(SocketActivation, ServesTheSocketSystemdPassesAndLeavesItInPlace) {
 }
 
 // A connection attempt makes systemd-socket-activate exec fcgi_app.
+// The file appears at bind(), an instant before listen(): until then a connection is refused,
+// so knock until one is taken.
 void knock(const std::string& socket) {
-    ASSERT_TRUE(wait_for_file(socket, 5s));
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);
-    ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::close(fd);
+    const bool taken = test::eventually(
+        [&] {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            const bool connected =
+                ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+            ::close(fd);
+            return connected;
+        },
+        5s, 10ms);
+    ASSERT_TRUE(taken) << "nothing listens on " << socket;
 }
 
 TEST(SocketActivation, MoreThanOneSocketIsAClearErrorAndExit2) {
