@@ -43,6 +43,25 @@ TEST(FcgiAppThroughNginx, RequestIdFromTheClientOrFromNginx) {
 }
 
 // The heart of it: 100 calls of 300 ms (30 s in series) answer at once and run after.
+// The shipped snippet serves what the operator reads to this machine only. nginx listens on
+// 127.0.0.1; a client connecting from 127.0.0.2 is, to nginx, another machine.
+TEST(FcgiAppThroughNginx, MetricsAndStatusAreForLoopbackOnly) {
+    NginxStack stack;
+    EXPECT_EQ(stack.get("/metrics").status, 200);
+    const auto remote = http_get_from("127.0.0.2", stack.port(), "/metrics");
+    EXPECT_EQ(remote.status, 403) << remote.body;
+    EXPECT_EQ(remote.body.find("crosstown_"), std::string::npos) << "no metric leaks";
+    EXPECT_EQ(http_get_from("127.0.0.2", stack.port(), "/status").status, 403);
+    EXPECT_EQ(http_get_from("127.0.0.2", stack.port(), "/metrics/").status, 404)
+        << "nearby paths reach the app, which does not serve them";
+    // Everything else is served to anyone, with the same FastCGI settings as before.
+    const auto hello = http_get_from("127.0.0.2", stack.port(), "/hello");
+    EXPECT_EQ(hello.status, 200);
+    EXPECT_EQ(hello.body, "hello\n");
+    // The nested locations inherit the params: the request id still comes from nginx.
+    EXPECT_FALSE(stack.get("/metrics").header("x-request-id").empty());
+}
+
 TEST(FcgiAppThroughNginx, HundredCallsAnswerAtOnceAndRunAfterTheResponse) {
     NginxStack stack({"--workers", "100"});
     const auto reply = http(stack.port(), "POST", "/calls?count=100&latency_ms=300");

@@ -32,12 +32,13 @@ struct HttpReply {
 };
 
 // Sends `request` exactly as given (hostile input included) to 127.0.0.1:port and reads the
-// reply until the server closes or the timeout passes.
+// reply until the server closes or the timeout passes. `source`: see connect_loopback.
 inline HttpReply raw_http(int port, const std::string& request,
-                          std::chrono::milliseconds timeout = std::chrono::seconds(40)) {
+                          std::chrono::milliseconds timeout = std::chrono::seconds(40),
+                          const char* source = nullptr) {
     HttpReply reply;
     const auto started = std::chrono::steady_clock::now();
-    const int fd = connect_loopback(port);
+    const int fd = connect_loopback(port, source);
     if (fd < 0) return reply;
     ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
 
@@ -89,5 +90,12 @@ inline HttpReply http(int port, const std::string& method, const std::string& ta
 }
 
 inline HttpReply http_get(int port, const std::string& target) { return http(port, "GET", target); }
+
+// GET from another loopback address (`source`, e.g. "127.0.0.2"): a client nginx does not see
+// as local.
+inline HttpReply http_get_from(const char* source, int port, const std::string& target) {
+    return raw_http(port, "GET " + target + " HTTP/1.0\r\nHost: localhost\r\n\r\n",
+                    std::chrono::seconds(40), source);
+}
 
 }  // namespace crosstown::test

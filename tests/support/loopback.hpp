@@ -1,6 +1,7 @@
 // Loopback TCP for integration tests: a port nobody listens on, and a connection to a port.
 #pragma once
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,10 +29,21 @@ inline int free_port() {
     return ntohs(address.sin_port);
 }
 
-// A connected socket to 127.0.0.1:port, or -1 (errno tells why).
-inline int connect_loopback(int port) {
+// A connected socket to 127.0.0.1:port, or -1 (errno tells why). With `source` (another
+// loopback address, such as "127.0.0.2"), the connection comes from there: to the server, a
+// client that is not 127.0.0.1, without leaving the machine.
+inline int connect_loopback(int port, const char* source = nullptr) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const auto address = loopback_address(port);
+    if (source != nullptr) {
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        if (::inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+            ::bind(fd, reinterpret_cast<const sockaddr*>(&from), sizeof from) != 0) {
+            ::close(fd);
+            return -1;
+        }
+    }
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
         ::close(fd);
         return -1;
