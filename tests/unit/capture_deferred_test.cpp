@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/eventually.hpp"
 #include "support/log_capture.hpp"
 
 namespace crosstown {
@@ -161,18 +162,26 @@ TEST(CaptureDeferred, ScopesMayEndOutOfNestingOrder) {
 // (AddressSanitizer and ThreadSanitizer would see it).
 TEST(CaptureDeferred, EndingWhileAnotherThreadRegistersIsSafe) {
     std::atomic<bool> stop{false};
+    std::atomic<int> attempts{0};
     std::atomic<int> ran{0};
     std::thread registrar([&] {
-        while (!stop.load()) follow_response([&] { ran.fetch_add(1); });
+        while (!stop.load()) {
+            follow_response([&] { ran.fetch_add(1); });
+            attempts.fetch_add(1);
+        }
     });
+    // Captures begin and end until the other thread has registered a thousand times across
+    // them (bounded by kPatience): some registrations land in captures, some run at once.
     std::size_t captured = 0;
-    for (int i = 0; i < 200; ++i) {
+    const bool enough = test::eventually([&] {
         CaptureDeferred capture;
         std::this_thread::yield();
         captured += capture.size();
-    }
+        return attempts.load() >= 1000;
+    });
     stop.store(true);
     registrar.join();
+    EXPECT_TRUE(enough) << attempts.load() << " registrations only";
     EXPECT_GT(captured + static_cast<std::size_t>(ran.load()), 0U);
 }
 
