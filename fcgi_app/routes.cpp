@@ -140,7 +140,7 @@ void add_routes(crosstown::Router& router, const App& app) {
         if (app.accepting()) {
             res.text("ok\n");
         } else {
-            res.status(503).text("draining\n");
+            res.status(503).text("not accepting: starting or draining\n");
         }
     });
     router.get("/metrics", [&app](Request&, Response& res) {

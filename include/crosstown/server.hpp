@@ -51,7 +51,8 @@ class Server {
     // Serves until SIGTERM/SIGINT; returns the process's exit code (2: cannot listen).
     int run();
 
-    // True while run() serves: from just before the responders start until a stop signal.
+    // True while run() serves: from when every responder waits for connections (the moment
+    // READY=1 is sent) until a stop signal. False before: the service is still starting.
     bool accepting() const;
     // Requests being served right now.
     unsigned busy_responders() const;

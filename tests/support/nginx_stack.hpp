@@ -89,9 +89,12 @@ class NginxStack {
         }
         argv.insert(argv.end(), args.begin(), args.end());
         app_ = std::make_unique<ChildProcess>(argv, dir_ / "fcgi_app.log");
-        // Until the socket is there, or the app has exited (an error of its own).
-        if (!eventually([&] { return std::filesystem::exists(socket_) || !app_->running(); }) ||
-            !std::filesystem::exists(socket_)) {
+        // Until it says it is listening (every responder waits), or has exited (an error of
+        // its own). Tests that read its log from here on see only lines about their requests.
+        const auto listening = [&] {
+            return app_->output().find(" listening on ") != std::string::npos;
+        };
+        if (!eventually([&] { return listening() || !app_->running(); }) || !listening()) {
             throw std::runtime_error("fcgi_app did not start:\n" + app_->output());
         }
     }

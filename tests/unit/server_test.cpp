@@ -125,8 +125,9 @@ TEST_F(ServerTest, AWholeRunFromTheFirstRequestToSigterm) {
                    server.metrics().find("crosstown_requests_total{code=\"2xx\"} 1\n") !=
                        std::string::npos;
         });
-        // run() sets it before the responders start, so it is true once a request is served.
-        seen.accepting = server.accepting();
+        // Set once every responder waits, so the first request can be served an instant
+        // before it: wait for it rather than read it once.
+        seen.accepting = test::eventually([&] { return server.accepting(); });
         seen.metrics = server.metrics();
         seen.counts = server.deferred_counts();
         ::kill(::getpid(), SIGHUP);  // logged and ignored

@@ -240,13 +240,14 @@ int Server::Impl::run() {
 }
 
 void Server::Impl::serve(int listen_fd, const std::string& where) {
-    // Accepting from before the first responder starts: a health check it answers says so.
     const OnExit stop_accepting{[this] { accepting_.store(false); }};
-    accepting_.store(true);
     Responder responder(listen_fd, router_, pool_, stats_, responder_config_);
     responder_.store(&responder);
     const OnExit forget_responder{[this] { responder_.store(nullptr); }};  // before it is gone
     responder.wait_until_accepting();
+    // Ready: every responder waits. A request served an instant before this sees false, as a
+    // health check should while the service is still starting.
+    accepting_.store(true);
     log::info("listening on {} ({})", where, describe(config_));
     log::debug(
         "io timeout {}ms, max body {}B, max {} deferred per request, access log {}, peers: {}",
