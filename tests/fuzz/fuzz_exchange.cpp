@@ -46,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         text.remove_prefix(value_end + 1);
     }
     std::string_view body = text;
-    crosstown::DeferredRegistry deferred;
+    crosstown::DeferredRegistry deferred(crosstown::RequestLimits{}.max_deferred_per_request);
     const auto exchange = crosstown::run_exchange(
         routes(), std::move(cgi),
         [&body](char* buffer, std::size_t n) {

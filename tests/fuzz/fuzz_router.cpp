@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         {"REQUEST_METHOD", std::string(request.substr(0, space))},
         {"DOCUMENT_URI",
          space == std::string_view::npos ? "/" : std::string(request.substr(space + 1))}};
-    crosstown::DeferredRegistry deferred;
+    crosstown::DeferredRegistry deferred(crosstown::RequestLimits{}.max_deferred_per_request);
     const auto exchange = crosstown::run_exchange(
         router, std::move(cgi), [](char*, std::size_t) { return std::size_t{0}; }, {}, deferred);
     const int status = exchange.response.status();
