@@ -38,5 +38,24 @@ TEST(LatencyHistogram, SnapshotsMerge) {
     EXPECT_NEAR(total.sum_seconds, 0.022, 1e-12);
 }
 
+TEST(LatencyHistogram, QuantilesInterpolateInsideTheirBucket) {
+    LatencyHistogram histogram;
+    EXPECT_EQ(histogram.snapshot().quantile(0.5), 0);  // empty
+    for (int i = 0; i < 50; ++i) histogram.record(30us);  // bucket 0: up to 50 us
+    for (int i = 0; i < 50; ++i) histogram.record(3ms);   // bucket 6: 2.5 .. 5 ms
+    const auto snap = histogram.snapshot();
+    EXPECT_NEAR(snap.quantile(0.5), 50e-6, 1e-12);  // all of bucket 0: its upper bound
+    EXPECT_NEAR(snap.quantile(0.25), 25e-6, 1e-12);  // half way into bucket 0
+    EXPECT_NEAR(snap.quantile(0.75), 0.00375, 1e-12);  // half way into 2.5 .. 5 ms
+    EXPECT_NEAR(snap.quantile(1.0), 0.005, 1e-12);
+}
+
+TEST(LatencyHistogram, AQuantileBeyondTheLastBoundReadsAsTheLastBound) {
+    LatencyHistogram histogram;
+    histogram.record(1ms);
+    histogram.record(30s);
+    EXPECT_EQ(histogram.snapshot().quantile(0.99), 10.0);
+}
+
 }  // namespace
 }  // namespace crosstown

@@ -41,4 +41,19 @@ LatencyHistogram::Snapshot& LatencyHistogram::Snapshot::operator+=(const Snapsho
     return *this;
 }
 
+double LatencyHistogram::Snapshot::quantile(double q) const {
+    if (count == 0) return 0;
+    const double rank = q * static_cast<double>(count);
+    double below = 0;
+    for (std::size_t i = 0; i < kBoundsSeconds.size(); ++i) {
+        const auto in_bucket = static_cast<double>(buckets[i]);
+        if (in_bucket > 0 && below + in_bucket >= rank) {
+            const double low = i == 0 ? 0 : kBoundsSeconds[i - 1];
+            return low + (kBoundsSeconds[i] - low) * std::max(rank - below, 0.0) / in_bucket;
+        }
+        below += in_bucket;
+    }
+    return kBoundsSeconds.back();
+}
+
 }  // namespace crosstown

@@ -27,6 +27,10 @@ class LatencyHistogram {
         double sum_seconds = 0;
 
         Snapshot& operator+=(const Snapshot& other);
+        // The q-quantile (0 < q <= 1) in seconds, interpolated linearly inside its bucket as
+        // Prometheus's histogram_quantile does; 0 when empty. A quantile in the +Inf bucket
+        // reads as the last bound: "at least 10 s".
+        double quantile(double q) const;
     };
     Snapshot snapshot() const;
 
