@@ -141,6 +141,52 @@ TEST(Pool, IsolatesThrowingJobs) {
     EXPECT_TRUE(logs.contains("call-2 of request req-7 failed: non-standard exception"));
 }
 
+TEST(Pool, LogsASlowCallbackOnceWithItsNameAndRequestId) {
+    LogCapture logs;
+    Pool pool({.workers = 2, .slow_callback = 100ms});
+    auto outcome = std::make_shared<ResponseOutcome>(ResponseOutcome{.request_id = "req-9"});
+    pool.submit({[] { std::this_thread::sleep_for(300ms); }, "place-call", outcome, {}});
+    pool.submit({[] {}, "quick", outcome, {}});
+    pool.wait_idle();
+    EXPECT_EQ(pool.slow_callbacks(), 1U);
+    int slow_lines = 0;
+    for (const auto& line : logs.lines()) {
+        if (line.find("slow deferred callback") == std::string::npos) continue;
+        ++slow_lines;
+        EXPECT_NE(line.find("place-call of request req-9: ran 3"), std::string::npos) << line;
+    }
+    EXPECT_EQ(slow_lines, 1);
+}
+
+TEST(Pool, KeepsTheSlowestAndTheFailedByName) {
+    Pool pool({.workers = 1});
+    auto outcome = std::make_shared<ResponseOutcome>(ResponseOutcome{.request_id = "req-3"});
+    pool.submit({[] { std::this_thread::sleep_for(20ms); }, "slow-one", outcome, {}});
+    pool.submit({[] { throw std::runtime_error("line busy"); }, "sms-1", outcome, {}});
+    pool.wait_idle();
+    const auto notable = pool.notable_callbacks();
+    ASSERT_FALSE(notable.slowest.empty());
+    EXPECT_EQ(notable.slowest.front().name, "slow-one");
+    EXPECT_EQ(notable.slowest.front().request_id, "req-3");
+    ASSERT_EQ(notable.recent_failures.size(), 1U);
+    EXPECT_EQ(notable.recent_failures.front().name, "sms-1");
+    EXPECT_EQ(notable.recent_failures.front().error, "line busy");
+}
+
+TEST(Pool, ReportsItsQueueDepthAndBusyWorkers) {
+    Pool pool({.workers = 1, .queue_capacity = 4});
+    Gate gate;
+    pool.submit(callback([&] { gate.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    pool.submit(callback([] {}));
+    pool.submit(callback([] {}));
+    EXPECT_EQ(pool.queue_depth(), 2U);
+    gate.open();
+    pool.wait_idle();
+    EXPECT_EQ(pool.queue_depth(), 0U);
+    EXPECT_EQ(pool.busy_workers(), 0U);
+}
+
 TEST(Pool, BlockOverflowMakesTheSubmitterWait) {
     Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
     Gate hold;

@@ -2,6 +2,7 @@
 // and what happens when its queue is full. The defaults here are the server's defaults.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string_view>
 
@@ -24,6 +25,9 @@ struct PoolConfig {
     unsigned workers = 16;
     std::size_t queue_capacity = 10'000;
     Overflow overflow = Overflow::block;
+    // A callback that runs longer is logged once when it ends, with its name, request id and
+    // run time, and counted (like PHP-FPM's request_slowlog_timeout). Zero: off.
+    std::chrono::milliseconds slow_callback{0};
 };
 
 }  // namespace crosstown

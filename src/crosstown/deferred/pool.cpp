@@ -136,6 +136,7 @@ std::size_t Pool::push_what_fits(std::span<DeferredCallback>& callbacks, Clock::
         queue_.push_back(std::move(callback));
     }
     callbacks = callbacks.subspan(pushed);
+    publish_sizes();
     return pushed;
 }
 
@@ -189,6 +190,7 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
         DeferredCallback callback = std::move(queue_.front());
         queue_.pop_front();
         ++busy_;
+        publish_sizes();
         if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
         const bool wake = claim_wake(queue_.size());
         lock.unlock();
@@ -203,6 +205,7 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
 
         lock.lock();
         --busy_;
+        publish_sizes();
         if (!accounting_closed_) {
             bump(result == Result::completed ? counters_.completed : counters_.failed);
         }
@@ -215,11 +218,33 @@ Pool::Result Pool::run_callback(DeferredCallback& callback, std::stop_token stop
                                 Clock::time_point& clock) {
     if (callback.queued_at != Clock::time_point{})
         stats.queue_wait.record(clock - callback.queued_at);
-    const bool ok = !detail::run_isolated(callback, std::move(stop)).has_value();
+    const auto error = detail::run_isolated(callback, std::move(stop));
     const auto ended = Clock::now();
     stats.run_time.record(ended - clock);
+    take_note(callback, ended - clock, error);
     clock = ended;
-    return ok ? Result::completed : Result::failed;
+    return error ? Result::failed : Result::completed;
+}
+
+void Pool::take_note(const DeferredCallback& callback, Clock::duration run_time,
+                     const std::optional<std::string>& error) {
+    if (error) {
+        notable_.failed(name_of(callback), request_id_of(callback), run_time, *error);
+    }
+    notable_.ran(name_of(callback), request_id_of(callback), run_time);
+    if (config_.slow_callback.count() > 0 && run_time > config_.slow_callback) {
+        bump(slow_);
+        log::warn("slow deferred callback {} of request {}: ran {} ms (slow above {} ms)",
+                  name_of(callback), request_id_of(callback),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(run_time).count(),
+                  config_.slow_callback.count());
+    }
+}
+
+// Requires mutex_.
+void Pool::publish_sizes() {
+    queue_depth_.store(queue_.size(), std::memory_order_relaxed);
+    busy_workers_.store(busy_, std::memory_order_relaxed);
 }
 
 std::optional<std::string> detail::run_isolated(DeferredCallback& callback, std::stop_token stop) {
@@ -256,6 +281,7 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
     std::vector<DeferredCallback> left(std::make_move_iterator(queue_.begin()),
                                        std::make_move_iterator(queue_.end()));
     queue_.clear();
+    publish_sizes();
     closed_ = true;
     work_cv_.notify_all();
     for (auto* waiter : waiting_for_room_) waiter->cv.notify_one();
@@ -292,16 +318,6 @@ LatencyHistogram::Snapshot Pool::run_time() const {
     LatencyHistogram::Snapshot total;
     for (unsigned i = 0; i <= config_.workers; ++i) total += stats_[i].run_time.snapshot();
     return total;
-}
-
-std::size_t Pool::queue_depth() const {
-    std::lock_guard lock(mutex_);
-    return queue_.size();
-}
-
-unsigned Pool::busy_workers() const {
-    std::lock_guard lock(mutex_);
-    return busy_;
 }
 
 }  // namespace crosstown

@@ -8,6 +8,10 @@
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
 //   callback's name, and counted as failed; the worker goes on.
+// - Observed: the slowest callbacks and the latest failures are kept by name and request id,
+//   one that runs longer than `slow_callback` is logged once and counted, and the sizes read
+//   by the status page (queue_depth, busy_workers) are atomics: reading them never takes the
+//   lock that submitters and workers share.
 // - Drained: drain(timeout) runs everything queued until the timeout passes, then abandons
 //   what is still queued (counted, logged by name), requests stop on the workers' stop tokens
 //   so long callbacks can end early, waits `grace` for them and joins. The destructor drains
@@ -31,6 +35,7 @@
 #include "crosstown/deferred/callback.hpp"
 #include "crosstown/deferred/deferred_callback.hpp"
 #include "crosstown/deferred/deferred_counters.hpp"
+#include "crosstown/deferred/notable_callbacks.hpp"
 #include "crosstown/deferred/pool_config.hpp"
 #include "crosstown/deferred/response_outcome.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
@@ -80,8 +85,11 @@ class Pool {
     // From submission to start, and from start to end, merged over all threads.
     LatencyHistogram::Snapshot queue_wait() const;
     LatencyHistogram::Snapshot run_time() const;
-    std::size_t queue_depth() const;
-    unsigned busy_workers() const;
+    std::size_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
+    unsigned busy_workers() const { return busy_workers_.load(std::memory_order_relaxed); }
+    // Callbacks that ran longer than config().slow_callback.
+    std::uint64_t slow_callbacks() const { return slow_.load(std::memory_order_relaxed); }
+    NotableCallbacks::Snapshot notable_callbacks() const { return notable_.snapshot(); }
     const PoolConfig& config() const { return config_; }
 
   private:
@@ -103,9 +111,17 @@ class Pool {
     void worker_loop(std::stop_token stop, Stats& stats);
     Result run_callback(DeferredCallback& callback, std::stop_token stop, Stats& stats,
                         Clock::time_point& clock);
+    void take_note(const DeferredCallback& callback, Clock::duration run_time,
+                   const std::optional<std::string>& error);
+    void publish_sizes();
 
     const PoolConfig config_;
     DeferredCounters counters_;
+    NotableCallbacks notable_;
+    std::atomic<std::uint64_t> slow_{0};
+    // Copies of queue_.size() and busy_, stored under mutex_ and read without it.
+    std::atomic<std::size_t> queue_depth_{0};
+    std::atomic<unsigned> busy_workers_{0};
     // One per worker, then one shared by inline runs (the spill-over of caller_runs and
     // same_thread callbacks, which are rarer).
     std::unique_ptr<Stats[]> stats_;
