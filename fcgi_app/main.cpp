@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     fcgi_app::CallLedger ledger;
     const fcgi_app::App app{ledger, server.config().limits.max_deferred_per_request,
                             [&server] { return server.metrics(); },
-                            [&server] { return server.accepting(); }};
+                            [&server] { return server.accepting(); }, server.status_page()};
     fcgi_app::add_routes(server.router(), app);
     return server.run();
 }

@@ -146,6 +146,7 @@ void add_routes(crosstown::Router& router, const App& app) {
     router.get("/metrics", [&app](Request&, Response& res) {
         res.body(app.metrics(), std::string(crosstown::kMetricsContentType));
     });
+    router.get("/status", app.status_page);
 }
 
 }  // namespace fcgi_app

@@ -12,6 +12,7 @@
 //                        and the process serves on
 //   GET  /healthz        200 while accepting requests
 //   GET  /metrics        Prometheus text
+//   GET  /status         the status page: HTML, ?json or ?text
 #pragma once
 
 #include <crosstown/http/router.hpp>
@@ -28,6 +29,7 @@ struct App {
     std::size_t max_calls;                 // per request: the server's deferred cap
     std::function<std::string()> metrics;  // Prometheus text
     std::function<bool()> accepting;
+    crosstown::Handler status_page;
 };
 
 void add_routes(crosstown::Router& router, const App& app);

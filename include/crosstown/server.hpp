@@ -60,6 +60,12 @@ class Server {
     DeferredCounts deferred_counts() const;
     // The Prometheus text for a /metrics endpoint (kMetricsContentType).
     std::string metrics() const;
+    // A handler for an operator's status page: requests, threads, the pool's queue, deferred
+    // callbacks by outcome with their latencies, the slowest and the latest failed callbacks,
+    // and charts of the last minutes. HTML for a browser, ?json for scripts, ?text for curl.
+    // Mount it where you like (fcgi_app: GET /status) and keep it from the public, as the
+    // shipped nginx snippet does. Serving it takes no lock that requests or callbacks wait on.
+    Handler status_page() const;
 
   private:
     class Impl;

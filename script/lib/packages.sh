@@ -4,6 +4,8 @@ build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost
     libbenchmark-dev)
 # The fuzz preset: clang and its libFuzzer runtime.
 fuzz_packages=(clang libclang-rt-14-dev)
+# The status page's integration test renders it in a real browser.
+browser_packages=(chromium)
 
 # ensure_packages PKG...: installs the Debian packages that are not installed yet.
 # Quiet when everything is present; runs apt-get update once, only when something is missing;

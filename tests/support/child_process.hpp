@@ -24,13 +24,21 @@ namespace crosstown::test {
 
 class ChildProcess {
   public:
-    ChildProcess(std::vector<std::string> argv, const std::string& output_path)
+    // stdout goes to `output_path`; stderr too, unless `errors_path` names a file of its own
+    // (for a program whose stdout is its result, not its log).
+    ChildProcess(std::vector<std::string> argv, const std::string& output_path,
+                 const std::string& errors_path = {})
         : output_path_(output_path) {
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_addopen(&actions, 1, output_path.c_str(),
                                          O_WRONLY | O_CREAT | O_APPEND, 0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        if (errors_path.empty()) {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, errors_path.c_str(),
+                                             O_WRONLY | O_CREAT | O_APPEND, 0644);
+        }
         // The child must not inherit a blocked-signals mask from a test that used Server.
         posix_spawnattr_t attributes;
         posix_spawnattr_init(&attributes);

@@ -21,7 +21,8 @@ class FcgiAppRoutes : public ::testing::Test {
 
     CallLedger ledger_{3};
     bool accepting_ = true;
-    App app_{ledger_, 50, [] { return std::string("# metrics\n"); }, [this] { return accepting_; }};
+    App app_{ledger_, 50, [] { return std::string("# metrics\n"); }, [this] { return accepting_; },
+             [](crosstown::Request&, crosstown::Response& res) { res.text("status page\n"); }};
     crosstown::Router router_;
     TestClient client_{router_};
 };

@@ -62,6 +62,9 @@ void deferred_metrics(Out out, const Pool& pool) {
     for (const auto& [outcome, value] : outcomes) {
         fmt::format_to(out, "crosstown_deferred_total{{outcome=\"{}\"}} {}\n", outcome, value);
     }
+    family(out, "crosstown_deferred_slow_total", "counter",
+           "Callbacks that ran longer than --slow-callback.");
+    fmt::format_to(out, "crosstown_deferred_slow_total {}\n", pool.slow_callbacks());
     gauge(out, "crosstown_deferred_queue_depth", "Deferred callbacks waiting for a worker.",
           pool.queue_depth());
     gauge(out, "crosstown_deferred_queue_capacity", "Most callbacks that may wait.",

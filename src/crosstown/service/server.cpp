@@ -23,6 +23,8 @@
 #include "crosstown/service/metrics.hpp"
 #include "crosstown/service/service_notifier.hpp"
 #include "crosstown/service/socket_activation.hpp"
+#include "crosstown/service/status_page.hpp"
+#include "crosstown/service/status_report.hpp"
 
 namespace crosstown {
 namespace {
@@ -169,6 +171,8 @@ class Server::Impl {
     Router router_;
     RequestStats stats_;
     Pool pool_;
+    SampleRing samples_;
+    const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::atomic<bool> accepting_{false};
 
   private:
@@ -177,6 +181,7 @@ class Server::Impl {
     void join_by_deadline(Responder& responder);
     int finish();
     ServiceSample service_sample() const;
+    void sample_every_second(std::stop_token stop);
 
     std::atomic<const Responder*> responder_{nullptr};
     std::chrono::steady_clock::time_point drain_deadline_;  // from SIGTERM + the drain timeout
@@ -196,6 +201,33 @@ DeferredCounts Server::deferred_counts() const { return impl_->pool_.counters().
 
 std::string Server::metrics() const {
     return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders());
+}
+
+Handler Server::status_page() const {
+    const Impl& impl = *impl_;
+    return [&impl](Request& req, Response& res) {
+        const auto report = collect_status({.requests = impl.stats_,
+                                            .pool = impl.pool_,
+                                            .samples = impl.samples_,
+                                            .responders = impl.config_.responders,
+                                            .busy_responders = impl.busy_responders(),
+                                            .accepting = impl.accepting_.load(),
+                                            .started = impl.started_});
+        serve_status(report, req, res);
+    };
+}
+
+// The status page's charts: one sample a second while serving.
+void Server::Impl::sample_every_second(std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any tick;
+    std::unique_lock lock(mutex);
+    auto next = std::chrono::steady_clock::now();
+    while (!stop.stop_requested()) {
+        samples_.add(take_sample(stats_, pool_, busy_responders()));
+        next += SampleRing::kInterval;
+        tick.wait_until(lock, stop, next, [] { return false; });
+    }
 }
 
 unsigned Server::Impl::busy_responders() const {
@@ -245,6 +277,7 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
     responder_.store(&responder);
     const OnExit forget_responder{[this] { responder_.store(nullptr); }};  // before it is gone
     responder.wait_until_accepting();
+    std::jthread sampler([this](std::stop_token stop) { sample_every_second(std::move(stop)); });
     // Ready: every responder waits. A request served an instant before this sees false, as a
     // health check should while the service is still starting.
     accepting_.store(true);

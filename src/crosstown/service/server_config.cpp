@@ -134,6 +134,8 @@ po::options_description describe_options(const ProgramInfo& program) {
         "most callbacks waiting for a worker");
     add("overflow", std::string(overflow_name(d.pool.overflow)),
         "when the queue is full: block, caller_runs or reject");
+    add("slow-callback", format_duration(d.pool.slow_callback),
+        "log (once, by name and request id) and count each callback that runs longer; 0: off");
     add("max-deferred-per-request", std::to_string(d.limits.max_deferred_per_request),
         "most callbacks one request may register");
     add("drain-timeout", format_duration(d.drain_timeout),
@@ -171,6 +173,8 @@ ServerConfig to_config(const po::variables_map& v) {
     take(v, "queue-capacity",
          [&](const std::string& s) { c.pool.queue_capacity = whole_number(s, 1, 10'000'000); });
     take(v, "overflow", [&](const std::string& s) { c.pool.overflow = overflow(s); });
+    take(v, "slow-callback",
+         [&](const std::string& s) { c.pool.slow_callback = parse_duration(s); });
     take(v, "max-deferred-per-request", [&](const std::string& s) {
         c.limits.max_deferred_per_request = whole_number(s, 1, 1'000'000);
     });

@@ -1,0 +1,435 @@
+#include "crosstown/service/status_page.hpp"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+
+#include "crosstown/detail/html_escape.hpp"
+
+namespace crosstown {
+namespace {
+
+using nlohmann::json;
+using detail::html_escape;
+using Out = std::back_insert_iterator<std::string>;
+
+// Milliseconds, to the microsecond: what the page shows and the JSON holds, so both agree.
+double milliseconds(double seconds) { return std::round(seconds * 1e6) / 1e3; }
+
+double milliseconds(std::chrono::nanoseconds d) {
+    return milliseconds(std::chrono::duration<double>(d).count());
+}
+
+std::string utc(std::chrono::system_clock::time_point t) {
+    return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
+                       std::chrono::time_point_cast<std::chrono::seconds>(t));
+}
+
+// Three significant digits: a percentile from histogram buckets is an estimate, and more
+// digits would only pretend otherwise.
+// Whole values go out as integers, so that 1090 does not read "1090.0".
+json three_digits(double value) {
+    if (value <= 0) return 0;
+    const double scale = std::pow(10.0, 3 - std::ceil(std::log10(value)));
+    const double rounded = std::round(value * scale) / scale;
+    if (rounded >= 1 && rounded == std::floor(rounded)) return static_cast<std::int64_t>(rounded);
+    return rounded;
+}
+
+json percentiles(const LatencyHistogram::Snapshot& snapshot) {
+    return {{"count", snapshot.count},
+            {"p50_ms", three_digits(snapshot.quantile(0.50) * 1e3)},
+            {"p90_ms", three_digits(snapshot.quantile(0.90) * 1e3)},
+            {"p99_ms", three_digits(snapshot.quantile(0.99) * 1e3)}};
+}
+
+json notable(const std::vector<NotableCallback>& callbacks, bool with_error) {
+    json list = json::array();
+    for (const auto& c : callbacks) {
+        json entry{{"name", c.name},
+                   {"request_id", c.request_id},
+                   {"run_ms", milliseconds(c.run_time)},
+                   {"ended_at", utc(c.ended_at)}};
+        if (with_error) entry["error"] = c.error;
+        list.push_back(std::move(entry));
+    }
+    return list;
+}
+
+// Per-second series from the samples: a rate from consecutive counters, or the level itself.
+json charts(const std::vector<StatusSample>& samples) {
+    json rps = json::array(), queue = json::array(), workers = json::array(),
+         responders = json::array();
+    for (std::size_t i = 1; i < samples.size(); ++i) {
+        const auto& previous = samples[i - 1];
+        const auto& sample = samples[i];
+        const double seconds = std::chrono::duration<double>(sample.at - previous.at).count();
+        const double rate =
+            seconds > 0 ? static_cast<double>(sample.requests - previous.requests) / seconds : 0;
+        rps.push_back(std::round(rate * 10) / 10);
+        queue.push_back(sample.queue_depth);
+        workers.push_back(sample.busy_workers);
+        responders.push_back(sample.busy_responders);
+    }
+    return {{"interval_seconds", SampleRing::kInterval.count()},
+            {"requests_per_second", rps},
+            {"queue_depth", queue},
+            {"busy_workers", workers},
+            {"busy_responders", responders}};
+}
+
+json requests_section(const StatusReport& r) {
+    json section{{"total", r.requests_total},
+                 {"undelivered", r.undelivered},
+                 {"in_flight", r.in_flight},
+                 {"responders", r.responders},
+                 {"busy_responders", r.busy_responders},
+                 {"handler", percentiles(r.handler_time)}};
+    for (int c = 1; c <= 5; ++c) section[fmt::format("{}xx", c)] = r.requests_by_class[c];
+    return section;
+}
+
+json deferred_section(const StatusReport& r) {
+    const auto& d = r.deferred;
+    return {{"registered", d.registered},
+            {"forgotten", d.forgotten},
+            {"skipped", d.skipped},
+            {"dispatched", d.dispatched},
+            {"completed", d.completed},
+            {"failed", d.failed},
+            {"rejected", d.rejected},
+            {"abandoned", d.abandoned},
+            {"slow", r.slow_callbacks},
+            {"queue_wait", percentiles(r.queue_wait)},
+            {"run", percentiles(r.run_time)},
+            {"slowest", notable(r.notable.slowest, false)},
+            {"recent_failures", notable(r.notable.recent_failures, true)}};
+}
+
+// ---- HTML --------------------------------------------------------------------------------
+
+// A figure of the document at `path` ("requests.2xx"), marked with its path.
+std::string figure(const json& doc, std::string_view path) {
+    std::string pointer(1, '/');
+    pointer.append(path);
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
+    const auto& value = doc.at(json::json_pointer(pointer));
+    const auto text = value.is_string() ? value.get<std::string>() : value.dump();
+    return fmt::format(R"(<span data-key="{}">{}</span>)", html_escape(path), html_escape(text));
+}
+
+// A table row: a label and the figure at `path`.
+void row(Out out, const json& doc, std::string_view label, std::string_view path) {
+    fmt::format_to(out, "<tr><th>{}</th><td>{}</td></tr>\n", label, figure(doc, path));
+}
+
+// A latency row: p50, p90 and p99 of the percentiles at `path`.
+void latency_row(Out out, const json& doc, std::string_view label, std::string_view path) {
+    fmt::format_to(out, "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>\n", label,
+                   figure(doc, fmt::format("{}.p50_ms", path)),
+                   figure(doc, fmt::format("{}.p90_ms", path)),
+                   figure(doc, fmt::format("{}.p99_ms", path)));
+}
+
+std::string duration_words(double seconds) {
+    auto s = static_cast<long long>(seconds);
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m {}s", s / 60, s % 60);
+    if (s < 86400) return fmt::format("{}h {}m", s / 3600, s % 3600 / 60);
+    return fmt::format("{}d {}h", s / 86400, s % 86400 / 3600);
+}
+
+// A small line chart of one series, stretched over the samples there are (a fresh process
+// has only seconds of them), the newest at the right edge.
+void chart(Out out, const json& doc, std::string_view title, std::string_view key) {
+    constexpr double kWidth = 300, kHeight = 64;
+    const auto& series = doc["charts"][std::string(key)];
+    double top = 1;
+    for (const auto& v : series) top = std::max(top, v.get<double>());
+    const double step = kWidth / static_cast<double>(std::max<std::size_t>(series.size(), 2) - 1);
+    std::string points;
+    for (std::size_t i = 0; i < series.size(); ++i) {
+        fmt::format_to(std::back_inserter(points), "{:.1f},{:.1f} ",
+                       static_cast<double>(i) * step,
+                       kHeight - 2 - series[i].get<double>() * (kHeight - 4) / top);
+    }
+    const auto last = series.empty() ? std::string("–") : series.back().dump();
+    fmt::format_to(out,
+                   R"(<figure class="chart"><figcaption>{} <b>{}</b> <small>max {}</small>)"
+                   R"(</figcaption><svg viewBox="0 0 {} {}" preserveAspectRatio="none" )"
+                   R"(role="img" aria-label="{} over the last {} seconds" data-chart="{}">)"
+                   R"(<line x1="0" y1="{}" x2="{}" y2="{}" class="axis"/>)"
+                   R"(<polyline points="{}"/></svg></figure>)"
+                   "\n",
+                   title, last, top, kWidth, kHeight, title, series.size(), key, kHeight - 2,
+                   kWidth, kHeight - 2, points);
+}
+
+void notable_table(Out out, const json& doc, std::string_view title, std::string_view key,
+                   bool with_error) {
+    const auto& list = doc["deferred"][std::string(key)];
+    fmt::format_to(out, "<section class=\"wide\"><h2>{}</h2>\n", title);
+    if (list.empty()) {
+        fmt::format_to(out, "<p class=\"none\">none yet</p></section>\n");
+        return;
+    }
+    fmt::format_to(out, "<table class=\"list\"><tr><th>callback</th><th>request</th>"
+                        "<th>ran (ms)</th><th>ended (UTC)</th>{}</tr>\n",
+                   with_error ? "<th>error</th>" : "");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const auto at = [&](std::string_view field) {
+            return figure(doc, fmt::format("deferred.{}.{}.{}", key, i, field));
+        };
+        fmt::format_to(out, "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td>",
+                       at("name"), at("request_id"), at("run_ms"), at("ended_at"));
+        if (with_error) fmt::format_to(out, "<td class=\"error\">{}</td>", at("error"));
+        fmt::format_to(out, "</tr>\n");
+    }
+    fmt::format_to(out, "</table></section>\n");
+}
+
+constexpr std::string_view kStyle = R"(
+:root{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2433;background:#f3f5f9}
+body{margin:0}header{background:#1d2433;color:#fff;padding:12px 20px;display:flex;
+gap:18px;align-items:baseline;flex-wrap:wrap}header h1{font-size:18px;margin:0}
+header .state{padding:1px 8px;border-radius:9px;background:#2e9d5b}header .state.off{background:#c0392b}
+header .meta{opacity:.8}header label{margin-left:auto;opacity:.8}
+main{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:14px;padding:16px 20px}
+section{background:#fff;border-radius:8px;padding:10px 14px;box-shadow:0 1px 2px #0002}
+section.wide{grid-column:1/-1}h2{font-size:13px;text-transform:uppercase;letter-spacing:.05em;
+color:#5a6478;margin:0 0 6px}table{border-collapse:collapse;width:100%}
+th{text-align:left;font-weight:normal;color:#5a6478;padding:2px 8px 2px 0}
+td{text-align:right;font-variant-numeric:tabular-nums;padding:2px 0}
+table.list td{text-align:left;padding:2px 10px 2px 0}table.list th{font-size:12px}
+td.error{color:#c0392b}meter{width:100%;height:10px}.bad{color:#c0392b;font-weight:600}
+div.charts{display:flex;gap:20px;flex-wrap:wrap}div.charts figure{flex:1 1 260px}
+table.latency th{text-align:right}table.latency th:first-child{text-align:left}
+table.latency td{padding-left:12px}
+figure.chart{margin:4px 0 10px}figure.chart svg{width:100%;height:64px;background:#f7f9fc}
+figure.chart polyline{fill:none;stroke:#3867d6;stroke-width:1.5;vector-effect:non-scaling-stroke}
+figure.chart .axis{stroke:#ccd3e0;vector-effect:non-scaling-stroke}figcaption small{color:#5a6478}
+p.none{color:#5a6478;margin:4px 0}footer{padding:0 20px 16px;color:#5a6478}
+)";
+
+constexpr std::string_view kRefresh = R"(<script>
+(function(){var box=document.getElementById('refresh');
+box.checked=localStorage.getItem('crosstown-status-refresh')!=='off';
+box.onchange=function(){localStorage.setItem('crosstown-status-refresh',box.checked?'on':'off')};
+setInterval(function(){if(box.checked)location.reload()},5000);})();
+</script>)";
+
+void html_header(Out out, const json& doc) {
+    const auto& process = doc["process"];
+    const bool accepting = process["accepting"].get<bool>();
+    fmt::format_to(out,
+                   "<header><h1>crosstown</h1><span class=\"state{}\">{}</span>"
+                   "<span class=\"meta\">pid {} · up {} · {}</span>"
+                   "<label><input type=\"checkbox\" id=\"refresh\"> refresh every 5 s</label>"
+                   "</header>\n",
+                   accepting ? "" : " off", accepting ? "accepting" : "not accepting",
+                   figure(doc, "process.pid"),
+                   duration_words(process["uptime_seconds"].get<double>()),
+                   figure(doc, "process.time"));
+}
+
+void requests_card(Out out, const json& doc) {
+    fmt::format_to(out, "<section><h2>Requests</h2><table>\n");
+    row(out, doc, "answered", "requests.total");
+    for (const auto* c : {"2xx", "3xx", "4xx", "5xx"}) {
+        row(out, doc, c, fmt::format("requests.{}", c));
+    }
+    row(out, doc, "undelivered (client gone)", "requests.undelivered");
+    row(out, doc, "in flight", "requests.in_flight");
+    fmt::format_to(out, "</table></section>\n");
+}
+
+void pool_card(Out out, const json& doc) {
+    const auto& pool = doc["pool"];
+    const auto& requests = doc["requests"];
+    fmt::format_to(out, "<section><h2>Threads and queue</h2><table>\n");
+    fmt::format_to(out, "<tr><th>responders busy</th><td>{} / {}</td></tr>\n",
+                   figure(doc, "requests.busy_responders"), figure(doc, "requests.responders"));
+    fmt::format_to(out, "<tr><td colspan=2><meter min=0 max={} value={}></meter></td></tr>\n",
+                   requests["responders"].dump(), requests["busy_responders"].dump());
+    fmt::format_to(out, "<tr><th>workers busy</th><td>{} / {}</td></tr>\n",
+                   figure(doc, "pool.busy_workers"), figure(doc, "pool.workers"));
+    fmt::format_to(out, "<tr><td colspan=2><meter min=0 max={} value={}></meter></td></tr>\n",
+                   pool["workers"].dump(), pool["busy_workers"].dump());
+    fmt::format_to(out, "<tr><th>queue</th><td>{} / {}</td></tr>\n",
+                   figure(doc, "pool.queue_depth"), figure(doc, "pool.queue_capacity"));
+    fmt::format_to(out,
+                   "<tr><td colspan=2><meter min=0 max={} high={} value={}></meter></td></tr>\n",
+                   pool["queue_capacity"].dump(), pool["queue_capacity"].get<double>() * 0.8,
+                   pool["queue_depth"].dump());
+    row(out, doc, "when full (overflow)", "pool.overflow");
+    row(out, doc, "slow above (ms, 0: off)", "pool.slow_callback_ms");
+    fmt::format_to(out, "</table></section>\n");
+}
+
+void deferred_card(Out out, const json& doc) {
+    fmt::format_to(out, "<section><h2>Deferred callbacks</h2><table>\n");
+    static constexpr std::pair<const char*, const char*> rows[] = {
+        {"registered", "registered"},
+        {"dispatched", "dispatched"},
+        {"completed", "completed"},
+        {"failed (threw)", "failed"},
+        {"skipped (gate, undelivered)", "skipped"},
+        {"forgotten", "forgotten"},
+        {"rejected (queue full)", "rejected"},
+        {"abandoned (drain deadline)", "abandoned"},
+        {"slow", "slow"}};
+    for (const auto& [label, key] : rows) row(out, doc, label, fmt::format("deferred.{}", key));
+    fmt::format_to(out, "</table></section>\n");
+}
+
+void latency_card(Out out, const json& doc) {
+    fmt::format_to(out, "<section><h2>Latency (ms)</h2><table class=\"latency\">"
+                        "<tr><th></th><th>p50</th><th>p90</th><th>p99</th></tr>\n");
+    latency_row(out, doc, "handler", "requests.handler");
+    latency_row(out, doc, "queue wait", "deferred.queue_wait");
+    latency_row(out, doc, "run time", "deferred.run");
+    fmt::format_to(out, "</table><p class=\"none\">Queue wait and run time of deferred "
+                        "callbacks. Estimated from histogram buckets, as Prometheus does."
+                        "</p></section>\n");
+}
+
+void charts_card(Out out, const json& doc) {
+    const auto seconds = doc["charts"]["requests_per_second"].size() *
+                         static_cast<std::size_t>(SampleRing::kInterval.count());
+    fmt::format_to(out, "<section class=\"wide\"><h2>Last {} (at most {} minutes)</h2>"
+                        "<div class=\"charts\">\n",
+                   duration_words(static_cast<double>(seconds)),
+                   SampleRing::kCapacity * SampleRing::kInterval.count() / 60);
+    chart(out, doc, "requests/s", "requests_per_second");
+    chart(out, doc, "queue depth", "queue_depth");
+    chart(out, doc, "busy workers", "busy_workers");
+    fmt::format_to(out, "</div></section>\n");
+}
+
+std::string render_html(const json& doc) {
+    std::string page;
+    const Out out(page);
+    fmt::format_to(out,
+                   "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<meta name=\"viewport\" content=\"width=device-width\">"
+                   "<link rel=\"icon\" href=\"data:,\"><title>crosstown status · pid {}</title>"
+                   "<style>{}</style></head><body>\n",
+                   doc["process"]["pid"].dump(), kStyle);
+    html_header(out, doc);
+    fmt::format_to(out, "<main>\n");
+    requests_card(out, doc);
+    pool_card(out, doc);
+    deferred_card(out, doc);
+    latency_card(out, doc);
+    charts_card(out, doc);
+    notable_table(out, doc, "Slowest callbacks", "slowest", false);
+    notable_table(out, doc, "Recent failures", "recent_failures", true);
+    fmt::format_to(out,
+                   "</main>\n<footer>Also as <a href=\"?json\">JSON</a> and "
+                   "<a href=\"?text\">text</a>. Figures are read one after another, not at one "
+                   "instant.</footer>\n{}</body></html>\n",
+                   kRefresh);
+    return page;
+}
+
+// ---- text --------------------------------------------------------------------------------
+
+std::string pct(const json& p) {
+    return fmt::format("p50 {} p90 {} p99 {} ms", p["p50_ms"].dump(), p["p90_ms"].dump(),
+                       p["p99_ms"].dump());
+}
+
+void notable_lines(Out out, const json& list, std::string_view label) {
+    for (const auto& c : list) {
+        fmt::format_to(out, "{:<10}{} (request {}) ran {} ms, ended {}{}\n", label,
+                       c["name"].get<std::string>(), c["request_id"].get<std::string>(),
+                       c["run_ms"].dump(), c["ended_at"].get<std::string>(),
+                       c.contains("error") ? ": " + c["error"].get<std::string>() : "");
+    }
+}
+
+std::string render_text(const json& doc) {
+    const auto& p = doc["process"];
+    const auto& r = doc["requests"];
+    const auto& pool = doc["pool"];
+    const auto& d = doc["deferred"];
+    std::string text;
+    const Out out(text);
+    fmt::format_to(out, "crosstown pid {}, {}, up {}, at {}\n", p["pid"].dump(),
+                   p["accepting"].get<bool>() ? "accepting" : "not accepting",
+                   duration_words(p["uptime_seconds"].get<double>()),
+                   p["time"].get<std::string>());
+    fmt::format_to(out,
+                   "requests  answered {} (2xx {} 3xx {} 4xx {} 5xx {}), undelivered {}, "
+                   "in flight {}, responders {}/{} busy\n",
+                   r["total"].dump(), r["2xx"].dump(), r["3xx"].dump(), r["4xx"].dump(),
+                   r["5xx"].dump(), r["undelivered"].dump(), r["in_flight"].dump(),
+                   r["busy_responders"].dump(), r["responders"].dump());
+    fmt::format_to(out, "handler   {}\n", pct(r["handler"]));
+    fmt::format_to(out, "pool      workers {}/{} busy, queue {}/{}, overflow {}\n",
+                   pool["busy_workers"].dump(), pool["workers"].dump(),
+                   pool["queue_depth"].dump(), pool["queue_capacity"].dump(),
+                   pool["overflow"].get<std::string>());
+    fmt::format_to(out,
+                   "deferred  registered {} dispatched {} completed {} failed {} skipped {} "
+                   "forgotten {} rejected {} abandoned {} slow {}\n",
+                   d["registered"].dump(), d["dispatched"].dump(), d["completed"].dump(),
+                   d["failed"].dump(), d["skipped"].dump(), d["forgotten"].dump(),
+                   d["rejected"].dump(), d["abandoned"].dump(), d["slow"].dump());
+    fmt::format_to(out, "wait      {}\nrun       {}\n", pct(d["queue_wait"]), pct(d["run"]));
+    notable_lines(out, d["slowest"], "slowest");
+    notable_lines(out, d["recent_failures"], "failed");
+    return text;
+}
+
+}  // namespace
+
+StatusFormat status_format(const Request& req) {
+    if (req.query("json")) return StatusFormat::json;
+    if (req.query("text")) return StatusFormat::text;
+    return StatusFormat::html;
+}
+
+json status_document(const StatusReport& r) {
+    return {{"process",
+             {{"pid", r.pid},
+              {"accepting", r.accepting},
+              {"uptime_seconds", std::round(std::chrono::duration<double>(r.uptime).count())},
+              {"time", utc(r.now)}}},
+            {"requests", requests_section(r)},
+            {"pool",
+             {{"workers", r.pool.workers},
+              {"busy_workers", r.busy_workers},
+              {"queue_depth", r.queue_depth},
+              {"queue_capacity", r.pool.queue_capacity},
+              {"overflow", overflow_name(r.pool.overflow)},
+              {"slow_callback_ms", r.pool.slow_callback.count()}}},
+            {"deferred", deferred_section(r)},
+            {"charts", charts(r.samples)}};
+}
+
+std::string render_status(const StatusReport& report, StatusFormat format) {
+    const auto doc = status_document(report);
+    switch (format) {
+        case StatusFormat::json: return doc.dump() + "\n";
+        case StatusFormat::text: return render_text(doc);
+        case StatusFormat::html: break;
+    }
+    return render_html(doc);
+}
+
+void serve_status(const StatusReport& report, const Request& req, Response& res) {
+    const auto format = status_format(req);
+    auto body = render_status(report, format);
+    res.header("Cache-Control", "no-store");
+    switch (format) {
+        case StatusFormat::json: res.json(std::move(body)); break;
+        case StatusFormat::text: res.text(std::move(body)); break;
+        case StatusFormat::html: res.body(std::move(body), "text/html; charset=utf-8"); break;
+    }
+}
+
+}  // namespace crosstown
