@@ -45,7 +45,9 @@ class ChildProcess {
         sigset_t none;
         sigemptyset(&none);
         posix_spawnattr_setsigmask(&attributes, &none);
-        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+        // A process group of its own, so that the destructor reaches the helpers it starts.
+        posix_spawnattr_setpgroup(&attributes, 0);
+        posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
         std::vector<char*> args;
         for (auto& arg : argv) args.push_back(arg.data());
         args.push_back(nullptr);
@@ -54,11 +56,11 @@ class ChildProcess {
         posix_spawnattr_destroy(&attributes);
         if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
     }
+    // Kills the whole group: helpers a program started (chromium's, nginx's workers) must not
+    // outlive the test, even when the program itself has exited or hangs.
     ~ChildProcess() {
-        if (!exit_status_) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
+        ::kill(-pid_, SIGKILL);
+        if (!exit_status_) ::waitpid(pid_, nullptr, 0);
     }
     ChildProcess(const ChildProcess&) = delete;
     ChildProcess& operator=(const ChildProcess&) = delete;
