@@ -64,7 +64,9 @@ class Server {
     // callbacks by outcome with their latencies, the slowest and the latest failed callbacks,
     // and charts of the last minutes. HTML for a browser, ?json for scripts, ?text for curl.
     // Mount it where you like (fcgi_app: GET /status) and keep it from the public, as the
-    // shipped nginx snippet does. Serving it takes no lock that requests or callbacks wait on.
+    // shipped nginx snippet does. It reads counters and small records; the only lock it
+    // shares with workers is held for a pointer copy. The handler refers to this Server: it
+    // must not outlive it.
     Handler status_page() const;
 
   private:

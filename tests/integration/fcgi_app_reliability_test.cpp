@@ -212,6 +212,50 @@ TEST_P(FullQueue, EachOverflowPolicyKeepsItsPromise) {
 
 INSTANTIATE_TEST_SUITE_P(Overflow, FullQueue, ::testing::Values("block", "caller_runs", "reject"));
 
+// Waits until the pool has `busy` workers busy and `queued` callbacks waiting.
+bool pool_reaches(const NginxStack& stack, double busy, double queued) {
+    return eventually(
+        [&] {
+            const auto text = stack.get("/metrics").body;
+            return metric_value(text, "crosstown_pool_busy_workers") == busy &&
+                   metric_value(text, "crosstown_deferred_queue_depth") == queued;
+        },
+        kPatience, 10ms);
+}
+
+// Under shed a full queue refuses new deferred work at once, with a 503 the client can act on;
+// requests that defer nothing go on, and the work accepted before still runs.
+TEST(Overload, ShedAnswers503WithRetryAfterAndAffectsNothingElse) {
+    NginxStack stack({"--workers", "1", "--queue-capacity", "2", "--overflow", "shed"});
+    const auto first = http(stack.port(), "POST", "/calls?count=2&latency_ms=1000");
+    ASSERT_EQ(first.status, 202) << first.body;
+    ASSERT_TRUE(pool_reaches(stack, 1, 1));
+    ASSERT_EQ(http(stack.port(), "POST", "/calls?count=1&latency_ms=10").status, 202);
+    ASSERT_TRUE(pool_reaches(stack, 1, 2));  // full: one running, two waiting
+
+    const auto shed = http(stack.port(), "POST", "/calls?count=1&latency_ms=10");
+    EXPECT_EQ(shed.status, 503);
+    EXPECT_EQ(shed.header("retry-after"), "1");
+    EXPECT_THAT(shed.body, HasSubstr("overloaded: the deferred work queue is full"));
+    EXPECT_THAT(shed.body, HasSubstr("request id " + shed.header("x-request-id")));
+    EXPECT_LT(shed.took, 500ms) << "shedding does not wait for the queue";
+    EXPECT_EQ(stack.get("/hello").status, 200);
+    EXPECT_EQ(metric(stack, "crosstown_deferred_total{outcome=\"shed\"}"), 1);
+
+    const auto batch = wait_for_batch(stack, json::parse(first.body)["batch"], kPatience);
+    EXPECT_EQ(batch["placed"], 2) << "the work accepted before ran";
+    ASSERT_TRUE(pool_reaches(stack, 0, 0));
+    EXPECT_EQ(http(stack.port(), "POST", "/calls?count=1&latency_ms=10").status, 202)
+        << "room again: accepted again";
+
+    stack.app().signal(SIGTERM);
+    EXPECT_EQ(stack.app().wait(20s), 0) << "a shed callback was never accepted: nothing lost";
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("shed"), 1);
+    EXPECT_EQ(counts.at("completed"), 4);
+}
+
 // How many entries /proc/PID/<what> has: "fd" (open descriptors) or "fn" (threads).
 int proc_entries(pid_t pid, const char* what) {
     int n = 0;

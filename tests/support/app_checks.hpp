@@ -35,7 +35,7 @@ inline std::map<std::string, long> summary_counts(const std::string& log) {
 // callback is skipped, forgotten or dispatched, and each dispatched one completed, failed, was
 // rejected or was abandoned.
 inline void expect_identities(const std::map<std::string, long>& c) {
-    ASSERT_EQ(c.size(), 8u) << "a summary line with all eight counts";
+    ASSERT_EQ(c.size(), 9u) << "a summary line with all nine counts";
     EXPECT_EQ(c.at("registered"), c.at("skipped") + c.at("forgotten") + c.at("dispatched"));
     EXPECT_EQ(c.at("dispatched"),
               c.at("completed") + c.at("failed") + c.at("rejected") + c.at("abandoned"));

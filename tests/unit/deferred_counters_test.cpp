@@ -13,12 +13,13 @@ constexpr DeferredCounts kBalanced{.registered = 10,
                                    .completed = 4,
                                    .failed = 1,
                                    .rejected = 1,
-                                   .abandoned = 1};
+                                   .abandoned = 1,
+                                   .shed = 2};
 
 TEST(DeferredCounts, SummaryLineHasEveryOutcome) {
     EXPECT_EQ(kBalanced.summary(),
               "deferred registered=10 dispatched=7 completed=4 failed=1 skipped=2 rejected=1 "
-              "abandoned=1 forgotten=1");
+              "abandoned=1 forgotten=1 shed=2");
 }
 
 TEST(DeferredCounts, BalancedChecksBothIdentities) {
@@ -47,6 +48,7 @@ TEST(DeferredCounters, SnapshotReadsEachCounter) {
     bump(counters.failed);
     bump(counters.rejected);
     bump(counters.abandoned);
+    bump(counters.shed, 3);
     EXPECT_EQ(counters.snapshot(), (DeferredCounts{.registered = 8,
                                                    .forgotten = 1,
                                                    .skipped = 2,
@@ -54,7 +56,8 @@ TEST(DeferredCounters, SnapshotReadsEachCounter) {
                                                    .completed = 2,
                                                    .failed = 1,
                                                    .rejected = 1,
-                                                   .abandoned = 1}));
+                                                   .abandoned = 1,
+                                                   .shed = 3}));
 }
 
 }  // namespace

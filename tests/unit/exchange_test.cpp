@@ -62,6 +62,9 @@ class ExchangeTest : public ::testing::Test {
             req.follow_response({.name = "named"}, [] {});
             res.status(202);
         });
+        router_.get("/overloaded", [](Request&, Response&) {
+            throw Overloaded("the deferred work queue is full (2 of 2 waiting)");
+        });
         router_.get("/runaway", [](Request&, Response&) {
             for (;;) follow_response([] {});
         });
@@ -176,6 +179,15 @@ TEST_F(ExchangeTest, HttpErrorGivesItsStatusReasonAndHeaders) {
     EXPECT_EQ(ex.response.status(), 418);
     EXPECT_EQ(ex.response.body(), "short and stout\n");
     EXPECT_EQ(ex.response.header("X-Why"), "tea");
+}
+
+TEST_F(ExchangeTest, OverloadedIs503WithRetryAfterAndTheRequestId) {
+    const auto ex = run(cgi("GET", "/overloaded", {{"HTTP_X_REQUEST_ID", "req-5"}}));
+    EXPECT_EQ(ex.response.status(), 503);
+    EXPECT_EQ(ex.response.header("Retry-After"), "1");
+    EXPECT_EQ(ex.response.body(),
+              "overloaded: the deferred work queue is full (2 of 2 waiting); retry in 1 s; "
+              "request id req-5\n");
 }
 
 TEST_F(ExchangeTest, RoutingErrorsComeBackAsResponses) {

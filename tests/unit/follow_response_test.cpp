@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "support/eventually.hpp"
+#include "support/gate.hpp"
 #include "support/log_capture.hpp"
 
 namespace crosstown {
@@ -80,6 +81,54 @@ TEST_F(FollowResponse, CapThrowsInTheHandler) {
     follow_response([] {});
     follow_response([] {});
     EXPECT_THROW(follow_response([] {}), DeferredLimitExceeded);
+}
+
+// A pool of one worker held by `gate`, with `queued` callbacks waiting behind it.
+void occupy(Pool& pool, test::Gate& gate, std::size_t queued) {
+    pool.submit({[&gate] { gate.wait(); }, "held", nullptr, {}});
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    for (std::size_t i = 0; i < queued; ++i) pool.submit({[] {}, "queued", nullptr, {}});
+}
+
+TEST_F(FollowResponse, ShedThrowsOverloadedWhenTheQueueHasNoRoom) {
+    Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::shed});
+    set_process_pool(&pool);
+    test::Gate gate;
+    occupy(pool, gate, 1);  // room for one more
+    DeferredRegistry registry(kCap);
+    {
+        RequestScope scope(registry);
+        follow_response({.name = "fits"}, [] {});
+        // The request's own earlier callback will need room at the same dispatch.
+        EXPECT_THROW(follow_response({.name = "too-many"}, [] {}), Overloaded);
+        // same_thread callbacks never enter the queue.
+        follow_response({.same_thread = true}, [] {});
+    }
+    ASSERT_EQ(registry.callbacks().size(), 2U);
+    EXPECT_EQ(pool.counters().snapshot().shed, 1U);
+    EXPECT_EQ(pool.counters().snapshot().registered, 0U) << "shed callbacks never register";
+    gate.open();
+    registry.dispatch(pool, ok());
+    pool.wait_idle();
+    EXPECT_EQ(pool.counters().snapshot().registered, 2U);
+}
+
+TEST_F(FollowResponse, OtherPoliciesNeverShed) {
+    for (const auto overflow : {Overflow::block, Overflow::caller_runs, Overflow::reject}) {
+        Pool pool({.workers = 1, .queue_capacity = 1, .overflow = overflow});
+        set_process_pool(&pool);
+        test::Gate gate;
+        occupy(pool, gate, 1);  // full
+        DeferredRegistry registry(kCap);
+        {
+            RequestScope scope(registry);
+            EXPECT_NO_THROW(follow_response([] {})) << overflow_name(overflow);
+        }
+        gate.open();
+        registry.dispatch(pool, ok());
+        pool.wait_idle();
+        set_process_pool(nullptr);
+    }
 }
 
 TEST_F(FollowResponse, ScopesNestAndRestore) {

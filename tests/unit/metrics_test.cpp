@@ -3,6 +3,7 @@
 
 #include <crosstown/service/metrics.hpp>
 #include <sstream>
+#include <thread>
 
 namespace crosstown {
 namespace {
@@ -41,19 +42,22 @@ TEST(Metrics, CountsRequestsByClass) {
 
 TEST(Metrics, ReportsThePool) {
     RequestStats stats;
-    Pool pool({.workers = 2, .queue_capacity = 50});
+    Pool pool({.workers = 2, .queue_capacity = 50, .slow_callback = 1ms});
     pool.submit({[] {}, "one", nullptr, {}});
+    pool.submit({[] { std::this_thread::sleep_for(5ms); }, "slow", nullptr, {}});
     pool.wait_idle();
     const auto text = render_metrics(stats, pool, 0);
-    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"dispatched\"}"), 1);
-    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"completed\"}"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_slow_total"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"dispatched\"}"), 2);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"completed\"}"), 2);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"shed\"}"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"abandoned\"}"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_queue_depth"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_queue_capacity"), 50);
     EXPECT_EQ(value_of(text, "crosstown_pool_workers"), 2);
     EXPECT_EQ(value_of(text, "crosstown_pool_busy_workers"), 0);
-    EXPECT_EQ(value_of(text, "crosstown_deferred_run_seconds_count"), 1);
-    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_wait_seconds_count"), 1);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_run_seconds_count"), 2);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_wait_seconds_count"), 2);
 }
 
 TEST(Metrics, EveryFamilyHasHelpAndType) {

@@ -8,6 +8,7 @@
 #include <crosstown/http/request_limits.hpp>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -104,17 +105,7 @@ TEST_P(PoolStress, EveryCallbackRunsAtMostOnceAndTheCountsAddUp) {
 INSTANTIATE_TEST_SUITE_P(Overflow, PoolStress,
                          ::testing::Values(Overflow::block, Overflow::caller_runs,
                                            Overflow::reject),
-                         [](const auto& info) {
-                             switch (info.param) {
-                                 case Overflow::block:
-                                     return "block";
-                                 case Overflow::caller_runs:
-                                     return "caller_runs";
-                                 case Overflow::reject:
-                                     return "reject";
-                             }
-                             return "unknown";
-                         });
+                         [](const auto& info) { return std::string(overflow_name(info.param)); });
 
 }  // namespace
 }  // namespace crosstown

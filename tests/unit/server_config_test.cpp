@@ -90,6 +90,8 @@ TEST(ServerConfig, ReadsEveryOption) {
                           "7",
                           "--overflow",
                           "caller_runs",
+                          "--slow-callback",
+                          "250ms",
                           "--max-deferred-per-request",
                           "11",
                           "--drain-timeout",
@@ -112,6 +114,7 @@ TEST(ServerConfig, ReadsEveryOption) {
     EXPECT_EQ(c.pool.workers, 5u);
     EXPECT_EQ(c.pool.queue_capacity, 7u);
     EXPECT_EQ(c.pool.overflow, Overflow::caller_runs);
+    EXPECT_EQ(c.pool.slow_callback, 250ms);
     EXPECT_EQ(c.limits.max_deferred_per_request, 11u);
     EXPECT_EQ(c.drain_timeout, 1500ms);
     EXPECT_EQ(c.limits.max_body, 2048u);
@@ -126,9 +129,10 @@ TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
         {{"--workers", "0"}, "--workers: '0' is not a whole number"},
         {{"--responders", "-2"}, "--responders:"},
         {{"--queue-capacity", "1e3"}, "--queue-capacity:"},
-        {{"--overflow", "drop"}, "--overflow: 'drop' is not one of block, caller_runs, reject"},
+        {{"--overflow", "drop"}, "--overflow: 'drop' is not one of block, caller_runs, reject, shed"},
         {{"--drain-timeout", "soon"}, "--drain-timeout: 'soon' is not a duration"},
         {{"--drain-timeout", "5 s"}, "--drain-timeout:"},
+        {{"--slow-callback", "a while"}, "--slow-callback: 'a while' is not a duration"},
         {{"--max-body", "1t"}, "--max-body: '1t' is not a size"},
         {{"--socket-mode", "0999"}, "--socket-mode:"},
         {{"--socket-mode", "01777"}, "--socket-mode:"},

@@ -2,6 +2,8 @@
 
 #include <crosstown/http/router.hpp>
 #include <crosstown/testing/test_client.hpp>
+#include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -13,6 +15,7 @@
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/observe/request_stats.hpp"
 #include "crosstown/service/sample_ring.hpp"
+#include "crosstown/service/status_document.hpp"
 #include "crosstown/service/status_page.hpp"
 #include "crosstown/service/status_report.hpp"
 #include "support/log_capture.hpp"
@@ -101,6 +104,31 @@ TEST_F(StatusPage, TheDocumentHoldsTheFigures) {
     ASSERT_EQ(doc["deferred"]["recent_failures"].size(), 2U);
     EXPECT_EQ(doc["deferred"]["recent_failures"][1]["error"], "line <busy> & down");
     EXPECT_EQ(doc["charts"]["requests_per_second"].size(), 2U);  // from 3 samples
+}
+
+TEST_F(StatusPage, TimesAreUtcWhateverTheLocalZone) {
+    const char* saved = std::getenv("TZ");
+    const std::string previous = saved != nullptr ? saved : "";
+    ::setenv("TZ", "Asia/Tokyo", 1);  // UTC+9, no daylight saving
+    ::tzset();
+    auto r = report();
+    r.now = std::chrono::system_clock::time_point{};  // the epoch
+    const auto doc = status_document(r);
+    if (saved != nullptr) {
+        ::setenv("TZ", previous.c_str(), 1);
+    } else {
+        ::unsetenv("TZ");
+    }
+    ::tzset();
+    EXPECT_EQ(doc["process"]["time"], "1970-01-01T00:00:00Z");
+}
+
+TEST_F(StatusPage, JsonSurvivesBytesThatAreNotUtf8) {
+    auto r = report();
+    r.notable.recent_failures.push_back({"call-\xff", "req-\xfe", 1ms, {}, "bad \xc3 byte"});
+    const auto text = render_status(r, StatusFormat::json);
+    const auto doc = json::parse(text);  // valid JSON, with U+FFFD where the bytes were
+    EXPECT_EQ(doc["deferred"]["recent_failures"].back()["name"], "call-\xef\xbf\xbd");
 }
 
 TEST_F(StatusPage, EveryFigureOnThePageIsTheDocumentsFigure) {

@@ -20,13 +20,15 @@ struct DeferredCounts {
     std::uint64_t failed = 0;     // threw
     std::uint64_t rejected = 0;   // queue full under Overflow::reject
     std::uint64_t abandoned = 0;  // still queued (or stuck running) when the drain deadline passed
+    // Refused at registration under Overflow::shed: never registered, the client got a 503.
+    std::uint64_t shed = 0;
 
     // Both identities hold.
     bool balanced() const;
     // Nothing was lost: the process may exit 0.
     bool nothing_lost() const { return rejected == 0 && abandoned == 0; }
     // "deferred registered=N dispatched=N completed=N failed=N skipped=N rejected=N abandoned=N
-    // forgotten=N": the shutdown summary line.
+    // forgotten=N shed=N": the shutdown summary line.
     std::string summary() const;
 
     friend bool operator==(const DeferredCounts&, const DeferredCounts&) = default;

@@ -39,6 +39,17 @@ class DeferredLimitExceeded : public std::length_error {
     using std::length_error::length_error;
 };
 
+// Thrown by follow_response in a handler under Overflow::shed when the pool's queue has no room
+// for the callback (counting those the request registered before it). Catch it to answer in
+// your own way; uncaught, the response becomes a 503 with Retry-After and the request id, and
+// the request's other callbacks are gated by that 503 like by any other.
+class Overloaded : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+    // The Retry-After, in seconds, of the automatic 503.
+    static constexpr int kRetryAfterSeconds = 1;
+};
+
 void set_outside_request_policy(OutsideRequest policy);
 OutsideRequest outside_request_policy();
 

@@ -13,11 +13,15 @@ enum class Overflow {
     block,        // the responder waits for room: backpressure reaches nginx, nothing is lost
     caller_runs,  // the responder runs the callback itself, after its response
     reject,       // dropped, counted and logged by name (opt-in loss)
+    // Decided at registration instead: follow_response throws Overloaded while the handler can
+    // still answer, and the request gets a 503 with Retry-After. Should the queue fill up between
+    // registration and dispatch anyway, the dispatch waits for room as under block.
+    shed,
 };
 
-// "block", "caller_runs", "reject": the option's spelling.
+// "block", "caller_runs", "reject", "shed": the option's spelling.
 constexpr std::string_view overflow_name(Overflow overflow) {
-    constexpr std::string_view names[] = {"block", "caller_runs", "reject"};
+    constexpr std::string_view names[] = {"block", "caller_runs", "reject", "shed"};
     return names[static_cast<int>(overflow)];
 }
 

@@ -12,8 +12,8 @@ bool DeferredCounts::balanced() const {
 std::string DeferredCounts::summary() const {
     return fmt::format(
         "deferred registered={} dispatched={} completed={} failed={} skipped={} rejected={} "
-        "abandoned={} forgotten={}",
-        registered, dispatched, completed, failed, skipped, rejected, abandoned, forgotten);
+        "abandoned={} forgotten={} shed={}",
+        registered, dispatched, completed, failed, skipped, rejected, abandoned, forgotten, shed);
 }
 
 DeferredCounts DeferredCounters::snapshot() const {
@@ -21,7 +21,8 @@ DeferredCounts DeferredCounters::snapshot() const {
         return c.load(std::memory_order_relaxed);
     };
     return {read(registered), read(forgotten), read(skipped),  read(dispatched),
-            read(completed),  read(failed),    read(rejected), read(abandoned)};
+            read(completed),  read(failed),    read(rejected), read(abandoned),
+            read(shed)};
 }
 
 }  // namespace crosstown

@@ -22,6 +22,7 @@ class DeferredCounters {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> rejected{0};
     std::atomic<std::uint64_t> abandoned{0};
+    std::atomic<std::uint64_t> shed{0};
 
     DeferredCounts snapshot() const;
 };

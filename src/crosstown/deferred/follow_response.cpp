@@ -1,5 +1,7 @@
 #include "crosstown/deferred/follow_response.hpp"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <mutex>
 #include <utility>
@@ -51,6 +53,20 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
     }
 }
 
+// Overflow::shed decides here, while the handler can still answer 503, rather than at dispatch,
+// when the response has gone out and a callback that finds no room can only wait or be lost.
+// The request's earlier callbacks count too: they will need room at the same dispatch.
+void refuse_if_overloaded(const DeferredRegistry& registry, const DeferredOptions& options) {
+    Pool* pool = process_pool();
+    if (pool == nullptr || options.same_thread || pool->config().overflow != Overflow::shed) {
+        return;
+    }
+    if (pool->has_room_for(registry.callbacks().size() + 1)) return;
+    bump(pool->counters().shed);
+    throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
+                                 pool->queue_depth(), pool->config().queue_capacity));
+}
+
 }  // namespace
 
 void set_outside_request_policy(OutsideRequest p) { policy.store(p); }
@@ -71,6 +87,7 @@ void detail::remove_capture_target(CaptureTarget* target) {
 
 void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
     if (auto* registry = current_registry()) {
+        refuse_if_overloaded(*registry, options);
         registry->add(std::move(options), std::move(fn));
         return;
     }

@@ -10,14 +10,17 @@ void NotableCallbacks::ran(std::string_view name, std::string_view request_id,
     NotableCallback entry{std::string(name), std::string(request_id), run_time,
                           std::chrono::system_clock::now(), {}};
     std::lock_guard lock(mutex_);
-    const auto at = std::find_if(slowest_.begin(), slowest_.end(),
-                                 [&](const auto& kept) { return kept.run_time < run_time; });
-    if (at == slowest_.end() && slowest_.size() == kSlowest) return;  // lost a race to the floor
-    slowest_.insert(at, std::move(entry));
-    if (slowest_.size() > kSlowest) slowest_.pop_back();
-    if (slowest_.size() == kSlowest) {
-        floor_nanos_.store(slowest_.back().run_time.count(), std::memory_order_relaxed);
+    const auto& kept = current_->slowest;
+    const auto at = std::find_if(kept.begin(), kept.end(),
+                                 [&](const auto& c) { return c.run_time < run_time; });
+    if (at == kept.end() && kept.size() == kSlowest) return;  // lost a race to the floor
+    auto next = std::make_shared<Snapshot>(*current_);
+    next->slowest.insert(next->slowest.begin() + (at - kept.begin()), std::move(entry));
+    if (next->slowest.size() > kSlowest) next->slowest.pop_back();
+    if (next->slowest.size() == kSlowest) {
+        floor_nanos_.store(next->slowest.back().run_time.count(), std::memory_order_relaxed);
     }
+    current_ = std::move(next);
 }
 
 void NotableCallbacks::failed(std::string_view name, std::string_view request_id,
@@ -25,13 +28,19 @@ void NotableCallbacks::failed(std::string_view name, std::string_view request_id
     NotableCallback entry{std::string(name), std::string(request_id), run_time,
                           std::chrono::system_clock::now(), std::string(error)};
     std::lock_guard lock(mutex_);
-    recent_failures_.push_front(std::move(entry));
-    if (recent_failures_.size() > kFailures) recent_failures_.pop_back();
+    auto next = std::make_shared<Snapshot>(*current_);
+    next->recent_failures.insert(next->recent_failures.begin(), std::move(entry));
+    if (next->recent_failures.size() > kFailures) next->recent_failures.pop_back();
+    current_ = std::move(next);
 }
 
 NotableCallbacks::Snapshot NotableCallbacks::snapshot() const {
-    std::lock_guard lock(mutex_);
-    return {slowest_, {recent_failures_.begin(), recent_failures_.end()}};
+    std::shared_ptr<const Snapshot> current;
+    {
+        std::lock_guard lock(mutex_);
+        current = current_;
+    }
+    return *current;
 }
 
 }  // namespace crosstown

@@ -2,18 +2,18 @@
 // slowest ones so far and the most recent failures, with their names and request ids, for the
 // status page.
 //
-// Workers record; any thread takes a snapshot. A worker takes the mutex only for a callback
-// that enters the slowest list (a relaxed atomic floor filters the rest, so the common fast
-// callback costs one load) or that failed; a snapshot holds it for a copy of at most
-// kSlowest + kFailures entries. The pool's own mutex is never involved.
+// Workers record; any thread takes a snapshot. Once the slowest list is full, a relaxed atomic
+// floor keeps every callback that would not enter it off the mutex (one load); the others, and
+// failures, build a new list under the mutex (copy on write). A snapshot holds the mutex only
+// to copy a pointer, so a page being read never holds up a worker for longer than that. The
+// pool's own mutex is never involved.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -49,8 +49,8 @@ class NotableCallbacks {
     // The run time a callback must exceed to enter the full slowest list.
     std::atomic<std::int64_t> floor_nanos_{-1};
     mutable std::mutex mutex_;
-    std::vector<NotableCallback> slowest_;         // guarded by mutex_; slowest first
-    std::deque<NotableCallback> recent_failures_;  // guarded by mutex_; newest first
+    // Replaced, never changed in place: a reader's copy of the pointer stays valid.
+    std::shared_ptr<const Snapshot> current_ = std::make_shared<Snapshot>();  // mutex_
 };
 
 }  // namespace crosstown

@@ -26,6 +26,11 @@ std::string_view name_of(const DeferredCallback& callback) {
     return callback.name.empty() ? std::string_view("(unnamed)") : std::string_view(callback.name);
 }
 
+// Under shed the callback passed registration: it is owed a run, so its dispatch waits.
+bool waits_for_room(Overflow overflow) {
+    return overflow == Overflow::block || overflow == Overflow::shed;
+}
+
 // A far-off time point instead of an overflowing now() + Duration::max().
 Clock::time_point deadline_from_now(Pool::Duration timeout) {
     constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
@@ -97,7 +102,7 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
             return;
         }
         // The queue is full, or others wait for room ahead of this submitter.
-        if (config_.overflow == Overflow::block && !own_worker) {
+        if (waits_for_room(config_.overflow) && !own_worker) {
             if (wake) work_cv_.notify_one();
             if (!me) waiting_for_room_.push_back(&me.emplace());
             me->cv.wait(lock, [&] {
@@ -219,6 +224,8 @@ Pool::Result Pool::run_callback(DeferredCallback& callback, std::stop_token stop
     if (callback.queued_at != Clock::time_point{})
         stats.queue_wait.record(clock - callback.queued_at);
     const auto error = detail::run_isolated(callback, std::move(stop));
+    // Its captures are freed now, on its own time, not on the next callback's.
+    callback.fn = {};
     const auto ended = Clock::now();
     stats.run_time.record(ended - clock);
     take_note(callback, ended - clock, error);

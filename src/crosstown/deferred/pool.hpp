@@ -4,7 +4,8 @@
 //   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
 //   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged
 //   by name). A worker of this pool that submits to its own full queue under `block` runs the
-//   callback itself instead, since waiting could deadlock the pool.
+//   callback itself instead, since waiting could deadlock the pool. `shed` refuses callbacks
+//   at registration (follow_response, which asks has_room_for); here it waits as `block` does.
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
 //   callback's name, and counted as failed; the worker goes on.
@@ -86,6 +87,11 @@ class Pool {
     LatencyHistogram::Snapshot queue_wait() const;
     LatencyHistogram::Snapshot run_time() const;
     std::size_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
+    // Whether `callbacks` more would fit in the queue now. Lock-free, so only a hint: others
+    // may fill or empty it the next instant.
+    bool has_room_for(std::size_t callbacks) const {
+        return queue_depth() + callbacks <= config_.queue_capacity;
+    }
     unsigned busy_workers() const { return busy_workers_.load(std::memory_order_relaxed); }
     // Callbacks that ran longer than config().slow_callback.
     std::uint64_t slow_callbacks() const { return slow_.load(std::memory_order_relaxed); }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <random>
 
+#include "crosstown/deferred/follow_response.hpp"
 #include "crosstown/detail/ascii.hpp"
 #include "crosstown/http/http_error.hpp"
 #include "crosstown/http/query_string.hpp"
@@ -125,6 +126,16 @@ Response internal_error(const Request& request, std::string_view what) {
     return response;
 }
 
+// Overflow::shed refused a callback: the client should come back, and knows when.
+Response overloaded(const Request& request, const Overloaded& error) {
+    Response response;
+    response.status(503)
+        .header("Retry-After", std::to_string(Overloaded::kRetryAfterSeconds))
+        .text(fmt::format("overloaded: {}; retry in {} s; request id {}\n", error.what(),
+                          Overloaded::kRetryAfterSeconds, request.id()));
+    return response;
+}
+
 Response run_handler(const Router& router, Request& request) {
     Response response;
     try {
@@ -132,6 +143,8 @@ Response run_handler(const Router& router, Request& request) {
         return response;
     } catch (const HttpError& e) {
         return error_response(e);
+    } catch (const Overloaded& e) {
+        return overloaded(request, e);
     } catch (const std::exception& e) {
         return internal_error(request, e.what());
     } catch (...) {

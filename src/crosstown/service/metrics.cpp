@@ -53,12 +53,14 @@ void request_metrics(Out out, const RequestStats& requests, unsigned busy_respon
 void deferred_metrics(Out out, const Pool& pool) {
     const auto counts = pool.counters().snapshot();
     family(out, "crosstown_deferred_total", "counter",
-           "Deferred callbacks by outcome (registered = skipped + forgotten + dispatched).");
+           "Deferred callbacks by outcome (registered = skipped + forgotten + dispatched; shed "
+           "ones were refused at registration and never registered).");
     const std::pair<std::string_view, std::uint64_t> outcomes[] = {
         {"registered", counts.registered}, {"forgotten", counts.forgotten},
         {"skipped", counts.skipped},       {"dispatched", counts.dispatched},
         {"completed", counts.completed},   {"failed", counts.failed},
-        {"rejected", counts.rejected},     {"abandoned", counts.abandoned}};
+        {"rejected", counts.rejected},     {"abandoned", counts.abandoned},
+        {"shed", counts.shed}};
     for (const auto& [outcome, value] : outcomes) {
         fmt::format_to(out, "crosstown_deferred_total{{outcome=\"{}\"}} {}\n", outcome, value);
     }

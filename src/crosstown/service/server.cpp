@@ -225,7 +225,9 @@ void Server::Impl::sample_every_second(std::stop_token stop) {
     auto next = std::chrono::steady_clock::now();
     while (!stop.stop_requested()) {
         samples_.add(take_sample(stats_, pool_, busy_responders()));
-        next += SampleRing::kInterval;
+        // After a stall (SIGSTOP, a suspended VM) go on from now rather than catch up with a
+        // burst of samples that would squash the charts' time axis.
+        next = std::max(next + SampleRing::kInterval, std::chrono::steady_clock::now());
         tick.wait_until(lock, stop, next, [] { return false; });
     }
 }

@@ -64,7 +64,8 @@ Overflow overflow(std::string_view text) {
     if (text == "block") return Overflow::block;
     if (text == "caller_runs") return Overflow::caller_runs;
     if (text == "reject") return Overflow::reject;
-    throw BadValue(fmt::format("'{}' is not one of block, caller_runs, reject", text));
+    if (text == "shed") return Overflow::shed;
+    throw BadValue(fmt::format("'{}' is not one of block, caller_runs, reject, shed", text));
 }
 
 gid_t group_id(const std::string& name) {
@@ -133,7 +134,7 @@ po::options_description describe_options(const ProgramInfo& program) {
     add("queue-capacity", std::to_string(d.pool.queue_capacity),
         "most callbacks waiting for a worker");
     add("overflow", std::string(overflow_name(d.pool.overflow)),
-        "when the queue is full: block, caller_runs or reject");
+        "when the queue is full: block, caller_runs, reject or shed (a 503 at registration)");
     add("slow-callback", format_duration(d.pool.slow_callback),
         "log (once, by name and request id) and count each callback that runs longer; 0: off");
     add("max-deferred-per-request", std::to_string(d.limits.max_deferred_per_request),

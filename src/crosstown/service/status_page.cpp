@@ -1,13 +1,12 @@
 #include "crosstown/service/status_page.hpp"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <iterator>
 
 #include "crosstown/detail/html_escape.hpp"
+#include "crosstown/service/status_document.hpp"
 
 namespace crosstown {
 namespace {
@@ -15,101 +14,6 @@ namespace {
 using nlohmann::json;
 using detail::html_escape;
 using Out = std::back_insert_iterator<std::string>;
-
-// Milliseconds, to the microsecond: what the page shows and the JSON holds, so both agree.
-double milliseconds(double seconds) { return std::round(seconds * 1e6) / 1e3; }
-
-double milliseconds(std::chrono::nanoseconds d) {
-    return milliseconds(std::chrono::duration<double>(d).count());
-}
-
-std::string utc(std::chrono::system_clock::time_point t) {
-    return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
-                       std::chrono::time_point_cast<std::chrono::seconds>(t));
-}
-
-// Three significant digits: a percentile from histogram buckets is an estimate, and more
-// digits would only pretend otherwise.
-// Whole values go out as integers, so that 1090 does not read "1090.0".
-json three_digits(double value) {
-    if (value <= 0) return 0;
-    const double scale = std::pow(10.0, 3 - std::ceil(std::log10(value)));
-    const double rounded = std::round(value * scale) / scale;
-    if (rounded >= 1 && rounded == std::floor(rounded)) return static_cast<std::int64_t>(rounded);
-    return rounded;
-}
-
-json percentiles(const LatencyHistogram::Snapshot& snapshot) {
-    return {{"count", snapshot.count},
-            {"p50_ms", three_digits(snapshot.quantile(0.50) * 1e3)},
-            {"p90_ms", three_digits(snapshot.quantile(0.90) * 1e3)},
-            {"p99_ms", three_digits(snapshot.quantile(0.99) * 1e3)}};
-}
-
-json notable(const std::vector<NotableCallback>& callbacks, bool with_error) {
-    json list = json::array();
-    for (const auto& c : callbacks) {
-        json entry{{"name", c.name},
-                   {"request_id", c.request_id},
-                   {"run_ms", milliseconds(c.run_time)},
-                   {"ended_at", utc(c.ended_at)}};
-        if (with_error) entry["error"] = c.error;
-        list.push_back(std::move(entry));
-    }
-    return list;
-}
-
-// Per-second series from the samples: a rate from consecutive counters, or the level itself.
-json charts(const std::vector<StatusSample>& samples) {
-    json rps = json::array(), queue = json::array(), workers = json::array(),
-         responders = json::array();
-    for (std::size_t i = 1; i < samples.size(); ++i) {
-        const auto& previous = samples[i - 1];
-        const auto& sample = samples[i];
-        const double seconds = std::chrono::duration<double>(sample.at - previous.at).count();
-        const double rate =
-            seconds > 0 ? static_cast<double>(sample.requests - previous.requests) / seconds : 0;
-        rps.push_back(std::round(rate * 10) / 10);
-        queue.push_back(sample.queue_depth);
-        workers.push_back(sample.busy_workers);
-        responders.push_back(sample.busy_responders);
-    }
-    return {{"interval_seconds", SampleRing::kInterval.count()},
-            {"requests_per_second", rps},
-            {"queue_depth", queue},
-            {"busy_workers", workers},
-            {"busy_responders", responders}};
-}
-
-json requests_section(const StatusReport& r) {
-    json section{{"total", r.requests_total},
-                 {"undelivered", r.undelivered},
-                 {"in_flight", r.in_flight},
-                 {"responders", r.responders},
-                 {"busy_responders", r.busy_responders},
-                 {"handler", percentiles(r.handler_time)}};
-    for (int c = 1; c <= 5; ++c) section[fmt::format("{}xx", c)] = r.requests_by_class[c];
-    return section;
-}
-
-json deferred_section(const StatusReport& r) {
-    const auto& d = r.deferred;
-    return {{"registered", d.registered},
-            {"forgotten", d.forgotten},
-            {"skipped", d.skipped},
-            {"dispatched", d.dispatched},
-            {"completed", d.completed},
-            {"failed", d.failed},
-            {"rejected", d.rejected},
-            {"abandoned", d.abandoned},
-            {"slow", r.slow_callbacks},
-            {"queue_wait", percentiles(r.queue_wait)},
-            {"run", percentiles(r.run_time)},
-            {"slowest", notable(r.notable.slowest, false)},
-            {"recent_failures", notable(r.notable.recent_failures, true)}};
-}
-
-// ---- HTML --------------------------------------------------------------------------------
 
 // A figure of the document at `path` ("requests.2xx"), marked with its path.
 std::string figure(const json& doc, std::string_view path) {
@@ -280,6 +184,7 @@ void deferred_card(Out out, const json& doc) {
         {"forgotten", "forgotten"},
         {"rejected (queue full)", "rejected"},
         {"abandoned (drain deadline)", "abandoned"},
+        {"shed (503 at registration)", "shed"},
         {"slow", "slow"}};
     for (const auto& [label, key] : rows) row(out, doc, label, fmt::format("deferred.{}", key));
     fmt::format_to(out, "</table></section>\n");
@@ -335,11 +240,9 @@ std::string render_html(const json& doc) {
     return page;
 }
 
-// ---- text --------------------------------------------------------------------------------
-
-std::string pct(const json& p) {
-    return fmt::format("p50 {} p90 {} p99 {} ms", p["p50_ms"].dump(), p["p90_ms"].dump(),
-                       p["p99_ms"].dump());
+std::string percentiles_text(const json& percentiles) {
+    return fmt::format("p50 {} p90 {} p99 {} ms", percentiles["p50_ms"].dump(),
+                       percentiles["p90_ms"].dump(), percentiles["p99_ms"].dump());
 }
 
 void notable_lines(Out out, const json& list, std::string_view label) {
@@ -352,36 +255,39 @@ void notable_lines(Out out, const json& list, std::string_view label) {
 }
 
 std::string render_text(const json& doc) {
-    const auto& p = doc["process"];
-    const auto& r = doc["requests"];
+    const auto& process = doc["process"];
+    const auto& requests = doc["requests"];
     const auto& pool = doc["pool"];
-    const auto& d = doc["deferred"];
+    const auto& deferred = doc["deferred"];
+    const auto n = [](const json& section, const char* key) { return section[key].dump(); };
     std::string text;
     const Out out(text);
-    fmt::format_to(out, "crosstown pid {}, {}, up {}, at {}\n", p["pid"].dump(),
-                   p["accepting"].get<bool>() ? "accepting" : "not accepting",
-                   duration_words(p["uptime_seconds"].get<double>()),
-                   p["time"].get<std::string>());
+    fmt::format_to(out, "crosstown pid {}, {}, up {}, at {}\n", n(process, "pid"),
+                   process["accepting"].get<bool>() ? "accepting" : "not accepting",
+                   duration_words(process["uptime_seconds"].get<double>()),
+                   process["time"].get<std::string>());
     fmt::format_to(out,
                    "requests  answered {} (2xx {} 3xx {} 4xx {} 5xx {}), undelivered {}, "
                    "in flight {}, responders {}/{} busy\n",
-                   r["total"].dump(), r["2xx"].dump(), r["3xx"].dump(), r["4xx"].dump(),
-                   r["5xx"].dump(), r["undelivered"].dump(), r["in_flight"].dump(),
-                   r["busy_responders"].dump(), r["responders"].dump());
-    fmt::format_to(out, "handler   {}\n", pct(r["handler"]));
+                   n(requests, "total"), n(requests, "2xx"), n(requests, "3xx"),
+                   n(requests, "4xx"), n(requests, "5xx"), n(requests, "undelivered"),
+                   n(requests, "in_flight"), n(requests, "busy_responders"),
+                   n(requests, "responders"));
+    fmt::format_to(out, "handler   {}\n", percentiles_text(requests["handler"]));
     fmt::format_to(out, "pool      workers {}/{} busy, queue {}/{}, overflow {}\n",
-                   pool["busy_workers"].dump(), pool["workers"].dump(),
-                   pool["queue_depth"].dump(), pool["queue_capacity"].dump(),
-                   pool["overflow"].get<std::string>());
+                   n(pool, "busy_workers"), n(pool, "workers"), n(pool, "queue_depth"),
+                   n(pool, "queue_capacity"), pool["overflow"].get<std::string>());
     fmt::format_to(out,
                    "deferred  registered {} dispatched {} completed {} failed {} skipped {} "
-                   "forgotten {} rejected {} abandoned {} slow {}\n",
-                   d["registered"].dump(), d["dispatched"].dump(), d["completed"].dump(),
-                   d["failed"].dump(), d["skipped"].dump(), d["forgotten"].dump(),
-                   d["rejected"].dump(), d["abandoned"].dump(), d["slow"].dump());
-    fmt::format_to(out, "wait      {}\nrun       {}\n", pct(d["queue_wait"]), pct(d["run"]));
-    notable_lines(out, d["slowest"], "slowest");
-    notable_lines(out, d["recent_failures"], "failed");
+                   "forgotten {} rejected {} abandoned {} shed {} slow {}\n",
+                   n(deferred, "registered"), n(deferred, "dispatched"),
+                   n(deferred, "completed"), n(deferred, "failed"), n(deferred, "skipped"),
+                   n(deferred, "forgotten"), n(deferred, "rejected"), n(deferred, "abandoned"),
+                   n(deferred, "shed"), n(deferred, "slow"));
+    fmt::format_to(out, "wait      {}\nrun       {}\n", percentiles_text(deferred["queue_wait"]),
+                   percentiles_text(deferred["run"]));
+    notable_lines(out, deferred["slowest"], "slowest");
+    notable_lines(out, deferred["recent_failures"], "failed");
     return text;
 }
 
@@ -393,28 +299,12 @@ StatusFormat status_format(const Request& req) {
     return StatusFormat::html;
 }
 
-json status_document(const StatusReport& r) {
-    return {{"process",
-             {{"pid", r.pid},
-              {"accepting", r.accepting},
-              {"uptime_seconds", std::round(std::chrono::duration<double>(r.uptime).count())},
-              {"time", utc(r.now)}}},
-            {"requests", requests_section(r)},
-            {"pool",
-             {{"workers", r.pool.workers},
-              {"busy_workers", r.busy_workers},
-              {"queue_depth", r.queue_depth},
-              {"queue_capacity", r.pool.queue_capacity},
-              {"overflow", overflow_name(r.pool.overflow)},
-              {"slow_callback_ms", r.pool.slow_callback.count()}}},
-            {"deferred", deferred_section(r)},
-            {"charts", charts(r.samples)}};
-}
-
 std::string render_status(const StatusReport& report, StatusFormat format) {
     const auto doc = status_document(report);
     switch (format) {
-        case StatusFormat::json: return doc.dump() + "\n";
+        // Names and errors come from applications and may hold any bytes: replace what is
+        // not UTF-8 rather than fail the whole document.
+        case StatusFormat::json: return doc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
         case StatusFormat::text: return render_text(doc);
         case StatusFormat::html: break;
     }

@@ -2,12 +2,11 @@
 // browser (no external assets; it works without JavaScript, which only auto-refreshes it), as
 // JSON for scripts (?json) and as plain text for curl (?text).
 //
-// The three are views of one document, status_document(): the HTML marks every figure it
+// The three are views of one document (status_document.hpp): the HTML marks every figure it
 // shows with data-key="section.name", the path of the same figure in the JSON, so a test (or
 // a scraper) can check one against the other.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 
 #include "crosstown/http/request.hpp"
@@ -21,7 +20,6 @@ enum class StatusFormat { html, json, text };
 // ?json or ?text in the query; HTML otherwise.
 StatusFormat status_format(const Request& req);
 
-nlohmann::json status_document(const StatusReport& report);
 std::string render_status(const StatusReport& report, StatusFormat format);
 
 // Answers with the report in the format the request asks for, never cached.

@@ -1,8 +1,8 @@
 // crosstown::StatusReport: what the status page shows, read at once from the live process.
 //
 // collect_status reads relaxed atomics, per-thread histograms, the pool's notable callbacks and
-// the sample ring; it takes no lock that a request or a deferred callback waits on, so an
-// operator refreshing the page cannot slow the service down. Like a /metrics scrape, the
+// the sample ring; the only lock it shares with workers (the notable callbacks') it holds for a
+// pointer copy, so an operator refreshing the page cannot slow the service down. Like a /metrics scrape, the
 // figures are statistics read one after the other, not one instant.
 #pragma once
 
