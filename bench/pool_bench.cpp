@@ -1,7 +1,9 @@
 // Throughput of trivial deferred callbacks, end to end (submit -> run -> all done), through
 // crosstown::Pool beside boost::asio::thread_pool and beside one std::jthread per fn, in one
-// binary and one run so machine noise hits them alike. The argument is the worker count.
-// jthread_per_task has none: it starts a thread for every callback.
+// binary and one run so machine noise hits them alike. The argument is the worker count, of a
+// fixed pool; crosstown_default_pool is the server's default elastic pool (4..128 workers),
+// which starts workers while callbacks wait. jthread_per_task has none: it starts a thread
+// for every callback.
 //
 //   build/release/bench/pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
@@ -23,7 +25,17 @@ crosstown::DeferredCallback trivial(std::latch& done) {
 }
 
 crosstown::PoolConfig config_for(const benchmark::State& state) {
-    return {.workers = static_cast<unsigned>(state.range(0)), .queue_capacity = 100'000};
+    const auto workers = static_cast<unsigned>(state.range(0));
+    return {.workers = workers, .min_workers = workers, .queue_capacity = 100'000};
+}
+
+void submit_in_batches(crosstown::Pool& pool, std::latch& done) {
+    for (int b = 0; b < kCallbacks / kBatch; ++b) {
+        std::vector<crosstown::DeferredCallback> batch;
+        batch.reserve(kBatch);
+        for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
+        pool.submit_batch(std::move(batch));
+    }
 }
 
 void crosstown_one_by_one(benchmark::State& state) {
@@ -40,15 +52,22 @@ void crosstown_batches_of_100(benchmark::State& state) {
     crosstown::Pool pool(config_for(state));
     for (auto _ : state) {
         std::latch done(kCallbacks);
-        for (int b = 0; b < kCallbacks / kBatch; ++b) {
-            std::vector<crosstown::DeferredCallback> batch;
-            batch.reserve(kBatch);
-            for (int i = 0; i < kBatch; ++i) batch.push_back(trivial(done));
-            pool.submit_batch(std::move(batch));
-        }
+        submit_in_batches(pool, done);
         done.wait();
     }
     state.SetItemsProcessed(state.iterations() * kCallbacks);
+}
+
+// The same through the default elastic pool, queue as large as the others'.
+void crosstown_default_pool_batches_of_100(benchmark::State& state) {
+    crosstown::Pool pool({.queue_capacity = 100'000});
+    for (auto _ : state) {
+        std::latch done(kCallbacks);
+        submit_in_batches(pool, done);
+        done.wait();
+    }
+    state.SetItemsProcessed(state.iterations() * kCallbacks);
+    state.counters["workers"] = pool.live_workers();
 }
 
 // What dispatch costs the responder thread: wrap 100 callbacks and hand them over, with the
@@ -97,6 +116,7 @@ void jthread_per_task(benchmark::State& state) {
 
 BENCHMARK(crosstown_one_by_one)->Arg(2)->Arg(8)->UseRealTime();
 BENCHMARK(crosstown_batches_of_100)->Arg(2)->Arg(8)->UseRealTime();
+BENCHMARK(crosstown_default_pool_batches_of_100)->UseRealTime();
 BENCHMARK(asio_thread_pool)->Arg(2)->Arg(8)->UseRealTime();
 BENCHMARK(jthread_per_task)->UseRealTime();
 BENCHMARK(crosstown_submit_one_batch_of_100)->Arg(2)->Arg(8)->UseRealTime();

@@ -102,6 +102,53 @@ TEST_P(PoolStress, EveryCallbackRunsAtMostOnceAndTheCountsAddUp) {
     EXPECT_GT(counts.skipped, 0U);
 }
 
+// An elastic pool that grows and retires workers all the time (a short idle timeout against
+// bursty producers): the same promises hold.
+TEST(PoolStress, AnElasticPoolGrowingAndShrinkingKeepsEveryPromise) {
+    Slots slots(static_cast<std::size_t>(kProducers) * kPerProducer);
+    Pool pool({.workers = 16, .min_workers = 1, .idle_timeout = std::chrono::milliseconds(2),
+               .queue_capacity = 64});
+    {
+        std::vector<std::jthread> producers;
+        for (int p = 0; p < kProducers; ++p) {
+            producers.emplace_back([&, p] { serve_requests(pool, slots, p); });
+        }
+    }
+    EXPECT_TRUE(pool.drain(std::chrono::seconds(60)).finished_in_time);
+    std::uint64_t ran_once = 0;
+    for (const auto& runs : slots.runs) {
+        ASSERT_LE(runs.load(), 1U);
+        ran_once += runs.load();
+    }
+    const auto counts = pool.counters().snapshot();
+    EXPECT_TRUE(counts.balanced()) << counts.summary();
+    EXPECT_EQ(counts.completed, ran_once) << counts.summary();
+    EXPECT_EQ(counts.completed, counts.dispatched) << counts.summary();
+}
+
+// Drain while producers still submit and the pool grows: whatever was dispatched is run or
+// counted abandoned, never lost, and drain returns with every worker joined.
+TEST(PoolStress, DrainingWhileTheElasticPoolGrows) {
+    test::LogCapture quiet;  // abandoned callbacks are logged
+    Slots slots(static_cast<std::size_t>(kProducers) * kPerProducer);
+    Pool pool({.workers = 32, .min_workers = 1, .idle_timeout = std::chrono::milliseconds(2),
+               .queue_capacity = 64});
+    std::vector<std::jthread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+        producers.emplace_back([&, p] { serve_requests(pool, slots, p); });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto report = pool.drain(std::chrono::milliseconds(0));
+    producers.clear();  // they go on submitting into the drained pool: abandoned at once
+    EXPECT_EQ(report.stuck, 0U);
+    EXPECT_EQ(pool.live_workers(), 0U) << "every worker joined";
+    const auto counts = pool.counters().snapshot();
+    EXPECT_TRUE(counts.balanced()) << counts.summary();
+    std::uint64_t ran_once = 0;
+    for (const auto& runs : slots.runs) ran_once += runs.load();
+    EXPECT_EQ(counts.completed, ran_once) << counts.summary();
+}
+
 INSTANTIATE_TEST_SUITE_P(Overflow, PoolStress,
                          ::testing::Values(Overflow::block, Overflow::caller_runs,
                                            Overflow::reject),

@@ -191,6 +191,64 @@ TEST(Pool, ReportsItsQueueDepthAndBusyWorkers) {
     EXPECT_EQ(pool.busy_workers(), 0U);
 }
 
+TEST(Pool, StartsItsMinimumAndGrowsOnDemandUpToItsMaximum) {
+    Pool pool({.workers = 6, .min_workers = 2});
+    EXPECT_EQ(pool.live_workers(), 2U);
+    Gate gate;
+    for (int i = 0; i < 8; ++i) pool.submit(callback([&] { gate.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 6; }));
+    EXPECT_EQ(pool.live_workers(), 6U);
+    EXPECT_EQ(pool.queue_depth(), 2U) << "never past the maximum";
+    gate.open();
+    pool.wait_idle();
+    EXPECT_EQ(pool.counters().snapshot().completed, 8U);
+}
+
+TEST(Pool, IdleWorkersAboveTheMinimumRetire) {
+    Pool pool({.workers = 8, .min_workers = 1, .idle_timeout = 50ms});
+    Gate gate;
+    for (int i = 0; i < 8; ++i) pool.submit(callback([&] { gate.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.live_workers() == 8; }));
+    gate.open();
+    pool.wait_idle();
+    ASSERT_TRUE(test::eventually([&] { return pool.live_workers() == 1; }));
+    // And it grows again.
+    Gate again;
+    for (int i = 0; i < 3; ++i) pool.submit(callback([&] { again.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 3; }));
+    again.open();
+    pool.wait_idle();
+}
+
+TEST(Pool, AFixedPoolStartsEveryWorkerUpFrontAndKeepsThem) {
+    Pool pool({.workers = 3, .min_workers = 3, .idle_timeout = 1ms});
+    EXPECT_EQ(pool.live_workers(), 3U);
+    pool.submit(callback([] {}));
+    pool.wait_idle();
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(pool.live_workers(), 3U);
+}
+
+TEST(Pool, ABurstOfSlowCallbacksRunsAllAtOnce) {
+    Pool pool({.workers = 128, .min_workers = 4});
+    std::atomic<int> running{0};
+    std::atomic<int> most{0};
+    Gate gate;
+    for (int i = 0; i < 100; ++i) {
+        pool.submit(callback([&] {
+            const int now = ++running;
+            int seen = most.load();
+            while (now > seen && !most.compare_exchange_weak(seen, now)) {
+            }
+            gate.wait();
+            --running;
+        }));
+    }
+    EXPECT_TRUE(test::eventually([&] { return most.load() == 100; })) << most.load();
+    gate.open();
+    pool.wait_idle();
+}
+
 TEST(Pool, BlockOverflowMakesTheSubmitterWait) {
     Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
     Gate hold;

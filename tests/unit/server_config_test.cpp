@@ -55,7 +55,9 @@ void expect_defaults(const ServerConfig& c) {
     EXPECT_EQ(c.socket_mode, 0660u);
     EXPECT_FALSE(c.socket_group);
     EXPECT_EQ(c.responders, 8u);
-    EXPECT_EQ(c.pool.workers, 16u);
+    EXPECT_EQ(c.pool.workers, 128u);
+    EXPECT_EQ(c.pool.min_workers, 4u);
+    EXPECT_EQ(c.pool.idle_timeout, 10s);
     EXPECT_EQ(c.pool.queue_capacity, 10000u);
     EXPECT_EQ(c.pool.overflow, Overflow::block);
     EXPECT_EQ(c.limits.max_deferred_per_request, 1000u);
@@ -71,6 +73,14 @@ TEST(ServerConfig, DefaultsAreTheDocumentedOnes) {
     ASSERT_TRUE(r.parsed.config);
     expect_defaults(*r.parsed.config);
     EXPECT_TRUE(r.err.empty());
+}
+
+TEST(ServerConfig, WorkersTakeARange) {
+    const auto r = parse({"--workers", "2..64", "--worker-idle", "250ms"});
+    ASSERT_TRUE(r.parsed.config) << r.err;
+    EXPECT_EQ(r.parsed.config->pool.min_workers, 2u);
+    EXPECT_EQ(r.parsed.config->pool.workers, 64u);
+    EXPECT_EQ(r.parsed.config->pool.idle_timeout, 250ms);
 }
 
 TEST(ServerConfig, ReadsEveryOption) {
@@ -112,6 +122,7 @@ TEST(ServerConfig, ReadsEveryOption) {
     EXPECT_EQ(c.backlog, 64);
     EXPECT_EQ(c.responders, 3u);
     EXPECT_EQ(c.pool.workers, 5u);
+    EXPECT_EQ(c.pool.min_workers, 5u) << "a single number is a fixed pool";
     EXPECT_EQ(c.pool.queue_capacity, 7u);
     EXPECT_EQ(c.pool.overflow, Overflow::caller_runs);
     EXPECT_EQ(c.pool.slow_callback, 250ms);
@@ -133,6 +144,10 @@ TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
         {{"--drain-timeout", "soon"}, "--drain-timeout: 'soon' is not a duration"},
         {{"--drain-timeout", "5 s"}, "--drain-timeout:"},
         {{"--slow-callback", "a while"}, "--slow-callback: 'a while' is not a duration"},
+        {{"--workers", "8..4"}, "--workers: '8..4': the minimum is above the maximum"},
+        {{"--workers", "0..4"}, "--workers: '0' is not a whole number"},
+        {{"--workers", "2.."}, "--workers: '' is not a whole number"},
+        {{"--worker-idle", "never"}, "--worker-idle: 'never' is not a duration"},
         {{"--max-body", "1t"}, "--max-body: '1t' is not a size"},
         {{"--socket-mode", "0999"}, "--socket-mode:"},
         {{"--socket-mode", "01777"}, "--socket-mode:"},

@@ -1,5 +1,11 @@
 // crosstown::PoolConfig: the size of the process's pool of workers for deferred callbacks,
 // and what happens when its queue is full. The defaults here are the server's defaults.
+//
+// The pool is elastic: it keeps `min_workers` threads, starts more on demand (when callbacks
+// wait and no worker is idle) up to `workers`, and retires those above the minimum after
+// `idle_timeout` without work, as Twisted's thread pool and PHP-FPM's pm = dynamic do. The
+// defaults run a burst of 100 slow calls (the phone-call example) all at once, and leave an
+// idle process with four. min_workers = workers makes a fixed pool, started up front.
 #pragma once
 
 #include <chrono>
@@ -26,7 +32,9 @@ constexpr std::string_view overflow_name(Overflow overflow) {
 }
 
 struct PoolConfig {
-    unsigned workers = 16;
+    unsigned workers = 128;     // the most worker threads
+    unsigned min_workers = 4;   // kept when idle; clamped to `workers`
+    std::chrono::milliseconds idle_timeout{10'000};
     std::size_t queue_capacity = 10'000;
     Overflow overflow = Overflow::block;
     // A callback that runs longer is logged once when it ends, with its name, request id and

@@ -5,6 +5,7 @@
 #include <iterator>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 
 #include "crosstown/deferred/outcome_scope.hpp"
 #include "crosstown/observe/log.hpp"
@@ -39,29 +40,37 @@ Clock::time_point deadline_from_now(Pool::Duration timeout) {
 
 }  // namespace
 
-Pool::Pool(PoolConfig config)
-    : config_(config), stats_(std::make_unique<Stats[]>(config.workers + 1)) {
-    if (config_.workers == 0) throw std::invalid_argument("crosstown::Pool: workers must be > 0");
-    if (config_.queue_capacity == 0) {
+namespace {
+
+PoolConfig checked(PoolConfig config) {
+    if (config.workers == 0) throw std::invalid_argument("crosstown::Pool: workers must be > 0");
+    if (config.queue_capacity == 0) {
         throw std::invalid_argument("crosstown::Pool: queue_capacity must be > 0");
     }
-    workers_.reserve(config_.workers);
-    try {
-        for (unsigned i = 0; i < config_.workers; ++i) {
-            workers_.emplace_back([this, &stats = stats_[i]](std::stop_token stop) {
-                worker_loop(std::move(stop), stats);
-            });
-        }
-    } catch (...) {
-        // Thread creation failed (EAGAIN under systemd's TasksMax, say). The destructor will
-        // not run, so release the workers already started or their join would wait forever.
-        {
-            std::lock_guard lock(mutex_);
+    config.min_workers = std::min(config.min_workers, config.workers);
+    return config;
+}
+
+}  // namespace
+
+Pool::Pool(PoolConfig config)
+    : config_(checked(config)),
+      stats_(std::make_unique<Stats[]>(config_.workers + 1)),
+      workers_(config_.workers) {
+    for (unsigned slot = config_.workers; slot > 0; --slot) free_slots_.push_back(slot - 1);
+    std::unique_lock lock(mutex_);
+    while (live_ < config_.min_workers) {
+        if (!start_worker()) {
+            // Thread creation failed (EAGAIN under systemd's TasksMax, say). The destructor
+            // will not run, so release the workers already started or their join would wait
+            // forever.
             closed_ = true;
+            lock.unlock();
+            work_cv_.notify_all();
+            workers_.clear();
+            throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                    "crosstown::Pool: cannot start its workers");
         }
-        work_cv_.notify_all();
-        workers_.clear();
-        throw;
     }
 }
 
@@ -95,6 +104,7 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
         const bool my_turn =
             own_worker || (me ? waiting_for_room_.front() == &*me : waiting_for_room_.empty());
         const bool wake = my_turn && claim_wake(push_what_fits(callbacks, now));
+        grow_if_needed();
         if (callbacks.empty()) {
             if (me) leave_line();
             lock.unlock();
@@ -176,21 +186,23 @@ void Pool::run_inline_counted(DeferredCallback& callback) {
     bump(result == Result::completed ? counters_.completed : counters_.failed);
 }
 
-void Pool::worker_loop(std::stop_token stop, Stats& stats) {
+void Pool::worker_loop(std::stop_token stop, unsigned slot) {
     worker_of = this;
+    Stats& stats = stats_[slot];
     auto clock = Clock::now();
     std::unique_lock lock(mutex_);
+    --starting_;
     for (;;) {
         const bool will_wait = queue_.empty();
-        while (queue_.empty() && !closed_) {
-            ++waiting_workers_;
-            work_cv_.wait(lock);
-            --waiting_workers_;
-            // Whoever wakes (notified or spuriously) ends the pending wake, so waking_ can
-            // only err towards an extra notify, never leave sleeping workers with work queued.
-            waking_ = false;
+        if (!wait_for_work(lock)) {
+            if (!closed_) {
+                retire(slot, lock);
+            } else {  // closed with nothing left: drain joins this thread
+                --live_;
+                publish_sizes();
+            }
+            return;
         }
-        if (queue_.empty()) return;  // closed and nothing left
 
         DeferredCallback callback = std::move(queue_.front());
         queue_.pop_front();
@@ -198,6 +210,7 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
         publish_sizes();
         if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
         const bool wake = claim_wake(queue_.size());
+        grow_if_needed();
         lock.unlock();
         if (wake) work_cv_.notify_one();
 
@@ -216,6 +229,69 @@ void Pool::worker_loop(std::stop_token stop, Stats& stats) {
         }
         if (waiting_for_idle_ > 0 && busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
     }
+}
+
+// Waits until a callback is queued: true. False when the pool is closed with nothing left, or
+// when this worker, one above the minimum, found no work for idle_timeout. Requires mutex_.
+bool Pool::wait_for_work(std::unique_lock<std::mutex>& lock) {
+    while (queue_.empty() && !closed_) {
+        ++waiting_workers_;
+        bool idle_too_long = false;
+        if (live_ > config_.min_workers) {
+            idle_too_long = work_cv_.wait_for(lock, config_.idle_timeout) == std::cv_status::timeout;
+        } else {
+            work_cv_.wait(lock);
+        }
+        --waiting_workers_;
+        // Whoever wakes (notified, timed out or spuriously) ends the pending wake, so waking_
+        // can only err towards an extra notify, never leave sleeping workers with work queued.
+        waking_ = false;
+        if (idle_too_long && queue_.empty() && live_ > config_.min_workers) return false;
+    }
+    return !queue_.empty();
+}
+
+// Starts workers when callbacks wait and no worker is idle or on its way to them: one for
+// each waiting callback, up to config_.workers and at most kStartAtOnce per call, so that the
+// lock is held for a bounded time (a thread start costs tens of microseconds). Each new worker
+// does the same when it takes a callback, so 100 slow calls find 100 threads within
+// milliseconds. Requires mutex_.
+void Pool::grow_if_needed() {
+    constexpr std::size_t kStartAtOnce = 16;
+    if (closed_ || waiting_workers_ > 0 || waking_ || queue_.size() <= starting_) return;
+    auto wanted = std::min<std::size_t>(queue_.size() - starting_, kStartAtOnce);
+    wanted = std::min<std::size_t>(wanted, config_.workers - live_);
+    while (wanted-- > 0 && start_worker()) {
+    }
+}
+
+// Requires mutex_. False on failure (EAGAIN under systemd's TasksMax, say): the pool goes on
+// with the workers it has.
+bool Pool::start_worker() {
+    const unsigned slot = free_slots_.back();
+    try {
+        workers_[slot] = std::jthread(
+            [this, slot](std::stop_token stop) { worker_loop(std::move(stop), slot); });
+    } catch (const std::system_error& e) {
+        log::warn("deferred pool: cannot start a worker ({}); going on with {}", e.what(), live_);
+        return false;
+    }
+    free_slots_.pop_back();
+    ++live_;
+    ++starting_;
+    publish_sizes();
+    return true;
+}
+
+// This worker's thread ends: its slot is free again. The previous retiree's thread, which has
+// ended by now, is joined here, outside the lock. Requires mutex_; returns with it released.
+void Pool::retire(unsigned slot, std::unique_lock<std::mutex>& lock) {
+    std::jthread previous = std::move(retired_);
+    retired_ = std::move(workers_[slot]);
+    free_slots_.push_back(slot);
+    --live_;
+    publish_sizes();
+    lock.unlock();
 }
 
 // `clock` is "now" on entry and the callback's end on return.
@@ -252,6 +328,7 @@ void Pool::take_note(const DeferredCallback& callback, Clock::duration run_time,
 void Pool::publish_sizes() {
     queue_depth_.store(queue_.size(), std::memory_order_relaxed);
     busy_workers_.store(busy_, std::memory_order_relaxed);
+    live_workers_.store(live_, std::memory_order_relaxed);
 }
 
 std::optional<std::string> detail::run_isolated(DeferredCallback& callback, std::stop_token stop) {
@@ -296,6 +373,7 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
 
     report.abandoned_queued = left.size();
     give_up(left, counters_.abandoned, "abandoned: the drain deadline passed before it started");
+    // Closed: no worker starts or retires from here on, so the slots stay as they are.
     for (auto& worker : workers_) worker.request_stop();
 
     lock.lock();
@@ -310,6 +388,7 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
                    std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
     }
     drained_ = true;
+    std::jthread retired = std::move(retired_);
     lock.unlock();
     if (joined) workers_.clear();  // joins
     return report;

@@ -1,5 +1,8 @@
-// crosstown::Pool: the process's fixed set of std::jthread workers that run deferred callbacks.
+// crosstown::Pool: the process's std::jthread workers that run deferred callbacks.
 //
+// - Elastic: min_workers start with the pool; another starts whenever callbacks wait and no
+//   worker is idle or on its way, up to `workers`; one above the minimum that finds no work
+//   for idle_timeout retires (and is joined by the next to retire, or by drain).
 // - Bounded: at most `queue_capacity` callbacks wait. When the queue is full the configured
 //   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
 //   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged
@@ -93,6 +96,8 @@ class Pool {
         return queue_depth() + callbacks <= config_.queue_capacity;
     }
     unsigned busy_workers() const { return busy_workers_.load(std::memory_order_relaxed); }
+    // Worker threads alive now, between config().min_workers and config().workers.
+    unsigned live_workers() const { return live_workers_.load(std::memory_order_relaxed); }
     // Callbacks that ran longer than config().slow_callback.
     std::uint64_t slow_callbacks() const { return slow_.load(std::memory_order_relaxed); }
     NotableCallbacks::Snapshot notable_callbacks() const { return notable_.snapshot(); }
@@ -114,7 +119,11 @@ class Pool {
     void give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
                  std::string_view why);
     void run_inline_counted(DeferredCallback& callback);
-    void worker_loop(std::stop_token stop, Stats& stats);
+    void worker_loop(std::stop_token stop, unsigned slot);
+    bool wait_for_work(std::unique_lock<std::mutex>& lock);
+    void grow_if_needed();
+    bool start_worker();
+    void retire(unsigned slot, std::unique_lock<std::mutex>& lock);
     Result run_callback(DeferredCallback& callback, std::stop_token stop, Stats& stats,
                         Clock::time_point& clock);
     void take_note(const DeferredCallback& callback, Clock::duration run_time,
@@ -125,11 +134,12 @@ class Pool {
     DeferredCounters counters_;
     NotableCallbacks notable_;
     std::atomic<std::uint64_t> slow_{0};
-    // Copies of queue_.size() and busy_, stored under mutex_ and read without it.
+    // Copies of queue_.size(), busy_ and live_, stored under mutex_ and read without it.
     std::atomic<std::size_t> queue_depth_{0};
     std::atomic<unsigned> busy_workers_{0};
-    // One per worker, then one shared by inline runs (the spill-over of caller_runs and
-    // same_thread callbacks, which are rarer).
+    std::atomic<unsigned> live_workers_{0};
+    // One per worker slot, then one shared by inline runs (the spill-over of caller_runs and
+    // same_thread callbacks, which are rarer). A slot's figures outlive its threads.
     std::unique_ptr<Stats[]> stats_;
 
     mutable std::mutex mutex_;
@@ -138,6 +148,8 @@ class Pool {
     std::deque<DeferredCallback> queue_;  // guarded by mutex_
     unsigned busy_ = 0;                   // guarded by mutex_
     unsigned waiting_workers_ = 0;        // guarded by mutex_
+    unsigned live_ = 0;                   // guarded by mutex_; started and not retired
+    unsigned starting_ = 0;               // guarded by mutex_; started, not yet looking for work
     bool waking_ = false;                 // guarded by mutex_; a worker was notified, not yet up
     // Overflow::block submitters waiting for room, first come first served (mutex_).
     struct RoomWaiter {
@@ -148,7 +160,12 @@ class Pool {
     bool closed_ = false;             // guarded by mutex_; set by drain: no new work
     bool accounting_closed_ = false;  // guarded by mutex_; stuck callbacks were counted abandoned
     bool drained_ = false;            // guarded by mutex_
-    std::vector<std::jthread> workers_;
+    // One slot per possible worker: a thread, or an empty jthread when the slot is free.
+    std::vector<std::jthread> workers_;  // guarded by mutex_
+    std::vector<unsigned> free_slots_;   // guarded by mutex_
+    // The last retired worker's thread, joined by the next to retire or by drain: a retiring
+    // thread cannot join itself.
+    std::jthread retired_;  // guarded by mutex_
 };
 
 }  // namespace crosstown

@@ -71,7 +71,9 @@ void deferred_metrics(Out out, const Pool& pool) {
           pool.queue_depth());
     gauge(out, "crosstown_deferred_queue_capacity", "Most callbacks that may wait.",
           pool.config().queue_capacity);
-    gauge(out, "crosstown_pool_workers", "Worker threads in the pool.", pool.config().workers);
+    gauge(out, "crosstown_pool_workers", "Worker threads alive now.", pool.live_workers());
+    gauge(out, "crosstown_pool_workers_max", "Most worker threads (--workers MIN..MAX).",
+          pool.config().workers);
     gauge(out, "crosstown_pool_busy_workers", "Workers running a callback now.",
           pool.busy_workers());
     histogram(out, "crosstown_deferred_queue_wait_seconds",

@@ -77,8 +77,9 @@ int wait_for_stop() {
 }
 
 std::string describe(const ServerConfig& config) {
-    return fmt::format("{} responders, {} workers, queue {} ({}), drain timeout {}ms",
-                       config.responders, config.pool.workers, config.pool.queue_capacity,
+    return fmt::format("{} responders, {}..{} workers, queue {} ({}), drain timeout {}ms",
+                       config.responders, config.pool.min_workers, config.pool.workers,
+                       config.pool.queue_capacity,
                        overflow_name(config.pool.overflow), config.drain_timeout.count());
 }
 
@@ -245,10 +246,10 @@ ServiceSample Server::Impl::service_sample() const {
         .work_done = stats_.total() + counts.completed + counts.failed,
         .work_waiting = queued > 0 || in_flight >= config_.responders,
         .status = fmt::format("{}: {} requests, {} in flight; deferred {} queued, {}/{} workers "
-                              "busy, {} completed, {} failed",
+                              "busy (max {}), {} completed, {} failed",
                               accepting_.load() ? "serving" : "stopping", stats_.total(), in_flight,
-                              queued, pool_.busy_workers(), config_.pool.workers, counts.completed,
-                              counts.failed),
+                              queued, pool_.busy_workers(), pool_.live_workers(),
+                              pool_.config().workers, counts.completed, counts.failed),
     };
 }
 

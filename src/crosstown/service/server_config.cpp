@@ -68,6 +68,20 @@ Overflow overflow(std::string_view text) {
     throw BadValue(fmt::format("'{}' is not one of block, caller_runs, reject, shed", text));
 }
 
+// "4..128" (elastic) or "16" (fixed).
+void worker_range(std::string_view text, PoolConfig& pool) {
+    const auto dots = text.find("..");
+    if (dots == std::string_view::npos) {
+        pool.workers = pool.min_workers = whole_number(text, 1, 4096);
+        return;
+    }
+    pool.min_workers = whole_number(text.substr(0, dots), 1, 4096);
+    pool.workers = whole_number(text.substr(dots + 2), 1, 4096);
+    if (pool.min_workers > pool.workers) {
+        throw BadValue(fmt::format("'{}': the minimum is above the maximum", text));
+    }
+}
+
 gid_t group_id(const std::string& name) {
     if (const group* found = ::getgrnam(name.c_str())) return found->gr_gid;
     throw BadValue(fmt::format("no such group '{}'", name));
@@ -130,7 +144,11 @@ po::options_description describe_options(const ProgramInfo& program) {
                           "group of a unix socket (the web server's, e.g. www-data)");
     add("backlog", std::to_string(d.backlog), "listen backlog");
     add("responders", std::to_string(d.responders), "threads serving requests");
-    add("workers", std::to_string(d.pool.workers), "pool threads running deferred callbacks");
+    add("workers", fmt::format("{}..{}", d.pool.min_workers, d.pool.workers),
+        "pool threads running deferred callbacks: MIN..MAX (more start while callbacks wait, "
+        "idle ones above MIN retire) or N (a fixed pool)");
+    add("worker-idle", format_duration(d.pool.idle_timeout),
+        "how long a worker above MIN waits for work before it retires");
     add("queue-capacity", std::to_string(d.pool.queue_capacity),
         "most callbacks waiting for a worker");
     add("overflow", std::string(overflow_name(d.pool.overflow)),
@@ -170,7 +188,8 @@ ServerConfig to_config(const po::variables_map& v) {
     take(v, "socket-group", [&](const std::string& s) { c.socket_group = group_id(s); });
     take(v, "backlog", [&](const std::string& s) { c.backlog = whole_number(s, 1, 65535); });
     take(v, "responders", [&](const std::string& s) { c.responders = whole_number(s, 1, 1024); });
-    take(v, "workers", [&](const std::string& s) { c.pool.workers = whole_number(s, 1, 4096); });
+    take(v, "workers", [&](const std::string& s) { worker_range(s, c.pool); });
+    take(v, "worker-idle", [&](const std::string& s) { c.pool.idle_timeout = parse_duration(s); });
     take(v, "queue-capacity",
          [&](const std::string& s) { c.pool.queue_capacity = whole_number(s, 1, 10'000'000); });
     take(v, "overflow", [&](const std::string& s) { c.pool.overflow = overflow(s); });

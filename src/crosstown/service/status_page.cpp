@@ -158,10 +158,14 @@ void pool_card(Out out, const json& doc) {
                    figure(doc, "requests.busy_responders"), figure(doc, "requests.responders"));
     fmt::format_to(out, "<tr><td colspan=2><meter min=0 max={} value={}></meter></td></tr>\n",
                    requests["responders"].dump(), requests["busy_responders"].dump());
+    // Against the workers alive now, which the next row marks.
     fmt::format_to(out, "<tr><th>workers busy</th><td>{} / {}</td></tr>\n",
-                   figure(doc, "pool.busy_workers"), figure(doc, "pool.workers"));
+                   figure(doc, "pool.busy_workers"), pool["workers"].dump());
     fmt::format_to(out, "<tr><td colspan=2><meter min=0 max={} value={}></meter></td></tr>\n",
                    pool["workers"].dump(), pool["busy_workers"].dump());
+    fmt::format_to(out, "<tr><th>workers alive (min..max)</th><td>{} ({}..{})</td></tr>\n",
+                   figure(doc, "pool.workers"), figure(doc, "pool.min_workers"),
+                   figure(doc, "pool.max_workers"));
     fmt::format_to(out, "<tr><th>queue</th><td>{} / {}</td></tr>\n",
                    figure(doc, "pool.queue_depth"), figure(doc, "pool.queue_capacity"));
     fmt::format_to(out,
@@ -274,9 +278,10 @@ std::string render_text(const json& doc) {
                    n(requests, "in_flight"), n(requests, "busy_responders"),
                    n(requests, "responders"));
     fmt::format_to(out, "handler   {}\n", percentiles_text(requests["handler"]));
-    fmt::format_to(out, "pool      workers {}/{} busy, queue {}/{}, overflow {}\n",
-                   n(pool, "busy_workers"), n(pool, "workers"), n(pool, "queue_depth"),
-                   n(pool, "queue_capacity"), pool["overflow"].get<std::string>());
+    fmt::format_to(out, "pool      workers {}/{} busy ({}..{}), queue {}/{}, overflow {}\n",
+                   n(pool, "busy_workers"), n(pool, "workers"), n(pool, "min_workers"),
+                   n(pool, "max_workers"), n(pool, "queue_depth"), n(pool, "queue_capacity"),
+                   pool["overflow"].get<std::string>());
     fmt::format_to(out,
                    "deferred  registered {} dispatched {} completed {} failed {} skipped {} "
                    "forgotten {} rejected {} abandoned {} shed {} slow {}\n",

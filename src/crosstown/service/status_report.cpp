@@ -20,6 +20,7 @@ StatusReport collect_status(const StatusSources& sources) {
         .handler_time = requests.handler_time(),
         .pool = pool.config(),
         .busy_workers = pool.busy_workers(),
+        .live_workers = pool.live_workers(),
         .queue_depth = pool.queue_depth(),
         .deferred = pool.counters().snapshot(),
         .slow_callbacks = pool.slow_callbacks(),

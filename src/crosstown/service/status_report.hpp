@@ -38,6 +38,7 @@ struct StatusReport {
     // The pool and its deferred callbacks.
     PoolConfig pool;
     unsigned busy_workers = 0;
+    unsigned live_workers = 0;
     std::size_t queue_depth = 0;
     DeferredCounts deferred;
     std::uint64_t slow_callbacks = 0;

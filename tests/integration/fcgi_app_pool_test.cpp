@@ -1,0 +1,71 @@
+// fcgi_app's elastic pool, with its defaults, behind a real nginx: the seed's example (100
+// phone calls of 300 ms) runs all at once, and once idle the workers retire and the process
+// is small again.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "support/app_checks.hpp"
+#include "support/nginx_stack.hpp"
+
+namespace crosstown::test {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+#ifdef CROSSTOWN_SANITIZED
+// Sanitizers make starting a thread many times slower; the bound then only checks that the
+// calls overlap (one round, not the seven that 16 workers would need).
+constexpr double kFanOutBoundMs = 1500;
+#else
+constexpr double kFanOutBoundMs = 400;  // 300 ms calls, all at once
+#endif
+
+// VmRSS of a process, in kB.
+long resident_kb(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string key;
+    while (status >> key) {
+        long kb = 0;
+        if (key == "VmRSS:" && status >> kb) return kb;
+        status.ignore(4096, '\n');
+    }
+    return -1;
+}
+
+json place_100_calls(const NginxStack& stack) {
+    const auto reply = http(stack.port(), "POST", "/calls?count=100&latency_ms=300");
+    EXPECT_EQ(reply.status, 202) << reply.body;
+    return wait_for_batch(stack, json::parse(reply.body)["batch"], kPatience);
+}
+
+TEST(ElasticPool, AHundredCallsOf300msEndWithin400msOfTheResponse) {
+    NginxStack stack;  // fcgi_app's defaults
+    const auto batch = place_100_calls(stack);
+    ASSERT_EQ(batch["placed"], 100) << batch.dump();
+    EXPECT_LE(batch["all_done_after_ms"].get<double>(), kFanOutBoundMs) << batch.dump();
+    EXPECT_GE(batch["all_done_after_ms"].get<double>(), 300) << "each call takes 300 ms";
+    EXPECT_GE(*metric(stack, "crosstown_pool_workers"), 100) << "the pool grew for them";
+}
+
+TEST(ElasticPool, IdleWorkersRetireAndTheProcessIsSmallAgain) {
+#ifdef CROSSTOWN_SANITIZED
+    GTEST_SKIP() << "a sanitizer's shadow memory makes resident size meaningless";
+#endif
+    NginxStack stack({"--worker-idle", "500ms"});
+    ASSERT_EQ(place_100_calls(stack)["placed"], 100);
+    EXPECT_TRUE(eventually([&] { return metric(stack, "crosstown_pool_workers") == 4; },
+                           kPatience, 50ms))
+        << "down to the minimum of 4";
+    const auto kb = resident_kb(stack.app().pid());
+    EXPECT_GT(kb, 0);
+    EXPECT_LT(kb, 12 * 1024) << "resident kB once idle";
+    std::cout << "fcgi_app resident once idle after 100 calls: " << kb << " kB\n";
+}
+
+}  // namespace
+}  // namespace crosstown::test
