@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <iostream>
@@ -254,6 +255,36 @@ TEST(Overload, ShedAnswers503WithRetryAfterAndAffectsNothingElse) {
     expect_identities(counts);
     EXPECT_EQ(counts.at("shed"), 1);
     EXPECT_EQ(counts.at("completed"), 4);
+}
+
+// Under block, the default, a saturated pool holds up the clients whose requests defer work
+// (at registration, before their responses), while requests that defer nothing are served at
+// once by the responder's spare threads; and nothing is lost.
+TEST(Overload, UnderBlockRequestsThatDeferNothingStayFastWhileThePoolIsSaturated) {
+    NginxStack stack({"--responders", "2", "--workers", "1", "--queue-capacity", "2"});
+    // Five clients posting 300 ms calls: one worker runs 3 a second, so the queue stays full
+    // and every poster waits for room. Without spares both responders would be waiting.
+    Load load(stack.port(), "/calls?count=1&latency_ms=300", 5);
+    ASSERT_TRUE(eventually(
+        [&] { return metric(stack, "crosstown_deferred_queue_depth") == 2; }, kPatience, 10ms));
+    std::vector<double> took_ms;
+    for (int i = 0; i < 20; ++i) {
+        const auto reply = stack.get("/hello");
+        EXPECT_EQ(reply.status, 200);
+        took_ms.push_back(std::chrono::duration<double, std::milli>(reply.took).count());
+        std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(metric(stack, "crosstown_deferred_queue_depth"), 2) << "still saturated";
+    load.finish();
+    std::sort(took_ms.begin(), took_ms.end());
+    EXPECT_LT(took_ms.back(), 150) << "the slowest GET /hello, ms; a call takes 300";
+    EXPECT_EQ(load.statuses(), std::set<int>{202});
+
+    stack.app().signal(SIGTERM);
+    EXPECT_EQ(stack.app().wait(30s), 0);
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("completed"), load.count(202)) << "every accepted call ran";
 }
 
 // How many entries /proc/PID/<what> has: "fd" (open descriptors) or "fn" (threads).

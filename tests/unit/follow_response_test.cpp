@@ -113,8 +113,32 @@ TEST_F(FollowResponse, ShedThrowsOverloadedWhenTheQueueHasNoRoom) {
     EXPECT_EQ(pool.counters().snapshot().registered, 2U);
 }
 
-TEST_F(FollowResponse, OtherPoliciesNeverShed) {
-    for (const auto overflow : {Overflow::block, Overflow::caller_runs, Overflow::reject}) {
+TEST_F(FollowResponse, BlockWaitsAtRegistrationWhileTheQueueIsFull) {
+    Pool pool({.workers = 1, .queue_capacity = 1, .overflow = Overflow::block});
+    set_process_pool(&pool);
+    test::Gate gate;
+    occupy(pool, gate, 1);  // full
+    std::atomic<bool> registered{false};
+    std::jthread handler([&] {
+        DeferredRegistry registry(kCap);
+        {
+            RequestScope scope(registry);
+            follow_response([] {});
+            registered = true;
+        }
+        registry.dispatch(pool, ok());
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(registered) << "the handler waits for room before its response";
+    gate.open();
+    ASSERT_TRUE(test::eventually([&] { return registered.load(); }));
+    handler.join();
+    pool.wait_idle();
+    EXPECT_EQ(pool.counters().snapshot().completed, 3U);
+}
+
+TEST_F(FollowResponse, CallerRunsAndRejectNeitherWaitNorShedAtRegistration) {
+    for (const auto overflow : {Overflow::caller_runs, Overflow::reject}) {
         Pool pool({.workers = 1, .queue_capacity = 1, .overflow = overflow});
         set_process_pool(&pool);
         test::Gate gate;

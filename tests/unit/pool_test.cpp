@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <crosstown/deferred/blocking_observer.hpp>
 #include <crosstown/deferred/pool.hpp>
 #include <latch>
 #include <memory>
@@ -246,6 +247,44 @@ TEST(Pool, ABurstOfSlowCallbacksRunsAllAtOnce) {
     }
     EXPECT_TRUE(test::eventually([&] { return most.load() == 100; })) << most.load();
     gate.open();
+    pool.wait_idle();
+}
+
+// Counts what the pool tells the waiting thread's observer.
+struct CountingObserver : detail::BlockingObserver {
+    std::atomic<int> blocked{0};
+    std::atomic<int> unblocked_count{0};
+    void blocking() override { ++blocked; }
+    void unblocked() override { ++unblocked_count; }
+};
+
+TEST(Pool, WaitForRoomReturnsAtOnceWhileTheQueueHasRoom) {
+    Pool pool({.workers = 1, .queue_capacity = 2});
+    CountingObserver observer;
+    detail::blocking_observer = &observer;
+    pool.wait_for_room();
+    detail::blocking_observer = nullptr;
+    EXPECT_EQ(observer.blocked, 0);
+}
+
+TEST(Pool, WaitForRoomWaitsWhileTheQueueIsFullAndTellsTheObserver) {
+    Pool pool({.workers = 1, .queue_capacity = 1});
+    Gate gate;
+    pool.submit(callback([&] { gate.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    pool.submit(callback([] {}));  // full
+    CountingObserver observer;
+    std::atomic<bool> returned{false};
+    std::jthread handler([&] {
+        detail::blocking_observer = &observer;
+        pool.wait_for_room();
+        returned = true;
+    });
+    ASSERT_TRUE(test::eventually([&] { return observer.blocked == 1; }));
+    EXPECT_FALSE(returned);
+    gate.open();  // the worker takes the queued callback: room
+    ASSERT_TRUE(test::eventually([&] { return returned.load(); }));
+    EXPECT_EQ(observer.unblocked_count, 1);
     pool.wait_idle();
 }
 

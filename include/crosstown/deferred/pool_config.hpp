@@ -16,7 +16,10 @@ namespace crosstown {
 
 // When the queue is full:
 enum class Overflow {
-    block,        // the responder waits for room: backpressure reaches nginx, nothing is lost
+    // Nothing is lost: a handler registering a callback while the queue is full waits for room
+    // (its client waits: backpressure), and a dispatch that finds no room waits for it. The
+    // server keeps serving requests that defer nothing with spare responder threads.
+    block,
     caller_runs,  // the responder runs the callback itself, after its response
     reject,       // dropped, counted and logged by name (opt-in loss)
     // Decided at registration instead: follow_response throws Overloaded while the handler can

@@ -53,18 +53,28 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
     }
 }
 
-// Overflow::shed decides here, while the handler can still answer 503, rather than at dispatch,
-// when the response has gone out and a callback that finds no room can only wait or be lost.
-// The request's earlier callbacks count too: they will need room at the same dispatch.
-void refuse_if_overloaded(const DeferredRegistry& registry, const DeferredOptions& options) {
+// A full queue is met here, at registration, while the handler can still answer, rather than
+// only at dispatch, when the response has gone out and holding the thread holds up everyone:
+// - shed: Overloaded, so the request gets a 503 (the request's earlier callbacks count too:
+//   they will need room at the same dispatch);
+// - block: the handler waits for room, so the client whose request defers work waits, and
+//   the responder serves others with a spare thread meanwhile (Pool::wait_for_room).
+void make_room(const DeferredRegistry& registry, const DeferredOptions& options) {
     Pool* pool = process_pool();
-    if (pool == nullptr || options.same_thread || pool->config().overflow != Overflow::shed) {
-        return;
+    if (pool == nullptr || options.same_thread) return;
+    switch (pool->config().overflow) {
+        case Overflow::shed:
+            if (pool->has_room_for(registry.callbacks().size() + 1)) return;
+            bump(pool->counters().shed);
+            throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
+                                         pool->queue_depth(), pool->config().queue_capacity));
+        case Overflow::block:
+            if (!pool->has_room_for(1)) pool->wait_for_room();
+            return;
+        case Overflow::caller_runs:
+        case Overflow::reject:
+            return;
     }
-    if (pool->has_room_for(registry.callbacks().size() + 1)) return;
-    bump(pool->counters().shed);
-    throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
-                                 pool->queue_depth(), pool->config().queue_capacity));
 }
 
 }  // namespace
@@ -87,7 +97,7 @@ void detail::remove_capture_target(CaptureTarget* target) {
 
 void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
     if (auto* registry = current_registry()) {
-        refuse_if_overloaded(*registry, options);
+        make_room(*registry, options);
         registry->add(std::move(options), std::move(fn));
         return;
     }

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/outcome_scope.hpp"
 #include "crosstown/observe/log.hpp"
 
@@ -115,10 +116,8 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
         if (waits_for_room(config_.overflow) && !own_worker) {
             if (wake) work_cv_.notify_one();
             if (!me) waiting_for_room_.push_back(&me.emplace());
-            me->cv.wait(lock, [&] {
-                return closed_ || (waiting_for_room_.front() == &*me &&
-                                   queue_.size() < config_.queue_capacity);
-            });
+            const detail::BlockingNotice notice;
+            me->cv.wait(lock, [&] { return closed_ || has_turn_and_room(*me); });
             continue;
         }
         lock.unlock();
@@ -132,6 +131,33 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
         callbacks = callbacks.subspan(1);
         lock.lock();
     }
+}
+
+// Overflow::block, at registration: while the queue is full a handler registering a callback
+// waits here, before its response, so the backpressure reaches the client whose request
+// defers work, not everyone behind it (the responder starts a spare thread for the others,
+// see BlockingObserver). It takes its turn in the same line as the dispatches waiting for room,
+// and leaves it without taking the room: its callbacks enter the queue at dispatch.
+void Pool::wait_for_room() {
+    if (worker_of == this) return;  // it would wait for itself
+    std::unique_lock lock(mutex_);
+    if (closed_ || (waiting_for_room_.empty() && queue_.size() < config_.queue_capacity)) return;
+    RoomWaiter me;
+    waiting_for_room_.push_back(&me);
+    {
+        const detail::BlockingNotice notice;
+        me.cv.wait(lock, [&] { return closed_ || has_turn_and_room(me); });
+    }
+    if (closed_) {
+        std::erase(waiting_for_room_, &me);
+        return;
+    }
+    leave_line();
+}
+
+// Requires mutex_.
+bool Pool::has_turn_and_room(const RoomWaiter& waiter) const {
+    return waiting_for_room_.front() == &waiter && queue_.size() < config_.queue_capacity;
 }
 
 // The first in line has queued all it had: the next one may go if room is left. Requires

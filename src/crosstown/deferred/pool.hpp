@@ -7,8 +7,10 @@
 //   Overflow decides: block (the submitter waits for room: backpressure, nothing lost),
 //   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged
 //   by name). A worker of this pool that submits to its own full queue under `block` runs the
-//   callback itself instead, since waiting could deadlock the pool. `shed` refuses callbacks
-//   at registration (follow_response, which asks has_room_for); here it waits as `block` does.
+//   callback itself instead, since waiting could deadlock the pool. Registration meets a full
+//   queue first (follow_response): `shed` refuses the callback there, `block` waits there
+//   (wait_for_room); here `shed` waits as `block` does. A thread about to wait for room tells
+//   its BlockingObserver (the responder, which starts a spare thread).
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
 //   callback's name, and counted as failed; the worker goes on.
@@ -75,6 +77,10 @@ class Pool {
     void submit(DeferredCallback callback);
     void submit_batch(std::vector<DeferredCallback> callbacks);
 
+    // Overflow::block: returns once the queue has room (at once when it has), in turn with the
+    // dispatches waiting for room. Called at registration, before the response.
+    void wait_for_room();
+
     // Runs a callback on the calling thread with the pool's isolation and accounting
     // (same_thread callbacks, Overflow::caller_runs). Its stop token never fires.
     void run_inline(DeferredCallback callback);
@@ -114,6 +120,8 @@ class Pool {
 
     void enqueue(std::span<DeferredCallback> callbacks);
     void leave_line();
+    struct RoomWaiter;
+    bool has_turn_and_room(const RoomWaiter& waiter) const;
     std::size_t push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now);
     bool claim_wake(std::size_t new_callbacks);
     void give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,

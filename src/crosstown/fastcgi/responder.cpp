@@ -123,8 +123,8 @@ Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestSta
         throw_errno("epoll_ctl");
     }
     try {
-        for (unsigned i = 0; i < config_.threads; ++i)
-            threads_.emplace_back([this] { thread_main(); });
+        std::lock_guard lock(threads_mutex_);
+        for (unsigned i = 0; i < config_.threads; ++i) start_thread(false);
     } catch (...) {
         stop();  // threads already started would otherwise wait forever in epoll_wait
         join();
@@ -149,18 +149,88 @@ void Responder::stop() {
     [[maybe_unused]] const auto n = ::write(stop_fd_, &one, sizeof one);
 }
 
+// Joins outside the lock: a thread may need it to leave. Once stopped no thread starts, so
+// the loop ends when a round finds none left.
 void Responder::join() {
-    for (auto& thread : threads_) {
-        if (thread.joinable()) thread.join();
+    for (;;) {
+        std::vector<std::jthread> threads;
+        {
+            std::lock_guard lock(threads_mutex_);
+            threads.swap(threads_);
+            left_.clear();
+        }
+        if (threads.empty()) return;
+        for (auto& thread : threads) {
+            if (thread.joinable()) thread.join();
+        }
     }
 }
 
-void Responder::thread_main() {
+// Requires threads_mutex_. Reuses the slot of a thread that left (joining it: it has ended,
+// or is about to, without the lock). Throws when the thread cannot start.
+void Responder::start_thread(bool spare) {
+    std::size_t slot = threads_.size();
+    if (!left_.empty()) {
+        slot = left_.back();
+        left_.pop_back();
+        if (threads_[slot].joinable()) threads_[slot].join();
+    } else {
+        threads_.emplace_back();
+    }
+    try {
+        threads_[slot] = std::jthread([this, slot, spare] { thread_main(slot, spare); });
+    } catch (...) {
+        left_.push_back(slot);
+        throw;
+    }
+    alive_.fetch_add(1);
+}
+
+// This thread is about to wait for room in the pool (called with the pool's lock held): if
+// fewer than config_.threads would be left to serve, start a spare.
+void Responder::blocking() {
+    blocked_.fetch_add(1);
+    if (serving() >= config_.threads) return;
+    std::lock_guard lock(threads_mutex_);
+    if (stopping_.load() || serving() >= config_.threads ||
+        alive_.load() >= config_.threads * kSpareFactor) {
+        return;
+    }
+    try {
+        start_thread(true);
+    } catch (const std::exception& e) {
+        log::warn("responder: cannot start a spare thread: {}", e.what());
+    }
+}
+
+void Responder::unblocked() { blocked_.fetch_sub(1); }
+
+// Threads free to serve: alive and not waiting for room.
+unsigned Responder::serving() const {
+    const auto alive = alive_.load();
+    const auto blocked = blocked_.load();
+    return alive > blocked ? alive - blocked : 0;
+}
+
+// Whether this thread leaves: true when more than config_.threads would be free to serve
+// without it. Cheap (one load) while no spare runs.
+bool Responder::leaves_as_surplus(std::size_t slot) {
+    if (alive_.load(std::memory_order_relaxed) <= config_.threads) return false;
+    std::lock_guard lock(threads_mutex_);
+    if (serving() <= config_.threads) return false;
+    alive_.fetch_sub(1);
+    left_.push_back(slot);
+    return true;
+}
+
+void Responder::thread_main(std::size_t slot, bool spare) {
+    detail::blocking_observer = this;
     FCGX_Request fcgi;
     // -1: libfcgi never accepts by itself; the responder hands it connections.
     FCGX_InitRequest(&fcgi, -1, 0);
-    started_.count_down();
+    if (!spare) started_.count_down();
     for (;;) {
+        if (leaves_as_surplus(slot)) break;
         epoll_event event{};
         const int n = ::epoll_wait(epoll_fd_, &event, 1, -1);
         if (n < 0 && errno == EINTR) continue;

@@ -13,6 +13,12 @@
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
 // and only then dispatch the request's deferred callbacks.
 //
+// A responder that waits for room in the pool's full queue (Overflow::block: at registration,
+// or at dispatch when room went to others meanwhile) does not count against the `threads`
+// serving: the responder starts a spare thread, up to 8 x `threads` in all, so requests that
+// defer nothing are served as fast as ever while the pool is saturated; spares leave once
+// `threads` others are free to serve again.
+//
 // Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
 // backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
 // hold a thread forever.
@@ -27,6 +33,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/fastcgi/web_server_addrs.hpp"
@@ -47,7 +54,7 @@ struct ResponderConfig {
     std::optional<WebServerAddrs> web_server_addrs;
 };
 
-class Responder {
+class Responder : private detail::BlockingObserver {
   public:
     // Starts the threads on `listen_fd` (non-blocking, already listening; not owned).
     // FCGX_Init() must have been called.
@@ -67,7 +74,14 @@ class Responder {
     unsigned busy() const { return busy_.load(std::memory_order_relaxed); }
 
   private:
-    void thread_main();
+    static constexpr unsigned kSpareFactor = 8;  // at most this times `threads` in all
+
+    void thread_main(std::size_t slot, bool spare);
+    bool leaves_as_surplus(std::size_t slot);
+    void start_thread(bool spare);
+    void blocking() override;
+    void unblocked() override;
+    unsigned serving() const;
     void accept_one(FCGX_Request& fcgi);
     void serve(FCGX_Request& fcgi, int fd);
     void handle(FCGX_Request& fcgi);
@@ -94,7 +108,11 @@ class Responder {
     std::mutex idle_mutex_;
     std::unordered_set<int> idle_;  // kept connections waiting in the epoll set
     std::latch started_;
-    std::vector<std::jthread> threads_;
+    std::atomic<unsigned> blocked_{0};  // threads waiting for room in the pool
+    std::atomic<unsigned> alive_{0};    // threads serving or blocked, not leaving
+    std::mutex threads_mutex_;          // starting, leaving and joining threads
+    std::vector<std::jthread> threads_;  // guarded by threads_mutex_; indexed by slot
+    std::vector<std::size_t> left_;      // guarded by threads_mutex_; slots whose thread left
 };
 
 }  // namespace crosstown

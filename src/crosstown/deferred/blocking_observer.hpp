@@ -1,0 +1,41 @@
+// crosstown::detail::BlockingObserver: told when a thread is about to wait for room in the
+// pool's full queue, and when the wait ends.
+//
+// The responder registers itself for each of its threads: a responder waiting for room then
+// does not count against those serving requests, and the responder starts a spare thread so
+// that requests which defer nothing are still served while the pool is saturated. The pool
+// calls the observer with its own lock held: an observer must be quick and must not call
+// into the pool.
+#pragma once
+
+namespace crosstown::detail {
+
+class BlockingObserver {
+  public:
+    virtual void blocking() = 0;
+    virtual void unblocked() = 0;
+
+  protected:
+    ~BlockingObserver() = default;
+};
+
+// The calling thread's observer; null (the default) for none.
+inline thread_local BlockingObserver* blocking_observer = nullptr;
+
+// Brackets one wait: tells this thread's observer, if any, at both ends.
+class BlockingNotice {
+  public:
+    BlockingNotice() : observer_(blocking_observer) {
+        if (observer_ != nullptr) observer_->blocking();
+    }
+    ~BlockingNotice() {
+        if (observer_ != nullptr) observer_->unblocked();
+    }
+    BlockingNotice(const BlockingNotice&) = delete;
+    BlockingNotice& operator=(const BlockingNotice&) = delete;
+
+  private:
+    BlockingObserver* observer_;
+};
+
+}  // namespace crosstown::detail
