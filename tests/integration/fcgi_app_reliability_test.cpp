@@ -274,10 +274,17 @@ TEST(Overload, UnderBlockRequestsThatDeferNothingStayFastWhileThePoolIsSaturated
         took_ms.push_back(std::chrono::duration<double, std::milli>(reply.took).count());
         std::this_thread::sleep_for(20ms);
     }
-    EXPECT_EQ(metric(stack, "crosstown_deferred_queue_depth"), 2) << "still saturated";
+    EXPECT_GE(metric(stack, "crosstown_deferred_queue_depth"), 1) << "still saturated";
     load.finish();
     std::sort(took_ms.begin(), took_ms.end());
-    EXPECT_LT(took_ms.back(), 150) << "the slowest GET /hello, ms; a call takes 300";
+    // Without spares a GET /hello waits for a 300 ms call (seconds, measured); sanitizers slow
+    // everything else down a few times.
+#ifdef CROSSTOWN_SANITIZED
+    constexpr double kSlowestMs = 250;
+#else
+    constexpr double kSlowestMs = 150;
+#endif
+    EXPECT_LT(took_ms.back(), kSlowestMs) << "the slowest GET /hello, ms";
     EXPECT_EQ(load.statuses(), std::set<int>{202});
 
     stack.app().signal(SIGTERM);

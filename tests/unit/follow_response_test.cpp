@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <crosstown/deferred/blocking_observer.hpp>
 #include <crosstown/deferred/deferred_registry.hpp>
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/deferred/process_pool.hpp>
@@ -119,7 +120,13 @@ TEST_F(FollowResponse, BlockWaitsAtRegistrationWhileTheQueueIsFull) {
     test::Gate gate;
     occupy(pool, gate, 1);  // full
     std::atomic<bool> registered{false};
+    struct Waits : detail::BlockingObserver {
+        std::atomic<int> count{0};
+        void blocking() noexcept override { ++count; }
+        void unblocked() noexcept override {}
+    } waits;
     std::jthread handler([&] {
+        detail::blocking_observer = &waits;
         DeferredRegistry registry(kCap);
         {
             RequestScope scope(registry);
@@ -128,7 +135,7 @@ TEST_F(FollowResponse, BlockWaitsAtRegistrationWhileTheQueueIsFull) {
         }
         registry.dispatch(pool, ok());
     });
-    std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(test::eventually([&] { return waits.count == 1; }));
     EXPECT_FALSE(registered) << "the handler waits for room before its response";
     gate.open();
     ASSERT_TRUE(test::eventually([&] { return registered.load(); }));

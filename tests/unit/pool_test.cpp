@@ -254,8 +254,8 @@ TEST(Pool, ABurstOfSlowCallbacksRunsAllAtOnce) {
 struct CountingObserver : detail::BlockingObserver {
     std::atomic<int> blocked{0};
     std::atomic<int> unblocked_count{0};
-    void blocking() override { ++blocked; }
-    void unblocked() override { ++unblocked_count; }
+    void blocking() noexcept override { ++blocked; }
+    void unblocked() noexcept override { ++unblocked_count; }
 };
 
 TEST(Pool, WaitForRoomReturnsAtOnceWhileTheQueueHasRoom) {

@@ -1,6 +1,9 @@
 // crosstown::detail::BlockingObserver: told when a thread is about to wait for room in the
 // pool's full queue, and when the wait ends.
 //
+// Caution for handlers: under Overflow::block, follow_response may wait for room. A handler
+// that holds a lock its own callbacks take, while it registers them, can deadlock with them.
+//
 // The responder registers itself for each of its threads: a responder waiting for room then
 // does not count against those serving requests, and the responder starts a spare thread so
 // that requests which defer nothing are still served while the pool is saturated. The pool
@@ -12,8 +15,9 @@ namespace crosstown::detail {
 
 class BlockingObserver {
   public:
-    virtual void blocking() = 0;
-    virtual void unblocked() = 0;
+    // Must not throw: the pool calls them with a waiter in its line.
+    virtual void blocking() noexcept = 0;
+    virtual void unblocked() noexcept = 0;
 
   protected:
     ~BlockingObserver() = default;

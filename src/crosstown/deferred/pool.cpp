@@ -298,8 +298,13 @@ bool Pool::start_worker() {
     try {
         workers_[slot] = std::jthread(
             [this, slot](std::stop_token stop) { worker_loop(std::move(stop), slot); });
-    } catch (const std::system_error& e) {
-        log::warn("deferred pool: cannot start a worker ({}); going on with {}", e.what(), live_);
+    } catch (const std::exception& e) {
+        // Never unwind from here: a submitter may be in the line for room.
+        try {
+            log::warn("deferred pool: cannot start a worker ({}); going on with {}", e.what(),
+                      live_);
+        } catch (...) {
+        }
         return false;
     }
     free_slots_.pop_back();

@@ -188,22 +188,26 @@ void Responder::start_thread(bool spare) {
 
 // This thread is about to wait for room in the pool (called with the pool's lock held): if
 // fewer than config_.threads would be left to serve, start a spare.
-void Responder::blocking() {
+// Decided under threads_mutex_, which a thread leaving as surplus also takes: checked outside
+// it, a leaving thread and a blocking one could each see the other's old count, and neither
+// start a spare nor stay. The thread starts under the pool's lock (the observer's caller): a
+// cost paid once per spare, not per request.
+void Responder::blocking() noexcept {
     blocked_.fetch_add(1);
-    if (serving() >= config_.threads) return;
-    std::lock_guard lock(threads_mutex_);
-    if (stopping_.load() || serving() >= config_.threads ||
-        alive_.load() >= config_.threads * kSpareFactor) {
-        return;
-    }
     try {
+        std::lock_guard lock(threads_mutex_);
+        if (stopping_.load() || serving() >= config_.threads ||
+            alive_.load() >= config_.threads * kSpareFactor) {
+            return;
+        }
         start_thread(true);
-    } catch (const std::exception& e) {
-        log::warn("responder: cannot start a spare thread: {}", e.what());
+    } catch (...) {
+        // No spare (EAGAIN under TasksMax, say): the others serve on; the pool's wait must not
+        // unwind.
     }
 }
 
-void Responder::unblocked() { blocked_.fetch_sub(1); }
+void Responder::unblocked() noexcept { blocked_.fetch_sub(1); }
 
 // Threads free to serve: alive and not waiting for room.
 unsigned Responder::serving() const {

@@ -79,8 +79,8 @@ class Responder : private detail::BlockingObserver {
     void thread_main(std::size_t slot, bool spare);
     bool leaves_as_surplus(std::size_t slot);
     void start_thread(bool spare);
-    void blocking() override;
-    void unblocked() override;
+    void blocking() noexcept override;
+    void unblocked() noexcept override;
     unsigned serving() const;
     void accept_one(FCGX_Request& fcgi);
     void serve(FCGX_Request& fcgi, int fd);
