@@ -68,30 +68,40 @@ void serve_requests(Pool& pool, Slots& slots, int producer) {
     }
 }
 
+// kProducers threads serving requests into `pool`; joined when the vector is cleared or gone.
+std::vector<std::jthread> start_producers(Pool& pool, Slots& slots) {
+    std::vector<std::jthread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+        producers.emplace_back([&pool, &slots, p] { serve_requests(pool, slots, p); });
+    }
+    return producers;
+}
+
+// How many callbacks ran; a callback that ran twice fails the test.
+std::uint64_t ran_once(const Slots& slots) {
+    std::uint64_t ran = 0;
+    for (const auto& runs : slots.runs) {
+        EXPECT_LE(runs.load(), 1U);
+        ran += runs.load();
+    }
+    return ran;
+}
+
 class PoolStress : public ::testing::TestWithParam<Overflow> {};
 
 TEST_P(PoolStress, EveryCallbackRunsAtMostOnceAndTheCountsAddUp) {
     test::LogCapture quiet;  // reject logs each dropped callback
     Slots slots(static_cast<std::size_t>(kProducers) * kPerProducer);
     Pool pool({.workers = 4, .queue_capacity = 64, .overflow = GetParam()});
-    {
-        std::vector<std::jthread> producers;
-        for (int p = 0; p < kProducers; ++p) {
-            producers.emplace_back([&, p] { serve_requests(pool, slots, p); });
-        }
-    }
+    start_producers(pool, slots).clear();  // joins
     const auto report = pool.drain(std::chrono::seconds(60));
     EXPECT_TRUE(report.finished_in_time);
 
-    std::uint64_t ran_once = 0;
-    for (const auto& runs : slots.runs) {
-        ASSERT_LE(runs.load(), 1U);
-        ran_once += runs.load();
-    }
+    const auto ran = ran_once(slots);
     const auto counts = pool.counters().snapshot();
     EXPECT_TRUE(counts.balanced()) << counts.summary();
     EXPECT_EQ(counts.registered, slots.runs.size()) << counts.summary();
-    EXPECT_EQ(counts.completed, ran_once) << counts.summary();
+    EXPECT_EQ(counts.completed, ran) << counts.summary();
     EXPECT_EQ(counts.failed, 0U);
     EXPECT_EQ(counts.abandoned, 0U);
     if (GetParam() != Overflow::reject) {
@@ -108,21 +118,11 @@ TEST(PoolStress, AnElasticPoolGrowingAndShrinkingKeepsEveryPromise) {
     Slots slots(static_cast<std::size_t>(kProducers) * kPerProducer);
     Pool pool({.workers = 16, .min_workers = 1, .idle_timeout = std::chrono::milliseconds(2),
                .queue_capacity = 64});
-    {
-        std::vector<std::jthread> producers;
-        for (int p = 0; p < kProducers; ++p) {
-            producers.emplace_back([&, p] { serve_requests(pool, slots, p); });
-        }
-    }
+    start_producers(pool, slots).clear();  // joins
     EXPECT_TRUE(pool.drain(std::chrono::seconds(60)).finished_in_time);
-    std::uint64_t ran_once = 0;
-    for (const auto& runs : slots.runs) {
-        ASSERT_LE(runs.load(), 1U);
-        ran_once += runs.load();
-    }
     const auto counts = pool.counters().snapshot();
     EXPECT_TRUE(counts.balanced()) << counts.summary();
-    EXPECT_EQ(counts.completed, ran_once) << counts.summary();
+    EXPECT_EQ(counts.completed, ran_once(slots)) << counts.summary();
     EXPECT_EQ(counts.completed, counts.dispatched) << counts.summary();
 }
 
@@ -135,10 +135,7 @@ TEST(PoolStress, DrainingWhileTheElasticPoolGrows) {
     Slots slots(static_cast<std::size_t>(kProducers) * kPerProducer);
     Pool pool({.workers = 32, .min_workers = 1, .idle_timeout = std::chrono::milliseconds(2),
                .queue_capacity = 64});
-    std::vector<std::jthread> producers;
-    for (int p = 0; p < kProducers; ++p) {
-        producers.emplace_back([&, p] { serve_requests(pool, slots, p); });
-    }
+    auto producers = start_producers(pool, slots);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto report = pool.drain(std::chrono::milliseconds(0));
     producers.clear();  // they go on submitting into the drained pool: abandoned at once
@@ -146,9 +143,7 @@ TEST(PoolStress, DrainingWhileTheElasticPoolGrows) {
     EXPECT_EQ(pool.live_workers(), 0U) << "every worker joined";
     const auto counts = pool.counters().snapshot();
     EXPECT_TRUE(counts.balanced()) << counts.summary();
-    std::uint64_t ran_once = 0;
-    for (const auto& runs : slots.runs) ran_once += runs.load();
-    EXPECT_EQ(counts.completed, ran_once) << counts.summary();
+    EXPECT_EQ(counts.completed, ran_once(slots)) << counts.summary();
     log::set_sink(nullptr);
 }
 
