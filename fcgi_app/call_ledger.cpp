@@ -78,4 +78,10 @@ std::shared_ptr<const CallBatch> CallLedger::find(std::string_view id) const {
     return it == batches_.end() ? nullptr : it->second;
 }
 
+std::shared_ptr<CallBatch> CallLedger::find_to_report(std::string_view id) {
+    std::lock_guard lock(mutex_);
+    const auto it = batches_.find(std::string(id));
+    return it == batches_.end() ? nullptr : it->second;
+}
+
 }  // namespace fcgi_app

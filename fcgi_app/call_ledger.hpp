@@ -62,6 +62,8 @@ class CallLedger {
     std::shared_ptr<CallBatch> open(std::uint64_t count);
     // nullptr for an unknown or forgotten batch.
     std::shared_ptr<const CallBatch> find(std::string_view id) const;
+    // The same, for a durable call that reports to its batch.
+    std::shared_ptr<CallBatch> find_to_report(std::string_view id);
 
   private:
     const std::size_t capacity_;

@@ -7,6 +7,7 @@
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/deferred/response_outcome.hpp>
 #include <crosstown/http/http_error.hpp>
+#include <crosstown/jobs/follow_response_durably.hpp>
 #include <crosstown/server.hpp>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -83,12 +84,30 @@ CallFaults call_faults(const Request& req, std::size_t max_calls) {
     return faults;
 }
 
+// Durable calls: a payload each, committed before the response.
+void register_durable_calls(const CallBatch& batch, std::uint64_t count, std::uint64_t latency_ms,
+                            std::uint64_t fail_first) {
+    const auto id = batch.view().id;
+    for (std::uint64_t i = 1; i <= count; ++i) {
+        crosstown::follow_response_durably(
+            "place-call",
+            nlohmann::json{
+                {"batch", id}, {"call", i}, {"latency_ms", latency_ms}, {"fail_first", fail_first}}
+                .dump());
+    }
+}
+
 void post_calls(const App& app, Request& req, Response& res) {
     const auto count = number(req, "count", 1, 1, app.max_calls);
-    const auto latency =
-        std::chrono::milliseconds(number(req, "latency_ms", 100, 0, kMaxLatencyMs));
+    const auto latency_ms = number(req, "latency_ms", 100, 0, kMaxLatencyMs);
+    const auto latency = std::chrono::milliseconds(latency_ms);
     const auto faults = call_faults(req, app.max_calls);
     auto batch = app.ledger.open(count);
+    if (number(req, "durable", 0, 0, 1) == 1) {
+        register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100));
+        res.status(202).json(nlohmann::json{{"batch", batch->view().id}, {"count", count}}.dump());
+        return;
+    }
     for (std::uint64_t i = 1; i <= count; ++i) {
         const bool fails = faults.fail_every > 0 && i % faults.fail_every == 0;
         // Named, so that a call lost at shutdown is named in the log.
@@ -126,7 +145,43 @@ void get_batch(const App& app, Request& req, Response& res) {
     res.json(body.dump());
 }
 
+// A durable call: the first `fail_first` attempts fail; a placed one goes to the witness.
+void place_durable_call(CallLedger& ledger, const Witness& witness, const crosstown::Job& job,
+                        std::stop_token stop) {
+    const auto payload = nlohmann::json::parse(job.payload);
+    const auto batch_id = payload.at("batch").get<std::string>();
+    const auto call = payload.at("call").get<std::uint64_t>();
+    const auto latency = std::chrono::milliseconds(payload.at("latency_ms").get<std::uint64_t>());
+    const auto batch = ledger.find_to_report(batch_id);  // gone after a restart: only the witness
+    const auto* outcome = crosstown::current_response_outcome();
+    if (batch && job.attempt == 1) {
+        batch->call_started(outcome != nullptr ? outcome->finished_at : Clock::now(), Clock::now());
+    }
+    const bool fails = job.attempt <= payload.value("fail_first", 0U);
+    if (!wait_for(latency, stop)) {
+        throw std::runtime_error(fmt::format("call {} of {} cut short", call, batch_id));
+    }
+    if (fails) {
+        throw std::runtime_error(fmt::format("call {} of {} failed (simulated), attempt {}", call,
+                                             batch_id, job.attempt));
+    }
+    witness.record(batch_id, call, job.id, job.attempt);
+    if (batch) batch->call_ended(true, Clock::now());
+}
+
 }  // namespace
+
+void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness) {
+    kinds.define("place-call",
+                 {.max_attempts = 5,
+                  .backoff = std::chrono::milliseconds(200),
+                  .max_backoff = std::chrono::seconds(5),
+                  .timeout = std::chrono::seconds(70),
+                  .concurrency = 64},
+                 [&ledger, &witness](const crosstown::Job& job, std::stop_token stop) {
+                     place_durable_call(ledger, witness, job, std::move(stop));
+                 });
+}
 
 void add_routes(crosstown::Router& router, const App& app) {
     router.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });

@@ -7,6 +7,11 @@
 //                        for tests and demonstrations: every K-th call throws (a
 //                        std::runtime_error, or an int), and ignore_stop=1 calls sleep through
 //                        the drain deadline.
+//   POST /calls?count=N&latency_ms=M&durable=1&fail_first=F
+//                        202 as above, but the calls are durable jobs of kind place-call
+//                        (needs --journal): committed before the response, placed after it,
+//                        kept across crashes and restarts. Each call's first F attempts fail,
+//                        to show retries. A placed call is appended to the --witness file.
 //   GET  /calls/{batch}  what became of a batch (404 once forgotten)
 //   GET  /fail[?kind=int] always throws (an int with kind=int): a 500 naming the request id,
 //                        and the process serves on
@@ -16,11 +21,13 @@
 #pragma once
 
 #include <crosstown/http/router.hpp>
+#include <crosstown/jobs/job_kinds.hpp>
 #include <cstddef>
 #include <functional>
 #include <string>
 
 #include "call_ledger.hpp"
+#include "witness.hpp"
 
 namespace fcgi_app {
 
@@ -33,5 +40,9 @@ struct App {
 };
 
 void add_routes(crosstown::Router& router, const App& app);
+
+// The durable kind behind POST /calls?durable=1: a simulated phone call that reports to the
+// ledger (while the batch is known to this process) and, once placed, to the witness.
+void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness);
 
 }  // namespace fcgi_app

@@ -3,8 +3,8 @@
 # belongs to the layer of its folder (the top-level headers server.hpp, server_config.hpp and
 # crosstown.hpp belong to service), and may include crosstown headers of its own layer or a
 # lower one:
-#     detail < observe < deferred < http < fastcgi < service
-# testing sits beside them: it may include deferred, http, observe, detail and testing, and no
+#     detail < observe < deferred < jobs < http < fastcgi < service
+# testing sits beside them: it may include deferred, jobs, http, observe, detail and testing, and no
 # other layer may include testing.
 # Public headers (include/crosstown/**) must also stay installable on their own: they may
 # include only other public headers, never a private one (a header found only under
@@ -22,8 +22,8 @@ for dir in include/crosstown src/crosstown; do
 done
 
 # The rank of each ordered layer; testing has none, it is handled on its own.
-declare -A rank=([detail]=0 [observe]=1 [deferred]=2 [http]=3 [fastcgi]=4 [service]=5)
-testing_may_include=" detail observe deferred http testing "
+declare -A rank=([detail]=0 [observe]=1 [deferred]=2 [jobs]=3 [http]=4 [fastcgi]=5 [service]=6)
+testing_may_include=" detail observe deferred jobs http testing "
 
 # The layer of a path relative to crosstown/ (a file's or an included header's), or "".
 layer_of() {

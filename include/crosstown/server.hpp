@@ -18,7 +18,14 @@
 //     "deferred registered=N dispatched=N completed=N failed=N ...", and return 0 only when
 //     nothing was abandoned or rejected. Callbacks that ignore their stop token past the
 //     deadline make the process leave with _exit(1) rather than hang.
+//     With a journal, durable jobs not finished by then stay in it ("jobs ... kept=N" in the
+//     log) and do not change the exit code. A second SIGTERM/SIGINT during the drain cuts it
+//     short: queued callbacks are abandoned at once, running ones see their stop tokens, and
+//     durable jobs are kept.
 //   - SIGHUP: logged and ignored (there is nothing to reload; restart the service).
+// With --journal, run() first claims and opens the journal and queues its jobs again (before
+// READY=1); a journal another live process owns, or that is corrupt, foreign or cannot be
+// created, makes run() return 2 with a message naming the file.
 // One Server per process: constructing a second while one exists throws std::logic_error.
 // Add routes before run(), from the thread that made the Server; the other accessors may be
 // called from any thread while it runs. The constructor throws std::logic_error for a second
@@ -31,6 +38,7 @@
 
 #include "crosstown/deferred/deferred_counts.hpp"
 #include "crosstown/http/router.hpp"
+#include "crosstown/jobs/job_kinds.hpp"
 #include "crosstown/server_config.hpp"
 
 namespace crosstown {
@@ -47,8 +55,12 @@ class Server {
 
     Router& router();
     const ServerConfig& config() const;
+    // The kinds of durable jobs (follow_response_durably). Define them before run(), and only
+    // with a journal (config().journal): run() refuses kinds without one (exit 2).
+    JobKinds& jobs();
 
-    // Serves until SIGTERM/SIGINT; returns the process's exit code (2: cannot listen).
+    // Serves until SIGTERM/SIGINT; returns the process's exit code (2: cannot listen, or the
+    // journal cannot be used).
     int run();
 
     // True while run() serves: from when every responder waits for connections (the moment

@@ -15,12 +15,15 @@
 #include <chrono>
 #include <cstddef>
 #include <iosfwd>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crosstown/deferred/pool_config.hpp"
 #include "crosstown/http/request_limits.hpp"
+#include "crosstown/jobs/journal_config.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -48,12 +51,25 @@ struct ServerConfig {
     // ("127.0.0.1, ::1"). Empty: whoever reaches the socket. parse_server_config reads it from
     // the environment and refuses a bad one.
     std::string web_server_addrs;
+    // Durable jobs: the journal's path (empty: off) and how hard each commit is synced.
+    JournalConfig journal;
+    // The values of the application's own options (ProgramInfo::app_options), by name; an
+    // option not given is absent.
+    std::map<std::string, std::string, std::less<>> app_options;
+};
+
+// An option of the application's own, parsed beside the server's (--NAME VALUE, or
+// "NAME = value" in --config) into ServerConfig::app_options.
+struct AppOption {
+    std::string name;
+    std::string help;
 };
 
 struct ProgramInfo {
     std::string_view name;
     std::string_view version;
     std::string_view summary = "a FastCGI application server behind nginx";
+    std::vector<AppOption> app_options = {};
 };
 
 struct ParsedConfig {

@@ -35,8 +35,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         {"DOCUMENT_URI",
          space == std::string_view::npos ? "/" : std::string(request.substr(space + 1))}};
     crosstown::DeferredRegistry deferred(crosstown::RequestLimits{}.max_deferred_per_request);
+    crosstown::JobBatch jobs(nullptr, 1);
     const auto exchange = crosstown::run_exchange(
-        router, std::move(cgi), [](char*, std::size_t) { return std::size_t{0}; }, {}, deferred);
+        router, std::move(cgi), [](char*, std::size_t) { return std::size_t{0}; }, {}, deferred,
+        jobs);
     const int status = exchange.response.status();
     if (status != 200 && status != 400 && status != 404 && status != 405) std::abort();
     return 0;

@@ -72,11 +72,12 @@ class ExchangeTest : public ::testing::Test {
 
     Exchange run(Fields fields, Body body = {}) {
         body_ = std::move(body);
-        return run_exchange(router_, std::move(fields), body_.reader(), limits_, deferred_);
+        return run_exchange(router_, std::move(fields), body_.reader(), limits_, deferred_, jobs_);
     }
 
     ~ExchangeTest() override { deferred_.take(); }
 
+    JobBatch jobs_{nullptr, 16};
     Router router_;
     RequestLimits limits_{.max_body = 16, .max_deferred_per_request = 5};
     DeferredRegistry deferred_{5};

@@ -26,11 +26,17 @@ enum class Overflow {
     // still answer, and the request gets a 503 with Retry-After. Should the queue fill up between
     // registration and dispatch anyway, the dispatch waits for room as under block.
     shed,
+    // For durable jobs (follow_response_durably): a handler registering one never waits for
+    // room, since the job is on disk once committed; it waits in the journal's runner until the
+    // queue has room. In-memory callbacks are treated as under block. (Under the other
+    // policies, a durable job's registration waits for room as a callback's does under block;
+    // once committed, no durable job ever makes a responder wait.)
+    spill,
 };
 
-// "block", "caller_runs", "reject", "shed": the option's spelling.
+// "block", "caller_runs", "reject", "shed", "spill": the option's spelling.
 constexpr std::string_view overflow_name(Overflow overflow) {
-    constexpr std::string_view names[] = {"block", "caller_runs", "reject", "shed"};
+    constexpr std::string_view names[] = {"block", "caller_runs", "reject", "shed", "spill"};
     return names[static_cast<int>(overflow)];
 }
 

@@ -19,6 +19,7 @@
 #include "crosstown/deferred/callback.hpp"
 #include "crosstown/deferred/deferred_options.hpp"
 #include "crosstown/deferred/follow_response.hpp"
+#include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/http/fields.hpp"
 
 namespace crosstown {
@@ -66,6 +67,11 @@ class Request {
     template <deferred_callable F>
     void follow_response(F&& fn) {
         crosstown::follow_response(std::forward<F>(fn));
+    }
+    // The explicit spelling of crosstown::follow_response_durably.
+    void follow_response_durably(std::string_view kind, std::string payload,
+                                 DurableOptions options = {}) {
+        crosstown::follow_response_durably(kind, std::move(payload), std::move(options));
     }
 
   private:

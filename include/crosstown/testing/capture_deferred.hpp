@@ -20,7 +20,13 @@
 
 #include "crosstown/deferred/deferred_options.hpp"
 
+namespace crosstown {
+class JobKinds;
+}
+
 namespace crosstown::testing {
+
+struct CapturedJob;
 
 // A registration as captured: what the handler (or helper) asked for, not yet run.
 struct CapturedRegistration {
@@ -57,6 +63,12 @@ class CaptureDeferred {
     // Runs what was captured, synchronously on this thread, in order, gated on `status` as after
     // a response, each callback isolated as on the pool; empties the capture.
     RunReport run(int status = 200, bool delivered = true);
+    // Durable jobs registered outside any request (crosstown::follow_response_durably), and a
+    // run of them through `kinds` gated on `status` (see run_jobs in captured_job.hpp, which
+    // declares CapturedJob); the run empties them.
+    std::vector<CapturedJob> jobs() const;
+    RunReport run_jobs(const JobKinds& kinds, int status = 200);
+    // Drops the captured callbacks and jobs.
     void clear();
 
   private:

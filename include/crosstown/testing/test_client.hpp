@@ -26,6 +26,7 @@
 #include "crosstown/http/request_limits.hpp"
 #include "crosstown/http/router.hpp"
 #include "crosstown/testing/capture_deferred.hpp"
+#include "crosstown/testing/captured_job.hpp"
 
 namespace crosstown::testing {
 
@@ -41,6 +42,9 @@ struct TestResponse {
 
 struct TestClientOptions {
     RequestLimits limits;
+    // When set, a durable job of a kind not defined there fails in the handler (a 500), as in
+    // production; when not, every durable job is captured.
+    const JobKinds* job_kinds = nullptr;
     bool run_deferred_after_each_response = false;
 };
 
@@ -64,6 +68,10 @@ class TestClient {
     std::vector<CapturedRegistration> deferred() const;
     // Runs them in order, each gated on its own response; empties the capture.
     RunReport run_deferred();
+    // Durable jobs captured, with their responses' statuses, not run yet, oldest first.
+    const std::vector<CapturedJob>& durable_jobs() const { return jobs_; }
+    // Runs those whose gate passed their response through `kinds`; empties the capture.
+    RunReport run_durable_jobs(const JobKinds& kinds);
     // What the automatic runs did (run_deferred_after_each_response), added up.
     const RunReport& automatic_runs() const { return automatic_; }
 
@@ -73,6 +81,7 @@ class TestClient {
     const Router& router_;
     TestClientOptions options_;
     std::vector<Pending> pending_;  // complete in the .cpp, where the special members are
+    std::vector<CapturedJob> jobs_;
     RunReport automatic_;
 };
 

@@ -18,6 +18,9 @@ struct DeferredCallback {
     std::string name;                                 // for logs; may be empty
     std::shared_ptr<const ResponseOutcome> outcome;   // null when no request is behind it
     std::chrono::steady_clock::time_point queued_at;  // set by the pool
+    // An attempt of a durable job: its runner counts it (JobCounts), not DeferredCounters, and
+    // when the pool gives it up (drained) the job simply stays in the journal.
+    bool durable_job = false;
 };
 
 }  // namespace crosstown

@@ -69,6 +69,7 @@ void make_room(const DeferredRegistry& registry, const DeferredOptions& options)
             throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
                                          pool->queue_depth(), pool->config().queue_capacity));
         case Overflow::block:
+        case Overflow::spill:
             if (!pool->has_room_for(1)) pool->wait_for_room();
             return;
         case Overflow::caller_runs:

@@ -29,8 +29,15 @@ std::string_view name_of(const DeferredCallback& callback) {
 }
 
 // Under shed the callback passed registration: it is owed a run, so its dispatch waits.
+// Under spill an in-memory callback waits as under block (only durable jobs spill).
 bool waits_for_room(Overflow overflow) {
-    return overflow == Overflow::block || overflow == Overflow::shed;
+    return overflow == Overflow::block || overflow == Overflow::shed || overflow == Overflow::spill;
+}
+
+// Callbacks that DeferredCounters count: all but durable jobs' attempts.
+std::uint64_t counted(std::span<const DeferredCallback> callbacks) {
+    return static_cast<std::uint64_t>(
+        std::ranges::count_if(callbacks, [](const auto& c) { return !c.durable_job; }));
 }
 
 // A far-off time point instead of an overflowing now() + Duration::max().
@@ -90,7 +97,7 @@ void Pool::submit_batch(std::vector<DeferredCallback> callbacks) { enqueue(callb
 // made for the first. Without that, under saturation the same request could be overtaken again
 // and again; with it, a request waits about as long as the line ahead of it.
 void Pool::enqueue(std::span<DeferredCallback> callbacks) {
-    bump(counters_.dispatched, callbacks.size());
+    bump(counters_.dispatched, counted(callbacks));
     const auto now = Clock::now();
     const bool own_worker = worker_of == this;  // never waits: it would wait for itself
     std::optional<RoomWaiter> me;               // made only when this submitter has to wait
@@ -194,22 +201,23 @@ bool Pool::claim_wake(std::size_t new_callbacks) {
 
 void Pool::give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
                    std::string_view why) {
-    bump(counter, callbacks.size());
+    bump(counter, counted(callbacks));
     for (const auto& callback : callbacks) {
+        if (callback.durable_job) continue;  // it stays in the journal, counted there as kept
         log::warn("deferred callback {} of request {} not run: {}", name_of(callback),
                   request_id_of(callback), why);
     }
 }
 
 void Pool::run_inline(DeferredCallback callback) {
-    bump(counters_.dispatched);
+    if (!callback.durable_job) bump(counters_.dispatched);
     run_inline_counted(callback);
 }
 
 void Pool::run_inline_counted(DeferredCallback& callback) {
     auto clock = Clock::now();
     const auto result = run_callback(callback, std::stop_token{}, stats_[config_.workers], clock);
-    bump(result == Result::completed ? counters_.completed : counters_.failed);
+    if (!callback.durable_job) bump(result == Result::completed ? counters_.completed : counters_.failed);
 }
 
 void Pool::worker_loop(std::stop_token stop, unsigned slot) {
@@ -244,13 +252,14 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
         // start.
         if (will_wait) clock = Clock::now();
         const auto result = run_callback(callback, stop, stats, clock);
+        const bool counted = !callback.durable_job;
         callback =
             DeferredCallback{};  // release the callable and the request's data outside the lock
 
         lock.lock();
         --busy_;
         publish_sizes();
-        if (!accounting_closed_) {
+        if (!accounting_closed_ && counted) {
             bump(result == Result::completed ? counters_.completed : counters_.failed);
         }
         if (waiting_for_idle_ > 0 && busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
@@ -379,6 +388,14 @@ std::optional<std::string> detail::run_isolated(DeferredCallback& callback, std:
     return error;
 }
 
+void Pool::cut_drain_short() {
+    {
+        std::lock_guard lock(mutex_);
+        cut_short_ = true;
+    }
+    idle_cv_.notify_all();
+}
+
 void Pool::wait_idle() {
     std::unique_lock lock(mutex_);
     ++waiting_for_idle_;
@@ -391,8 +408,10 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
     if (drained_) return {};
     DrainReport report;
     ++waiting_for_idle_;
-    report.finished_in_time = idle_cv_.wait_until(lock, deadline_from_now(timeout),
-                                                  [&] { return queue_.empty() && busy_ == 0; });
+    report.finished_in_time =
+        idle_cv_.wait_until(lock, deadline_from_now(cut_short_ ? Duration::zero() : timeout),
+                            [&] { return cut_short_ || (queue_.empty() && busy_ == 0); }) &&
+        queue_.empty() && busy_ == 0;
     std::vector<DeferredCallback> left(std::make_move_iterator(queue_.begin()),
                                        std::make_move_iterator(queue_.end()));
     queue_.clear();

@@ -89,6 +89,9 @@ class Pool {
     void wait_idle();
 
     DrainReport drain(Duration timeout, Duration grace = std::chrono::seconds(1));
+    // Makes a drain under way (or the next one) stop waiting for the queue at once: what is
+    // queued is abandoned and running callbacks see their stop tokens (a second SIGTERM).
+    void cut_drain_short();
 
     DeferredCounters& counters() { return counters_; }
     const DeferredCounters& counters() const { return counters_; }
@@ -168,6 +171,7 @@ class Pool {
     bool closed_ = false;             // guarded by mutex_; set by drain: no new work
     bool accounting_closed_ = false;  // guarded by mutex_; stuck callbacks were counted abandoned
     bool drained_ = false;            // guarded by mutex_
+    bool cut_short_ = false;          // guarded by mutex_; see cut_drain_short()
     // One slot per possible worker: a thread, or an empty jthread when the slot is free.
     std::vector<std::jthread> workers_;  // guarded by mutex_
     std::vector<unsigned> free_slots_;   // guarded by mutex_

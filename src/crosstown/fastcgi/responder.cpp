@@ -104,10 +104,11 @@ std::string describe_peer(int fd, const sockaddr_storage& peer) {
 }  // namespace
 
 Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
-                     ResponderConfig config)
+                     ResponderConfig config, JobRunner* jobs)
     : listen_fd_(listen_fd),
       router_(router),
       pool_(pool),
+      jobs_(jobs),
       stats_(stats),
       config_(config),
       started_(config.threads) {
@@ -338,11 +339,26 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
     busy_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+// Before the response is written: the request's durable jobs go to the journal, or the
+// response becomes a 503 (and then its in-memory callbacks are gated by that 503 too).
+std::vector<CommittedJob> Responder::commit_jobs(JobBatch& jobs, Exchange& exchange) {
+    if (jobs_ == nullptr || jobs.empty()) return {};
+    try {
+        return jobs_->commit(jobs, exchange.response.status(), exchange.request->id());
+    } catch (const JournalUnavailable& e) {
+        exchange.response = journal_unavailable(*exchange.request, e);
+        return {};
+    }
+}
+
 void Responder::handle(FCGX_Request& fcgi) {
     const auto started = Clock::now();
     DeferredRegistry deferred(config_.limits.max_deferred_per_request);
-    auto exchange =
-        run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in), config_.limits, deferred);
+    JobBatch jobs(jobs_ != nullptr ? &jobs_->kinds() : nullptr,
+                  config_.limits.max_deferred_per_request);
+    auto exchange = run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in),
+                                 config_.limits, deferred, jobs);
+    auto committed = commit_jobs(jobs, exchange);
     write_response(fcgi.out, exchange.response);
     // Closing the streams here (FCGX_Finish_r would) writes the last records and
     // END_REQUEST, and tells whether they reached nginx; FCGX_Finish_r returns nothing.
@@ -358,10 +374,13 @@ void Responder::handle(FCGX_Request& fcgi) {
         log::debug("responder: connection closed after its request (not kept)");
     }
 
-    const auto registered = deferred.callbacks().size();
+    const auto registered = deferred.callbacks().size() + committed.size();
     const int status = exchange.response.status();
-    deferred.dispatch(pool_, ResponseOutcome{exchange.request->id(), status, delivered,
-                                             exchange.request, finished});
+    ResponseOutcome outcome{exchange.request->id(), status, delivered, exchange.request, finished};
+    if (!committed.empty()) {
+        jobs_->start(std::move(committed), std::make_shared<const ResponseOutcome>(outcome));
+    }
+    deferred.dispatch(pool_, std::move(outcome));
     stats_.record(status, exchange.response.body().size(), exchange.handler_time, delivered);
     if (config_.access_log) {
         const auto& request = *exchange.request;

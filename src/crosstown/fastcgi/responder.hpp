@@ -9,7 +9,8 @@
 // connections as there are threads, new requests wait for fastcgi_read_timeout. Here nginx
 // may cache far more connections than there are threads.
 //
-// For each request: run_exchange (router and handler), write the response, note whether it
+// For each request: run_exchange (router and handler), commit its durable jobs (a failed
+// commit turns the response into a 503), write the response, note whether it
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
 // and only then dispatch the request's deferred callbacks.
 //
@@ -39,6 +40,7 @@
 #include "crosstown/fastcgi/web_server_addrs.hpp"
 #include "crosstown/http/exchange.hpp"
 #include "crosstown/http/router.hpp"
+#include "crosstown/jobs/job_runner.hpp"
 #include "crosstown/observe/request_stats.hpp"
 
 struct FCGX_Request;
@@ -58,8 +60,9 @@ class Responder : private detail::BlockingObserver {
   public:
     // Starts the threads on `listen_fd` (non-blocking, already listening; not owned).
     // FCGX_Init() must have been called.
+    // `jobs` runs durable jobs; null when the journal is off.
     Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
-              ResponderConfig config);
+              ResponderConfig config, JobRunner* jobs = nullptr);
     ~Responder();  // stop(), join(), then closes the idle kept connections
     Responder(const Responder&) = delete;
     Responder& operator=(const Responder&) = delete;
@@ -85,6 +88,7 @@ class Responder : private detail::BlockingObserver {
     void accept_one(FCGX_Request& fcgi);
     void serve(FCGX_Request& fcgi, int fd);
     void handle(FCGX_Request& fcgi);
+    std::vector<CommittedJob> commit_jobs(JobBatch& jobs, Exchange& exchange);
     void park(int fd);    // a kept connection waits in the epoll set for its next request
     void unpark(int fd);  // a thread adopts it
     void arm_listen();
@@ -96,6 +100,7 @@ class Responder : private detail::BlockingObserver {
     const int listen_fd_;
     const Router& router_;
     Pool& pool_;
+    JobRunner* const jobs_;
     RequestStats& stats_;
     const ResponderConfig config_;
     int epoll_fd_ = -1;

@@ -152,19 +152,34 @@ Response run_handler(const Router& router, Request& request) {
     }
 }
 
-// The handler runs with `deferred` as this thread's current request, so that
-// crosstown::follow_response() and req.follow_response() both land there.
-void run_handler_for(const Router& router, Exchange& exchange, DeferredRegistry& deferred) {
+// The handler runs with `deferred` and `jobs` as this thread's current request, so that
+// crosstown::follow_response() and req.follow_response() land there, and durable jobs too.
+void run_handler_for(const Router& router, Exchange& exchange, DeferredRegistry& deferred,
+                     JobBatch& jobs) {
     const auto started = std::chrono::steady_clock::now();
     RequestScope scope(deferred);
+    JobBatchScope job_scope(&jobs);
     exchange.response = run_handler(router, *exchange.request);
     exchange.handler_time = std::chrono::steady_clock::now() - started;
 }
 
 }  // namespace
 
+Response journal_unavailable(const Request& request, const JournalUnavailable& error) {
+    log::error("request {} {} {}: its durable jobs were not committed, answering 503: {}",
+               request.id(), request.method(), request.path(), error.what());
+    Response response;
+    response.status(503)
+        .header("Retry-After", std::to_string(JournalUnavailable::kRetryAfterSeconds))
+        .header("X-Request-Id", request.id())
+        .text(fmt::format("unavailable: the work this request asks for could not be saved; "
+                          "nothing was done; retry in {} s; request id {}\n",
+                          JournalUnavailable::kRetryAfterSeconds, request.id()));
+    return response;
+}
+
 Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
-                      const RequestLimits& limits, DeferredRegistry& deferred) {
+                      const RequestLimits& limits, DeferredRegistry& deferred, JobBatch& jobs) {
     Exchange exchange;
     auto parts = parts_from(std::move(cgi));
     std::optional<Response> refusal;
@@ -182,7 +197,7 @@ Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
     if (refusal) {
         exchange.response = std::move(*refusal);
     } else {
-        run_handler_for(router, exchange, deferred);
+        run_handler_for(router, exchange, deferred, jobs);
     }
     if (!exchange.response.header("X-Request-Id")) {
         exchange.response.header("X-Request-Id", exchange.request->id());

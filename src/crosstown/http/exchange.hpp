@@ -8,8 +8,8 @@
 //   - HttpError from the handler: its status and reason;
 //   - any other exception (including too many deferred callbacks): 500 with the request id in
 //     the body, and the error logged with the same id.
-// Callbacks the handler registers land in `deferred`; the caller dispatches them after the
-// response is out.
+// Callbacks the handler registers land in `deferred`, durable jobs in `jobs`; the caller
+// commits the jobs before writing the response and dispatches both after it is out.
 #pragma once
 
 #include <chrono>
@@ -22,6 +22,7 @@
 #include "crosstown/http/request_limits.hpp"
 #include "crosstown/http/response.hpp"
 #include "crosstown/http/router.hpp"
+#include "crosstown/jobs/job_batch.hpp"
 
 namespace crosstown {
 
@@ -39,6 +40,10 @@ struct Exchange {
 };
 
 Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
-                      const RequestLimits& limits, DeferredRegistry& deferred);
+                      const RequestLimits& limits, DeferredRegistry& deferred, JobBatch& jobs);
+
+// The response of a request whose durable jobs the journal could not commit: 503 with
+// Retry-After and the request id (logged with the reason). None of its jobs will run.
+Response journal_unavailable(const Request& request, const JournalUnavailable& error);
 
 }  // namespace crosstown

@@ -18,6 +18,10 @@
 #include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/fastcgi/listen_socket.hpp"
 #include "crosstown/fastcgi/responder.hpp"
+#include "crosstown/jobs/job_runner.hpp"
+#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/journal_writer.hpp"
 #include "crosstown/observe/log.hpp"
 #include "crosstown/observe/request_stats.hpp"
 #include "crosstown/service/metrics.hpp"
@@ -62,8 +66,25 @@ const ServerConfig& prepare_process(const ServerConfig& config) {
     FCGX_Init();
     const auto set = stop_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    // A journal write past a file-size limit (RLIMIT_FSIZE) fails with EFBIG, a disk full
+    // that answers 503, instead of killing the process.
+    ::signal(SIGXFSZ, SIG_IGN);
     log::set_level(config.log_level);
     return config;
+}
+
+// After the first stop signal: the next one, or 0 once `stop` is requested.
+int wait_for_second_stop(std::stop_token stop) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    const timespec poll{0, 100'000'000};
+    while (!stop.stop_requested()) {
+        const int signal = sigtimedwait(&set, nullptr, &poll);
+        if (signal > 0) return signal;
+    }
+    return 0;
 }
 
 int wait_for_stop() {
@@ -157,7 +178,10 @@ class Server::Impl {
           notifier_([this] { return service_sample(); }) {
         set_process_pool(&pool_);
     }
-    ~Impl() { set_process_pool(nullptr); }
+    ~Impl() {
+        set_process_job_runner(nullptr);
+        set_process_pool(nullptr);
+    }
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
 
@@ -172,6 +196,12 @@ class Server::Impl {
     Router router_;
     RequestStats stats_;
     Pool pool_;
+    JobKinds kinds_;
+    // Durable jobs, from run() on, when a journal is configured. The runner goes before the
+    // pool it feeds, and its writer after it.
+    std::optional<JournalOwner> journal_owner_;
+    std::optional<JournalWriter> journal_writer_;
+    std::optional<JobRunner> job_runner_;
     SampleRing samples_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::atomic<bool> accepting_{false};
@@ -181,12 +211,19 @@ class Server::Impl {
     void serve(int listen_fd, const std::string& where);
     void join_by_deadline(Responder& responder);
     int finish();
+    void stop_jobs();
+    bool open_journal();
+    void cut_drain_short_on_second_signal(std::stop_token stop);
     ServiceSample service_sample() const;
     void sample_every_second(std::stop_token stop);
 
     std::atomic<const Responder*> responder_{nullptr};
     std::chrono::steady_clock::time_point drain_deadline_;  // from SIGTERM + the drain timeout
     std::optional<DrainReport> early_drain_;  // set when the deadline passed while joining
+    std::mutex cut_mutex_;
+    std::condition_variable cut_cv_;
+    bool cut_short_ = false;       // guarded by cut_mutex_: a second stop signal came
+    std::jthread second_signal_;   // from the first stop signal to the end of finish()
     ServiceNotifier notifier_;                // last: its thread samples the members above
 };
 
@@ -194,6 +231,7 @@ Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(con
 Server::~Server() = default;
 
 Router& Server::router() { return impl_->router_; }
+JobKinds& Server::jobs() { return impl_->kinds_; }
 const ServerConfig& Server::config() const { return impl_->config_; }
 int Server::run() { return impl_->run(); }
 bool Server::accepting() const { return impl_->accepting_.load(); }
@@ -262,10 +300,13 @@ int Server::Impl::run() {
         return 2;
     }
     if (!admit_remote(socket, config_)) return 2;
+    if (!open_journal()) return 2;
     try {
         serve(socket.socket.fd(), socket.description);
     } catch (const std::exception& e) {  // the responders could not start (threads, epoll)
         log::error("cannot serve: {}", e.what());
+        pool_.drain(Pool::Duration::zero());
+        stop_jobs();
         return 1;
     }
     // With --listen, nginx now gets a refusal at once, not a connection nobody reads. Under
@@ -274,9 +315,62 @@ int Server::Impl::run() {
     return finish();
 }
 
+// Claims the journal, opens it and queues its jobs again, before READY=1. False (logged,
+// naming the file) when it cannot be used; true too when there is none.
+bool Server::Impl::open_journal() {
+    if (!config_.journal.enabled()) {
+        if (kinds_.empty()) return true;
+        log::error("--journal is off, but durable job kinds are defined ({}); give the journal "
+                   "a file",
+                   fmt::join(kinds_.names(), ", "));
+        return false;
+    }
+    try {
+        journal_owner_.emplace(JournalOwner::claim(config_.journal.path));
+        auto journal = Journal::open(config_.journal.path, config_.journal.sync,
+                                     Journal::Access::read_write);
+        auto jobs = journal.live_jobs();
+        journal_writer_.emplace(std::move(journal));
+        job_runner_.emplace(kinds_, *journal_writer_, pool_);
+        set_process_job_runner(&*job_runner_);
+        log::info("journal {} (sync {}): {} jobs replayed", config_.journal.path,
+                  config_.journal.sync == JournalSync::full ? "full" : "normal", jobs.size());
+        job_runner_->replay(std::move(jobs));
+        return true;
+    } catch (const JournalError& e) {
+        log::error("--journal: {}", e.what());
+        return false;
+    }
+}
+
+// Whatever durable work has not finished stays in the journal: kept, run at the next start.
+void Server::Impl::stop_jobs() {
+    if (!job_runner_) return;
+    set_process_job_runner(nullptr);
+    job_runner_->stop();
+    journal_writer_->flush();
+    const auto totals = job_runner_->totals();
+    log::info("{}", totals.summary());
+}
+
+void Server::Impl::cut_drain_short_on_second_signal(std::stop_token stop) {
+    const int signal = wait_for_second_stop(stop);
+    if (signal == 0) return;
+    log::warn("second {}: cutting the drain short; callbacks still queued are abandoned, "
+              "durable jobs stay in the journal",
+              signal == SIGINT ? "SIGINT" : "SIGTERM");
+    {
+        std::lock_guard lock(cut_mutex_);
+        cut_short_ = true;
+    }
+    cut_cv_.notify_all();
+    pool_.cut_drain_short();
+}
+
 void Server::Impl::serve(int listen_fd, const std::string& where) {
     const OnExit stop_accepting{[this] { accepting_.store(false); }};
-    Responder responder(listen_fd, router_, pool_, stats_, responder_config_);
+    Responder responder(listen_fd, router_, pool_, stats_, responder_config_,
+                        job_runner_ ? &*job_runner_ : nullptr);
     responder_.store(&responder);
     const OnExit forget_responder{[this] { responder_.store(nullptr); }};  // before it is gone
     responder.wait_until_accepting();
@@ -293,6 +387,8 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
                                          : "FCGI_WEB_SERVER_ADDRS " + config_.web_server_addrs);
     notifier_.ready();
     const int signal = wait_for_stop();
+    second_signal_ = std::jthread(
+        [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
     accepting_.store(false);
     drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
     notifier_.stopping(drain_deadline_);
@@ -310,12 +406,19 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
 // their callbacks, and those still queued, count as abandoned.
 void Server::Impl::join_by_deadline(Responder& responder) {
     std::jthread closer([this](std::stop_token stop) {
-        std::mutex mutex;
-        std::condition_variable_any joined;
-        std::unique_lock lock(mutex);
-        if (joined.wait_until(lock, stop, drain_deadline_, [] { return false; })) return;
+        // Wakes on the responders' joining (stop), a second signal, or the deadline.
+        std::stop_callback wake(stop, [this] {
+            { std::lock_guard lock(cut_mutex_); }
+            cut_cv_.notify_all();
+        });
+        std::unique_lock lock(cut_mutex_);
+        cut_cv_.wait_until(lock, drain_deadline_,
+                           [&] { return cut_short_ || stop.stop_requested(); });
         if (stop.stop_requested()) return;
-        log::warn("drain deadline passed with requests still dispatching (queue full)");
+        const bool cut = cut_short_;
+        lock.unlock();
+        log::warn("{} with requests still dispatching (queue full)",
+                  cut ? "drain cut short" : "drain deadline passed");
         early_drain_ = pool_.drain(Pool::Duration::zero());
     });
     responder.join();
@@ -325,6 +428,8 @@ int Server::Impl::finish() {
     const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
                                std::chrono::steady_clock::duration::zero());
     const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);
+    stop_jobs();
+    second_signal_ = {};
     const auto counts = pool_.counters().snapshot();
     if (counts.nothing_lost()) {
         log::info("{}", counts.summary());

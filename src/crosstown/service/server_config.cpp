@@ -65,7 +65,25 @@ Overflow overflow(std::string_view text) {
     if (text == "caller_runs") return Overflow::caller_runs;
     if (text == "reject") return Overflow::reject;
     if (text == "shed") return Overflow::shed;
-    throw BadValue(fmt::format("'{}' is not one of block, caller_runs, reject, shed", text));
+    if (text == "spill") return Overflow::spill;
+    throw BadValue(
+        fmt::format("'{}' is not one of block, caller_runs, reject, shed, spill", text));
+}
+
+constexpr std::string_view journal_sync_name(JournalSync sync) {
+    return sync == JournalSync::full ? "full" : "normal";
+}
+
+JournalSync journal_sync(std::string_view text) {
+    if (text == "normal") return JournalSync::normal;
+    if (text == "full") return JournalSync::full;
+    throw BadValue(fmt::format("'{}' is not normal or full", text));
+}
+
+std::string journal(std::string_view text) {
+    if (text.empty()) throw BadValue("empty; expected a file path, or off");
+    if (text.back() == '/') throw BadValue(fmt::format("'{}' is a directory; name a file", text));
+    return std::string(text);
 }
 
 // "4..128" (elastic) or "16" (fixed).
@@ -166,6 +184,14 @@ po::options_description describe_options(const ProgramInfo& program) {
     add("allow-remote", format_on_off(d.allow_remote),
         "on: allow --listen on a TCP address other than loopback (FastCGI has no "
         "authentication; restrict peers with FCGI_WEB_SERVER_ADDRS)");
+    add("journal", "off",
+        "durable jobs: the journal file (a SQLite database this process owns), or off");
+    add("journal-sync", std::string(journal_sync_name(d.journal.sync)),
+        "normal: a commit survives the process's death (SIGKILL, OOM, crash); full: also a "
+        "power cut, at an fsync per group commit");
+    for (const auto& option : program.app_options) {
+        options.add_options()(option.name.c_str(), text(), option.help.c_str());
+    }
     return options;
 }
 
@@ -180,8 +206,13 @@ void take(const po::variables_map& values, const char* name, Convert convert) {
     }
 }
 
-ServerConfig to_config(const po::variables_map& v) {
+ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     ServerConfig c;
+    take(v, "journal", [&](const std::string& s) { c.journal.path = s == "off" ? "" : journal(s); });
+    take(v, "journal-sync", [&](const std::string& s) { c.journal.sync = journal_sync(s); });
+    for (const auto& option : program.app_options) {
+        take(v, option.name.c_str(), [&](const std::string& s) { c.app_options[option.name] = s; });
+    }
     take(v, "listen", [&](const std::string& s) { c.listen = listen_spec(s); });
     take(v, "socket-mode",
          [&](const std::string& s) { c.socket_mode = whole_number(s, 0, 0777, 8); });
@@ -287,7 +318,7 @@ ParsedConfig parse_server_config(int argc, const char* const argv[], const Progr
             read_config_file(values["config"].as<std::string>(), options, values);
         }
         po::notify(values);
-        return {to_config(values), 0};
+        return {to_config(values, program), 0};
     } catch (const BadValue& e) {
         fmt::print(err, "{}: {}\n", program.name, e.what());
         fmt::print(err, "Try '{} --help' for the options.\n", program.name);

@@ -84,9 +84,16 @@ TestClient::TestClient(TestClient&&) noexcept = default;
 TestResponse TestClient::request(std::string_view method, std::string_view target, std::string body,
                                  const Fields& headers) {
     DeferredRegistry deferred(options_.limits.max_deferred_per_request);
+    const auto cap = options_.limits.max_deferred_per_request;
+    auto jobs = options_.job_kinds != nullptr ? JobBatch(options_.job_kinds, cap)
+                                              : JobBatch::unchecked(cap);
     auto exchange = run_exchange(router_, cgi_for(method, target, body, headers), reader_of(body),
-                                 options_.limits, deferred);
+                                 options_.limits, deferred, jobs);
     const auto& response = exchange.response;
+    for (auto& job : jobs.take()) {
+        jobs_.push_back({std::move(job.kind), std::move(job.payload), std::move(job.options),
+                         response.status(), exchange.request->id()});
+    }
     auto outcome = std::make_shared<const ResponseOutcome>(
         ResponseOutcome{exchange.request->id(), response.status(), true, exchange.request,
                         std::chrono::steady_clock::now()});
@@ -113,6 +120,10 @@ std::vector<CapturedRegistration> TestClient::deferred() const {
         }
     }
     return out;
+}
+
+RunReport TestClient::run_durable_jobs(const JobKinds& kinds) {
+    return run_jobs(std::exchange(jobs_, {}), kinds);
 }
 
 RunReport TestClient::run_deferred() {

@@ -1,0 +1,31 @@
+#include "witness.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+namespace fcgi_app {
+
+Witness::Witness(const std::string& path) {
+    if (path.empty()) return;
+    fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "--witness " + path);
+}
+
+Witness::~Witness() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void Witness::record(std::string_view batch, std::uint64_t call, std::int64_t job_id,
+                     unsigned attempt) const {
+    if (fd_ < 0) return;
+    const auto line = fmt::format("{} {} {} {}\n", batch, call, job_id, attempt);
+    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+        throw std::system_error(errno, std::generic_category(), "witness write");
+    }
+}
+
+}  // namespace fcgi_app

@@ -1,0 +1,57 @@
+// crosstown::follow_response_durably: work that survives a crash, started right after the
+// response.
+//
+//   crosstown::follow_response_durably("place-call", number);
+//   crosstown::follow_response_durably("audit", json, {.run_on = crosstown::always});
+//
+// In a handler, the job joins the current request. When the handler has returned, the
+// request's jobs whose gate passes are committed to the journal in one transaction before the
+// response is written: a client that sees a 2xx can rely on them. If the commit fails (disk
+// full, I/O error) the response becomes a 503 with Retry-After and the request id, and none of
+// the request's jobs run. Committed jobs start after FCGX_Finish_r, like every deferred
+// callback, and leave the journal only when their handler returned normally; see JobKind for
+// retries, and Server for replay at start and `kept` at shutdown.
+//
+// Outside a request, a live testing::CaptureDeferred captures the job; otherwise it is
+// committed at once and started, when a server with a journal runs, and NoCurrentRequest is
+// thrown when none does.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "crosstown/deferred/status_gate.hpp"
+
+namespace crosstown {
+
+struct DurableOptions {
+    // Statuses after which the job is committed and runs: 1xx-3xx by default.
+    StatusGate run_on{};
+    // Drop the job (it was committed) when the response did not reach nginx.
+    bool skip_if_undelivered = false;
+};
+
+// Durable jobs registered while the journal is off (--journal off).
+class DurableJobsOff : public std::logic_error {
+  public:
+    using std::logic_error::logic_error;
+};
+
+// A kind that was not defined with JobKinds::define.
+class UnknownJobKind : public std::logic_error {
+  public:
+    using std::logic_error::logic_error;
+};
+
+// The journal could not commit the request's jobs; the response becomes a 503.
+class JournalUnavailable : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+    static constexpr int kRetryAfterSeconds = 1;
+};
+
+void follow_response_durably(std::string_view kind, std::string payload,
+                             DurableOptions options = {});
+
+}  // namespace crosstown

@@ -1,0 +1,41 @@
+// crosstown::JobKind: what runs a durable job of one kind, and how it is retried.
+//
+//   server.jobs().define("place-call", {.max_attempts = 8, .timeout = 30s, .concurrency = 50},
+//                        [](const crosstown::Job& job, std::stop_token stop) { ... });
+//
+// A handler that throws, or is still running at `timeout`, has failed the attempt: the job runs
+// again after a backoff (doubling from `backoff`, capped at `max_backoff`, with jitter), until
+// `max_attempts`; then it is dead, kept in the journal with its last error (`fcgi_app jobs list
+// --dead`, `jobs retry`). At `timeout` the stop token is requested: a handler that returns
+// normally even so has succeeded. The defaults suit a web application's side work: ten
+// attempts over about nine minutes, not the days a batch queue would retry for.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <stop_token>
+#include <string>
+
+#include "crosstown/jobs/job.hpp"
+
+namespace crosstown {
+
+using JobHandler = std::function<void(const Job&, std::stop_token)>;
+
+struct JobKindOptions {
+    unsigned max_attempts = 10;
+    std::chrono::milliseconds backoff{1'000};  // before the second attempt; then doubling
+    std::chrono::milliseconds max_backoff{300'000};
+    std::chrono::milliseconds timeout{60'000};
+    // At most this many jobs of the kind run at once (0: as many as the pool has workers), so
+    // one slow kind cannot take every worker.
+    unsigned concurrency = 0;
+};
+
+struct JobKind {
+    std::string name;
+    JobKindOptions options;
+    JobHandler handler;
+};
+
+}  // namespace crosstown

@@ -1,0 +1,50 @@
+#include "crosstown/jobs/job_batch.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "crosstown/deferred/follow_response.hpp"
+
+namespace crosstown {
+namespace {
+thread_local JobBatch* current = nullptr;
+}
+
+JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs)
+    : JobBatch(kinds, max_jobs, true) {}
+
+JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, bool check)
+    : kinds_(kinds), max_jobs_(max_jobs), check_(check) {}
+
+JobBatch JobBatch::unchecked(std::size_t max_jobs) { return JobBatch(nullptr, max_jobs, false); }
+
+void JobBatch::add(std::string_view kind, std::string payload, DurableOptions options) {
+    if (check_ && kinds_ == nullptr) {
+        throw DurableJobsOff(fmt::format(
+            "durable job '{}' registered, but durable jobs are off (--journal off)", kind));
+    }
+    if (check_ && kinds_->find(kind) == nullptr) {
+        throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind));
+    }
+    if (jobs_.size() >= max_jobs_) {
+        throw DeferredLimitExceeded(
+            fmt::format("crosstown: more than {} durable jobs in one request", max_jobs_));
+    }
+    jobs_.push_back({std::string(kind), std::move(payload), std::move(options)});
+}
+
+std::vector<DurableRegistration> JobBatch::take_gated(int status) {
+    auto jobs = take();
+    std::erase_if(jobs, [status](const auto& job) { return !job.options.run_on.allows(status); });
+    return jobs;
+}
+
+std::vector<DurableRegistration> JobBatch::take() { return std::exchange(jobs_, {}); }
+
+JobBatchScope::JobBatchScope(JobBatch* batch) : previous_(current) { current = batch; }
+JobBatchScope::~JobBatchScope() { current = previous_; }
+JobBatch* current_job_batch() { return current; }
+
+}  // namespace crosstown

@@ -1,0 +1,65 @@
+// crosstown::JobBatch: the durable jobs one request registered, waiting for its response.
+//
+// The responder (and TestClient) own one per request, beside its DeferredRegistry, and make it
+// current with a JobBatchScope while the handler runs. When the handler has returned, the jobs
+// whose gate passes the status are committed (JobRunner::commit) before the response is
+// written. Only the request's own thread uses it.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crosstown/jobs/follow_response_durably.hpp"
+#include "crosstown/jobs/job_kinds.hpp"
+
+namespace crosstown {
+
+// A durable job as a handler registered it.
+struct DurableRegistration {
+    std::string kind;
+    std::string payload;
+    DurableOptions options;
+};
+
+class JobBatch {
+  public:
+    // `kinds` null: durable jobs are off, and add() throws DurableJobsOff.
+    JobBatch(const JobKinds* kinds, std::size_t max_jobs);
+    // Accepts any kind: a test capture, whose jobs are checked when they are run.
+    static JobBatch unchecked(std::size_t max_jobs);
+
+    // Throws DurableJobsOff, UnknownJobKind, or DeferredLimitExceeded past max_jobs.
+    void add(std::string_view kind, std::string payload, DurableOptions options);
+
+    const std::vector<DurableRegistration>& jobs() const { return jobs_; }
+    bool empty() const { return jobs_.empty(); }
+    // The jobs whose gate passes `status`; leaves the batch empty.
+    std::vector<DurableRegistration> take_gated(int status);
+    std::vector<DurableRegistration> take();
+
+  private:
+    JobBatch(const JobKinds* kinds, std::size_t max_jobs, bool check);
+
+    const JobKinds* kinds_;
+    std::size_t max_jobs_;
+    bool check_;
+    std::vector<DurableRegistration> jobs_;
+};
+
+// Makes `batch` the current request's durable jobs on this thread for the scope's lifetime.
+class JobBatchScope {
+  public:
+    explicit JobBatchScope(JobBatch* batch);
+    ~JobBatchScope();
+    JobBatchScope(const JobBatchScope&) = delete;
+    JobBatchScope& operator=(const JobBatchScope&) = delete;
+
+  private:
+    JobBatch* previous_;
+};
+
+JobBatch* current_job_batch();
+
+}  // namespace crosstown

@@ -1,0 +1,35 @@
+#include "crosstown/jobs/job_kinds.hpp"
+
+#include <fmt/format.h>
+
+namespace crosstown {
+
+void JobKinds::define(std::string name, JobKindOptions options, JobHandler handler) {
+    if (name.empty()) throw std::invalid_argument("JobKinds::define: a kind needs a name");
+    if (!handler) {
+        throw std::invalid_argument(fmt::format("JobKinds::define: kind '{}' has no handler", name));
+    }
+    if (options.max_attempts == 0) {
+        throw std::invalid_argument(
+            fmt::format("JobKinds::define: kind '{}': max_attempts must be at least 1", name));
+    }
+    if (kinds_.contains(name)) {
+        throw std::invalid_argument(
+            fmt::format("JobKinds::define: kind '{}' is defined twice", name));
+    }
+    auto key = name;
+    kinds_.emplace(std::move(key), JobKind{std::move(name), options, std::move(handler)});
+}
+
+const JobKind* JobKinds::find(std::string_view name) const {
+    const auto it = kinds_.find(name);
+    return it == kinds_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> JobKinds::names() const {
+    std::vector<std::string> names;
+    for (const auto& [name, kind] : kinds_) names.push_back(name);
+    return names;
+}
+
+}  // namespace crosstown

@@ -1,0 +1,400 @@
+#include "crosstown/jobs/job_runner.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
+
+#include "crosstown/observe/log.hpp"
+
+namespace crosstown {
+namespace {
+
+std::atomic<JobRunner*> runner_of_process{nullptr};
+
+// How often jobs waiting for room in the pool's queue look for it.
+constexpr auto kSpillPoll = std::chrono::milliseconds(5);
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Doubling from the kind's backoff, capped, then spread over +-20% so that jobs that failed
+// together (a remote API down) do not all come back in the same instant.
+std::chrono::milliseconds backoff(const JobKindOptions& options, unsigned failed_attempts) {
+    const auto doublings = std::min(failed_attempts - 1, 30U);
+    const double base = std::min(static_cast<double>(options.backoff.count()) *
+                                     static_cast<double>(1ULL << doublings),
+                                 static_cast<double>(options.max_backoff.count()));
+    thread_local std::mt19937 random{std::random_device{}()};
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return std::chrono::milliseconds(static_cast<std::int64_t>(base * jitter(random)));
+}
+
+void add(std::atomic<std::uint64_t>& counter, std::int64_t n = 1) {
+    counter.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+}
+
+}  // namespace
+
+struct JobRunner::KindState {
+    const JobKind* kind;
+    unsigned running = 0;      // guarded by the runner's mutex_
+    std::deque<Entry> waiting;  // guarded by the runner's mutex_
+    std::atomic<std::uint64_t> enqueued{0}, replayed{0}, succeeded{0}, retried{0}, dead{0},
+        skipped{0}, outstanding{0};
+
+    bool has_turn() const {
+        return kind->options.concurrency == 0 || running < kind->options.concurrency;
+    }
+    JobCounts counts() const {
+        const auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+        return {load(enqueued), load(replayed), load(succeeded), load(retried),
+                load(dead),     load(skipped),  load(outstanding)};
+    }
+};
+
+JobCounts& JobCounts::operator+=(const JobCounts& o) {
+    enqueued += o.enqueued;
+    replayed += o.replayed;
+    succeeded += o.succeeded;
+    retried += o.retried;
+    dead += o.dead;
+    skipped += o.skipped;
+    outstanding += o.outstanding;
+    return *this;
+}
+
+std::string JobCounts::summary() const {
+    return fmt::format("jobs enqueued={} replayed={} succeeded={} retried={} dead={} skipped={} "
+                       "kept={}",
+                       enqueued, replayed, succeeded, retried, dead, skipped, outstanding);
+}
+
+JobRunner::JobRunner(const JobKinds& kinds, JournalWriter& writer, Pool& pool)
+    : kinds_(kinds), writer_(writer), pool_(pool) {
+    for (const auto& name : kinds_.names()) {
+        auto state = std::make_unique<KindState>();
+        state->kind = kinds_.find(name);
+        states_.emplace(name, std::move(state));
+    }
+    clock_ = std::jthread([this](std::stop_token stop) { clock_loop(std::move(stop)); });
+}
+
+JobRunner::~JobRunner() { stop(); }
+
+JobRunner::KindState& JobRunner::state_of(const std::string& kind) {
+    return *states_.find(kind)->second;
+}
+
+void JobRunner::replay(std::vector<StoredJob> jobs) {
+    const auto now = Clock::now();
+    const auto now_ms = unix_ms(std::chrono::system_clock::now());
+    std::vector<Entry> to_pool;
+    std::unique_lock lock(mutex_);
+    for (auto& stored : jobs) {
+        const auto* kind = kinds_.find(stored.kind);
+        if (kind == nullptr) {
+            log::error("journal {}: job {} has kind '{}', which is not defined; it stays in the "
+                       "journal",
+                       writer_.path(), stored.id, stored.kind);
+            continue;
+        }
+        auto& state = state_of(stored.kind);
+        add(state.replayed);
+        add(state.outstanding);
+        Entry entry{{stored.id, std::move(stored.kind), std::move(stored.payload),
+                     stored.attempts + 1, std::move(stored.request_id)},
+                    kind, now, false, nullptr};
+        if (stored.run_at_ms > now_ms) {
+            retries_.emplace(now + std::chrono::milliseconds(stored.run_at_ms - now_ms),
+                             std::move(entry));
+        } else {
+            launch_locked(std::move(entry), to_pool);
+        }
+    }
+    rescan_ = true;
+    lock.unlock();
+    clock_cv_.notify_all();
+    submit(std::move(to_pool));
+}
+
+std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
+                                            const std::string& request_id) {
+    auto registrations = batch.take_gated(status);
+    if (registrations.empty()) return {};
+    std::vector<NewJob> jobs;
+    jobs.reserve(registrations.size());
+    for (const auto& r : registrations) jobs.push_back({r.kind, r.payload, request_id});
+    const auto ids = writer_.commit(jobs);
+    std::vector<CommittedJob> committed;
+    committed.reserve(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        auto& state = state_of(registrations[i].kind);
+        add(state.enqueued);
+        add(state.outstanding);
+        committed.push_back({ids[i], std::move(registrations[i])});
+    }
+    return committed;
+}
+
+void JobRunner::start(std::vector<CommittedJob> jobs,
+                      std::shared_ptr<const ResponseOutcome> outcome) {
+    const auto now = Clock::now();
+    std::vector<Entry> to_pool;
+    std::unique_lock lock(mutex_);
+    for (auto& [id, registration] : jobs) {
+        auto& state = state_of(registration.kind);
+        if (registration.options.skip_if_undelivered && !outcome->delivered) {
+            writer_.complete(id);
+            add(state.skipped);
+            state.outstanding.fetch_sub(1, std::memory_order_relaxed);
+            continue;
+        }
+        launch_locked({{id, std::move(registration.kind), std::move(registration.payload), 1,
+                        outcome->request_id},
+                       state.kind, now, true, outcome},
+                      to_pool);
+    }
+    lock.unlock();
+    clock_cv_.notify_all();
+    submit(std::move(to_pool));
+}
+
+void JobRunner::enqueue_now(std::string_view kind_name, std::string payload) {
+    const auto* kind = kinds_.find(kind_name);
+    if (kind == nullptr) {
+        throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind_name));
+    }
+    const NewJob job{kind_name, payload, {}};
+    const auto ids = writer_.commit(std::span(&job, 1));
+    auto& state = state_of(kind->name);
+    add(state.enqueued);
+    add(state.outstanding);
+    launch({{ids.front(), kind->name, std::move(payload), 1, {}}, kind, Clock::now(), true,
+            nullptr});
+}
+
+void JobRunner::launch(Entry entry) {
+    std::vector<Entry> to_pool;
+    {
+        std::lock_guard lock(mutex_);
+        launch_locked(std::move(entry), to_pool);
+    }
+    clock_cv_.notify_all();
+    submit(std::move(to_pool));
+}
+
+// To the pool now, or to the back of its kind's line: behind others of the kind (order), while
+// the kind is at its concurrency, or while the pool's queue is full (spilled).
+void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
+    if (stopping_) return;  // stays in the journal: kept
+    auto& state = state_of(entry.job.kind);
+    if (!state.waiting.empty() || !state.has_turn() || !pool_.has_room_for(to_pool.size() + 1)) {
+        state.waiting.push_back(std::move(entry));
+        ++spilled_;
+        rescan_ = true;  // the clock polls for room while jobs wait (see next_wake)
+        return;
+    }
+    ++state.running;
+    to_pool.push_back(std::move(entry));
+}
+
+void JobRunner::submit(std::vector<Entry> entries) {
+    if (entries.empty()) return;
+    std::vector<DeferredCallback> callbacks;
+    callbacks.reserve(entries.size());
+    for (auto& entry : entries) {
+        auto outcome = entry.outcome;
+        std::string name = entry.job.kind;
+        callbacks.push_back(
+            {[this, e = std::move(entry)](std::stop_token stop) mutable { attempt(e, stop); },
+             std::move(name), std::move(outcome), {}, true});
+    }
+    pool_.submit_batch(std::move(callbacks));
+}
+
+void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
+    const auto started = Clock::now();
+    if (entry.fresh) start_delay_.record(started - entry.committed_at);
+    std::stop_source stop;
+    std::stop_callback relay(worker_stop, [&stop] { stop.request_stop(); });
+    {
+        std::lock_guard lock(mutex_);
+        deadlines_[entry.job.id] = {started + entry.kind->options.timeout, &stop};
+        rescan_ = true;
+    }
+    clock_cv_.notify_all();
+
+    std::optional<std::string> error;
+    try {
+        entry.kind->handler(entry.job, stop.get_token());
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "non-standard exception";
+    }
+    run_time_.record(Clock::now() - started);
+    bool timed_out = false;
+    {
+        std::lock_guard lock(mutex_);
+        timed_out = deadlines_[entry.job.id].fired;
+        deadlines_.erase(entry.job.id);
+    }
+    if (error && timed_out) {
+        error = fmt::format("timed out after {} ms: {}", entry.kind->options.timeout.count(),
+                            *error);
+    }
+    finish(entry, std::move(error), worker_stop.stop_requested());
+}
+
+void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_short) {
+    auto& state = state_of(entry.job.kind);
+    if (!error) {
+        writer_.complete(entry.job.id);
+        add(state.succeeded);
+        state.outstanding.fetch_sub(1, std::memory_order_relaxed);
+    } else if (cut_short) {
+        log::warn("job {} ({}) attempt {} cut short by shutdown; it stays in the journal: {}",
+                  entry.job.id, entry.job.kind, entry.job.attempt, *error);
+    } else {
+        fail(entry, *error);
+    }
+    std::vector<Entry> to_pool;
+    {
+        std::lock_guard lock(mutex_);
+        --state.running;
+        while (!stopping_ && !state.waiting.empty() && state.has_turn() &&
+               pool_.has_room_for(to_pool.size() + 1)) {
+            ++state.running;
+            to_pool.push_back(std::move(state.waiting.front()));
+            state.waiting.pop_front();
+            --spilled_;
+        }
+    }
+    idle_cv_.notify_all();
+    submit(std::move(to_pool));
+}
+
+void JobRunner::fail(Entry& entry, const std::string& error) {
+    auto& state = state_of(entry.job.kind);
+    const auto attempt = entry.job.attempt;
+    if (attempt >= entry.kind->options.max_attempts) {
+        log::error("job {} ({}, request {}) is dead after {} attempts: {}", entry.job.id,
+                   entry.job.kind, entry.job.request_id, attempt, error);
+        writer_.bury(entry.job.id, attempt, error);
+        add(state.dead);
+        state.outstanding.fetch_sub(1, std::memory_order_relaxed);
+        return;
+    }
+    const auto delay = backoff(entry.kind->options, attempt);
+    log::warn("job {} ({}, request {}) attempt {} of {} failed, retrying in {} ms: {}",
+              entry.job.id, entry.job.kind, entry.job.request_id, attempt,
+              entry.kind->options.max_attempts, delay.count(), error);
+    writer_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
+                       error);
+    add(state.retried);
+    Entry retry{entry.job, entry.kind, entry.committed_at, false, nullptr};
+    ++retry.job.attempt;
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_) retries_.emplace(Clock::now() + delay, std::move(retry));
+        rescan_ = true;
+    }
+    clock_cv_.notify_all();
+}
+
+// Starts due retries, requests stop on attempts past their timeout, and feeds spilled jobs to
+// the pool as its queue makes room.
+void JobRunner::clock_loop(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    while (!stop.stop_requested()) {
+        clock_cv_.wait_until(lock, stop, next_wake(), [&] { return rescan_; });
+        if (stop.stop_requested()) return;
+        rescan_ = false;
+        const auto now = Clock::now();
+        std::vector<Entry> to_pool;
+        while (!retries_.empty() && retries_.begin()->first <= now) {
+            auto node = retries_.extract(retries_.begin());
+            launch_locked(std::move(node.mapped()), to_pool);
+        }
+        for (auto& [id, deadline] : deadlines_) {
+            if (!deadline.fired && deadline.at <= now) {
+                deadline.fired = true;
+                deadline.source->request_stop();
+            }
+        }
+        for (auto& [name, state] : states_) {
+            while (!state->waiting.empty() && state->has_turn() &&
+                   pool_.has_room_for(to_pool.size() + 1)) {
+                ++state->running;
+                to_pool.push_back(std::move(state->waiting.front()));
+                state->waiting.pop_front();
+                --spilled_;
+            }
+        }
+        lock.unlock();
+        submit(std::move(to_pool));
+        lock.lock();
+    }
+}
+
+// The clock wakes for the first due retry, the first timeout and, while jobs wait for room
+// in the pool, every few milliseconds; notify_all() on clock_cv_ makes it look again.
+JobRunner::Clock::time_point JobRunner::next_wake() const {
+    auto wake = Clock::now() + std::chrono::seconds(1);
+    if (!retries_.empty()) wake = std::min(wake, retries_.begin()->first);
+    for (const auto& [id, deadline] : deadlines_) {
+        if (!deadline.fired) wake = std::min(wake, deadline.at);
+    }
+    if (spilled_ > 0) wake = std::min(wake, Clock::now() + kSpillPoll);
+    return wake;
+}
+
+std::uint64_t JobRunner::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        retries_.clear();
+        for (auto& [name, state] : states_) state->waiting.clear();
+        spilled_ = 0;
+    }
+    clock_.request_stop();
+    if (clock_.joinable()) clock_.join();
+    idle_cv_.notify_all();
+    return totals().outstanding;
+}
+
+JobCounts JobRunner::totals() const {
+    JobCounts total;
+    for (const auto& [name, state] : states_) total += state->counts();
+    return total;
+}
+
+std::vector<KindReport> JobRunner::report() const {
+    std::vector<KindReport> reports;
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, state] : states_) {
+        reports.push_back({name, state->counts(), state->running, state->waiting.size(), 0});
+    }
+    for (const auto& [due, entry] : retries_) {
+        for (auto& r : reports) r.retrying += r.kind == entry.job.kind ? 1 : 0;
+    }
+    return reports;
+}
+
+void JobRunner::wait_idle() {
+    std::unique_lock lock(mutex_);
+    idle_cv_.wait(lock, [&] {
+        if (stopping_) return true;
+        if (!retries_.empty()) return false;
+        return std::ranges::all_of(states_, [](const auto& s) {
+            return s.second->running == 0 && s.second->waiting.empty();
+        });
+    });
+}
+
+void set_process_job_runner(JobRunner* runner) { runner_of_process.store(runner); }
+JobRunner* process_job_runner() { return runner_of_process.load(); }
+
+}  // namespace crosstown

@@ -1,0 +1,151 @@
+// crosstown::JobRunner: runs durable jobs on the process's pool, with their kinds' rules.
+//
+//   commit()  before the response: the request's jobs whose gate passes go to the journal in
+//             one transaction (JournalWriter's group commit), or JournalUnavailable is thrown
+//             and the response becomes a 503.
+//   start()   after FCGX_Finish_r: each job is handed to the pool, like a deferred callback.
+//   replay()  at start, before READY=1: the journal's jobs that are not dead are queued again.
+//
+// Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
+// drain deadline). A job that returns is deleted from the journal; one that throws or timed
+// out is rescheduled with backoff, or buried as dead after max_attempts. At most `concurrency`
+// jobs of a kind run at once; the others wait here, in order. A durable job never waits for
+// room in the pool's queue either: when the queue is full it waits here (it is on disk
+// already), and a clock thread feeds it to the pool as room appears. So no responder ever
+// blocks on a durable job after its response, whatever the overflow policy.
+//
+// At shutdown (stop(), after the pool's drain), whatever has not finished simply stays in the
+// journal: kept, and run at the next start. An attempt cut short by the drain is not counted
+// as a failure.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/deferred/response_outcome.hpp"
+#include "crosstown/jobs/job_batch.hpp"
+#include "crosstown/jobs/job_kinds.hpp"
+#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/observe/latency_histogram.hpp"
+
+namespace crosstown {
+
+// Durable jobs by outcome. `outstanding` are committed (or replayed) and not finished: at
+// shutdown, the kept ones.
+struct JobCounts {
+    std::uint64_t enqueued = 0;
+    std::uint64_t replayed = 0;
+    std::uint64_t succeeded = 0;
+    std::uint64_t retried = 0;  // failed attempts rescheduled
+    std::uint64_t dead = 0;
+    std::uint64_t skipped = 0;  // skip_if_undelivered, and the response was not delivered
+    std::uint64_t outstanding = 0;
+
+    JobCounts& operator+=(const JobCounts& other);
+    // "jobs enqueued=N replayed=N succeeded=N retried=N dead=N skipped=N kept=N"
+    std::string summary() const;
+};
+
+// One kind's figures, for metrics and the status page.
+struct KindReport {
+    std::string kind;
+    JobCounts counts;
+    unsigned running = 0;
+    std::size_t waiting = 0;   // for a worker, or for room in the pool
+    std::size_t retrying = 0;  // waiting for a retry's due time
+};
+
+// A request's jobs as committed: their ids, for start().
+struct CommittedJob {
+    std::int64_t id;
+    DurableRegistration registration;
+};
+
+class JobRunner {
+  public:
+    JobRunner(const JobKinds& kinds, JournalWriter& writer, Pool& pool);
+    ~JobRunner();  // stop()
+    JobRunner(const JobRunner&) = delete;
+    JobRunner& operator=(const JobRunner&) = delete;
+
+    void replay(std::vector<StoredJob> jobs);
+    std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
+    void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
+    // Outside a request: commits one job now and starts it. Throws JournalUnavailable,
+    // UnknownJobKind.
+    void enqueue_now(std::string_view kind, std::string payload);
+    // No more starts or retries; returns how many jobs stay in the journal unfinished.
+    std::uint64_t stop();
+
+    const JobKinds& kinds() const { return kinds_; }
+    JobCounts totals() const;
+    std::vector<KindReport> report() const;
+    // From commit to the first attempt's start, and each attempt's run time.
+    LatencyHistogram::Snapshot start_delay() const { return start_delay_.snapshot(); }
+    LatencyHistogram::Snapshot run_time() const { return run_time_.snapshot(); }
+    const JournalWriter& writer() const { return writer_; }
+    // Blocks until no job runs, waits or is due for a retry (tests and benchmarks).
+    void wait_idle();
+
+  private:
+    using Clock = std::chrono::steady_clock;
+    struct Entry {
+        Job job;
+        const JobKind* kind;
+        Clock::time_point committed_at;
+        bool fresh;  // committed by this process (not replayed, not a retry)
+        std::shared_ptr<const ResponseOutcome> outcome;
+    };
+    struct KindState;
+    struct Deadline {
+        Clock::time_point at;
+        std::stop_source* source;
+        bool fired = false;
+    };
+
+    KindState& state_of(const std::string& kind);
+    void launch(Entry entry);
+    void launch_locked(Entry entry, std::vector<Entry>& to_pool);
+    void submit(std::vector<Entry> entries);
+    void attempt(Entry& entry, std::stop_token worker_stop);
+    void finish(Entry& entry, std::optional<std::string> error, bool cut_short);
+    void fail(Entry& entry, const std::string& error);
+    void clock_loop(std::stop_token stop);
+    Clock::time_point next_wake() const;
+
+    const JobKinds& kinds_;
+    JournalWriter& writer_;
+    Pool& pool_;
+    std::map<std::string, std::unique_ptr<KindState>, std::less<>> states_;  // fixed at start
+    LatencyHistogram start_delay_;
+    LatencyHistogram run_time_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable_any clock_cv_;
+    std::condition_variable idle_cv_;
+    std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
+    std::map<std::int64_t, Deadline> deadlines_;       // guarded by mutex_; running attempts
+    std::size_t spilled_ = 0;  // guarded by mutex_; waiting for room in the pool's queue
+    bool stopping_ = false;    // guarded by mutex_
+    bool rescan_ = false;      // guarded by mutex_; the clock should look again now
+    std::jthread clock_;       // last: starts once the members above exist
+};
+
+// The runner of the running Server, for follow_response_durably outside a request.
+void set_process_job_runner(JobRunner* runner);
+JobRunner* process_job_runner();
+
+}  // namespace crosstown

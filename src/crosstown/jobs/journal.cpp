@@ -1,0 +1,318 @@
+#include "crosstown/jobs/journal.hpp"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <utility>
+
+namespace crosstown {
+namespace {
+
+// 'crst': marks the file as a crosstown journal, so a database of something else is refused.
+constexpr int kApplicationId = 0x63727374;
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"(
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL,
+    payload     BLOB    NOT NULL,
+    request_id  TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    state       TEXT    NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'retry', 'dead')),
+    enqueued_at INTEGER NOT NULL,
+    run_at      INTEGER NOT NULL,
+    last_error  TEXT
+);
+)";
+
+// One prepared statement, reset after each use.
+class Statement {
+  public:
+    Statement() = default;
+    Statement(sqlite3* db, const char* sql) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
+            SQLITE_OK) {
+            throw std::runtime_error(sqlite3_errmsg(db));
+        }
+    }
+    Statement(Statement&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
+    Statement& operator=(Statement&& other) noexcept {
+        std::swap(stmt_, other.stmt_);
+        return *this;
+    }
+    ~Statement() { sqlite3_finalize(stmt_); }
+
+    Statement& bind(int i, std::int64_t v) {
+        sqlite3_bind_int64(stmt_, i, v);
+        return *this;
+    }
+    Statement& bind(int i, std::string_view v) {
+        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Statement& bind_blob(int i, std::string_view v) {
+        sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // Steps once: true while a row is there.
+    bool step() {
+        const int rc = sqlite3_step(stmt_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        throw std::runtime_error(sqlite3_errmsg(sqlite3_db_handle(stmt_)));
+    }
+    void run() {
+        step();
+        reset();
+    }
+    void reset() {
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
+    }
+    std::int64_t integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+    std::string text(int column) const {
+        const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+        return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)))
+                 : std::string();
+    }
+
+  private:
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+JobState state_from(std::string_view name) {
+    if (name == "retry") return JobState::retry;
+    if (name == "dead") return JobState::dead;
+    return JobState::ready;
+}
+
+}  // namespace
+
+struct Journal::Statements {
+    Statement insert, remove, reschedule, bury;
+};
+
+std::string_view job_state_name(JobState state) {
+    switch (state) {
+        case JobState::ready: return "ready";
+        case JobState::retry: return "retry";
+        case JobState::dead: return "dead";
+    }
+    return "ready";
+}
+
+std::uint64_t JournalStats::count(JobState state) const {
+    std::uint64_t n = 0;
+    for (const auto& row : rows) n += row.state == state ? row.jobs : 0;
+    return n;
+}
+
+Journal Journal::open(const std::string& path, JournalSync sync, Access access) {
+    const int flags = access == Access::read_only
+                          ? SQLITE_OPEN_READONLY
+                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string why = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        sqlite3_close(db);
+        throw JournalError(fmt::format("journal {}: cannot open: {}", path, why));
+    }
+    Journal journal(path, db);
+    sqlite3_busy_timeout(db, 5000);
+    journal.check_identity(access);
+    if (access == Access::read_write) {
+        journal.exec("PRAGMA journal_mode=WAL");
+        journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
+                                               : "PRAGMA synchronous=NORMAL");
+        try {
+            journal.statements_ = std::make_unique<Statements>(Statements{
+                {db, "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?4)"},
+                {db, "DELETE FROM jobs WHERE id = ?1"},
+                {db, "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
+                     "last_error = ?4 WHERE id = ?1"},
+                {db, "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3 "
+                     "WHERE id = ?1"}});
+        } catch (const std::exception& e) {
+            journal.fail(e.what());
+        }
+    }
+    return journal;
+}
+
+Journal::Journal(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+Journal::Journal(Journal&& other) noexcept
+    : path_(std::move(other.path_)),
+      db_(std::exchange(other.db_, nullptr)),
+      statements_(std::move(other.statements_)) {}
+Journal& Journal::operator=(Journal&& other) noexcept {
+    std::swap(path_, other.path_);
+    std::swap(db_, other.db_);
+    std::swap(statements_, other.statements_);
+    return *this;
+}
+Journal::~Journal() {
+    statements_.reset();  // statements first: sqlite3_close refuses while they exist
+    sqlite3_close(db_);
+}
+
+void Journal::fail(std::string_view doing) const {
+    throw JournalError(fmt::format("journal {}: {}", path_, doing));
+}
+
+void Journal::exec(const char* sql) {
+    char* error = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+        std::string why = error != nullptr ? error : sqlite3_errmsg(db_);
+        sqlite3_free(error);
+        fail(why);
+    }
+}
+
+// The file is a crosstown journal of a version we know, or a new empty database (which
+// becomes one). Anything else is refused: starting fresh over it would lose its jobs.
+void Journal::check_identity(Access access) {
+    try {
+        Statement app(db_, "PRAGMA application_id");
+        app.step();
+        const auto id = app.integer(0);
+        Statement version(db_, "PRAGMA user_version");
+        version.step();
+        const auto schema = version.integer(0);
+        Statement tables(db_, "SELECT count(*) FROM sqlite_schema");
+        tables.step();
+        const bool empty = tables.integer(0) == 0;
+        if (id == 0 && empty) {
+            if (access == Access::read_only) fail("is empty: no journal was written there yet");
+            exec("BEGIN IMMEDIATE");
+            exec(kSchema);
+            exec(fmt::format("PRAGMA application_id={}", kApplicationId).c_str());
+            exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
+            exec("COMMIT");
+            return;
+        }
+        if (id != kApplicationId) {
+            fail("is a SQLite database of another application, not a crosstown journal");
+        }
+        if (schema != kSchemaVersion) {
+            fail(fmt::format("has schema version {}; this crosstown reads version {}", schema,
+                             kSchemaVersion));
+        }
+        Statement check(db_, "PRAGMA quick_check");
+        if (check.step() && check.text(0) != "ok") {
+            fail(fmt::format("fails its integrity check: {}", check.text(0)));
+        }
+    } catch (const JournalError&) {
+        throw;
+    } catch (const std::exception& e) {
+        fail(fmt::format("is unreadable or corrupt: {}", e.what()));
+    }
+}
+
+void Journal::begin() { exec("BEGIN IMMEDIATE"); }
+void Journal::commit() { exec("COMMIT"); }
+void Journal::rollback() noexcept { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
+
+std::int64_t Journal::insert(const NewJob& job, std::int64_t now_ms) {
+    auto& s = statements_->insert;
+    try {
+        s.bind(1, job.kind).bind_blob(2, job.payload).bind(3, job.request_id).bind(4, now_ms).run();
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+    return sqlite3_last_insert_rowid(db_);
+}
+
+void Journal::remove(std::int64_t id) {
+    try {
+        statements_->remove.bind(1, id).run();
+    } catch (const std::exception& e) {
+        statements_->remove.reset();
+        fail(e.what());
+    }
+}
+
+void Journal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                         std::string_view error) {
+    auto& s = statements_->reschedule;
+    try {
+        s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, run_at_ms).bind(4, error).run();
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+}
+
+void Journal::bury(std::int64_t id, unsigned attempts, std::string_view error) {
+    auto& s = statements_->bury;
+    try {
+        s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).run();
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+}
+
+std::vector<StoredJob> Journal::select(const std::string& where) {
+    std::vector<StoredJob> jobs;
+    try {
+        Statement s(db_, fmt::format("SELECT id, kind, payload, request_id, attempts, state, "
+                                     "enqueued_at, run_at, coalesce(last_error, '') FROM jobs {} "
+                                     "ORDER BY id",
+                                     where)
+                             .c_str());
+        while (s.step()) {
+            jobs.push_back({.id = s.integer(0),
+                            .kind = s.text(1),
+                            .payload = s.text(2),
+                            .request_id = s.text(3),
+                            .attempts = static_cast<unsigned>(s.integer(4)),
+                            .state = state_from(s.text(5)),
+                            .enqueued_ms = s.integer(6),
+                            .run_at_ms = s.integer(7),
+                            .last_error = s.text(8)});
+        }
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+    return jobs;
+}
+
+std::vector<StoredJob> Journal::live_jobs() { return select("WHERE state != 'dead'"); }
+
+std::vector<StoredJob> Journal::list(std::optional<JobState> only) {
+    return only ? select(fmt::format("WHERE state = '{}'", job_state_name(*only))) : select("");
+}
+
+JournalStats Journal::stats() {
+    JournalStats stats;
+    try {
+        Statement s(db_, "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state "
+                         "ORDER BY kind, state");
+        while (s.step()) {
+            stats.rows.push_back({s.text(0), state_from(s.text(1)),
+                                  static_cast<std::uint64_t>(s.integer(2))});
+        }
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+    return stats;
+}
+
+std::uint64_t Journal::revive(std::optional<std::int64_t> id) {
+    const auto sql = fmt::format(
+        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = 0 WHERE state = 'dead'{}",
+        id ? fmt::format(" AND id = {}", *id) : "");
+    exec(sql.c_str());
+    return static_cast<std::uint64_t>(sqlite3_changes(db_));
+}
+
+std::uint64_t Journal::purge_dead() {
+    exec("DELETE FROM jobs WHERE state = 'dead'");
+    return static_cast<std::uint64_t>(sqlite3_changes(db_));
+}
+
+}  // namespace crosstown

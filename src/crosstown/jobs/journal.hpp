@@ -1,0 +1,112 @@
+// crosstown::Journal: the SQLite file that keeps durable jobs, one row per job.
+//
+// A job's row is written when its request commits, rewritten when an attempt fails (the next
+// attempt's due time and the error), marked dead after its last attempt, and deleted when it
+// succeeds. Nothing marks a job as running: every row not dead is replayed at the next start,
+// which is what at-least-once needs, at no extra write per job.
+//
+// Opening checks what the file is, and refuses (JournalError, naming the file) rather than
+// starting fresh over jobs: a file that is not SQLite or fails its integrity check, a SQLite
+// database of another application (application_id), a schema version from the future. Ids
+// come from AUTOINCREMENT, so an id is never reused, even after its job is gone.
+//
+// Not thread-safe: one thread writes (JournalWriter); readers (`fcgi_app jobs list`) open
+// their own read-only connection, which WAL lets run beside the writer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crosstown/jobs/journal_config.hpp"
+
+struct sqlite3;
+
+namespace crosstown {
+
+// The journal cannot be opened or written; what() names the file.
+class JournalError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+enum class JobState { ready, retry, dead };
+std::string_view job_state_name(JobState state);
+
+struct StoredJob {
+    std::int64_t id = 0;
+    std::string kind;
+    std::string payload;
+    std::string request_id;
+    unsigned attempts = 0;         // attempts made and failed so far
+    JobState state = JobState::ready;
+    std::int64_t enqueued_ms = 0;  // unix time
+    std::int64_t run_at_ms = 0;    // unix time of the next attempt
+    std::string last_error;
+};
+
+struct NewJob {
+    std::string_view kind;
+    std::string_view payload;
+    std::string_view request_id;
+};
+
+struct JournalStats {
+    struct Row {
+        std::string kind;
+        JobState state;
+        std::uint64_t jobs;
+    };
+    std::vector<Row> rows;  // by kind, then state
+    std::uint64_t count(JobState state) const;
+};
+
+class Journal {
+  public:
+    enum class Access { read_write, read_only };
+
+    // Creates the file (read_write) when it does not exist. Throws JournalError.
+    static Journal open(const std::string& path, JournalSync sync, Access access);
+    Journal(Journal&&) noexcept;
+    Journal& operator=(Journal&&) noexcept;
+    ~Journal();
+
+    const std::string& path() const { return path_; }
+
+    // Writes, between begin() and commit(); a throw leaves the transaction to rollback().
+    void begin();
+    void commit();
+    void rollback() noexcept;
+    std::int64_t insert(const NewJob& job, std::int64_t now_ms);
+    void remove(std::int64_t id);
+    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                    std::string_view error);
+    void bury(std::int64_t id, unsigned attempts, std::string_view error);
+
+    // Every job that is not dead, oldest first (replay at start).
+    std::vector<StoredJob> live_jobs();
+    std::vector<StoredJob> list(std::optional<JobState> only = std::nullopt);
+    JournalStats stats();
+    // Makes dead jobs ready again with their attempts reset (one id, or all when empty); how many.
+    std::uint64_t revive(std::optional<std::int64_t> id);
+    // Deletes the dead jobs; how many.
+    std::uint64_t purge_dead();
+
+  private:
+    Journal(std::string path, sqlite3* db);
+    void exec(const char* sql);
+    [[noreturn]] void fail(std::string_view doing) const;
+    void check_identity(Access access);
+    std::vector<StoredJob> select(const std::string& where);
+
+    std::string path_;
+    sqlite3* db_ = nullptr;
+    struct Statements;
+    std::unique_ptr<Statements> statements_;
+};
+
+}  // namespace crosstown

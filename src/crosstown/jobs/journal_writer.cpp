@@ -1,0 +1,185 @@
+#include "crosstown/jobs/journal_writer.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "crosstown/jobs/follow_response_durably.hpp"
+#include "crosstown/observe/log.hpp"
+
+namespace crosstown {
+namespace {
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// How long the writer waits before writing changes again after a failed transaction.
+constexpr auto kRetryPause = std::chrono::milliseconds(100);
+
+}  // namespace
+
+struct JournalWriter::Ticket {
+    std::span<const NewJob> jobs;
+    std::vector<std::int64_t> ids;
+    std::string error;
+    bool done = false;
+};
+
+JournalWriter::JournalWriter(Journal journal)
+    : journal_(std::move(journal)),
+      path_(journal_.path()),
+      thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
+
+JournalWriter::~JournalWriter() {
+    thread_.request_stop();
+    work_cv_.notify_all();
+}
+
+std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
+    const auto started = std::chrono::steady_clock::now();
+    Ticket ticket{jobs, {}, {}, false};
+    {
+        std::unique_lock lock(mutex_);
+        tickets_.push_back(&ticket);
+        work_cv_.notify_one();
+        done_cv_.wait(lock, [&] { return ticket.done; });
+    }
+    commit_latency_.record(std::chrono::steady_clock::now() - started);
+    if (!ticket.error.empty()) throw JournalUnavailable(ticket.error);
+    return std::move(ticket.ids);
+}
+
+void JournalWriter::complete(std::int64_t id) {
+    hand_over({Change::Type::remove, id, 0, 0, {}});
+}
+
+void JournalWriter::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                               std::string error) {
+    hand_over({Change::Type::reschedule, id, attempts, run_at_ms, std::move(error)});
+}
+
+void JournalWriter::bury(std::int64_t id, unsigned attempts, std::string error) {
+    hand_over({Change::Type::bury, id, attempts, 0, std::move(error)});
+}
+
+void JournalWriter::hand_over(Change change) {
+    std::lock_guard lock(mutex_);
+    const bool was_idle = tickets_.empty() && changes_.empty();
+    changes_.push_back(std::move(change));
+    if (was_idle) work_cv_.notify_one();
+}
+
+void JournalWriter::flush() {
+    std::unique_lock lock(mutex_);
+    // Everything handed over so far is written by the round after the one running now.
+    const auto target = taken_ + 1;
+    work_cv_.notify_one();
+    done_cv_.wait(lock, [&] {
+        return written_ >= target || (tickets_.empty() && changes_.empty() && written_ == taken_);
+    });
+}
+
+void JournalWriter::loop(std::stop_token stop) {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        work_cv_.wait(lock, [&] {
+            return stop.stop_requested() || !tickets_.empty() || !changes_.empty();
+        });
+        if (tickets_.empty() && changes_.empty()) return;  // stopping, nothing left
+        auto tickets = std::exchange(tickets_, {});
+        auto changes = std::exchange(changes_, {});
+        ++taken_;
+        lock.unlock();
+        const bool ok = write(tickets, changes);
+        lock.lock();
+        for (auto* ticket : tickets) ticket->done = true;
+        if (!ok) {  // the changes wait for the next round, ahead of newer ones
+            changes.insert(changes.end(), std::make_move_iterator(changes_.begin()),
+                           std::make_move_iterator(changes_.end()));
+            changes_ = std::move(changes);
+        }
+        ++written_;
+        done_cv_.notify_all();
+        if (!ok) {
+            if (stop.stop_requested()) return;  // kept in the journal as they were: replayed
+            work_cv_.wait_for(lock, kRetryPause, [&] { return stop.stop_requested(); });
+        }
+    }
+}
+
+// One transaction for all of it. When it fails with commits in it, the commits are refused and
+// the changes are tried once more on their own, so a request that cannot commit does not hold
+// back the completions of others. False when the changes were not written.
+bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& changes) {
+    auto apply = [&](bool with_tickets) {
+        journal_.begin();
+        try {
+            const auto now = now_ms();
+            std::size_t inserted = 0;
+            if (with_tickets) {
+                for (auto* ticket : tickets) {
+                    ticket->ids.clear();
+                    for (const auto& job : ticket->jobs) {
+                        ticket->ids.push_back(journal_.insert(job, now));
+                    }
+                    inserted += ticket->jobs.size();
+                }
+            }
+            for (const auto& change : changes) {
+                switch (change.type) {
+                    case Change::Type::remove: journal_.remove(change.id); break;
+                    case Change::Type::reschedule:
+                        journal_.reschedule(change.id, change.attempts, change.run_at_ms,
+                                            change.error);
+                        break;
+                    case Change::Type::bury:
+                        journal_.bury(change.id, change.attempts, change.error);
+                        break;
+                }
+            }
+            journal_.commit();
+            if (inserted > 0) record_batch(inserted);
+        } catch (...) {
+            journal_.rollback();
+            throw;
+        }
+    };
+    try {
+        apply(true);
+        return true;
+    } catch (const JournalError& e) {
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        log::error("{}", e.what());
+        for (auto* ticket : tickets) ticket->error = e.what();
+    }
+    if (tickets.empty() || changes.empty()) return changes.empty();
+    try {
+        apply(false);
+        return true;
+    } catch (const JournalError& e) {
+        return false;
+    }
+}
+
+void JournalWriter::record_batch(std::size_t jobs) {
+    const auto bucket = std::lower_bound(kBatchBounds.begin(), kBatchBounds.end(), jobs);
+    batch_buckets_[static_cast<std::size_t>(bucket - kBatchBounds.begin())].fetch_add(
+        1, std::memory_order_relaxed);
+    batch_jobs_.fetch_add(jobs, std::memory_order_relaxed);
+}
+
+JournalWriter::BatchSizes JournalWriter::batch_sizes() const {
+    BatchSizes sizes;
+    for (std::size_t i = 0; i < sizes.buckets.size(); ++i) {
+        sizes.buckets[i] = batch_buckets_[i].load(std::memory_order_relaxed);
+        sizes.count += sizes.buckets[i];
+    }
+    sizes.sum = batch_jobs_.load(std::memory_order_relaxed);
+    return sizes;
+}
+
+}  // namespace crosstown

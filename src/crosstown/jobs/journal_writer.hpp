@@ -1,0 +1,92 @@
+// crosstown::JournalWriter: the one thread that writes the journal, with group commit.
+//
+// Responders hand it their request's jobs and wait (commit); completions, retries and deaths
+// are handed over without waiting. Whatever gathered while the previous transaction ran goes
+// into the next one, so under load one transaction (and with sync=full one fsync) covers many
+// requests, and completions cost no transaction of their own. A lost completion only means the
+// job runs again after a restart, which at-least-once allows.
+//
+// When a transaction fails (disk full, I/O error), the requests in it are told (commit throws
+// JournalUnavailable, so they answer 503); the completions, retries and deaths in it are
+// written again on their own in the next transaction, and kept queued until one succeeds.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crosstown/jobs/journal.hpp"
+#include "crosstown/observe/latency_histogram.hpp"
+
+namespace crosstown {
+
+class JournalWriter {
+  public:
+    // Jobs per transaction, for the batch-size histogram: upper bounds, then +Inf.
+    static constexpr std::array<std::uint64_t, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};
+    struct BatchSizes {
+        std::array<std::uint64_t, kBatchBounds.size() + 1> buckets{};
+        std::uint64_t count = 0;
+        std::uint64_t sum = 0;
+    };
+
+    explicit JournalWriter(Journal journal);
+    ~JournalWriter();  // writes what is queued (one last try), then stops
+    JournalWriter(const JournalWriter&) = delete;
+    JournalWriter& operator=(const JournalWriter&) = delete;
+
+    // Inserts the jobs in a transaction shared with whatever else waits, and returns their ids
+    // in order once it is committed. Throws JournalUnavailable when it failed.
+    std::vector<std::int64_t> commit(std::span<const NewJob> jobs);
+    void complete(std::int64_t id);
+    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms, std::string error);
+    void bury(std::int64_t id, unsigned attempts, std::string error);
+    // Returns once everything handed over before it was written, or failed to be.
+    void flush();
+
+    const std::string& path() const { return path_; }
+    // From commit() to its transaction's end, and jobs per transaction.
+    LatencyHistogram::Snapshot commit_latency() const { return commit_latency_.snapshot(); }
+    BatchSizes batch_sizes() const;
+    std::uint64_t failed_transactions() const { return failed_.load(std::memory_order_relaxed); }
+
+  private:
+    struct Ticket;  // a waiting commit()
+    struct Change {
+        enum class Type { remove, reschedule, bury } type;
+        std::int64_t id;
+        unsigned attempts;
+        std::int64_t run_at_ms;
+        std::string error;
+    };
+
+    void hand_over(Change change);
+    void loop(std::stop_token stop);
+    bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
+    void record_batch(std::size_t jobs);
+
+    Journal journal_;  // used by the writer thread only
+    const std::string path_;
+    LatencyHistogram commit_latency_;
+    std::array<std::atomic<std::uint64_t>, kBatchBounds.size() + 1> batch_buckets_{};
+    std::atomic<std::uint64_t> batch_jobs_{0};
+    std::atomic<std::uint64_t> failed_{0};
+
+    std::mutex mutex_;
+    std::condition_variable work_cv_;
+    std::condition_variable done_cv_;
+    std::vector<Ticket*> tickets_;   // guarded by mutex_
+    std::vector<Change> changes_;    // guarded by mutex_
+    std::uint64_t written_ = 0;      // guarded by mutex_; rounds finished
+    std::uint64_t taken_ = 0;        // guarded by mutex_; rounds started
+    std::jthread thread_;            // last: starts once the members above exist
+};
+
+}  // namespace crosstown
