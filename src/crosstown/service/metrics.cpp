@@ -81,13 +81,67 @@ void deferred_metrics(Out out, const Pool& pool) {
     histogram(out, "crosstown_deferred_run_seconds", "Callback run time.", pool.run_time());
 }
 
+void batch_histogram(Out out, const JournalWriter::BatchSizes& sizes) {
+    constexpr std::string_view name = "crosstown_journal_batch_jobs";
+    family(out, name, "histogram", "Jobs committed per journal transaction (group commit).");
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < JournalWriter::kBatchBounds.size(); ++i) {
+        cumulative += sizes.buckets[i];
+        fmt::format_to(out, "{}_bucket{{le=\"{}\"}} {}\n", name, JournalWriter::kBatchBounds[i],
+                       cumulative);
+    }
+    fmt::format_to(out, "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name,
+                   sizes.count, name, sizes.sum, name, sizes.count);
+}
+
+void job_metrics(Out out, const JobRunner& jobs) {
+    const auto kinds = jobs.report();
+    family(out, "crosstown_jobs_total", "counter",
+           "Durable jobs by kind and outcome (retried: failed attempts rescheduled).");
+    for (const auto& kind : kinds) {
+        const auto& c = kind.counts;
+        const std::pair<std::string_view, std::uint64_t> outcomes[] = {
+            {"enqueued", c.enqueued},   {"replayed", c.replayed}, {"succeeded", c.succeeded},
+            {"retried", c.retried},     {"dead", c.dead},         {"skipped", c.skipped}};
+        for (const auto& [outcome, value] : outcomes) {
+            fmt::format_to(out, "crosstown_jobs_total{{kind=\"{}\",outcome=\"{}\"}} {}\n",
+                           kind.kind, outcome, value);
+        }
+    }
+    family(out, "crosstown_jobs", "gauge",
+           "Durable jobs by kind and state now (outstanding: in the journal, not finished; at "
+           "shutdown these are kept).");
+    for (const auto& kind : kinds) {
+        const std::pair<std::string_view, std::uint64_t> states[] = {
+            {"running", kind.running},
+            {"waiting", kind.waiting},
+            {"retrying", kind.retrying},
+            {"outstanding", kind.counts.outstanding}};
+        for (const auto& [state, value] : states) {
+            fmt::format_to(out, "crosstown_jobs{{kind=\"{}\",state=\"{}\"}} {}\n", kind.kind,
+                           state, value);
+        }
+    }
+    family(out, "crosstown_journal_failed_transactions_total", "counter",
+           "Journal transactions that failed (disk full, I/O error); their requests got 503.");
+    fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
+                   jobs.writer().failed_transactions());
+    histogram(out, "crosstown_journal_commit_seconds",
+              "From a request's commit to its transaction's end.", jobs.writer().commit_latency());
+    batch_histogram(out, jobs.writer().batch_sizes());
+    histogram(out, "crosstown_jobs_start_delay_seconds",
+              "From a job's commit to its first attempt's start.", jobs.start_delay());
+    histogram(out, "crosstown_jobs_run_seconds", "Durable job attempt run time.", jobs.run_time());
+}
+
 }  // namespace
 
 std::string render_metrics(const RequestStats& requests, const Pool& pool,
-                           unsigned busy_responders) {
+                           unsigned busy_responders, const JobRunner* jobs) {
     std::string text;
     request_metrics(std::back_inserter(text), requests, busy_responders);
     deferred_metrics(std::back_inserter(text), pool);
+    if (jobs != nullptr) job_metrics(std::back_inserter(text), *jobs);
     return text;
 }
 

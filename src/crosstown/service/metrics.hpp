@@ -6,11 +6,14 @@
 #include <string>
 
 #include "crosstown/deferred/pool.hpp"
+#include "crosstown/jobs/job_runner.hpp"
 #include "crosstown/observe/request_stats.hpp"
 
 namespace crosstown {
 
+// `jobs`: the durable jobs' runner, null when the journal is off (then no crosstown_jobs_*
+// or crosstown_journal_* families).
 std::string render_metrics(const RequestStats& requests, const Pool& pool,
-                           unsigned busy_responders);
+                           unsigned busy_responders, const JobRunner* jobs = nullptr);
 
 }  // namespace crosstown

@@ -239,7 +239,8 @@ unsigned Server::busy_responders() const { return impl_->busy_responders(); }
 DeferredCounts Server::deferred_counts() const { return impl_->pool_.counters().snapshot(); }
 
 std::string Server::metrics() const {
-    return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders());
+    const auto* jobs = impl_->job_runner_ ? &*impl_->job_runner_ : nullptr;
+    return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders(), jobs);
 }
 
 Handler Server::status_page() const {
