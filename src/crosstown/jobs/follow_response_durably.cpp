@@ -17,13 +17,14 @@ std::mutex capture_mutex;
 std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_mutex
 
 // Under spill a handler never waits to register a durable job: it waits in the runner once
-// committed. Under the other policies a full queue makes it wait here, before its response,
-// as an in-memory callback would under block, so that durable work too pushes back on the
-// clients that make it.
+// committed. Under the other policies a full queue, or as many durable jobs waiting in the
+// runner, makes it wait here, before its response, as an in-memory callback would under
+// block, so that durable work too pushes back on the clients that make it.
 void make_room() {
     Pool* pool = process_pool();
     if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
     if (!pool->has_room_for(1)) pool->wait_for_room();
+    if (auto* runner = process_job_runner()) runner->wait_for_room();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -273,6 +274,7 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
         }
     }
     idle_cv_.notify_all();
+    room_cv_.notify_all();
     submit(std::move(to_pool));
 }
 
@@ -334,6 +336,7 @@ void JobRunner::clock_loop(std::stop_token stop) {
             }
         }
         lock.unlock();
+        if (!to_pool.empty()) room_cv_.notify_all();
         submit(std::move(to_pool));
         lock.lock();
     }
@@ -362,6 +365,7 @@ std::uint64_t JobRunner::stop() {
     clock_.request_stop();
     if (clock_.joinable()) clock_.join();
     idle_cv_.notify_all();
+    room_cv_.notify_all();
     return totals().outstanding;
 }
 
@@ -381,6 +385,14 @@ std::vector<KindReport> JobRunner::report() const {
         for (auto& r : reports) r.retrying += r.kind == entry.job.kind ? 1 : 0;
     }
     return reports;
+}
+
+void JobRunner::wait_for_room() {
+    const auto capacity = pool_.config().queue_capacity;
+    std::unique_lock lock(mutex_);
+    if (stopping_ || spilled_ < capacity) return;
+    const detail::BlockingNotice notice;
+    room_cv_.wait(lock, [&] { return stopping_ || spilled_ < capacity; });
 }
 
 void JobRunner::wait_idle() {

@@ -89,6 +89,11 @@ class JobRunner {
     void enqueue_now(std::string_view kind, std::string payload);
     // No more starts or retries; returns how many jobs stay in the journal unfinished.
     std::uint64_t stop();
+    // Waits while as many jobs wait here as the pool's queue holds (its queue_capacity): under
+    // every overflow policy but spill, a handler registering a durable job calls it, so that
+    // durable work pushes back on the clients that make it instead of piling up in memory.
+    // Tells the thread's BlockingObserver, like the pool's own wait for room.
+    void wait_for_room();
 
     const JobKinds& kinds() const { return kinds_; }
     JobCounts totals() const;
@@ -136,9 +141,10 @@ class JobRunner {
     mutable std::mutex mutex_;
     std::condition_variable_any clock_cv_;
     std::condition_variable idle_cv_;
+    std::condition_variable room_cv_;  // spilled_ went below the pool's queue capacity
     std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
     std::map<std::int64_t, Deadline> deadlines_;       // guarded by mutex_; running attempts
-    std::size_t spilled_ = 0;  // guarded by mutex_; waiting for room in the pool's queue
+    std::size_t spilled_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
     bool stopping_ = false;    // guarded by mutex_
     bool rescan_ = false;      // guarded by mutex_; the clock should look again now
     std::jthread clock_;       // last: starts once the members above exist
