@@ -153,14 +153,17 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
         return true;
     } catch (const JournalError& e) {
         failed_.fetch_add(1, std::memory_order_relaxed);
-        log::error("{}", e.what());
+        if (const auto failures = failure_log_.count()) {
+            log::error("{} ({} failed journal transactions since the last such line)", e.what(),
+                       failures);
+        }
         for (auto* ticket : tickets) ticket->error = e.what();
     }
     if (tickets.empty() || changes.empty()) return changes.empty();
     try {
         apply(false);
         return true;
-    } catch (const JournalError& e) {
+    } catch (const JournalError&) {
         return false;
     }
 }

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/jobs/journal.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
@@ -78,6 +79,8 @@ class JournalWriter {
     std::array<std::atomic<std::uint64_t>, kBatchBounds.size() + 1> batch_buckets_{};
     std::atomic<std::uint64_t> batch_jobs_{0};
     std::atomic<std::uint64_t> failed_{0};
+    // While the disk stays full the writer retries every 100 ms: one log line per 5 s is enough.
+    detail::LogThrottle failure_log_{std::chrono::seconds(5)};
 
     std::mutex mutex_;
     std::condition_variable work_cv_;
