@@ -13,8 +13,10 @@
 
 namespace {
 
+// In memory where the machine has /dev/shm: each run creates, writes and removes files.
 const std::string& scratch_path() {
-    static const std::string path = "/tmp/fuzz_journal." + std::to_string(::getpid()) + ".db";
+    static const std::string dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    static const std::string path = dir + "/fuzz_journal." + std::to_string(::getpid()) + ".db";
     return path;
 }
 
