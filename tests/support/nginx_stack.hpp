@@ -16,7 +16,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -76,11 +78,27 @@ class NginxStack {
         start_nginx();
     }
     ChildProcess& app() { return *app_; }
+    // Stops fcgi_app with `signal` (SIGKILL: a crash) and waits up to `timeout` for it to
+    // exit; its exit code, or nullopt if it was still running. nginx keeps running (and
+    // answers 502) until restart_app().
+    std::optional<int> stop_app(int signal, std::chrono::milliseconds timeout = 10s) {
+        app_->signal(signal);
+        return app_->wait(timeout);
+    }
+    // Starts fcgi_app again, after stop_app(), on the same socket with the same arguments, and
+    // waits until it listens. Each start logs to a file of its own: app().output() is the
+    // current start's log.
+    void restart_app() {
+        if (app_->running()) throw std::logic_error("restart_app: fcgi_app is still running");
+        app_.reset();
+        start_app(app_args_);
+    }
     std::string nginx_errors() const { return read_file(dir_ / "error.log"); }
     HttpReply get(const std::string& target) const { return http_get(port_, target); }
 
   private:
     void start_app(std::vector<std::string> args) {
+        app_args_ = args;
         std::vector<std::string> argv{FCGI_APP_PATH, "--listen", socket_};
         if (::geteuid() == 0) {
             const passwd* nobody = ::getpwnam("nobody");
@@ -88,7 +106,9 @@ class NginxStack {
             if (group) argv.insert(argv.end(), {"--socket-group", group->gr_name});
         }
         argv.insert(argv.end(), args.begin(), args.end());
-        app_ = std::make_unique<ChildProcess>(argv, dir_ / "fcgi_app.log");
+        const auto log = ++app_starts_ == 1 ? std::string("fcgi_app.log")
+                                            : "fcgi_app-" + std::to_string(app_starts_) + ".log";
+        app_ = std::make_unique<ChildProcess>(argv, dir_ / log);
         // Until it says it is listening (every responder waits), or has exited (an error of
         // its own). Tests that read its log from here on see only lines about their requests.
         const auto listening = [&] {
@@ -131,6 +151,8 @@ class NginxStack {
     TempDir dir_;  // destroyed last: the children below are stopped first
     std::string socket_;
     int port_ = 0;
+    std::vector<std::string> app_args_;  // for restart_app()
+    int app_starts_ = 0;
     std::unique_ptr<ChildProcess> app_;
     std::unique_ptr<ChildProcess> nginx_;
 };

@@ -53,9 +53,7 @@ std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
     return std::move(ticket.ids);
 }
 
-void JournalWriter::complete(std::int64_t id) {
-    hand_over({Change::Type::remove, id, 0, 0, {}});
-}
+void JournalWriter::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
 
 void JournalWriter::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                std::string error) {
@@ -83,12 +81,17 @@ void JournalWriter::flush() {
     });
 }
 
+std::size_t JournalWriter::unwritten_finishes() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<std::size_t>(std::ranges::count_if(
+        changes_, [](const Change& c) { return c.type != Change::Type::reschedule; }));
+}
+
 void JournalWriter::loop(std::stop_token stop) {
     std::unique_lock lock(mutex_);
     for (;;) {
-        work_cv_.wait(lock, [&] {
-            return stop.stop_requested() || !tickets_.empty() || !changes_.empty();
-        });
+        work_cv_.wait(
+            lock, [&] { return stop.stop_requested() || !tickets_.empty() || !changes_.empty(); });
         if (tickets_.empty() && changes_.empty()) return;  // stopping, nothing left
         auto tickets = std::exchange(tickets_, {});
         auto changes = std::exchange(changes_, {});
@@ -131,7 +134,9 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
             }
             for (const auto& change : changes) {
                 switch (change.type) {
-                    case Change::Type::remove: journal_.remove(change.id); break;
+                    case Change::Type::remove:
+                        journal_.remove(change.id);
+                        break;
                     case Change::Type::reschedule:
                         journal_.reschedule(change.id, change.attempts, change.run_at_ms,
                                             change.error);

@@ -51,6 +51,9 @@ class JournalWriter {
     void bury(std::int64_t id, unsigned attempts, std::string error);
     // Returns once everything handed over before it was written, or failed to be.
     void flush();
+    // Completions and deaths handed over but not written yet (a transaction failed): those
+    // jobs are still live in the journal and would run again at the next start.
+    std::size_t unwritten_finishes() const;
 
     const std::string& path() const { return path_; }
     // From commit() to its transaction's end, and jobs per transaction.
@@ -82,14 +85,14 @@ class JournalWriter {
     // While the disk stays full the writer retries every 100 ms: one log line per 5 s is enough.
     detail::LogThrottle failure_log_{std::chrono::seconds(5)};
 
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::condition_variable work_cv_;
     std::condition_variable done_cv_;
-    std::vector<Ticket*> tickets_;   // guarded by mutex_
-    std::vector<Change> changes_;    // guarded by mutex_
-    std::uint64_t written_ = 0;      // guarded by mutex_; rounds finished
-    std::uint64_t taken_ = 0;        // guarded by mutex_; rounds started
-    std::jthread thread_;            // last: starts once the members above exist
+    std::vector<Ticket*> tickets_;  // guarded by mutex_
+    std::vector<Change> changes_;   // guarded by mutex_
+    std::uint64_t written_ = 0;     // guarded by mutex_; rounds finished
+    std::uint64_t taken_ = 0;       // guarded by mutex_; rounds started
+    std::jthread thread_;           // last: starts once the members above exist
 };
 
 }  // namespace crosstown

@@ -350,7 +350,15 @@ void Server::Impl::stop_jobs() {
     set_process_job_runner(nullptr);
     job_runner_->stop();
     journal_writer_->flush();
-    const auto totals = job_runner_->totals();
+    auto totals = job_runner_->totals();
+    // Finished, but the journal could not be told (disk full): still there, so kept, and they
+    // run again at the next start.
+    if (const auto unwritten = journal_writer_->unwritten_finishes(); unwritten > 0) {
+        log::error("journal {}: {} jobs finished but their completion could not be written; "
+                   "they stay in the journal and run again at the next start",
+                   config_.journal.path, unwritten);
+        totals.outstanding += unwritten;
+    }
     log::info("{}", totals.summary());
 }
 
