@@ -51,14 +51,14 @@ void from_threads(Request request) {
 }
 
 void durable_noop_jobs(benchmark::State& state) {
-    const auto sync = state.range(0) == 1 ? crosstown::JournalSync::full
-                                          : crosstown::JournalSync::normal;
+    const auto sync =
+        state.range(0) == 1 ? crosstown::JournalSync::full : crosstown::JournalSync::normal;
     ScratchJournal scratch;
     crosstown::Pool pool;
     crosstown::JobKinds kinds;
     kinds.define("noop", {}, [](const crosstown::Job&, std::stop_token) {});
-    crosstown::JournalWriter writer(crosstown::Journal::open(
-        scratch.path(), sync, crosstown::Journal::Access::read_write));
+    crosstown::JournalWriter writer(
+        crosstown::Journal::open(scratch.path(), sync, crosstown::Journal::Access::read_write));
     crosstown::JobRunner runner(kinds, writer, pool);
     const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
         crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});

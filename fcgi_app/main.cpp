@@ -19,8 +19,9 @@ int main(int argc, char** argv) {
         .name = "fcgi_app",
         .version = CROSSTOWN_VERSION,
         .summary = "the crosstown reference application",
-        .app_options = {{"witness", "append each placed durable call to this file (for tests "
-                                    "and demonstrations)"}}};
+        .app_options = {{"witness",
+                         "append each placed durable call to this file (for tests "
+                         "and demonstrations)"}}};
     const auto parsed = crosstown::parse_server_config(argc, argv, program);
     if (!parsed.config) return parsed.exit_code;
 

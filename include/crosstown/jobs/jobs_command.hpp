@@ -19,8 +19,8 @@
 namespace crosstown {
 
 // argv[0] is "jobs"; `program` prefixes messages ("my_app jobs").
-int jobs_command(int argc, const char* const argv[], std::string_view program,
-                 std::ostream& out, std::ostream& err);
+int jobs_command(int argc, const char* const argv[], std::string_view program, std::ostream& out,
+                 std::ostream& err);
 int jobs_command(int argc, const char* const argv[], std::string_view program);
 
 }  // namespace crosstown

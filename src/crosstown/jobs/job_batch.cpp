@@ -12,8 +12,7 @@ namespace {
 thread_local JobBatch* current = nullptr;
 }
 
-JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs)
-    : JobBatch(kinds, max_jobs, true) {}
+JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs) : JobBatch(kinds, max_jobs, true) {}
 
 JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, bool check)
     : kinds_(kinds), max_jobs_(max_jobs), check_(check) {}

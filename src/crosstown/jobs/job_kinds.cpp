@@ -7,7 +7,8 @@ namespace crosstown {
 void JobKinds::define(std::string name, JobKindOptions options, JobHandler handler) {
     if (name.empty()) throw std::invalid_argument("JobKinds::define: a kind needs a name");
     if (!handler) {
-        throw std::invalid_argument(fmt::format("JobKinds::define: kind '{}' has no handler", name));
+        throw std::invalid_argument(
+            fmt::format("JobKinds::define: kind '{}' has no handler", name));
     }
     if (options.max_attempts == 0) {
         throw std::invalid_argument(

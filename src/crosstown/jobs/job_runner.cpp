@@ -24,9 +24,9 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
 // together (a remote API down) do not all come back in the same instant.
 std::chrono::milliseconds backoff(const JobKindOptions& options, unsigned failed_attempts) {
     const auto doublings = std::min(failed_attempts - 1, 30U);
-    const double base = std::min(static_cast<double>(options.backoff.count()) *
-                                     static_cast<double>(1ULL << doublings),
-                                 static_cast<double>(options.max_backoff.count()));
+    const double base = std::min(
+        static_cast<double>(options.backoff.count()) * static_cast<double>(1ULL << doublings),
+        static_cast<double>(options.max_backoff.count()));
     thread_local std::mt19937 random{std::random_device{}()};
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
     return std::chrono::milliseconds(static_cast<std::int64_t>(base * jitter(random)));
@@ -40,7 +40,7 @@ void add(std::atomic<std::uint64_t>& counter, std::int64_t n = 1) {
 
 struct JobRunner::KindState {
     const JobKind* kind;
-    unsigned running = 0;      // guarded by the runner's mutex_
+    unsigned running = 0;       // guarded by the runner's mutex_
     std::deque<Entry> waiting;  // guarded by the runner's mutex_
     std::atomic<std::uint64_t> enqueued{0}, replayed{0}, succeeded{0}, retried{0}, dead{0},
         skipped{0}, outstanding{0};
@@ -50,7 +50,7 @@ struct JobRunner::KindState {
     }
     JobCounts counts() const {
         const auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
-        return {load(enqueued), load(replayed), load(succeeded), load(retried),
+        return {load(enqueued), load(replayed), load(succeeded),  load(retried),
                 load(dead),     load(skipped),  load(outstanding)};
     }
 };
@@ -67,9 +67,10 @@ JobCounts& JobCounts::operator+=(const JobCounts& o) {
 }
 
 std::string JobCounts::summary() const {
-    return fmt::format("jobs enqueued={} replayed={} succeeded={} retried={} dead={} skipped={} "
-                       "kept={}",
-                       enqueued, replayed, succeeded, retried, dead, skipped, outstanding);
+    return fmt::format(
+        "jobs enqueued={} replayed={} succeeded={} retried={} dead={} skipped={} "
+        "kept={}",
+        enqueued, replayed, succeeded, retried, dead, skipped, outstanding);
 }
 
 JobRunner::JobRunner(const JobKinds& kinds, JournalWriter& writer, Pool& pool)
@@ -96,9 +97,10 @@ void JobRunner::replay(std::vector<StoredJob> jobs) {
     for (auto& stored : jobs) {
         const auto* kind = kinds_.find(stored.kind);
         if (kind == nullptr) {
-            log::error("journal {}: job {} has kind '{}', which is not defined; it stays in the "
-                       "journal",
-                       writer_.path(), stored.id, stored.kind);
+            log::error(
+                "journal {}: job {} has kind '{}', which is not defined; it stays in the "
+                "journal",
+                writer_.path(), stored.id, stored.kind);
             continue;
         }
         auto& state = state_of(stored.kind);
@@ -106,7 +108,10 @@ void JobRunner::replay(std::vector<StoredJob> jobs) {
         add(state.outstanding);
         Entry entry{{stored.id, std::move(stored.kind), std::move(stored.payload),
                      stored.attempts + 1, std::move(stored.request_id)},
-                    kind, now, false, nullptr};
+                    kind,
+                    now,
+                    false,
+                    nullptr};
         if (stored.run_at_ms > now_ms) {
             retries_.emplace(now + std::chrono::milliseconds(stored.run_at_ms - now_ms),
                              std::move(entry));
@@ -154,7 +159,10 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
         }
         launch_locked({{id, std::move(registration.kind), std::move(registration.payload), 1,
                         outcome->request_id},
-                       state.kind, now, true, outcome},
+                       state.kind,
+                       now,
+                       true,
+                       outcome},
                       to_pool);
     }
     lock.unlock();
@@ -172,8 +180,8 @@ void JobRunner::enqueue_now(std::string_view kind_name, std::string payload) {
     auto& state = state_of(kind->name);
     add(state.enqueued);
     add(state.outstanding);
-    launch({{ids.front(), kind->name, std::move(payload), 1, {}}, kind, Clock::now(), true,
-            nullptr});
+    launch(
+        {{ids.front(), kind->name, std::move(payload), 1, {}}, kind, Clock::now(), true, nullptr});
 }
 
 void JobRunner::launch(Entry entry) {
@@ -210,7 +218,10 @@ void JobRunner::submit(std::vector<Entry> entries) {
         std::string name = entry.job.kind;
         callbacks.push_back(
             {[this, e = std::move(entry)](std::stop_token stop) mutable { attempt(e, stop); },
-             std::move(name), std::move(outcome), {}, true});
+             std::move(name),
+             std::move(outcome),
+             {},
+             true});
     }
     pool_.submit_batch(std::move(callbacks));
 }
@@ -243,8 +254,8 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
         deadlines_.erase(entry.job.id);
     }
     if (error && timed_out) {
-        error = fmt::format("timed out after {} ms: {}", entry.kind->options.timeout.count(),
-                            *error);
+        error =
+            fmt::format("timed out after {} ms: {}", entry.kind->options.timeout.count(), *error);
     }
     finish(entry, std::move(error), worker_stop.stop_requested());
 }

@@ -71,7 +71,8 @@ Arguments parse(int argc, const char* const argv[]) {
 std::string when(std::int64_t unix_ms) {
     if (unix_ms <= 0) return "-";
     const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
-    return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+    return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z",
+                       fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
 void list(Journal& journal, bool dead, std::ostream& out) {

@@ -95,9 +95,12 @@ struct Journal::Statements {
 
 std::string_view job_state_name(JobState state) {
     switch (state) {
-        case JobState::ready: return "ready";
-        case JobState::retry: return "retry";
-        case JobState::dead: return "dead";
+        case JobState::ready:
+            return "ready";
+        case JobState::retry:
+            return "retry";
+        case JobState::dead:
+            return "dead";
     }
     return "ready";
 }
@@ -109,9 +112,8 @@ std::uint64_t JournalStats::count(JobState state) const {
 }
 
 Journal Journal::open(const std::string& path, JournalSync sync, Access access) {
-    const int flags = access == Access::read_only
-                          ? SQLITE_OPEN_READONLY
-                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    const int flags = access == Access::read_only ? SQLITE_OPEN_READONLY
+                                                  : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     sqlite3* db = nullptr;
     const int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
@@ -127,14 +129,17 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
         journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
                                                : "PRAGMA synchronous=NORMAL");
         try {
-            journal.statements_ = std::make_unique<Statements>(Statements{
-                {db, "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at) "
-                     "VALUES (?1, ?2, ?3, ?4, ?4)"},
-                {db, "DELETE FROM jobs WHERE id = ?1"},
-                {db, "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
-                     "last_error = ?4 WHERE id = ?1"},
-                {db, "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3 "
-                     "WHERE id = ?1"}});
+            journal.statements_ = std::make_unique<Statements>(
+                Statements{{db,
+                            "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at) "
+                            "VALUES (?1, ?2, ?3, ?4, ?4)"},
+                           {db, "DELETE FROM jobs WHERE id = ?1"},
+                           {db,
+                            "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
+                            "last_error = ?4 WHERE id = ?1"},
+                           {db,
+                            "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3 "
+                            "WHERE id = ?1"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -290,11 +295,12 @@ std::vector<StoredJob> Journal::list(std::optional<JobState> only) {
 JournalStats Journal::stats() {
     JournalStats stats;
     try {
-        Statement s(db_, "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state "
-                         "ORDER BY kind, state");
+        Statement s(db_,
+                    "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state "
+                    "ORDER BY kind, state");
         while (s.step()) {
-            stats.rows.push_back({s.text(0), state_from(s.text(1)),
-                                  static_cast<std::uint64_t>(s.integer(2))});
+            stats.rows.push_back(
+                {s.text(0), state_from(s.text(1)), static_cast<std::uint64_t>(s.integer(2))});
         }
     } catch (const std::exception& e) {
         fail(e.what());

@@ -42,7 +42,7 @@ struct StoredJob {
     std::string kind;
     std::string payload;
     std::string request_id;
-    unsigned attempts = 0;         // attempts made and failed so far
+    unsigned attempts = 0;  // attempts made and failed so far
     JobState state = JobState::ready;
     std::int64_t enqueued_ms = 0;  // unix time
     std::int64_t run_at_ms = 0;    // unix time of the next attempt

@@ -49,8 +49,8 @@ JournalOwner JournalOwner::claim(const std::string& journal_path) {
                 "journal {}: owned by a live process ({}); each process needs its own journal",
                 journal_path, describe_owner(owner)));
         }
-        throw JournalError(
-            fmt::format("journal {}: cannot lock {}: {}", journal_path, path, std::strerror(error)));
+        throw JournalError(fmt::format("journal {}: cannot lock {}: {}", journal_path, path,
+                                       std::strerror(error)));
     }
     const auto pid = std::to_string(::getpid()) + "\n";
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {

@@ -13,8 +13,7 @@
 namespace crosstown::testing {
 
 // Registrations made outside any request land here while the capture lives, from any thread.
-class CaptureDeferred::Impl final : public detail::CaptureTarget,
-                                    public detail::JobCaptureTarget {
+class CaptureDeferred::Impl final : public detail::CaptureTarget, public detail::JobCaptureTarget {
   public:
     Impl() {
         detail::add_capture_target(this);
@@ -54,8 +53,8 @@ class CaptureDeferred::Impl final : public detail::CaptureTarget,
     }
     void add_job(std::string_view kind, std::string payload, DurableOptions options) override {
         std::lock_guard lock(mutex_);
-        jobs_.push_back({std::string(kind), std::move(payload), std::move(options), std::nullopt,
-                         {}});
+        jobs_.push_back(
+            {std::string(kind), std::move(payload), std::move(options), std::nullopt, {}});
     }
     std::vector<CapturedJob> jobs(bool take) {
         std::lock_guard lock(mutex_);
@@ -66,7 +65,7 @@ class CaptureDeferred::Impl final : public detail::CaptureTarget,
     mutable std::mutex mutex_;
     // No cap: a test may capture as much as it likes.
     DeferredRegistry captured_{std::numeric_limits<std::size_t>::max()};  // guarded by mutex_
-    std::vector<CapturedJob> jobs_;                                         // guarded by mutex_
+    std::vector<CapturedJob> jobs_;                                       // guarded by mutex_
 };
 
 CaptureDeferred::CaptureDeferred() : impl_(std::make_unique<Impl>()) {}
