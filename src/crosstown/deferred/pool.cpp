@@ -88,6 +88,21 @@ void Pool::submit(DeferredCallback callback) { enqueue(std::span<DeferredCallbac
 
 void Pool::submit_batch(std::vector<DeferredCallback> callbacks) { enqueue(callbacks); }
 
+std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
+    const auto now = Clock::now();
+    auto rest = callbacks;
+    std::unique_lock lock(mutex_);
+    // Submitters waiting for room have their turn first; after drain nothing is taken.
+    if (closed_ || !waiting_for_room_.empty()) return 0;
+    const bool wake = claim_wake(push_what_fits(rest, now));
+    grow_if_needed();
+    lock.unlock();
+    if (wake) work_cv_.notify_one();
+    const auto queued = callbacks.size() - rest.size();
+    bump(counters_.dispatched, counted(callbacks.first(queued)));
+    return queued;
+}
+
 // Workers are notified after the lock is released, so a woken worker does not immediately
 // block on the mutex the submitter still holds.
 //

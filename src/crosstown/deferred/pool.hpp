@@ -77,6 +77,12 @@ class Pool {
     void submit(DeferredCallback callback);
     void submit_batch(std::vector<DeferredCallback> callbacks);
 
+    // Queues as many of `callbacks` as fit now, in order, never waiting and whatever the
+    // overflow policy, and returns how many: the first ones, moved from; the rest are left as
+    // they were. None while others wait for room, or after drain. For durable jobs, which wait
+    // for room in their own lines instead.
+    std::size_t try_submit(std::span<DeferredCallback> callbacks);
+
     // Overflow::block: returns once the queue has room (at once when it has), in turn with the
     // dispatches waiting for room. Called at registration, before the response.
     void wait_for_room();

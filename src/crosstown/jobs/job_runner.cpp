@@ -209,21 +209,49 @@ void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     to_pool.push_back(std::move(entry));
 }
 
+// Hands the entries to the pool as far as its queue has room now (try_submit never waits);
+// those it did not take go back to the front of their kinds' lines, in order. The entries wait
+// in launched_ meanwhile: a callback carries only the job's id.
 void JobRunner::submit(std::vector<Entry> entries) {
     if (entries.empty()) return;
     std::vector<DeferredCallback> callbacks;
+    std::vector<std::int64_t> ids;
     callbacks.reserve(entries.size());
-    for (auto& entry : entries) {
-        auto outcome = entry.outcome;
-        std::string name = entry.job.kind;
-        callbacks.push_back(
-            {[this, e = std::move(entry)](std::stop_token stop) mutable { attempt(e, stop); },
-             std::move(name),
-             std::move(outcome),
-             {},
-             true});
+    ids.reserve(entries.size());
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& entry : entries) {
+            const auto id = entry.job.id;
+            callbacks.push_back({[this, id](std::stop_token stop) { attempt(id, std::move(stop)); },
+                                 entry.job.kind, entry.outcome, {}, true});
+            ids.push_back(id);
+            launched_.insert_or_assign(id, std::move(entry));
+        }
     }
-    pool_.submit_batch(std::move(callbacks));
+    const auto queued = pool_.try_submit(callbacks);
+    if (queued == callbacks.size()) return;
+    {
+        std::lock_guard lock(mutex_);
+        for (auto i = ids.size(); i-- > queued;) {
+            auto node = launched_.extract(ids[i]);
+            auto& state = state_of(node.mapped().job.kind);
+            --state.running;
+            if (stopping_) continue;  // stays in the journal: kept
+            state.waiting.push_front(std::move(node.mapped()));
+            ++spilled_;
+        }
+        rescan_ = true;
+    }
+    clock_cv_.notify_all();
+}
+
+void JobRunner::attempt(std::int64_t id, std::stop_token worker_stop) {
+    Entry entry;
+    {
+        std::lock_guard lock(mutex_);
+        entry = std::move(launched_.extract(id).mapped());
+    }
+    attempt(entry, std::move(worker_stop));
 }
 
 void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {

@@ -109,9 +109,9 @@ class JobRunner {
     using Clock = std::chrono::steady_clock;
     struct Entry {
         Job job;
-        const JobKind* kind;
+        const JobKind* kind = nullptr;
         Clock::time_point committed_at;
-        bool fresh;  // committed by this process (not replayed, not a retry)
+        bool fresh = false;  // committed by this process (not replayed, not a retry)
         std::shared_ptr<const ResponseOutcome> outcome;
     };
     struct KindState;
@@ -125,6 +125,7 @@ class JobRunner {
     void launch(Entry entry);
     void launch_locked(Entry entry, std::vector<Entry>& to_pool);
     void submit(std::vector<Entry> entries);
+    void attempt(std::int64_t id, std::stop_token worker_stop);
     void attempt(Entry& entry, std::stop_token worker_stop);
     void finish(Entry& entry, std::optional<std::string> error, bool cut_short);
     void fail(Entry& entry, const std::string& error);
@@ -144,6 +145,7 @@ class JobRunner {
     std::condition_variable room_cv_;  // spilled_ went below the pool's queue capacity
     std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
     std::map<std::int64_t, Deadline> deadlines_;       // guarded by mutex_; running attempts
+    std::map<std::int64_t, Entry> launched_;           // guarded by mutex_; in the pool's queue
     std::size_t spilled_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
     bool stopping_ = false;    // guarded by mutex_
     bool rescan_ = false;      // guarded by mutex_; the clock should look again now

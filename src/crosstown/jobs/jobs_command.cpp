@@ -109,6 +109,8 @@ int change(const Arguments& args, std::string_view program, std::ostream& out, s
                    program, args.command, args.journal, *owner);
         return 1;
     }
+    // A journal that is not there (a mistyped path) is an error, not a new empty journal.
+    Journal::open(args.journal, JournalSync::normal, Journal::Access::read_only);
     const auto ownership = JournalOwner::claim(args.journal);
     auto journal = Journal::open(args.journal, JournalSync::full, Journal::Access::read_write);
     if (args.command == "retry") {

@@ -26,6 +26,9 @@ CREATE TABLE jobs (
 );
 )";
 
+// An empty string_view may have no data(); SQLite stores a null pointer as NULL, not "".
+const char* non_null(std::string_view v) { return v.data() != nullptr ? v.data() : ""; }
+
 // One prepared statement, reset after each use.
 class Statement {
   public:
@@ -48,11 +51,11 @@ class Statement {
         return *this;
     }
     Statement& bind(int i, std::string_view v) {
-        sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_text(stmt_, i, non_null(v), static_cast<int>(v.size()), SQLITE_TRANSIENT);
         return *this;
     }
     Statement& bind_blob(int i, std::string_view v) {
-        sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_blob(stmt_, i, non_null(v), static_cast<int>(v.size()), SQLITE_TRANSIENT);
         return *this;
     }
     // Steps once: true while a row is there.

@@ -35,7 +35,11 @@ JournalWriter::JournalWriter(Journal journal)
       thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
 
 JournalWriter::~JournalWriter() {
-    thread_.request_stop();
+    {
+        // Under the lock, so that the thread cannot miss it between its check and its wait.
+        std::lock_guard lock(mutex_);
+        thread_.request_stop();
+    }
     work_cv_.notify_all();
 }
 

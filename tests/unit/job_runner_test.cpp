@@ -1,0 +1,1100 @@
+#include "crosstown/jobs/job_runner.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <crosstown/deferred/follow_response.hpp>
+#include <crosstown/http/router.hpp>
+#include <crosstown/jobs/follow_response_durably.hpp>
+#include <crosstown/testing/capture_deferred.hpp>
+#include <crosstown/testing/captured_job.hpp>
+#include <crosstown/testing/test_client.hpp>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crosstown/deferred/blocking_observer.hpp"
+#include "crosstown/deferred/process_pool.hpp"
+#include "crosstown/jobs/job_batch.hpp"
+#include "support/eventually.hpp"
+#include "support/gate.hpp"
+#include "support/log_capture.hpp"
+#include "support/temp_dir.hpp"
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+Journal open_rw(const std::string& path) {
+    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
+}
+
+// What the journal holds, through a connection of its own.
+std::vector<StoredJob> stored(const std::string& path) {
+    return Journal::open(path, JournalSync::normal, Journal::Access::read_only).list();
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {
+    std::vector<std::int64_t> ids;
+    for (const auto& job : jobs) ids.push_back(job.id);
+    return ids;
+}
+
+std::int64_t unix_ms_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::shared_ptr<const ResponseOutcome> outcome(std::string request_id = "req-1",
+                                               bool delivered = true, int status = 200) {
+    return std::make_shared<const ResponseOutcome>(
+        ResponseOutcome{std::move(request_id), status, delivered, nullptr, Clock::now()});
+}
+
+// A real pool, writer and runner over a journal in the test's directory. The pool is drained
+// before the runner goes, as the server does: no attempt is left running on a dead runner.
+struct Harness {
+    Harness(const JobKinds& kinds, const std::string& path,
+            PoolConfig config = {.workers = 4, .min_workers = 4})
+        : path(path), pool(config), writer(open_rw(path)), runner(kinds, writer, pool) {}
+    ~Harness() {
+        pool.drain(10s, 10s);
+        runner.stop();
+    }
+
+    // Registers `count` jobs of `kind` (payloads "0", "1", ...) as one request's, commits them
+    // after a response with `status`, and starts them; the ids committed.
+    std::vector<std::int64_t> run(const JobKinds& kinds, std::string_view kind, int count = 1,
+                                  DurableOptions options = {}, std::string request_id = "req-1",
+                                  int status = 200) {
+        JobBatch batch(&kinds, 10'000);
+        for (int i = 0; i < count; ++i) batch.add(kind, std::to_string(i), options);
+        auto committed = runner.commit(batch, status, request_id);
+        std::vector<std::int64_t> ids;
+        for (const auto& job : committed) ids.push_back(job.id);
+        runner.start(std::move(committed), outcome(request_id, true, status));
+        return ids;
+    }
+    // Nothing runs, waits or is due for a retry.
+    bool idle() const {
+        const auto reports = runner.report();
+        return std::ranges::all_of(reports, [](const KindReport& r) {
+            return r.running == 0 && r.waiting == 0 && r.retrying == 0;
+        });
+    }
+    std::vector<StoredJob> journal() {
+        writer.flush();
+        return stored(path);
+    }
+    const KindReport& report_of(std::vector<KindReport>& reports, std::string_view kind) {
+        return *std::ranges::find(reports, kind, &KindReport::kind);
+    }
+
+    std::string path;
+    Pool pool;
+    JournalWriter writer;
+    JobRunner runner;
+};
+
+// What one attempt saw.
+struct Seen {
+    Job job;
+    std::thread::id thread;
+    Clock::time_point at;
+};
+
+// Thread-safe record of attempts.
+class Attempts {
+  public:
+    void add(const Job& job) {
+        std::lock_guard lock(mutex_);
+        seen_.push_back({job, std::this_thread::get_id(), Clock::now()});
+    }
+    std::vector<Seen> list() const {
+        std::lock_guard lock(mutex_);
+        return seen_;
+    }
+    std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return seen_.size();
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::vector<Seen> seen_;
+};
+
+TEST(JobRunner, CommittedJobsRunOnThePoolAndTheirRowsAreDeleted) {
+    test::TempDir dir;
+    JobKinds kinds;
+    Attempts attempts;
+    kinds.define("email", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    Harness h(kinds, dir / "jobs.db");
+
+    JobBatch batch(&kinds, 100);
+    batch.add("email", "to ada", {});
+    batch.add("email", "to grace", {});
+    auto committed = h.runner.commit(batch, 201, "req-9");
+    ASSERT_EQ(committed.size(), 2U);
+    EXPECT_TRUE(batch.empty());
+    // On disk before the response is written, not run yet.
+    EXPECT_EQ(ids_of(stored(h.path)),
+              (std::vector<std::int64_t>{committed[0].id, committed[1].id}));
+    EXPECT_EQ(attempts.size(), 0U);
+    const std::set<std::int64_t> ids{committed[0].id, committed[1].id};
+
+    h.runner.start(std::move(committed), outcome("req-9", true, 201));
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 2; }));
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 2U);
+    std::set<std::int64_t> seen_ids;
+    std::set<std::string> payloads;
+    for (const auto& s : seen) {
+        seen_ids.insert(s.job.id);
+        payloads.insert(s.job.payload);
+        EXPECT_EQ(s.job.kind, "email");
+        EXPECT_EQ(s.job.attempt, 1U);
+        EXPECT_EQ(s.job.request_id, "req-9");
+        EXPECT_NE(s.thread, std::this_thread::get_id());  // on a pool worker
+    }
+    EXPECT_EQ(seen_ids, ids);
+    EXPECT_EQ(payloads, (std::set<std::string>{"to ada", "to grace"}));
+    EXPECT_TRUE(h.journal().empty());
+
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.enqueued, 2U);
+    EXPECT_EQ(totals.succeeded, 2U);
+    EXPECT_EQ(totals.outstanding, 0U);
+    EXPECT_EQ(totals.retried + totals.dead + totals.skipped + totals.replayed, 0U);
+    EXPECT_EQ(h.runner.start_delay().count, 2U);
+    EXPECT_EQ(h.runner.run_time().count, 2U);
+    // Durable attempts are the runner's to count, not the pool's.
+    EXPECT_EQ(h.pool.counters().snapshot().dispatched, 0U);
+}
+
+TEST(JobRunner, AThrowingJobIsRetriedWithBackoffUntilItSucceeds) {
+    test::LogCapture quiet;
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    JobKinds kinds;
+    Attempts attempts;
+    std::mutex mutex;
+    std::vector<StoredJob> between;  // the journal as the second attempt starts; guarded by mutex
+    JournalWriter* writer = nullptr;
+    kinds.define("call", {.max_attempts = 5, .backoff = 20ms, .max_backoff = 1000ms},
+                 [&](const Job& job, std::stop_token) {
+                     attempts.add(job);
+                     if (job.attempt == 2) {
+                         writer->flush();
+                         std::lock_guard lock(mutex);
+                         between = stored(path);
+                     }
+                     if (job.attempt < 3) {
+                         throw std::runtime_error("busy signal " + std::to_string(job.attempt));
+                     }
+                 });
+    Harness h(kinds, path);
+    writer = &h.writer;
+    const auto ids = h.run(kinds, "call");
+    ASSERT_EQ(ids.size(), 1U);
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
+
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 3U);
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+        EXPECT_EQ(seen[i].job.attempt, i + 1);
+        EXPECT_EQ(seen[i].job.id, ids[0]);  // stable: the idempotency key
+        EXPECT_EQ(seen[i].job.payload, "0");
+        EXPECT_EQ(seen[i].job.request_id, "req-1");
+    }
+    // Backoff: 20 ms before the second attempt and 40 before the third, give or take 20%.
+    EXPECT_GE(seen[1].at - seen[0].at, 16ms);
+    EXPECT_GE(seen[2].at - seen[1].at, 32ms);
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_EQ(between.size(), 1U);
+        EXPECT_EQ(between[0].state, JobState::retry);
+        EXPECT_EQ(between[0].attempts, 1U);
+        EXPECT_EQ(between[0].last_error, "busy signal 1");
+    }
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.retried, 2U);
+    EXPECT_EQ(totals.succeeded, 1U);
+    EXPECT_EQ(totals.dead, 0U);
+    EXPECT_EQ(totals.outstanding, 0U);
+    EXPECT_EQ(h.runner.run_time().count, 3U);
+    EXPECT_EQ(h.runner.start_delay().count, 1U);  // the first attempt only
+    EXPECT_TRUE(h.journal().empty());
+}
+
+TEST(JobRunner, AJobThatAlwaysFailsIsDeadAfterMaxAttemptsWithItsLastError) {
+    test::LogCapture logs;
+    test::TempDir dir;
+    JobKinds kinds;
+    Attempts attempts;
+    kinds.define("call", {.max_attempts = 3, .backoff = 10ms},
+                 [&](const Job& job, std::stop_token) {
+                     attempts.add(job);
+                     throw std::runtime_error("no answer " + std::to_string(job.attempt));
+                 });
+    Harness h(kinds, dir / "jobs.db");
+    const auto ids = h.run(kinds, "call", 1, {}, "req-dead");
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().dead == 1; }));
+    ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
+    EXPECT_EQ(attempts.size(), 3U);
+
+    const auto jobs = h.journal();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, ids[0]);
+    EXPECT_EQ(jobs[0].state, JobState::dead);
+    EXPECT_EQ(jobs[0].attempts, 3U);
+    EXPECT_EQ(jobs[0].last_error, "no answer 3");
+    EXPECT_EQ(jobs[0].request_id, "req-dead");
+
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.dead, 1U);
+    EXPECT_EQ(totals.retried, 2U);
+    EXPECT_EQ(totals.succeeded, 0U);
+    EXPECT_EQ(totals.outstanding, 0U);
+    EXPECT_TRUE(logs.contains("is dead after 3 attempts"));
+}
+
+TEST(JobRunner, ANonStandardExceptionFailsTheAttemptToo) {
+    test::LogCapture quiet;
+    test::TempDir dir;
+    JobKinds kinds;
+    kinds.define("odd", {.max_attempts = 1}, [](const Job&, std::stop_token) { throw 42; });
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "odd");
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().dead == 1; }));
+    const auto jobs = h.journal();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].state, JobState::dead);
+    EXPECT_EQ(jobs[0].last_error, "non-standard exception");
+}
+
+// Waits on `stop` for at most kPatience; true when stop was requested.
+bool wait_for_stop(std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, stop, test::kPatience, [] { return false; });
+    return stop.stop_requested();
+}
+
+TEST(JobRunner, AnAttemptPastItsTimeoutSeesItsStopTokenRequested) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<bool> saw_stop{false};
+    std::atomic<std::int64_t> waited_ms{-1};
+    kinds.define(
+        "slow", {.max_attempts = 1, .timeout = 50ms}, [&](const Job&, std::stop_token stop) {
+            const auto started = Clock::now();
+            saw_stop = wait_for_stop(stop);
+            waited_ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
+                    .count();
+        });
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "slow");
+    // It returned normally even so: that is a success.
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    EXPECT_TRUE(saw_stop);
+    EXPECT_GE(waited_ms.load(), 40);
+    EXPECT_LT(waited_ms.load(), 5000);
+    EXPECT_TRUE(h.journal().empty());
+}
+
+TEST(JobRunner, AnAttemptThatThrowsAfterItsTimeoutFailsAsTimedOut) {
+    test::LogCapture quiet;
+    test::TempDir dir;
+    JobKinds kinds;
+    kinds.define("slow", {.max_attempts = 1, .timeout = 50ms},
+                 [&](const Job&, std::stop_token stop) {
+                     if (wait_for_stop(stop)) throw std::runtime_error("interrupted");
+                 });
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "slow");
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().dead == 1; }));
+    const auto jobs = h.journal();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].state, JobState::dead);
+    EXPECT_EQ(jobs[0].last_error, "timed out after 50 ms: interrupted");
+}
+
+TEST(JobRunner, AFastAttemptNeverSeesItsStopToken) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<int> stopped{0};
+    std::atomic<int> ran{0};
+    kinds.define("quick", {.timeout = 10'000ms}, [&](const Job&, std::stop_token stop) {
+        if (stop.stop_requested()) ++stopped;
+        ++ran;
+    });
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "quick", 20);
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 20; }));
+    EXPECT_EQ(ran, 20);
+    EXPECT_EQ(stopped, 0);
+}
+
+TEST(JobRunner, AKindNeverRunsMoreThanItsConcurrencyAtOnce) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<int> running{0};
+    std::atomic<int> most{0};
+    std::atomic<int> done{0};
+    std::atomic<int> others{0};
+    kinds.define("limited", {.concurrency = 3}, [&](const Job&, std::stop_token) {
+        const int now = ++running;
+        int seen = most.load();
+        while (now > seen && !most.compare_exchange_weak(seen, now)) {
+        }
+        std::this_thread::sleep_for(1ms);  // overlap; not asserted on
+        --running;
+        ++done;
+    });
+    kinds.define("free", {}, [&](const Job&, std::stop_token) { ++others; });
+    Harness h(kinds, dir / "jobs.db", {.workers = 8, .min_workers = 8});
+    h.run(kinds, "limited", 200);
+    h.run(kinds, "free", 20);  // another kind is not held behind the limited one's line
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 220; }));
+    EXPECT_EQ(done, 200);
+    EXPECT_EQ(others, 20);
+    EXPECT_LE(most.load(), 3);
+    EXPECT_EQ(most.load(), 3);  // and the limit is used: eight workers, jobs waiting
+    EXPECT_TRUE(h.journal().empty());
+}
+
+TEST(JobRunner, ReplayRunsTheJournalsLiveJobsWithTheirNextAttempt) {
+    test::LogCapture logs;
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    const auto now = unix_ms_now();
+    const auto future_due = now + 300;
+    std::int64_t ready = 0, past = 0, future = 0, dead = 0, unknown = 0;
+    {
+        auto journal = open_rw(path);
+        ready = journal.insert({"work", "ready", "old-req"}, now - 5000);
+        past = journal.insert({"work", "past", "r2"}, now - 5000);
+        journal.reschedule(past, 2, now - 10, "earlier failure");
+        future = journal.insert({"work", "future", "r3"}, now - 5000);
+        journal.reschedule(future, 1, future_due, "x");
+        dead = journal.insert({"work", "dead", "r4"}, now - 5000);
+        journal.bury(dead, 10, "gave up");
+        unknown = journal.insert({"removed-kind", "?", "r5"}, now - 5000);
+    }
+    JobKinds kinds;
+    std::mutex mutex;
+    std::map<std::string, Job> ran;            // by payload; guarded by mutex
+    std::map<std::string, std::int64_t> when;  // unix ms; guarded by mutex
+    kinds.define("work", {.backoff = 10ms}, [&](const Job& job, std::stop_token) {
+        std::lock_guard lock(mutex);
+        ran.emplace(job.payload, job);
+        when.emplace(job.payload, unix_ms_now());
+    });
+    Harness h(kinds, path);
+    h.runner.replay(
+        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
+    ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_EQ(ran.size(), 3U);
+        EXPECT_EQ(ran.at("ready").id, ready);
+        EXPECT_EQ(ran.at("ready").attempt, 1U);
+        EXPECT_EQ(ran.at("ready").request_id, "old-req");
+        EXPECT_EQ(ran.at("past").id, past);
+        EXPECT_EQ(ran.at("past").attempt, 3U);
+        EXPECT_EQ(ran.at("future").id, future);
+        EXPECT_EQ(ran.at("future").attempt, 2U);
+        EXPECT_GE(when.at("future"), future_due - 5);  // not before its due time
+        EXPECT_FALSE(ran.contains("dead"));
+    }
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.replayed, 3U);
+    EXPECT_EQ(totals.enqueued, 0U);
+    EXPECT_EQ(totals.outstanding, 0U);
+    // The dead job, and the one whose kind is gone (logged), stay.
+    EXPECT_EQ(ids_of(h.journal()), (std::vector<std::int64_t>{dead, unknown}));
+    EXPECT_TRUE(logs.contains("removed-kind"));
+}
+
+TEST(JobRunner, ASkippedJobIsNotRunAndLeavesTheJournal) {
+    test::TempDir dir;
+    JobKinds kinds;
+    Attempts attempts;
+    kinds.define("notify", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    Harness h(kinds, dir / "jobs.db");
+    JobBatch batch(&kinds, 10);
+    batch.add("notify", "needs the client", {.skip_if_undelivered = true});
+    batch.add("notify", "regardless", {});
+    auto committed = h.runner.commit(batch, 200, "req-lost");
+    ASSERT_EQ(committed.size(), 2U);
+    h.runner.start(std::move(committed), outcome("req-lost", /*delivered=*/false));
+    ASSERT_TRUE(test::eventually([&] {
+        const auto t = h.runner.totals();
+        return t.succeeded == 1 && t.skipped == 1;
+    }));
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 1U);
+    EXPECT_EQ(seen[0].job.payload, "regardless");
+    EXPECT_EQ(h.runner.totals().outstanding, 0U);
+    EXPECT_TRUE(h.journal().empty());
+}
+
+TEST(JobRunner, ADeliveredResponseRunsSkipIfUndeliveredJobs) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<int> ran{0};
+    kinds.define("notify", {}, [&](const Job&, std::stop_token) { ++ran; });
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "notify", 2, {.skip_if_undelivered = true});
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 2; }));
+    EXPECT_EQ(ran, 2);
+    EXPECT_EQ(h.runner.totals().skipped, 0U);
+}
+
+TEST(JobRunner, TheGateDecidesAtCommitWhatGoesToTheJournal) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::mutex mutex;
+    std::vector<std::string> ran;  // guarded by mutex
+    kinds.define("k", {}, [&](const Job& job, std::stop_token) {
+        std::lock_guard lock(mutex);
+        ran.push_back(job.payload);
+    });
+    Harness h(kinds, dir / "jobs.db");
+    auto batch_of_three = [&] {
+        JobBatch batch(&kinds, 10);
+        batch.add("k", "default", {});
+        batch.add("k", "2xx", {.run_on = "2xx"});
+        batch.add("k", "always", {.run_on = always});
+        return batch;
+    };
+    auto failed = batch_of_three();
+    auto after_500 = h.runner.commit(failed, 500, "req-500");
+    EXPECT_TRUE(failed.empty());
+    ASSERT_EQ(after_500.size(), 1U);
+    EXPECT_EQ(after_500[0].registration.payload, "always");
+    auto redirected = batch_of_three();
+    auto after_302 = h.runner.commit(redirected, 302, "req-302");
+    ASSERT_EQ(after_302.size(), 2U);
+    EXPECT_EQ(after_302[0].registration.payload, "default");
+    EXPECT_EQ(after_302[1].registration.payload, "always");
+    auto ok = batch_of_three();
+    EXPECT_EQ(h.runner.commit(ok, 200, "req-200").size(), 3U);
+    // Nothing at all passes: no transaction either.
+    JobBatch none(&kinds, 10);
+    none.add("k", "default", {});
+    EXPECT_TRUE(h.runner.commit(none, 404, "req-404").empty());
+
+    const auto jobs = stored(h.path);
+    ASSERT_EQ(jobs.size(), 6U);
+    EXPECT_EQ(jobs[0].payload, "always");
+    EXPECT_EQ(jobs[0].request_id, "req-500");
+    EXPECT_EQ(h.writer.batch_sizes().count, 3U);
+    EXPECT_EQ(h.runner.totals().enqueued, 6U);
+    EXPECT_EQ(h.runner.totals().outstanding, 6U);
+}
+
+TEST(JobRunner, StopKeepsWhatHasNotFinishedInTheJournal) {
+    test::LogCapture quiet;
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate release;
+    std::atomic<int> held_runs{0};
+    kinds.define("held", {.concurrency = 1}, [&](const Job&, std::stop_token) {
+        ++held_runs;
+        release.wait();
+    });
+    kinds.define("flaky", {.backoff = 60'000ms}, [](const Job&, std::stop_token) {
+        throw std::runtime_error("try again in a minute");
+    });
+    Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2});
+    const auto flaky = h.run(kinds, "flaky");
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        return h.report_of(reports, "flaky").retrying == 1;
+    }));
+    const auto held = h.run(kinds, "held", 5);
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        const auto& r = h.report_of(reports, "held");
+        return held_runs.load() == 1 && r.running == 1 && r.waiting == 4;
+    }));
+
+    EXPECT_EQ(h.runner.stop(), 6U);  // five held (one running), one waiting for its retry
+    // A start after stop runs nothing; the job stays committed.
+    const auto late = h.run(kinds, "held");
+    release.open();
+    h.pool.wait_idle();
+    EXPECT_EQ(held_runs, 1);  // the waiting ones never started
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.succeeded, 1U);
+    EXPECT_EQ(totals.outstanding, 6U);  // 4 held + 1 flaky + 1 late
+    EXPECT_EQ(totals.summary(),
+              "jobs enqueued=7 replayed=0 succeeded=1 retried=1 dead=0 skipped=0 kept=6");
+
+    const auto jobs = h.journal();
+    std::vector<std::int64_t> expected(held.begin() + 1, held.end());
+    expected.insert(expected.begin(), flaky.begin(), flaky.end());
+    expected.insert(expected.end(), late.begin(), late.end());
+    EXPECT_EQ(ids_of(jobs), expected);
+    EXPECT_EQ(jobs[0].state, JobState::retry);
+    EXPECT_EQ(jobs[1].state, JobState::ready);
+    h.runner.wait_idle();  // returns at once once stopped
+}
+
+TEST(JobRunner, AnAttemptCutShortByTheDrainIsNotAFailure) {
+    test::LogCapture logs;
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<bool> started{false};
+    kinds.define("long", {.max_attempts = 1}, [&](const Job&, std::stop_token stop) {
+        started = true;
+        if (wait_for_stop(stop)) throw std::runtime_error("interrupted by shutdown");
+    });
+    Harness h(kinds, dir / "jobs.db");
+    const auto ids = h.run(kinds, "long");
+    ASSERT_TRUE(test::eventually([&] { return started.load(); }));
+    const auto report = h.pool.drain(0ms, 10s);
+    EXPECT_EQ(report.stuck, 0U);
+    EXPECT_EQ(h.runner.stop(), 1U);
+    const auto totals = h.runner.totals();
+    EXPECT_EQ(totals.dead, 0U);  // max_attempts 1, and yet not dead
+    EXPECT_EQ(totals.retried, 0U);
+    EXPECT_EQ(totals.outstanding, 1U);
+    const auto jobs = h.journal();
+    ASSERT_EQ(ids_of(jobs), ids);
+    EXPECT_EQ(jobs[0].state, JobState::ready);
+    EXPECT_EQ(jobs[0].attempts, 0U);
+    EXPECT_TRUE(logs.contains("cut short by shutdown"));
+}
+
+// A gate like test::Gate with a shorter patience, so that a round that goes wrong ends soon.
+class ShortGate {
+  public:
+    void open() {
+        std::lock_guard lock(mutex_);
+        open_ = true;
+        cv_.notify_all();
+    }
+    void wait() {
+        std::unique_lock lock(mutex_);
+        cv_.wait_for(lock, 2s, [&] { return open_; });
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool open_ = false;
+};
+
+// Rounds of: hold the pool's only worker, start ten durable jobs into a queue of two, check
+// that start() returned while the worker was still held, and that the jobs beyond the queue
+// wait in the runner; then release the worker and see all ten run. Several rounds, because
+// start() races the runner's own clock thread, which feeds waiting jobs to the pool.
+void spill_rounds(Overflow overflow, int rounds) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<int> ran{0};
+    kinds.define("k", {}, [&](const Job&, std::stop_token) { ++ran; });
+    Harness h(kinds, dir / "jobs.db",
+              {.workers = 1, .min_workers = 1, .queue_capacity = 2, .overflow = overflow});
+    for (int round = 0; round < rounds; ++round) {
+        SCOPED_TRACE("round " + std::to_string(round));
+        ShortGate release;
+        std::atomic<bool> holding{false};
+        std::atomic<bool> held_done{false};
+        h.pool.submit(DeferredCallback{[&] {
+                                           holding = true;
+                                           release.wait();
+                                           held_done = true;
+                                       },
+                                       "holder",
+                                       {},
+                                       {}});
+        ASSERT_TRUE(test::eventually([&] { return holding.load(); }));
+
+        const int before = ran.load();
+        h.run(kinds, "k", 10);
+        // start() returned while the only worker was still held: a start that waited for
+        // room would have returned only once the holder gave up (ShortGate's 2 s).
+        EXPECT_FALSE(held_done) << "start() waited for room in the pool's queue";
+        EXPECT_EQ(h.pool.queue_depth(), 2U);
+        {
+            auto reports = h.runner.report();
+            EXPECT_EQ(h.report_of(reports, "k").waiting, 8U);
+        }
+        EXPECT_EQ(ran.load(), before);
+        release.open();
+        ASSERT_TRUE(test::eventually([&] {
+            return h.runner.totals().succeeded == static_cast<std::uint64_t>(10 * (round + 1));
+        })) << "durable jobs were lost: "
+            << h.runner.totals().summary();
+        ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
+        if (::testing::Test::HasFailure()) break;
+    }
+    EXPECT_EQ(ran, 10 * rounds);
+    EXPECT_TRUE(h.journal().empty());
+}
+
+// Room checked under the runner's lock can be gone by the time the jobs are submitted (the
+// clock thread, or other submitters, take it): start() must still never wait in the pool.
+TEST(JobRunner, JobsBeyondThePoolsQueueWaitInTheRunnerInsteadOfBlockingStart) {
+    spill_rounds(Overflow::block, 100);
+}
+
+// The same race under reject: no durable job may be dropped by the pool, and every kind's
+// running count must come back down.
+TEST(JobRunner, UnderRejectNoDurableJobIsDroppedByTheRace) {
+    test::LogCapture quiet;
+    spill_rounds(Overflow::reject, 100);
+}
+
+// Counts what a waiting thread's BlockingObserver is told.
+struct CountingObserver : detail::BlockingObserver {
+    std::atomic<int> blocked{0};
+    std::atomic<int> unblocked_count{0};
+    void blocking() noexcept override { ++blocked; }
+    void unblocked() noexcept override { ++unblocked_count; }
+};
+
+TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate release;
+    kinds.define("one-at-a-time", {.concurrency = 1},
+                 [&](const Job&, std::stop_token) { release.wait(); });
+    Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2, .queue_capacity = 2});
+    {
+        CountingObserver observer;
+        detail::blocking_observer = &observer;
+        h.runner.wait_for_room();  // nothing waits: at once
+        detail::blocking_observer = nullptr;
+        EXPECT_EQ(observer.blocked, 0);
+    }
+    h.run(kinds, "one-at-a-time", 5);  // one runs, four wait in the kind's line
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        return h.report_of(reports, "one-at-a-time").waiting == 4;
+    }));
+    CountingObserver observer;
+    std::atomic<bool> returned{false};
+    std::jthread handler([&] {
+        detail::blocking_observer = &observer;
+        h.runner.wait_for_room();
+        detail::blocking_observer = nullptr;
+        returned = true;
+    });
+    ASSERT_TRUE(test::eventually([&] { return observer.blocked.load() == 1; }));
+    EXPECT_FALSE(returned);
+    release.open();  // the line shortens below the queue's capacity
+    ASSERT_TRUE(test::eventually([&] { return returned.load(); }));
+    EXPECT_EQ(observer.unblocked_count, 1);
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 5; }));
+}
+
+TEST(JobRunner, WaitForRoomReturnsOnceTheRunnerStops) {
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate release;
+    kinds.define("one-at-a-time", {.concurrency = 1},
+                 [&](const Job&, std::stop_token) { release.wait(); });
+    Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2, .queue_capacity = 1});
+    h.run(kinds, "one-at-a-time", 3);
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        return h.report_of(reports, "one-at-a-time").waiting == 2;
+    }));
+    CountingObserver observer;
+    std::atomic<bool> returned{false};
+    std::jthread handler([&] {
+        detail::blocking_observer = &observer;
+        h.runner.wait_for_room();
+        detail::blocking_observer = nullptr;
+        returned = true;
+    });
+    ASSERT_TRUE(test::eventually([&] { return observer.blocked.load() == 1; }));
+    EXPECT_EQ(h.runner.stop(), 3U);
+    ASSERT_TRUE(test::eventually([&] { return returned.load(); }));
+    release.open();
+}
+
+TEST(JobRunner, WaitIdleReturnsOnceEverythingHasRun) {
+    test::TempDir dir;
+    JobKinds kinds;
+    std::atomic<int> ran{0};
+    kinds.define("k", {.backoff = 5ms}, [&](const Job& job, std::stop_token) {
+        if (job.attempt == 1 && job.payload == "3") throw std::runtime_error("once");
+        ++ran;
+    });
+    Harness h(kinds, dir / "jobs.db");
+    {
+        test::LogCapture quiet;
+        h.run(kinds, "k", 10);
+        h.runner.wait_idle();
+    }
+    EXPECT_EQ(ran, 10);
+    EXPECT_EQ(h.runner.totals().succeeded, 10U);
+}
+
+TEST(JobRunner, ReportGivesEachKindsCounts) {
+    test::TempDir dir;
+    JobKinds kinds;
+    kinds.define("a", {}, [](const Job&, std::stop_token) {});
+    kinds.define("b", {}, [](const Job&, std::stop_token) {});
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "a", 3);
+    h.run(kinds, "b", 1);
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 4; }));
+    auto reports = h.runner.report();
+    ASSERT_EQ(reports.size(), 2U);
+    EXPECT_EQ(h.report_of(reports, "a").counts.succeeded, 3U);
+    EXPECT_EQ(h.report_of(reports, "a").counts.enqueued, 3U);
+    EXPECT_EQ(h.report_of(reports, "b").counts.succeeded, 1U);
+    EXPECT_EQ(&h.runner.kinds(), &kinds);
+    EXPECT_EQ(&h.runner.writer(), &h.writer);
+}
+
+TEST(JobCounts, SummaryNamesEveryCountAndAddsUp) {
+    JobCounts a{1, 2, 3, 4, 5, 6, 7};
+    EXPECT_EQ(a.summary(),
+              "jobs enqueued=1 replayed=2 succeeded=3 retried=4 dead=5 skipped=6 kept=7");
+    a += JobCounts{10, 20, 30, 40, 50, 60, 70};
+    EXPECT_EQ(a.summary(),
+              "jobs enqueued=11 replayed=22 succeeded=33 retried=44 dead=55 skipped=66 kept=77");
+    EXPECT_EQ(JobCounts{}.summary(),
+              "jobs enqueued=0 replayed=0 succeeded=0 retried=0 dead=0 skipped=0 kept=0");
+}
+
+TEST(JobKinds, DefineRefusesWhatCannotRun) {
+    JobKinds kinds;
+    auto noop = [](const Job&, std::stop_token) {};
+    EXPECT_TRUE(kinds.empty());
+    EXPECT_THROW(kinds.define("", {}, noop), std::invalid_argument);
+    EXPECT_THROW(kinds.define("k", {}, nullptr), std::invalid_argument);
+    EXPECT_THROW(kinds.define("k", {.max_attempts = 0}, noop), std::invalid_argument);
+    kinds.define("k", {}, noop);
+    EXPECT_THROW(kinds.define("k", {}, noop), std::invalid_argument);
+    kinds.define("a", {.concurrency = 2}, noop);
+    EXPECT_EQ(kinds.names(), (std::vector<std::string>{"a", "k"}));
+    ASSERT_NE(kinds.find("a"), nullptr);
+    EXPECT_EQ(kinds.find("a")->options.concurrency, 2U);
+    EXPECT_EQ(kinds.find("nope"), nullptr);
+}
+
+// follow_response_durably: where a registration lands.
+class FollowResponseDurably : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        kinds_.define("email", {}, [this](const Job& job, std::stop_token) {
+            std::lock_guard lock(mutex_);
+            ran_.push_back(job);
+        });
+    }
+    void TearDown() override {
+        set_process_job_runner(nullptr);
+        set_process_pool(nullptr);
+    }
+    std::vector<Job> ran() {
+        std::lock_guard lock(mutex_);
+        return ran_;
+    }
+
+    JobKinds kinds_;
+    std::mutex mutex_;
+    std::vector<Job> ran_;  // guarded by mutex_
+};
+
+TEST_F(FollowResponseDurably, InsideARequestItJoinsTheRequestsBatch) {
+    JobBatch batch(&kinds_, 10);
+    EXPECT_EQ(current_job_batch(), nullptr);
+    {
+        JobBatchScope scope(&batch);
+        EXPECT_EQ(current_job_batch(), &batch);
+        follow_response_durably("email", "{\"to\":\"ada\"}", {.run_on = "2xx"});
+        follow_response_durably("email", "second", {.skip_if_undelivered = true});
+    }
+    EXPECT_EQ(current_job_batch(), nullptr);
+    ASSERT_EQ(batch.jobs().size(), 2U);
+    EXPECT_EQ(batch.jobs()[0].kind, "email");
+    EXPECT_EQ(batch.jobs()[0].payload, "{\"to\":\"ada\"}");
+    EXPECT_TRUE(batch.jobs()[0].options.run_on.allows(204));
+    EXPECT_FALSE(batch.jobs()[0].options.run_on.allows(302));
+    EXPECT_TRUE(batch.jobs()[1].options.skip_if_undelivered);
+    EXPECT_TRUE(ran().empty());
+}
+
+TEST_F(FollowResponseDurably, ScopesNestAndRestoreTheOuterBatch) {
+    JobBatch outer(&kinds_, 10);
+    JobBatch inner(&kinds_, 10);
+    JobBatchScope outer_scope(&outer);
+    {
+        JobBatchScope inner_scope(&inner);
+        follow_response_durably("email", "inner");
+    }
+    follow_response_durably("email", "outer");
+    ASSERT_EQ(inner.jobs().size(), 1U);
+    EXPECT_EQ(inner.jobs()[0].payload, "inner");
+    ASSERT_EQ(outer.jobs().size(), 1U);
+    EXPECT_EQ(outer.jobs()[0].payload, "outer");
+}
+
+TEST_F(FollowResponseDurably, AnUnknownKindThrowsInTheHandler) {
+    JobBatch batch(&kinds_, 10);
+    JobBatchScope scope(&batch);
+    try {
+        follow_response_durably("emial", "typo");
+        FAIL() << "no UnknownJobKind";
+    } catch (const UnknownJobKind& e) {
+        EXPECT_THAT(e.what(), HasSubstr("'emial'"));
+    }
+    EXPECT_TRUE(batch.empty());
+}
+
+TEST_F(FollowResponseDurably, WithTheJournalOffItThrowsDurableJobsOff) {
+    JobBatch batch(nullptr, 10);
+    JobBatchScope scope(&batch);
+    try {
+        follow_response_durably("email", "x");
+        FAIL() << "no DurableJobsOff";
+    } catch (const DurableJobsOff& e) {
+        EXPECT_THAT(e.what(), HasSubstr("--journal off"));
+    }
+    EXPECT_TRUE(batch.empty());
+}
+
+TEST_F(FollowResponseDurably, PastTheRequestsCapItThrows) {
+    JobBatch batch(&kinds_, 2);
+    JobBatchScope scope(&batch);
+    follow_response_durably("email", "1");
+    follow_response_durably("email", "2");
+    EXPECT_THROW(follow_response_durably("email", "3"), DeferredLimitExceeded);
+    EXPECT_EQ(batch.jobs().size(), 2U);
+}
+
+TEST_F(FollowResponseDurably, TakeGatedKeepsWhatTheStatusLetsThroughAndEmptiesTheBatch) {
+    JobBatch batch(&kinds_, 10);
+    batch.add("email", "default", {});
+    batch.add("email", "always", {.run_on = always});
+    const auto gated = batch.take_gated(503);
+    ASSERT_EQ(gated.size(), 1U);
+    EXPECT_EQ(gated[0].payload, "always");
+    EXPECT_TRUE(batch.empty());
+    // unchecked: any kind, for captures.
+    auto unchecked = JobBatch::unchecked(10);
+    unchecked.add("anything", "x", {});
+    EXPECT_EQ(unchecked.take().size(), 1U);
+    EXPECT_TRUE(unchecked.empty());
+}
+
+TEST_F(FollowResponseDurably, OutsideARequestWithNoServerItThrowsNoCurrentRequest) {
+    ASSERT_EQ(process_job_runner(), nullptr);
+    EXPECT_THROW(follow_response_durably("email", "x"), NoCurrentRequest);
+}
+
+TEST_F(FollowResponseDurably, OutsideARequestTheServersRunnerCommitsAndRunsItNow) {
+    test::TempDir dir;
+    Harness h(kinds_, dir / "jobs.db");
+    set_process_job_runner(&h.runner);
+    // Committed with no request id: an empty string_view must be stored as "", not NULL.
+    ASSERT_NO_THROW(follow_response_durably("email", "from a cron thread"));
+    EXPECT_THROW(follow_response_durably("nope", "x"), UnknownJobKind);
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    const auto jobs = ran();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].payload, "from a cron thread");
+    EXPECT_EQ(jobs[0].attempt, 1U);
+    EXPECT_EQ(jobs[0].request_id, "");
+    EXPECT_GT(jobs[0].id, 0);
+    EXPECT_EQ(h.runner.totals().enqueued, 1U);
+    EXPECT_TRUE(h.journal().empty());
+    set_process_job_runner(nullptr);
+}
+
+TEST_F(FollowResponseDurably, UnderSpillRegisteringNeverWaitsForRoomInThePool) {
+    Pool pool({.workers = 1, .min_workers = 1, .queue_capacity = 1, .overflow = Overflow::spill});
+    test::Gate release;
+    std::atomic<bool> holding{false};
+    std::atomic<bool> held_done{false};
+    pool.submit(DeferredCallback{[&] {
+                                     holding = true;
+                                     release.wait();
+                                     held_done = true;
+                                 },
+                                 "holder",
+                                 {},
+                                 {}});
+    ASSERT_TRUE(test::eventually([&] { return holding.load(); }));
+    pool.submit(DeferredCallback{[] {}, "filler", {}, {}});
+    ASSERT_FALSE(pool.has_room_for(1));
+    set_process_pool(&pool);
+    JobBatch batch(&kinds_, 10);
+    {
+        JobBatchScope scope(&batch);
+        follow_response_durably("email", "x");
+    }
+    EXPECT_FALSE(held_done);  // it returned while the pool was still full
+    EXPECT_EQ(batch.jobs().size(), 1U);
+    set_process_pool(nullptr);
+    release.open();
+    pool.wait_idle();
+}
+
+TEST_F(FollowResponseDurably, ACaptureDeferredCapturesJobsOutsideARequest) {
+    testing::CaptureDeferred captured;
+    follow_response_durably("email", "captured", {.run_on = "2xx"});
+    std::jthread([] { follow_response_durably("unknown-here", "from another thread"); }).join();
+    const auto jobs = captured.jobs();
+    ASSERT_EQ(jobs.size(), 2U);
+    EXPECT_EQ(jobs[0].kind, "email");
+    EXPECT_EQ(jobs[0].payload, "captured");
+    EXPECT_EQ(jobs[0].response_status, std::nullopt);
+    EXPECT_FALSE(jobs[0].will_run());  // no response behind it
+    EXPECT_EQ(jobs[1].kind, "unknown-here");
+    EXPECT_TRUE(ran().empty());
+
+    const auto report = captured.run_jobs(kinds_, 200);
+    EXPECT_EQ(report.ran, 2U);
+    EXPECT_EQ(report.failed, 1U);
+    ASSERT_EQ(report.errors.size(), 1U);
+    EXPECT_THAT(report.errors[0], HasSubstr("'unknown-here'"));
+    ASSERT_EQ(ran().size(), 1U);
+    EXPECT_EQ(ran()[0].payload, "captured");
+    EXPECT_EQ(ran()[0].attempt, 1U);
+    EXPECT_TRUE(captured.jobs().empty());  // the run empties them
+}
+
+TEST_F(FollowResponseDurably, ACapturedRunIsGatedOnTheStatusGiven) {
+    testing::CaptureDeferred captured;
+    follow_response_durably("email", "2xx only", {.run_on = "2xx"});
+    follow_response_durably("email", "always", {.run_on = always});
+    const auto report = captured.run_jobs(kinds_, 500);
+    EXPECT_EQ(report.ran, 1U);
+    EXPECT_EQ(report.skipped, 1U);
+    ASSERT_EQ(ran().size(), 1U);
+    EXPECT_EQ(ran()[0].payload, "always");
+}
+
+TEST_F(FollowResponseDurably, ARequestsBatchWinsOverALiveCapture) {
+    testing::CaptureDeferred captured;
+    JobBatch batch(&kinds_, 10);
+    {
+        JobBatchScope scope(&batch);
+        follow_response_durably("email", "in the request");
+    }
+    EXPECT_EQ(batch.jobs().size(), 1U);
+    EXPECT_TRUE(captured.jobs().empty());
+    captured.clear();
+}
+
+TEST_F(FollowResponseDurably, ClearDropsCapturedJobs) {
+    testing::CaptureDeferred captured;
+    follow_response_durably("email", "x");
+    captured.clear();
+    EXPECT_TRUE(captured.jobs().empty());
+    EXPECT_EQ(captured.run_jobs(kinds_).ran, 0U);
+}
+
+class TestClientDurableJobs : public FollowResponseDurably {
+  protected:
+    TestClientDurableJobs() {
+        router_.post("/calls", [](Request& req, Response& res) {
+            follow_response_durably("email", "free function");
+            req.follow_response_durably("email", "request method", {.run_on = always});
+            res.status(201).text("queued\n");
+        });
+        router_.get("/forbidden", [](Request& req, Response& res) {
+            req.follow_response_durably("email", "default gate");
+            req.follow_response_durably("email", "always", {.run_on = always});
+            res.status(403).text("no\n");
+        });
+        router_.get("/typo", [](Request& req, Response& res) {
+            req.follow_response_durably("emial", "x");
+            res.text("unreachable\n");
+        });
+    }
+    Router router_;
+};
+
+TEST_F(TestClientDurableJobs, CapturesDurableJobsWithTheirResponsesStatus) {
+    testing::TestClient client(router_);
+    const auto res = client.post("/calls");
+    EXPECT_EQ(res.status, 201);
+    const auto& jobs = client.durable_jobs();
+    ASSERT_EQ(jobs.size(), 2U);
+    EXPECT_EQ(jobs[0].kind, "email");
+    EXPECT_EQ(jobs[0].payload, "free function");
+    EXPECT_EQ(jobs[1].payload, "request method");
+    for (const auto& job : jobs) {
+        EXPECT_EQ(job.response_status, 201);
+        EXPECT_EQ(job.request_id, res.request_id);
+        EXPECT_TRUE(job.will_run());
+    }
+    EXPECT_TRUE(ran().empty());  // captured, not run
+}
+
+TEST_F(TestClientDurableJobs, RunDurableJobsRunsThoseWhoseGatePassedTheirResponse) {
+    testing::TestClient client(router_);
+    const auto created = client.post("/calls");
+    const auto forbidden = client.get("/forbidden");
+    EXPECT_EQ(forbidden.status, 403);
+    ASSERT_EQ(client.durable_jobs().size(), 4U);
+    EXPECT_FALSE(client.durable_jobs()[2].will_run());
+    EXPECT_TRUE(client.durable_jobs()[3].will_run());
+
+    const auto report = client.run_durable_jobs(kinds_);
+    EXPECT_EQ(report.ran, 3U);
+    EXPECT_EQ(report.skipped, 1U);
+    EXPECT_EQ(report.failed, 0U);
+    EXPECT_TRUE(client.durable_jobs().empty());
+    const auto jobs = ran();
+    ASSERT_EQ(jobs.size(), 3U);
+    EXPECT_EQ(jobs[0].payload, "free function");
+    EXPECT_EQ(jobs[0].request_id, created.request_id);
+    EXPECT_EQ(jobs[2].payload, "always");
+    EXPECT_EQ(jobs[2].request_id, forbidden.request_id);
+    for (const auto& job : jobs) EXPECT_EQ(job.attempt, 1U);
+}
+
+TEST_F(TestClientDurableJobs, WithoutKindsEveryJobIsCaptured) {
+    testing::TestClient client(router_);
+    EXPECT_EQ(client.get("/typo").status, 200);
+    ASSERT_EQ(client.durable_jobs().size(), 1U);
+    EXPECT_EQ(client.durable_jobs()[0].kind, "emial");
+    // And running it through the kinds reports the kind as a failure.
+    const auto report = client.run_durable_jobs(kinds_);
+    EXPECT_EQ(report.failed, 1U);
+    ASSERT_EQ(report.errors.size(), 1U);
+    EXPECT_THAT(report.errors[0], HasSubstr("'emial'"));
+}
+
+TEST_F(TestClientDurableJobs, WithKindsAnUnknownKindIsA500AsInProduction) {
+    test::LogCapture logs;
+    testing::TestClient client(router_, {.job_kinds = &kinds_});
+    const auto res = client.get("/typo");
+    EXPECT_EQ(res.status, 500);
+    EXPECT_TRUE(client.durable_jobs().empty());
+    EXPECT_TRUE(logs.contains("emial"));
+    // Known kinds are captured as before.
+    EXPECT_EQ(client.post("/calls").status, 201);
+    EXPECT_EQ(client.durable_jobs().size(), 2U);
+}
+
+}  // namespace
+}  // namespace crosstown

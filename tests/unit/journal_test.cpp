@@ -1,0 +1,429 @@
+#include "crosstown/jobs/journal.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "crosstown/jobs/journal_owner.hpp"
+#include "support/temp_dir.hpp"
+
+namespace crosstown {
+namespace {
+
+using ::testing::HasSubstr;
+
+Journal open_rw(const std::string& path) {
+    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
+}
+
+Journal open_ro(const std::string& path) {
+    return Journal::open(path, JournalSync::normal, Journal::Access::read_only);
+}
+
+std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {
+    std::vector<std::int64_t> ids;
+    for (const auto& job : jobs) ids.push_back(job.id);
+    return ids;
+}
+
+// Runs `sql` on the database at `path` with the SQLite C API, as another program would.
+void run_sql(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(
+        sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr),
+        SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    const std::string why = error != nullptr ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+// The message of the JournalError that `open` throws, or "" when it throws none.
+template <typename Open>
+std::string journal_error(Open open) {
+    try {
+        open();
+    } catch (const JournalError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(Journal, OpenCreatesANewFile) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    ASSERT_FALSE(std::filesystem::exists(path));
+    auto journal = open_rw(path);
+    EXPECT_EQ(journal.path(), path);
+    EXPECT_TRUE(std::filesystem::exists(path));
+    EXPECT_TRUE(journal.list().empty());
+    EXPECT_TRUE(journal.stats().rows.empty());
+}
+
+TEST(Journal, InsertedJobsReadBackWithEveryField) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const std::string payload("{\"n\":1}\0binary", 14);  // a blob, NUL included
+    const auto id = journal.insert({"place-call", payload, "req-1"}, 1'700'000'000'000);
+    EXPECT_GT(id, 0);
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, id);
+    EXPECT_EQ(jobs[0].kind, "place-call");
+    EXPECT_EQ(jobs[0].payload, payload);
+    EXPECT_EQ(jobs[0].request_id, "req-1");
+    EXPECT_EQ(jobs[0].attempts, 0U);
+    EXPECT_EQ(jobs[0].state, JobState::ready);
+    EXPECT_EQ(jobs[0].enqueued_ms, 1'700'000'000'000);
+    EXPECT_EQ(jobs[0].run_at_ms, 1'700'000'000'000);
+    EXPECT_EQ(jobs[0].last_error, "");
+}
+
+// An empty std::string_view{} may have a null data(), which sqlite3_bind_text/blob would bind
+// as NULL (failing "NOT NULL constraint"): follow_response_durably outside a request commits
+// exactly such a request id.
+TEST(Journal, EmptyFieldsAreStoredAsEmptyStrings) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    std::int64_t id = 0;
+    ASSERT_NO_THROW(id = journal.insert({"k", std::string_view{}, std::string_view{}}, 1));
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, id);
+    EXPECT_EQ(jobs[0].payload, "");
+    EXPECT_EQ(jobs[0].request_id, "");
+}
+
+TEST(Journal, ReopeningKeepsTheJobs) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t a = 0;
+    std::int64_t b = 0;
+    {
+        auto journal = open_rw(path);
+        a = journal.insert({"email", "to ada", "r1"}, 1000);
+        b = journal.insert({"email", "to grace", "r2"}, 1001);
+        journal.bury(b, 3, "smtp down");
+    }
+    auto journal = open_rw(path);
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 2U);
+    EXPECT_EQ(jobs[0].id, a);
+    EXPECT_EQ(jobs[0].payload, "to ada");
+    EXPECT_EQ(jobs[1].id, b);
+    EXPECT_EQ(jobs[1].state, JobState::dead);
+    EXPECT_EQ(jobs[1].last_error, "smtp down");
+    // And a read-only connection sees the same.
+    EXPECT_EQ(ids_of(open_ro(path).list()), (std::vector<std::int64_t>{a, b}));
+}
+
+TEST(Journal, RemoveDeletesOnlyThatJob) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto a = journal.insert({"k", "a", "r"}, 1);
+    const auto b = journal.insert({"k", "b", "r"}, 2);
+    const auto c = journal.insert({"k", "c", "r"}, 3);
+    journal.remove(b);
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{a, c}));
+    journal.remove(b);  // gone already: nothing happens
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{a, c}));
+}
+
+TEST(Journal, RescheduleMakesARetryWithItsDueTimeAndError) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto id = journal.insert({"k", "p", "r"}, 1000);
+    journal.reschedule(id, 2, 5000, "timeout talking to twilio");
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].state, JobState::retry);
+    EXPECT_EQ(jobs[0].attempts, 2U);
+    EXPECT_EQ(jobs[0].run_at_ms, 5000);
+    EXPECT_EQ(jobs[0].enqueued_ms, 1000);
+    EXPECT_EQ(jobs[0].last_error, "timeout talking to twilio");
+    EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{id}));
+}
+
+TEST(Journal, BuryMakesItDeadAndKeepsItOutOfTheLiveJobs) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto ready = journal.insert({"k", "1", "r"}, 1);
+    const auto retry = journal.insert({"k", "2", "r"}, 2);
+    const auto dead = journal.insert({"k", "3", "r"}, 3);
+    journal.reschedule(retry, 1, 10, "once");
+    journal.bury(dead, 10, "for good");
+    EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{ready, retry}));
+    const auto buried = journal.list(JobState::dead);
+    ASSERT_EQ(buried.size(), 1U);
+    EXPECT_EQ(buried[0].id, dead);
+    EXPECT_EQ(buried[0].attempts, 10U);
+    EXPECT_EQ(buried[0].last_error, "for good");
+    EXPECT_EQ(ids_of(journal.list(JobState::ready)), (std::vector<std::int64_t>{ready}));
+    EXPECT_EQ(ids_of(journal.list(JobState::retry)), (std::vector<std::int64_t>{retry}));
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{ready, retry, dead}));
+}
+
+TEST(Journal, StatsCountByKindAndState) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto a1 = journal.insert({"audit", "", "r"}, 1);
+    journal.insert({"audit", "", "r"}, 1);
+    journal.insert({"audit", "", "r"}, 1);
+    const auto c1 = journal.insert({"call", "", "r"}, 1);
+    const auto c2 = journal.insert({"call", "", "r"}, 1);
+    journal.bury(a1, 1, "x");
+    journal.reschedule(c1, 1, 1, "y");
+    journal.bury(c2, 1, "z");
+    const auto stats = journal.stats();
+    ASSERT_EQ(stats.rows.size(), 4U);
+    auto row = [&](std::size_t i) {
+        return std::tuple(stats.rows[i].kind, stats.rows[i].state, stats.rows[i].jobs);
+    };
+    // By kind, then state.
+    EXPECT_EQ(row(0), std::tuple(std::string("audit"), JobState::dead, std::uint64_t{1}));
+    EXPECT_EQ(row(1), std::tuple(std::string("audit"), JobState::ready, std::uint64_t{2}));
+    EXPECT_EQ(row(2), std::tuple(std::string("call"), JobState::dead, std::uint64_t{1}));
+    EXPECT_EQ(row(3), std::tuple(std::string("call"), JobState::retry, std::uint64_t{1}));
+    EXPECT_EQ(stats.count(JobState::ready), 2U);
+    EXPECT_EQ(stats.count(JobState::retry), 1U);
+    EXPECT_EQ(stats.count(JobState::dead), 2U);
+}
+
+TEST(Journal, ReviveOneDeadJobResetsItsAttempts) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto a = journal.insert({"k", "a", "r"}, 1);
+    const auto b = journal.insert({"k", "b", "r"}, 1);
+    const auto live = journal.insert({"k", "c", "r"}, 1);
+    journal.bury(a, 4, "x");
+    journal.bury(b, 4, "y");
+    EXPECT_EQ(journal.revive(a), 1U);
+    EXPECT_EQ(journal.revive(a), 0U);     // not dead any more
+    EXPECT_EQ(journal.revive(live), 0U);  // never was
+    EXPECT_EQ(journal.revive(12345), 0U);
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 3U);
+    EXPECT_EQ(jobs[0].state, JobState::ready);
+    EXPECT_EQ(jobs[0].attempts, 0U);
+    EXPECT_EQ(jobs[1].state, JobState::dead);
+    EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{a, live}));
+}
+
+TEST(Journal, ReviveAllMakesEveryDeadJobReady) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto a = journal.insert({"k", "a", "r"}, 1);
+    const auto b = journal.insert({"k", "b", "r"}, 1);
+    const auto c = journal.insert({"k", "c", "r"}, 1);
+    journal.bury(a, 2, "x");
+    journal.bury(c, 2, "y");
+    EXPECT_EQ(journal.revive(std::nullopt), 2U);
+    EXPECT_TRUE(journal.list(JobState::dead).empty());
+    EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{a, b, c}));
+    for (const auto& job : journal.list()) EXPECT_EQ(job.attempts, 0U) << job.id;
+}
+
+TEST(Journal, PurgeDeletesOnlyTheDead) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto a = journal.insert({"k", "a", "r"}, 1);
+    const auto b = journal.insert({"k", "b", "r"}, 1);
+    const auto c = journal.insert({"k", "c", "r"}, 1);
+    journal.bury(a, 1, "x");
+    journal.reschedule(b, 1, 1, "y");
+    journal.bury(c, 1, "z");
+    EXPECT_EQ(journal.purge_dead(), 2U);
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{b}));
+    EXPECT_EQ(journal.purge_dead(), 0U);
+}
+
+TEST(Journal, IdsAreNeverReusedAfterADelete) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t last = 0;
+    {
+        auto journal = open_rw(path);
+        journal.insert({"k", "a", "r"}, 1);
+        last = journal.insert({"k", "b", "r"}, 1);
+        journal.remove(last);  // the highest id: a plain rowid would hand it out again
+        const auto next = journal.insert({"k", "c", "r"}, 1);
+        EXPECT_GT(next, last);
+        last = next;
+        journal.remove(next);
+    }
+    auto journal = open_rw(path);  // and across a reopen
+    EXPECT_GT(journal.insert({"k", "d", "r"}, 1), last);
+}
+
+TEST(Journal, RollbackDropsTheTransaction) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto kept = journal.insert({"k", "kept", "r"}, 1);
+    journal.begin();
+    journal.insert({"k", "dropped", "r"}, 1);
+    journal.remove(kept);
+    journal.rollback();
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{kept}));
+    journal.begin();
+    const auto committed = journal.insert({"k", "committed", "r"}, 1);
+    journal.commit();
+    EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{kept, committed}));
+}
+
+TEST(Journal, MovedJournalKeepsWorking) {
+    test::TempDir dir;
+    auto first = open_rw(dir / "jobs.db");
+    auto moved = std::move(first);
+    const auto id = moved.insert({"k", "p", "r"}, 1);
+    Journal other = open_rw(dir / "other.db");
+    other = std::move(moved);
+    EXPECT_EQ(other.path(), dir / "jobs.db");
+    EXPECT_EQ(ids_of(other.list()), (std::vector<std::int64_t>{id}));
+}
+
+TEST(Journal, ReadOnlyReaderSeesTheWritersCommits) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    auto writer = open_rw(path);
+    auto reader = open_ro(path);
+    EXPECT_TRUE(reader.list().empty());
+    const auto id = writer.insert({"k", "p", "r"}, 1);
+    EXPECT_EQ(ids_of(reader.list()), (std::vector<std::int64_t>{id}));
+}
+
+TEST(Journal, RandomBytesAreRefusedNamingTheFile) {
+    test::TempDir dir;
+    const auto path = dir / "noise.db";
+    {
+        std::ofstream out(path, std::ios::binary);
+        std::mt19937 random(42);
+        for (int i = 0; i < 8192; ++i) out.put(static_cast<char>(random() & 0xff));
+    }
+    const auto error = journal_error([&] { open_rw(path); });
+    EXPECT_THAT(error, HasSubstr(path));
+    EXPECT_THAT(error, HasSubstr("corrupt"));
+    // Refused, not started over: the bytes are still there.
+    EXPECT_EQ(std::filesystem::file_size(path), 8192U);
+    EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr(path));
+}
+
+TEST(Journal, AnotherApplicationsDatabaseIsRefused) {
+    test::TempDir dir;
+    const auto path = dir / "app.db";
+    run_sql(path,
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+            "INSERT INTO users (name) VALUES ('ada');");
+    const auto error = journal_error([&] { open_rw(path); });
+    EXPECT_THAT(error, HasSubstr(path));
+    EXPECT_THAT(error, HasSubstr("another application"));
+    EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("another application"));
+    // And its data was left alone: no jobs table was added.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'jobs'", -1,
+                                 &stmt, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(stmt, 0), 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+TEST(Journal, AnotherSchemaVersionIsRefused) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    { open_rw(path).insert({"k", "p", "r"}, 1); }
+    run_sql(path, "PRAGMA user_version=7");
+    const auto error = journal_error([&] { open_rw(path); });
+    EXPECT_THAT(error, HasSubstr(path));
+    EXPECT_THAT(error, HasSubstr("schema version 7"));
+    EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("schema version 7"));
+}
+
+TEST(Journal, ReadOnlyOpenOfAMissingFileIsRefused) {
+    test::TempDir dir;
+    const auto path = dir / "missing.db";
+    EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr(path));
+    EXPECT_FALSE(std::filesystem::exists(path));  // and not created
+}
+
+TEST(Journal, ReadOnlyOpenOfAnEmptyFileIsRefused) {
+    test::TempDir dir;
+    const auto path = dir / "empty.db";
+    { std::ofstream touch(path); }
+    const auto error = journal_error([&] { open_ro(path); });
+    EXPECT_THAT(error, HasSubstr(path));
+    EXPECT_THAT(error, HasSubstr("empty"));
+}
+
+TEST(Journal, OpenInAMissingDirectoryIsRefusedNamingTheFile) {
+    test::TempDir dir;
+    const auto path = dir / "no-such-dir/jobs.db";
+    EXPECT_THAT(journal_error([&] { open_rw(path); }), HasSubstr(path));
+}
+
+TEST(Journal, StateNames) {
+    EXPECT_EQ(job_state_name(JobState::ready), "ready");
+    EXPECT_EQ(job_state_name(JobState::retry), "retry");
+    EXPECT_EQ(job_state_name(JobState::dead), "dead");
+}
+
+TEST(JournalOwner, ClaimWritesThisProcessesPid) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    EXPECT_EQ(JournalOwner::live_owner(path), std::nullopt);  // no lock file yet
+    auto owner = JournalOwner::claim(path);
+    std::ifstream lock(path + ".lock");
+    pid_t written = 0;
+    lock >> written;
+    EXPECT_EQ(written, getpid());
+}
+
+TEST(JournalOwner, ASecondClaimIsRefusedNamingTheFileAndTheOwner) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    auto owner = JournalOwner::claim(path);
+    // Same process, a separate open file description: flock refuses it as it would another
+    // process.
+    const auto error = journal_error([&] { JournalOwner::claim(path); });
+    EXPECT_THAT(error, HasSubstr(path));
+    EXPECT_THAT(error, HasSubstr("pid " + std::to_string(getpid())));
+}
+
+TEST(JournalOwner, LiveOwnerIsThePidWhileHeldAndNoneAfter) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    {
+        auto owner = JournalOwner::claim(path);
+        EXPECT_EQ(JournalOwner::live_owner(path), getpid());
+        auto moved = std::move(owner);  // ownership moves with it
+        EXPECT_EQ(JournalOwner::live_owner(path), getpid());
+    }
+    EXPECT_EQ(JournalOwner::live_owner(path), std::nullopt);
+    EXPECT_TRUE(std::filesystem::exists(path + ".lock"));  // left for the next owner
+    auto again = JournalOwner::claim(path);                // which takes it over
+    EXPECT_EQ(JournalOwner::live_owner(path), getpid());
+}
+
+TEST(JournalOwner, AClaimThatCannotCreateTheLockFileNamesTheFile) {
+    // Tests run as root, whom permissions do not stop: use places no one can create files in.
+    test::TempDir dir;
+    const auto missing = dir / "no-such-dir/jobs.db";
+    EXPECT_THAT(journal_error([&] { JournalOwner::claim(missing); }), HasSubstr(missing));
+    const std::string proc = "/proc/self/jobs.db";
+    EXPECT_THAT(journal_error([&] { JournalOwner::claim(proc); }), HasSubstr(proc));
+}
+
+}  // namespace
+}  // namespace crosstown
