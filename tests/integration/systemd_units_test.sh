@@ -38,8 +38,12 @@ for unit in fcgi_app.service fcgi_app@.service; do
 done
 
 # The instance units are the single ones with %i: the same directives, so hardening added to
-# one cannot be forgotten in the other.
-directives() { grep -v '^#' "$1" | grep -v -E '^(Description|Requires|After|Also|ListenStream|SyslogIdentifier)=' | sed '/^$/d'; }
+# one cannot be forgotten in the other. Each instance has a state directory (its journal of
+# durable jobs) of its own: fcgi_app/%i, where the single unit has fcgi_app.
+directives() {
+    grep -v '^#' "$1" | grep -v -E '^(Description|Requires|After|Also|ListenStream|SyslogIdentifier)=' |
+        sed -e '/^$/d' -e 's|^StateDirectory=fcgi_app/%i$|StateDirectory=fcgi_app|'
+}
 for kind in socket service; do
     if diff <(directives "fcgi_app.$kind") <(directives "fcgi_app@.$kind") >/dev/null; then
         echo "ok   fcgi_app@.$kind matches fcgi_app.$kind"
