@@ -9,7 +9,7 @@
 
 namespace fcgi_app {
 
-Witness::Witness(const std::string& path) {
+Witness::Witness(const std::string& path) : path_(path) {
     if (path.empty()) return;
     fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "--witness " + path);
@@ -24,7 +24,7 @@ void Witness::record(std::string_view batch, std::uint64_t call, std::int64_t jo
     if (fd_ < 0) return;
     const auto line = fmt::format("{} {} {} {}\n", batch, call, job_id, attempt);
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
-        throw std::system_error(errno, std::generic_category(), "witness write");
+        throw std::system_error(errno, std::generic_category(), "--witness " + path_);
     }
 }
 

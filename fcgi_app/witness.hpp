@@ -23,6 +23,7 @@ class Witness {
                 unsigned attempt) const;
 
   private:
+    std::string path_;
     int fd_ = -1;
 };
 

@@ -310,12 +310,18 @@ TEST(JobRunner, AnAttemptPastItsTimeoutSeesItsStopTokenRequested) {
         });
     Harness h(kinds, dir / "jobs.db");
     h.run(kinds, "slow");
-    // It returned normally even so: that is a success.
-    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    // It returned normally even so, perhaps without doing its work: a failed attempt, here
+    // its last.
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().dead == 1; }));
+    EXPECT_EQ(h.runner.totals().succeeded, 0U);
     EXPECT_TRUE(saw_stop);
     EXPECT_GE(waited_ms.load(), 40);
     EXPECT_LT(waited_ms.load(), 5000);
-    EXPECT_TRUE(h.journal().empty());
+    h.writer.flush();
+    const auto jobs = h.journal();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].state, JobState::dead);
+    EXPECT_EQ(jobs[0].last_error, "timed out after 50 ms");
 }
 
 TEST(JobRunner, AnAttemptThatThrowsAfterItsTimeoutFailsAsTimedOut) {
@@ -559,14 +565,19 @@ TEST(JobRunner, StopKeepsWhatHasNotFinishedInTheJournal) {
     h.runner.wait_idle();  // returns at once once stopped
 }
 
-TEST(JobRunner, AnAttemptCutShortByTheDrainIsNotAFailure) {
+// A handler that honours its stop token may throw, or just return; either way its work may be
+// undone, so the job is kept: neither failed nor succeeded.
+class CutShort : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CutShort, AnAttemptCutShortByTheDrainIsKeptNotFailedNorDone) {
+    const bool throws = GetParam();
     test::LogCapture logs;
     test::TempDir dir;
     JobKinds kinds;
     std::atomic<bool> started{false};
     kinds.define("long", {.max_attempts = 1}, [&](const Job&, std::stop_token stop) {
         started = true;
-        if (wait_for_stop(stop)) throw std::runtime_error("interrupted by shutdown");
+        if (wait_for_stop(stop) && throws) throw std::runtime_error("interrupted by shutdown");
     });
     Harness h(kinds, dir / "jobs.db");
     const auto ids = h.run(kinds, "long");
@@ -582,8 +593,11 @@ TEST(JobRunner, AnAttemptCutShortByTheDrainIsNotAFailure) {
     ASSERT_EQ(ids_of(jobs), ids);
     EXPECT_EQ(jobs[0].state, JobState::ready);
     EXPECT_EQ(jobs[0].attempts, 0U);
+    EXPECT_EQ(totals.succeeded, 0U);
     EXPECT_TRUE(logs.contains("cut short by shutdown"));
 }
+
+INSTANTIATE_TEST_SUITE_P(ThrowingOrReturning, CutShort, ::testing::Bool());
 
 // A gate like test::Gate with a shorter patience, so that a round that goes wrong ends soon.
 class ShortGate {
@@ -680,11 +694,12 @@ TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
     test::Gate release;
     kinds.define("one-at-a-time", {.concurrency = 1},
                  [&](const Job&, std::stop_token) { release.wait(); });
+    kinds.define("other", {}, [](const Job&, std::stop_token) {});
     Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2, .queue_capacity = 2});
     {
         CountingObserver observer;
         detail::blocking_observer = &observer;
-        h.runner.wait_for_room();  // nothing waits: at once
+        h.runner.wait_for_room("one-at-a-time");  // nothing waits: at once
         detail::blocking_observer = nullptr;
         EXPECT_EQ(observer.blocked, 0);
     }
@@ -693,11 +708,19 @@ TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
         auto reports = h.runner.report();
         return h.report_of(reports, "one-at-a-time").waiting == 4;
     }));
+    {
+        // Per kind: a slow kind's line holds back only its own registrations.
+        CountingObserver other_observer;
+        detail::blocking_observer = &other_observer;
+        h.runner.wait_for_room("other");
+        detail::blocking_observer = nullptr;
+        EXPECT_EQ(other_observer.blocked, 0);
+    }
     CountingObserver observer;
     std::atomic<bool> returned{false};
     std::jthread handler([&] {
         detail::blocking_observer = &observer;
-        h.runner.wait_for_room();
+        h.runner.wait_for_room("one-at-a-time");
         detail::blocking_observer = nullptr;
         returned = true;
     });
@@ -725,7 +748,7 @@ TEST(JobRunner, WaitForRoomReturnsOnceTheRunnerStops) {
     std::atomic<bool> returned{false};
     std::jthread handler([&] {
         detail::blocking_observer = &observer;
-        h.runner.wait_for_room();
+        h.runner.wait_for_room("one-at-a-time");
         detail::blocking_observer = nullptr;
         returned = true;
     });
@@ -733,6 +756,33 @@ TEST(JobRunner, WaitForRoomReturnsOnceTheRunnerStops) {
     EXPECT_EQ(h.runner.stop(), 3U);
     ASSERT_TRUE(test::eventually([&] { return returned.load(); }));
     release.open();
+}
+
+// The drain deadline, or a second signal, must free handlers that still wait for room, or the
+// responders could never be joined.
+TEST(JobRunner, ReleasingRoomWaitersEndsTheirWaitNowAndLater) {
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate release;
+    kinds.define("one-at-a-time", {.concurrency = 1},
+                 [&](const Job&, std::stop_token) { release.wait(); });
+    Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2, .queue_capacity = 1});
+    h.run(kinds, "one-at-a-time", 3);
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        return h.report_of(reports, "one-at-a-time").waiting == 2;
+    }));
+    std::atomic<bool> returned{false};
+    std::jthread handler([&] {
+        h.runner.wait_for_room("one-at-a-time");
+        returned = true;
+    });
+    EXPECT_FALSE(test::eventually([&] { return returned.load(); }, std::chrono::milliseconds(200)));
+    h.runner.release_room_waiters();
+    ASSERT_TRUE(test::eventually([&] { return returned.load(); }));
+    h.runner.wait_for_room("one-at-a-time");  // released for good: at once
+    release.open();
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
 }
 
 TEST(JobRunner, WaitIdleReturnsOnceEverythingHasRun) {

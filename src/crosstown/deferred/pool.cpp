@@ -31,7 +31,8 @@ std::string_view name_of(const DeferredCallback& callback) {
 // Under shed the callback passed registration: it is owed a run, so its dispatch waits.
 // Under spill an in-memory callback waits as under block (only durable jobs spill).
 bool waits_for_room(Overflow overflow) {
-    return overflow == Overflow::block || overflow == Overflow::shed || overflow == Overflow::spill;
+    return overflow == Overflow::block || overflow == Overflow::shed ||
+           overflow == Overflow::spill;
 }
 
 // Callbacks that DeferredCounters count: all but durable jobs' attempts.
@@ -255,7 +256,9 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
 
         DeferredCallback callback = std::move(queue_.front());
         queue_.pop_front();
+        const bool counted = !callback.durable_job;
         ++busy_;
+        if (!counted) ++busy_durable_;
         publish_sizes();
         if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
         const bool wake = claim_wake(queue_.size());
@@ -267,12 +270,12 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
         // start.
         if (will_wait) clock = Clock::now();
         const auto result = run_callback(callback, stop, stats, clock);
-        const bool counted = !callback.durable_job;
         callback =
             DeferredCallback{};  // release the callable and the request's data outside the lock
 
         lock.lock();
         --busy_;
+        if (!counted) --busy_durable_;
         publish_sizes();
         if (!accounting_closed_ && counted) {
             bump(result == Result::completed ? counters_.completed : counters_.failed);
@@ -447,7 +450,8 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
     --waiting_for_idle_;
     if (!joined) {
         report.stuck = busy_;
-        bump(counters_.abandoned, busy_);
+        report.stuck_durable = busy_durable_;
+        bump(counters_.abandoned, busy_ - busy_durable_);  // durable jobs stay in the journal
         accounting_closed_ = true;
         log::error("{} deferred callbacks still running {} ms after stop was requested", busy_,
                    std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());

@@ -54,6 +54,8 @@ struct DrainReport {
     // Callbacks still running `grace` after their stop tokens were requested. Their workers were
     // not joined: the owner should log and leave the process with _exit rather than wait on them.
     std::uint64_t stuck = 0;
+    // Of those, attempts of durable jobs: not counted abandoned, their jobs stay in the journal.
+    std::uint64_t stuck_durable = 0;
 };
 
 namespace detail {
@@ -164,6 +166,7 @@ class Pool {
     std::condition_variable idle_cv_;     // wait_idle()/drain() wait for an idle pool
     std::deque<DeferredCallback> queue_;  // guarded by mutex_
     unsigned busy_ = 0;                   // guarded by mutex_
+    unsigned busy_durable_ = 0;           // guarded by mutex_; of busy_, durable jobs' attempts
     unsigned waiting_workers_ = 0;        // guarded by mutex_
     unsigned live_ = 0;                   // guarded by mutex_; started and not retired
     unsigned starting_ = 0;               // guarded by mutex_; started, not yet looking for work

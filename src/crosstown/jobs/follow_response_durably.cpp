@@ -17,14 +17,14 @@ std::mutex capture_mutex;
 std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_mutex
 
 // Under spill a handler never waits to register a durable job: it waits in the runner once
-// committed. Under the other policies a full queue, or as many durable jobs waiting in the
-// runner, makes it wait here, before its response, as an in-memory callback would under
+// committed. Under the other policies a full queue, or as many jobs of its kind waiting in
+// the runner, makes it wait here, before its response, as an in-memory callback would under
 // block, so that durable work too pushes back on the clients that make it.
-void make_room() {
+void make_room(std::string_view kind) {
     Pool* pool = process_pool();
     if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
     if (!pool->has_room_for(1)) pool->wait_for_room();
-    if (auto* runner = process_job_runner()) runner->wait_for_room();
+    if (auto* runner = process_job_runner()) runner->wait_for_room(kind);
 }
 
 }  // namespace
@@ -42,7 +42,7 @@ void detail::remove_job_capture_target(JobCaptureTarget* target) {
 void follow_response_durably(std::string_view kind, std::string payload, DurableOptions options) {
     if (auto* batch = current_job_batch()) {
         batch->add(kind, std::move(payload), std::move(options));
-        make_room();
+        make_room(kind);
         return;
     }
     {

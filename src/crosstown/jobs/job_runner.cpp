@@ -201,7 +201,7 @@ void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     auto& state = state_of(entry.job.kind);
     if (!state.waiting.empty() || !state.has_turn() || !pool_.has_room_for(to_pool.size() + 1)) {
         state.waiting.push_back(std::move(entry));
-        ++spilled_;
+        ++waiting_jobs_;
         rescan_ = true;  // the clock polls for room while jobs wait (see next_wake)
         return;
     }
@@ -223,7 +223,10 @@ void JobRunner::submit(std::vector<Entry> entries) {
         for (auto& entry : entries) {
             const auto id = entry.job.id;
             callbacks.push_back({[this, id](std::stop_token stop) { attempt(id, std::move(stop)); },
-                                 entry.job.kind, entry.outcome, {}, true});
+                                 entry.job.kind,
+                                 entry.outcome,
+                                 {},
+                                 true});
             ids.push_back(id);
             launched_.insert_or_assign(id, std::move(entry));
         }
@@ -238,10 +241,11 @@ void JobRunner::submit(std::vector<Entry> entries) {
             --state.running;
             if (stopping_) continue;  // stays in the journal: kept
             state.waiting.push_front(std::move(node.mapped()));
-            ++spilled_;
+            ++waiting_jobs_;
         }
-        rescan_ = true;
     }
+    // No rescan now: the clock polls while jobs wait (next_wake), and an immediate look would
+    // only spin while the pool refuses (others wait for room, or it is drained).
     clock_cv_.notify_all();
 }
 
@@ -261,7 +265,7 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
     std::stop_callback relay(worker_stop, [&stop] { stop.request_stop(); });
     {
         std::lock_guard lock(mutex_);
-        deadlines_[entry.job.id] = {started + entry.kind->options.timeout, &stop};
+        deadlines_[entry.job.id] = {started + entry.kind->options.timeout, stop};
         rescan_ = true;
     }
     clock_cv_.notify_all();
@@ -281,22 +285,25 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
         timed_out = deadlines_[entry.job.id].fired;
         deadlines_.erase(entry.job.id);
     }
-    if (error && timed_out) {
-        error =
-            fmt::format("timed out after {} ms: {}", entry.kind->options.timeout.count(), *error);
+    // A handler that honours its stop token may return normally without having done the work:
+    // past its timeout that is a failed attempt, and at shutdown the job is kept.
+    if (timed_out) {
+        error = fmt::format("timed out after {} ms{}{}", entry.kind->options.timeout.count(),
+                            error ? ": " : "", error.value_or(""));
     }
     finish(entry, std::move(error), worker_stop.stop_requested());
 }
 
 void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_short) {
     auto& state = state_of(entry.job.kind);
-    if (!error) {
+    if (cut_short) {
+        log::warn("job {} ({}) attempt {} cut short by shutdown; it stays in the journal{}{}",
+                  entry.job.id, entry.job.kind, entry.job.attempt, error ? ": " : "",
+                  error.value_or(""));
+    } else if (!error) {
         writer_.complete(entry.job.id);
         add(state.succeeded);
         state.outstanding.fetch_sub(1, std::memory_order_relaxed);
-    } else if (cut_short) {
-        log::warn("job {} ({}) attempt {} cut short by shutdown; it stays in the journal: {}",
-                  entry.job.id, entry.job.kind, entry.job.attempt, *error);
     } else {
         fail(entry, *error);
     }
@@ -309,7 +316,7 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
             ++state.running;
             to_pool.push_back(std::move(state.waiting.front()));
             state.waiting.pop_front();
-            --spilled_;
+            --waiting_jobs_;
         }
     }
     idle_cv_.notify_all();
@@ -359,10 +366,11 @@ void JobRunner::clock_loop(std::stop_token stop) {
             auto node = retries_.extract(retries_.begin());
             launch_locked(std::move(node.mapped()), to_pool);
         }
+        std::vector<std::stop_source> overdue;
         for (auto& [id, deadline] : deadlines_) {
             if (!deadline.fired && deadline.at <= now) {
                 deadline.fired = true;
-                deadline.source->request_stop();
+                overdue.push_back(deadline.source);
             }
         }
         for (auto& [name, state] : states_) {
@@ -371,10 +379,13 @@ void JobRunner::clock_loop(std::stop_token stop) {
                 ++state->running;
                 to_pool.push_back(std::move(state->waiting.front()));
                 state->waiting.pop_front();
-                --spilled_;
+                --waiting_jobs_;
             }
         }
         lock.unlock();
+        // Outside the lock: request_stop runs the handlers' stop callbacks, which may register
+        // durable jobs themselves.
+        for (auto& source : overdue) source.request_stop();
         if (!to_pool.empty()) room_cv_.notify_all();
         submit(std::move(to_pool));
         lock.lock();
@@ -389,7 +400,7 @@ JobRunner::Clock::time_point JobRunner::next_wake() const {
     for (const auto& [id, deadline] : deadlines_) {
         if (!deadline.fired) wake = std::min(wake, deadline.at);
     }
-    if (spilled_ > 0) wake = std::min(wake, Clock::now() + kSpillPoll);
+    if (waiting_jobs_ > 0) wake = std::min(wake, Clock::now() + kSpillPoll);
     return wake;
 }
 
@@ -399,7 +410,7 @@ std::uint64_t JobRunner::stop() {
         stopping_ = true;
         retries_.clear();
         for (auto& [name, state] : states_) state->waiting.clear();
-        spilled_ = 0;
+        waiting_jobs_ = 0;
     }
     clock_.request_stop();
     if (clock_.joinable()) clock_.join();
@@ -426,12 +437,24 @@ std::vector<KindReport> JobRunner::report() const {
     return reports;
 }
 
-void JobRunner::wait_for_room() {
+void JobRunner::wait_for_room(std::string_view kind) {
     const auto capacity = pool_.config().queue_capacity;
     std::unique_lock lock(mutex_);
-    if (stopping_ || spilled_ < capacity) return;
+    const auto it = states_.find(kind);
+    if (it == states_.end()) return;
+    const auto& waiting = it->second->waiting;
+    const auto has_room = [&] { return stopping_ || room_released_ || waiting.size() < capacity; };
+    if (has_room()) return;
     const detail::BlockingNotice notice;
-    room_cv_.wait(lock, [&] { return stopping_ || spilled_ < capacity; });
+    room_cv_.wait(lock, has_room);
+}
+
+void JobRunner::release_room_waiters() {
+    {
+        std::lock_guard lock(mutex_);
+        room_released_ = true;
+    }
+    room_cv_.notify_all();
 }
 
 void JobRunner::wait_idle() {

@@ -16,7 +16,8 @@
 //
 // At shutdown (stop(), after the pool's drain), whatever has not finished simply stays in the
 // journal: kept, and run at the next start. An attempt cut short by the drain is not counted
-// as a failure.
+// as a failure, nor as a success even when its handler returned normally (it may have stopped
+// early, as its token asked): it is kept.
 #pragma once
 
 #include <atomic>
@@ -89,11 +90,15 @@ class JobRunner {
     void enqueue_now(std::string_view kind, std::string payload);
     // No more starts or retries; returns how many jobs stay in the journal unfinished.
     std::uint64_t stop();
-    // Waits while as many jobs wait here as the pool's queue holds (its queue_capacity): under
-    // every overflow policy but spill, a handler registering a durable job calls it, so that
-    // durable work pushes back on the clients that make it instead of piling up in memory.
+    // Waits while as many jobs of `kind` wait in its line as the pool's queue holds (its
+    // queue_capacity): under every overflow policy but spill, a handler registering a durable
+    // job calls it, so that durable work pushes back on the clients that make it instead of
+    // piling up in memory. Per kind, so that one slow kind holds back only its own clients.
     // Tells the thread's BlockingObserver, like the pool's own wait for room.
-    void wait_for_room();
+    void wait_for_room(std::string_view kind);
+    // Ends every such wait, now and from now on: the drain deadline passed, or a second signal
+    // came, while handlers still waited.
+    void release_room_waiters();
 
     const JobKinds& kinds() const { return kinds_; }
     JobCounts totals() const;
@@ -117,7 +122,7 @@ class JobRunner {
     struct KindState;
     struct Deadline {
         Clock::time_point at;
-        std::stop_source* source;
+        std::stop_source source;  // a handle on the attempt's stop state
         bool fired = false;
     };
 
@@ -142,14 +147,15 @@ class JobRunner {
     mutable std::mutex mutex_;
     std::condition_variable_any clock_cv_;
     std::condition_variable idle_cv_;
-    std::condition_variable room_cv_;  // spilled_ went below the pool's queue capacity
+    std::condition_variable room_cv_;  // waiting_jobs_ went below the pool's queue capacity
     std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
     std::map<std::int64_t, Deadline> deadlines_;       // guarded by mutex_; running attempts
     std::map<std::int64_t, Entry> launched_;           // guarded by mutex_; in the pool's queue
-    std::size_t spilled_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
-    bool stopping_ = false;    // guarded by mutex_
-    bool rescan_ = false;      // guarded by mutex_; the clock should look again now
-    std::jthread clock_;       // last: starts once the members above exist
+    std::size_t waiting_jobs_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
+    bool stopping_ = false;         // guarded by mutex_
+    bool rescan_ = false;           // guarded by mutex_; the clock should look again now
+    bool room_released_ = false;    // guarded by mutex_; see release_room_waiters()
+    std::jthread clock_;            // last: starts once the members above exist
 };
 
 // The runner of the running Server, for follow_response_durably outside a request.

@@ -127,6 +127,11 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
     Journal journal(path, db);
     sqlite3_busy_timeout(db, 5000);
     journal.check_identity(access);
+    // SQLite opens a file it may not write read-only, without an error; every commit would
+    // then fail. Refuse it at the start instead.
+    if (access == Access::read_write && sqlite3_db_readonly(db, "main") == 1) {
+        journal.fail("is not writable by this process");
+    }
     if (access == Access::read_write) {
         journal.exec("PRAGMA journal_mode=WAL");
         journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"

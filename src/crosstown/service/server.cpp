@@ -73,6 +73,12 @@ const ServerConfig& prepare_process(const ServerConfig& config) {
     return config;
 }
 
+// Leaves at once, without joining threads that are stuck in callbacks.
+[[noreturn]] void exit_now(int code) {
+    std::fflush(nullptr);
+    std::_Exit(code);
+}
+
 // After the first stop signal: the next one, or 0 once `stop` is requested.
 int wait_for_second_stop(std::stop_token stop) {
     sigset_t set;
@@ -281,8 +287,11 @@ ServiceSample Server::Impl::service_sample() const {
     const auto counts = pool_.counters().snapshot();
     const auto in_flight = stats_.in_flight();
     const auto queued = pool_.queue_depth();
+    // Durable jobs' attempts are progress too, or a pool busy replaying jobs would look wedged.
+    const auto jobs = job_runner_ ? job_runner_->totals() : JobCounts{};
     return {
-        .work_done = stats_.total() + counts.completed + counts.failed,
+        .work_done = stats_.total() + counts.completed + counts.failed + jobs.succeeded +
+                     jobs.retried + jobs.dead,
         .work_waiting = queued > 0 || in_flight >= config_.responders,
         .status = fmt::format("{}: {} requests, {} in flight; deferred {} queued, {}/{} workers "
                               "busy (max {}), {} completed, {} failed",
@@ -306,8 +315,9 @@ int Server::Impl::run() {
         serve(socket.socket.fd(), socket.description);
     } catch (const std::exception& e) {  // the responders could not start (threads, epoll)
         log::error("cannot serve: {}", e.what());
-        pool_.drain(Pool::Duration::zero());
+        const auto report = pool_.drain(Pool::Duration::zero());
         stop_jobs();
+        if (report.stuck > 0) exit_now(1);  // stuck workers still use what ~Impl destroys
         return 1;
     }
     // With --listen, nginx now gets a refusal at once, not a connection nobody reads. Under
@@ -374,6 +384,7 @@ void Server::Impl::cut_drain_short_on_second_signal(std::stop_token stop) {
     }
     cut_cv_.notify_all();
     pool_.cut_drain_short();
+    if (job_runner_) job_runner_->release_room_waiters();
 }
 
 void Server::Impl::serve(int listen_fd, const std::string& where) {
@@ -429,6 +440,7 @@ void Server::Impl::join_by_deadline(Responder& responder) {
         log::warn("{} with requests still dispatching (queue full)",
                   cut ? "drain cut short" : "drain deadline passed");
         early_drain_ = pool_.drain(Pool::Duration::zero());
+        if (job_runner_) job_runner_->release_room_waiters();
     });
     responder.join();
 }
@@ -445,15 +457,16 @@ int Server::Impl::finish() {
     } else {
         log::error("{}", counts.summary());
     }
+    const int code = counts.nothing_lost() ? 0 : 1;
     if (report.stuck > 0) {
         log::error(
-            "{} deferred callbacks ignored their stop token past the drain deadline; "
-            "exiting without waiting for them",
-            report.stuck);
-        std::fflush(nullptr);
-        std::_Exit(1);
+            "{} deferred callbacks ({} of them durable jobs, kept) ignored their stop token past "
+            "the drain deadline; exiting without waiting for them",
+            report.stuck, report.stuck_durable);
+        // Only durable attempts stuck: their jobs are kept, which is no failure.
+        exit_now(report.stuck > report.stuck_durable ? 1 : code);
     }
-    return counts.nothing_lost() ? 0 : 1;
+    return code;
 }
 
 }  // namespace crosstown
