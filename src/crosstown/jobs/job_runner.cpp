@@ -165,8 +165,9 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
                        outcome},
                       to_pool);
     }
+    const bool wake = std::exchange(clock_woken_, false);
     lock.unlock();
-    clock_cv_.notify_all();
+    if (wake) clock_cv_.notify_all();
     submit(std::move(to_pool));
 }
 
@@ -186,11 +187,13 @@ void JobRunner::enqueue_now(std::string_view kind_name, std::string payload) {
 
 void JobRunner::launch(Entry entry) {
     std::vector<Entry> to_pool;
+    bool wake = false;
     {
         std::lock_guard lock(mutex_);
         launch_locked(std::move(entry), to_pool);
+        wake = std::exchange(clock_woken_, false);
     }
-    clock_cv_.notify_all();
+    if (wake) clock_cv_.notify_all();
     submit(std::move(to_pool));
 }
 
@@ -202,7 +205,7 @@ void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     if (!state.waiting.empty() || !state.has_turn() || !pool_.has_room_for(to_pool.size() + 1)) {
         state.waiting.push_back(std::move(entry));
         ++waiting_jobs_;
-        rescan_ = true;  // the clock polls for room while jobs wait (see next_wake)
+        wake_clock_by(Clock::now() + kSpillPoll);  // it polls for room while jobs wait
         return;
     }
     ++state.running;
@@ -233,6 +236,7 @@ void JobRunner::submit(std::vector<Entry> entries) {
     }
     const auto queued = pool_.try_submit(callbacks);
     if (queued == callbacks.size()) return;
+    bool wake = false;
     {
         std::lock_guard lock(mutex_);
         for (auto i = ids.size(); i-- > queued;) {
@@ -243,10 +247,12 @@ void JobRunner::submit(std::vector<Entry> entries) {
             state.waiting.push_front(std::move(node.mapped()));
             ++waiting_jobs_;
         }
+        // Not at once: the clock would only find the pool refusing again (others wait for
+        // room, or it is drained) and spin.
+        wake_clock_by(Clock::now() + kSpillPoll);
+        wake = std::exchange(clock_woken_, false);
     }
-    // No rescan now: the clock polls while jobs wait (next_wake), and an immediate look would
-    // only spin while the pool refuses (others wait for room, or it is drained).
-    clock_cv_.notify_all();
+    if (wake) clock_cv_.notify_all();
 }
 
 void JobRunner::attempt(std::int64_t id, std::stop_token worker_stop) {
@@ -263,12 +269,15 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
     if (entry.fresh) start_delay_.record(started - entry.committed_at);
     std::stop_source stop;
     std::stop_callback relay(worker_stop, [&stop] { stop.request_stop(); });
+    bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        deadlines_[entry.job.id] = {started + entry.kind->options.timeout, stop};
-        rescan_ = true;
+        const auto deadline = started + entry.kind->options.timeout;
+        deadlines_[entry.job.id] = {deadline, stop};
+        wake_clock_by(deadline);
+        wake = std::exchange(clock_woken_, false);
     }
-    clock_cv_.notify_all();
+    if (wake) clock_cv_.notify_all();
 
     std::optional<std::string> error;
     try {
@@ -344,12 +353,15 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
     add(state.retried);
     Entry retry{entry.job, entry.kind, entry.committed_at, false, nullptr};
     ++retry.job.attempt;
+    bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        if (!stopping_) retries_.emplace(Clock::now() + delay, std::move(retry));
-        rescan_ = true;
+        const auto due = Clock::now() + delay;
+        if (!stopping_) retries_.emplace(due, std::move(retry));
+        wake_clock_by(due);
+        wake = std::exchange(clock_woken_, false);
     }
-    clock_cv_.notify_all();
+    if (wake) clock_cv_.notify_all();
 }
 
 // Starts due retries, requests stop on attempts past their timeout, and feeds spilled jobs to
@@ -357,9 +369,11 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
 void JobRunner::clock_loop(std::stop_token stop) {
     std::unique_lock lock(mutex_);
     while (!stop.stop_requested()) {
-        clock_cv_.wait_until(lock, stop, next_wake(), [&] { return rescan_; });
+        clock_wakes_at_ = next_wake();
+        clock_cv_.wait_until(lock, stop, clock_wakes_at_, [&] { return rescan_; });
         if (stop.stop_requested()) return;
         rescan_ = false;
+        clock_wakes_at_ = Clock::time_point::min();  // awake: nobody needs to wake it
         const auto now = Clock::now();
         std::vector<Entry> to_pool;
         while (!retries_.empty() && retries_.begin()->first <= now) {
@@ -390,6 +404,15 @@ void JobRunner::clock_loop(std::stop_token stop) {
         submit(std::move(to_pool));
         lock.lock();
     }
+}
+
+// Makes the clock look again by `at` when it sleeps past it (clock_woken_: the caller should
+// notify clock_cv_ once it has released the lock). Waking it for every attempt's far-off
+// timeout would cost a context switch per job.
+void JobRunner::wake_clock_by(Clock::time_point at) {
+    if (at >= clock_wakes_at_) return;
+    rescan_ = true;
+    clock_woken_ = true;
 }
 
 // The clock wakes for the first due retry, the first timeout and, while jobs wait for room

@@ -136,6 +136,7 @@ class JobRunner {
     void fail(Entry& entry, const std::string& error);
     void clock_loop(std::stop_token stop);
     Clock::time_point next_wake() const;
+    void wake_clock_by(Clock::time_point at);
 
     const JobKinds& kinds_;
     JournalWriter& writer_;
@@ -154,8 +155,11 @@ class JobRunner {
     std::size_t waiting_jobs_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
     bool stopping_ = false;         // guarded by mutex_
     bool rescan_ = false;           // guarded by mutex_; the clock should look again now
-    bool room_released_ = false;    // guarded by mutex_; see release_room_waiters()
-    std::jthread clock_;            // last: starts once the members above exist
+    bool clock_woken_ = false;      // guarded by mutex_; rescan_ was just set: notify clock_cv_
+    // guarded by mutex_: when the sleeping clock looks next; min() while it is awake
+    Clock::time_point clock_wakes_at_ = Clock::time_point::min();
+    bool room_released_ = false;  // guarded by mutex_; see release_room_waiters()
+    std::jthread clock_;          // last: starts once the members above exist
 };
 
 // The runner of the running Server, for follow_response_durably outside a request.
