@@ -1,9 +1,11 @@
-// crosstown::JournalWriter: the one thread that writes the journal, with group commit.
+// crosstown::JournalWriter: writes the journal, one transaction at a time, with group commit.
 //
-// Responders hand it their request's jobs and wait (commit); completions, retries and deaths
-// are handed over without waiting. Whatever gathered while the previous transaction ran goes
-// into the next one, so under load one transaction (and with sync=full one fsync) covers many
-// requests, and completions cost no transaction of their own. A lost completion only means the
+// Responders commit their request's jobs and wait; completions, retries and deaths are handed
+// over without waiting. Whatever gathered while the previous transaction ran goes into the
+// next one, so under load one transaction (and with sync=full one fsync) covers many
+// requests, and completions cost no transaction of their own. A committer that finds no
+// transaction under way writes the next one itself (leader and followers); the writer's own
+// thread writes the changes handed over while no committer comes. A lost completion only means the
 // job runs again after a restart, which at-least-once allows.
 //
 // When a transaction fails (disk full, I/O error), the requests in it are told (commit throws
@@ -73,10 +75,11 @@ class JournalWriter {
 
     void hand_over(Change change);
     void loop(std::stop_token stop);
+    bool round(std::unique_lock<std::mutex>& lock);
     bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
     void record_batch(std::size_t jobs);
 
-    Journal journal_;  // used by the writer thread only
+    Journal journal_;  // used by the thread that runs a round (writing_), one at a time
     const std::string path_;
     LatencyHistogram commit_latency_;
     std::array<std::atomic<std::uint64_t>, kBatchBounds.size() + 1> batch_buckets_{};
@@ -92,6 +95,8 @@ class JournalWriter {
     std::vector<Change> changes_;   // guarded by mutex_
     std::uint64_t written_ = 0;     // guarded by mutex_; rounds finished
     std::uint64_t taken_ = 0;       // guarded by mutex_; rounds started
+    bool writing_ = false;          // guarded by mutex_; a round is under way
+    bool flush_wanted_ = false;     // guarded by mutex_; flush() waits: write changes now
     std::jthread thread_;           // last: starts once the members above exist
 };
 
