@@ -47,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     std::string_view body = text;
     crosstown::DeferredRegistry deferred(crosstown::RequestLimits{}.max_deferred_per_request);
+    crosstown::JobBatch jobs(nullptr, 1);
     const auto exchange = crosstown::run_exchange(
         routes(), std::move(cgi),
         [&body](char* buffer, std::size_t n) {
@@ -55,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             body.remove_prefix(n);
             return n;
         },
-        {.max_body = 4096}, deferred);
+        {.max_body = 4096}, deferred, jobs);
     const auto& response = exchange.response;
     if (response.status() < 100 || response.status() > 599) std::abort();
     if (!exchange.request || exchange.request->id().empty()) std::abort();
