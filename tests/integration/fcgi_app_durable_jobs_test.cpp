@@ -66,15 +66,7 @@ std::uintmax_t size_of(const std::string& path) {
 
 // The counts of the last "jobs enqueued=N replayed=N ..." line in a log; empty when none.
 std::map<std::string, long> job_counts(const std::string& log) {
-    std::map<std::string, long> counts;
-    const auto at = log.rfind("jobs enqueued=");
-    if (at == std::string::npos) return counts;
-    const auto line = log.substr(at, log.find('\n', at) - at);
-    const std::regex pair(R"((\w+)=(\d+))");
-    for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it) {
-        counts[(*it)[1]] = std::stol((*it)[2]);
-    }
-    return counts;
+    return test::summary_counts(log, "jobs enqueued=");
 }
 
 long count_of(const std::string& text, const std::string& needle) {

@@ -17,11 +17,12 @@
 
 namespace crosstown::test {
 
-// The counts of the last summary line "deferred registered=N dispatched=N ..." in a log;
-// empty when there is none.
-inline std::map<std::string, long> summary_counts(const std::string& log) {
+// The counts of the last summary line "deferred registered=N dispatched=N ..." in a log (or
+// of the last line starting with `start`, e.g. "jobs enqueued="); empty when there is none.
+inline std::map<std::string, long> summary_counts(
+    const std::string& log, const std::string& start = "deferred registered=") {
     std::map<std::string, long> counts;
-    const auto at = log.rfind("deferred registered=");
+    const auto at = log.rfind(start);
     if (at == std::string::npos) return counts;
     const auto line = log.substr(at, log.find('\n', at) - at);
     const std::regex pair(R"((\w+)=(\d+))");

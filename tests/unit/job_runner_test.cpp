@@ -26,6 +26,7 @@
 #include "crosstown/jobs/job_batch.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
+#include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
 
@@ -36,20 +37,9 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-Journal open_rw(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
-}
-
-// What the journal holds, through a connection of its own.
-std::vector<StoredJob> stored(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_only).list();
-}
-
-std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {
-    std::vector<std::int64_t> ids;
-    for (const auto& job : jobs) ids.push_back(job.id);
-    return ids;
-}
+using test::ids_of;
+using test::open_rw;
+using test::stored;
 
 std::int64_t unix_ms_now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -18,6 +18,7 @@
 
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "support/eventually.hpp"
+#include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
 
@@ -26,20 +27,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Journal open_rw(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
-}
-
-// What the journal holds, through a connection of its own, as `jobs list` reads it.
-std::vector<StoredJob> stored(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_only).list();
-}
-
-std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {
-    std::vector<std::int64_t> ids;
-    for (const auto& job : jobs) ids.push_back(job.id);
-    return ids;
-}
+using test::ids_of;
+using test::open_rw;
+using test::stored;
 
 std::vector<std::int64_t> commit(JournalWriter& writer, const std::vector<std::string>& payloads,
                                  std::string_view request_id = "r") {
