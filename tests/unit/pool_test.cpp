@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <memory>
 #include <regex>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -66,6 +68,19 @@ TEST(Pool, RunsEverySubmittedJob) {
     EXPECT_EQ(runs, 100);
     EXPECT_EQ(pool.counters().snapshot().completed, 100U);
     EXPECT_EQ(pool.counters().snapshot().dispatched, 100U);
+}
+
+// top -H and ps -L tell the pool's threads from the responders by name.
+TEST(Pool, WorkersAreNamed) {
+    Pool pool({.workers = 1});
+    std::string name;
+    pool.submit(callback([&] {
+        char buffer[16]{};
+        ::pthread_getname_np(::pthread_self(), buffer, sizeof buffer);
+        name = buffer;
+    }));
+    pool.wait_idle();
+    EXPECT_EQ(name, "ct-worker");
 }
 
 TEST(Pool, BatchStartsInSubmissionOrder) {

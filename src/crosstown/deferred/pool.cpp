@@ -9,6 +9,7 @@
 
 #include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/outcome_scope.hpp"
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -237,6 +238,7 @@ void Pool::run_inline_counted(DeferredCallback& callback) {
 }
 
 void Pool::worker_loop(std::stop_token stop, unsigned slot) {
+    detail::name_this_thread("ct-worker");
     worker_of = this;
     Stats& stats = stats_[slot];
     auto clock = Clock::now();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/http/http_error.hpp"
 #include "crosstown/observe/log.hpp"
 
@@ -218,10 +219,18 @@ unsigned Responder::serving() const {
     return alive > blocked ? alive - blocked : 0;
 }
 
-// Whether this thread leaves: true when more than config_.threads would be free to serve
-// without it. Cheap (one load) while no spare runs.
-bool Responder::leaves_as_surplus(std::size_t slot) {
-    if (alive_.load(std::memory_order_relaxed) <= config_.threads) return false;
+// Whether this thread leaves: true when more than config_.threads others have been free to
+// serve at each of its looks for kSpareLinger (`since`: the first of those looks). Cheap (two
+// loads) while no spare runs.
+bool Responder::leaves_as_surplus(std::size_t slot, std::optional<Clock::time_point>& since) {
+    if (alive_.load(std::memory_order_relaxed) <= config_.threads ||
+        serving() <= config_.threads) {
+        since.reset();
+        return false;
+    }
+    const auto now = Clock::now();
+    if (!since) since = now;
+    if (now - *since < kSpareLinger) return false;
     std::lock_guard lock(threads_mutex_);
     if (serving() <= config_.threads) return false;
     alive_.fetch_sub(1);
@@ -230,16 +239,22 @@ bool Responder::leaves_as_surplus(std::size_t slot) {
 }
 
 void Responder::thread_main(std::size_t slot, bool spare) {
+    detail::name_this_thread(spare ? "ct-spare" : "ct-responder");
     detail::blocking_observer = this;
     FCGX_Request fcgi;
     // -1: libfcgi never accepts by itself; the responder hands it connections.
     FCGX_InitRequest(&fcgi, -1, 0);
     if (!spare) started_.count_down();
+    std::optional<Clock::time_point> surplus_since;
     for (;;) {
-        if (leaves_as_surplus(slot)) break;
+        if (leaves_as_surplus(slot, surplus_since)) break;
+        // While spares run, every thread wakes now and then to look again, even with nothing
+        // to serve, so idle spares leave too.
+        const bool spares_run = alive_.load(std::memory_order_relaxed) > config_.threads;
+        const int timeout = spares_run ? static_cast<int>(kSpareLinger.count() * 1000) : -1;
         epoll_event event{};
-        const int n = ::epoll_wait(epoll_fd_, &event, 1, -1);
-        if (n < 0 && errno == EINTR) continue;
+        const int n = ::epoll_wait(epoll_fd_, &event, 1, timeout);
+        if (n == 0 || (n < 0 && errno == EINTR)) continue;
         if (n < 0) {
             log::error("responder: epoll_wait: {}", std::strerror(errno));
             break;

@@ -17,8 +17,9 @@
 // A responder that waits for room in the pool's full queue (Overflow::block: at registration,
 // or at dispatch when room went to others meanwhile) does not count against the `threads`
 // serving: the responder starts a spare thread, up to 8 x `threads` in all, so requests that
-// defer nothing are served as fast as ever while the pool is saturated; spares leave once
-// `threads` others are free to serve again.
+// defer nothing are served as fast as ever while the pool is saturated. A thread leaves once
+// more than `threads` others have been free to serve for a while (kSpareLinger): leaving as
+// soon as that was true made a saturated pool start and end a thread for nearly every request.
 //
 // Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
 // backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
@@ -78,9 +79,11 @@ class Responder : private detail::BlockingObserver {
 
   private:
     static constexpr unsigned kSpareFactor = 8;  // at most this times `threads` in all
+    static constexpr std::chrono::seconds kSpareLinger{2};
 
     void thread_main(std::size_t slot, bool spare);
-    bool leaves_as_surplus(std::size_t slot);
+    bool leaves_as_surplus(std::size_t slot,
+                           std::optional<std::chrono::steady_clock::time_point>& since);
     void start_thread(bool spare);
     void blocking() noexcept override;
     void unblocked() noexcept override;

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "crosstown/deferred/blocking_observer.hpp"
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -367,6 +368,7 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
 // Starts due retries, requests stop on attempts past their timeout, and feeds spilled jobs to
 // the pool as its queue makes room.
 void JobRunner::clock_loop(std::stop_token stop) {
+    detail::name_this_thread("ct-job-clock");
     std::unique_lock lock(mutex_);
     while (!stop.stop_requested()) {
         clock_wakes_at_ = next_wake();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/observe/log.hpp"
 
@@ -107,6 +108,7 @@ std::size_t JournalWriter::unwritten_finishes() const {
 // waits kGather after the first of them, since under load the next commit's transaction
 // carries them at no cost, and waking this thread for each would cost a context switch per job.
 void JournalWriter::loop(std::stop_token stop) {
+    detail::name_this_thread("ct-journal");
     std::unique_lock lock(mutex_);
     for (;;) {
         work_cv_.wait(lock, [&] { return stop.stop_requested() || !changes_.empty(); });

@@ -16,6 +16,7 @@
 
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/deferred/process_pool.hpp"
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/fastcgi/listen_socket.hpp"
 #include "crosstown/fastcgi/responder.hpp"
 #include "crosstown/jobs/job_runner.hpp"
@@ -265,6 +266,7 @@ Handler Server::status_page() const {
 
 // The status page's charts: one sample a second while serving.
 void Server::Impl::sample_every_second(std::stop_token stop) {
+    detail::name_this_thread("ct-sampler");
     std::mutex mutex;
     std::condition_variable_any tick;
     std::unique_lock lock(mutex);
@@ -373,6 +375,7 @@ void Server::Impl::stop_jobs() {
 }
 
 void Server::Impl::cut_drain_short_on_second_signal(std::stop_token stop) {
+    detail::name_this_thread("ct-signals");
     const int signal = wait_for_second_stop(stop);
     if (signal == 0) return;
     log::warn("second {}: cutting the drain short; callbacks still queued are abandoned, "

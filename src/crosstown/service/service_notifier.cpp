@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/observe/log.hpp"
 #include "crosstown/service/stall_detector.hpp"
 
@@ -58,6 +59,7 @@ void ServiceNotifier::stopping(Clock::time_point drain_deadline) {
 }
 
 void ServiceNotifier::heartbeat(std::stop_token stop) {
+    detail::name_this_thread("ct-notifier");
     // Pings at most WatchdogSec/2 apart; STATUS every 2 s at most.
     const auto half = watchdog_ ? std::chrono::duration_cast<Clock::duration>(*watchdog_ / 2)
                                 : Clock::duration(kStatusInterval);
