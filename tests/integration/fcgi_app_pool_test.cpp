@@ -18,9 +18,10 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 #ifdef CROSSTOWN_SANITIZED
-// Sanitizers make starting a thread many times slower; the bound then only checks that the
-// calls overlap (one round, not the seven that 16 workers would need).
-constexpr double kFanOutBoundMs = 1500;
+// Sanitizers make starting a thread many times slower (1525 ms seen under TSan with another
+// test beside it); the bound then only checks that the calls overlap: below the 2100 ms of the
+// seven rounds that a fixed pool of 16 would need.
+constexpr double kFanOutBoundMs = 1900;
 #else
 constexpr double kFanOutBoundMs = 400;  // 300 ms calls, all at once
 #endif
