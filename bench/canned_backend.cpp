@@ -1,6 +1,7 @@
 // The ceiling of the plain path: the cheapest FastCGI backend we know how to write. No libfcgi,
 // no parameters decoded, no handler: epoll loops that read records until a request's stdin
-// ends and then write one canned answer (the bytes fcgi_app sends for GET /hello). Connections
+// ends and then write one canned answer (as many bytes as fcgi_app sends for GET /hello, its
+// X-Request-Id a fixed stand-in). Connections
 // that nginx asks to keep (FCGI_KEEP_CONN) stay open, so with keep-conn the only costs left
 // are the socket reads and writes that any backend behind the same nginx must pay.
 //
@@ -8,25 +9,25 @@
 // new connection wakes one thread) and the connections it accepted.
 //
 //   canned_backend SOCKET_PATH THREADS [GROUP]
-#include <grp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "socket_group.hpp"
 
 namespace {
 
@@ -39,8 +40,8 @@ constexpr std::uint8_t kKeepConn = 1;
 constexpr std::size_t kHeaderSize = 8;
 
 constexpr std::string_view kBody =
-    "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n\r\n"
-    "hello\n";
+    "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "X-Request-Id: 00000000000000000000000000000000\r\nContent-Length: 6\r\n\r\nhello\n";
 
 void put_header(std::string& out, std::uint8_t type, std::uint16_t id, std::size_t length) {
     const std::array<char, kHeaderSize> header{
@@ -110,12 +111,15 @@ private:
         }
     }
 
+    // Level-triggered: after a short read the rest, if any, wakes the loop again, so there is
+    // no read just to see EAGAIN. False when the peer closed the connection or it failed.
     static bool read_available(int fd, Connection& connection) {
-        std::array<char, 16384> buffer{};
+        std::array<char, 16384> buffer;  // not zeroed: read() fills what is used
         for (;;) {
             const ssize_t got = ::read(fd, buffer.data(), buffer.size());
             if (got > 0) {
                 connection.input.append(buffer.data(), static_cast<std::size_t>(got));
+                if (static_cast<std::size_t>(got) < buffer.size()) return true;
                 continue;
             }
             return got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);  // 0: peer closed
@@ -144,8 +148,8 @@ private:
     }
 
     // Writes what is queued. A short write on a unix socket to nginx does not happen at these
-    // sizes; if it ever does, the rest is written blocking rather than tracked. Returns false
-    // when the connection should close now.
+    // sizes; if it ever does, the loop retries until the rest is written rather than track it.
+    // Returns false when the connection should close now.
     static bool flush(int fd, Connection& connection) {
         std::size_t written = 0;
         while (written < connection.output.size()) {
@@ -195,15 +199,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s SOCKET_PATH THREADS [GROUP]\n", argv[0]);
         return 2;
     }
+    // A peer closing while its answer is written (nginx after a client left) is an EPIPE for
+    // that connection, not the end of the process.
+    std::signal(SIGPIPE, SIG_IGN);
     const int listen_fd = listen_on(argv[1]);
-    if (argc > 3) {
-        const group* found = ::getgrnam(argv[3]);
-        if (found == nullptr || ::chown(argv[1], static_cast<uid_t>(-1), found->gr_gid) != 0) {
-            std::perror("chown");
-            return 1;
-        }
-    }
-    ::chmod(argv[1], 0660);
+    share_socket_with_group(argv[1], argc > 3 ? argv[3] : nullptr);
     std::vector<std::jthread> threads;
     for (int i = 0; i < std::atoi(argv[2]); ++i) {
         threads.emplace_back([listen_fd] { Loop(listen_fd).run(); });

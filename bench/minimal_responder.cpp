@@ -12,8 +12,6 @@
 //
 //   minimal_responder SOCKET_PATH THREADS [GROUP]
 #include <fcgiapp.h>
-#include <grp.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -23,6 +21,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "socket_group.hpp"
 
 namespace {
 
@@ -82,14 +82,7 @@ int main(int argc, char** argv) {
     }
     FCGX_Init();
     const int listen_fd = FCGX_OpenSocket(argv[1], 1024);
-    if (argc > 3) {
-        const group* found = ::getgrnam(argv[3]);
-        if (found == nullptr || ::chown(argv[1], static_cast<uid_t>(-1), found->gr_gid) != 0) {
-            std::perror("chown");
-            return 1;
-        }
-    }
-    ::chmod(argv[1], 0660);
+    share_socket_with_group(argv[1], argc > 3 ? argv[3] : nullptr);
     std::vector<std::thread> threads;
     for (int i = 0; i < std::atoi(argv[2]); ++i) threads.emplace_back(serve, listen_fd);
     for (auto& thread : threads) thread.join();

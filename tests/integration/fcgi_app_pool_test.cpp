@@ -20,7 +20,7 @@ using json = nlohmann::json;
 #ifdef CROSSTOWN_SANITIZED
 // Sanitizers make starting a thread many times slower (1525 ms seen under TSan with another
 // test beside it); the bound then only checks that the calls overlap: below the 2100 ms of the
-// seven rounds that a fixed pool of 16 would need.
+// seven rounds that a fixed pool of 16 (fcgi_app's default before the pool was elastic) needs.
 constexpr double kFanOutBoundMs = 1900;
 #else
 constexpr double kFanOutBoundMs = 400;  // 300 ms calls, all at once

@@ -180,13 +180,16 @@ void Responder::start_thread(bool spare) {
     } else {
         threads_.emplace_back();
     }
+    // Counted before it runs, so that its first look (leaves_as_surplus, the epoll timeout)
+    // sees itself.
+    alive_.fetch_add(1);
     try {
         threads_[slot] = std::jthread([this, slot, spare] { thread_main(slot, spare); });
     } catch (...) {
+        alive_.fetch_sub(1);
         left_.push_back(slot);
         throw;
     }
-    alive_.fetch_add(1);
 }
 
 // This thread is about to wait for room in the pool (called with the pool's lock held): if
@@ -219,12 +222,13 @@ unsigned Responder::serving() const {
     return alive > blocked ? alive - blocked : 0;
 }
 
-// Whether this thread leaves: true when more than config_.threads others have been free to
-// serve at each of its looks for kSpareLinger (`since`: the first of those looks). Cheap (two
-// loads) while no spare runs.
+// Whether this thread leaves: true when, at each of its looks for kSpareLinger (`since`: the
+// first of those looks), enough threads were free to serve without it: config_.threads, and
+// one more while any waits for room. Without that one, a thread just released from a wait
+// (and counted free) would find exactly enough others, leave, and be replaced by a spare at
+// the next wait, every kSpareLinger under steady saturation.
 bool Responder::leaves_as_surplus(std::size_t slot, std::optional<Clock::time_point>& since) {
-    if (alive_.load(std::memory_order_relaxed) <= config_.threads ||
-        serving() <= config_.threads) {
+    if (alive_.load(std::memory_order_relaxed) <= config_.threads || !surplus()) {
         since.reset();
         return false;
     }
@@ -232,10 +236,16 @@ bool Responder::leaves_as_surplus(std::size_t slot, std::optional<Clock::time_po
     if (!since) since = now;
     if (now - *since < kSpareLinger) return false;
     std::lock_guard lock(threads_mutex_);
-    if (serving() <= config_.threads) return false;
+    if (!surplus()) return false;
     alive_.fetch_sub(1);
     left_.push_back(slot);
     return true;
+}
+
+// Whether more threads are free to serve (this one included) than must stay.
+bool Responder::surplus() const {
+    const unsigned keep = config_.threads + (blocked_.load() > 0 ? 1 : 0);
+    return serving() > keep;
 }
 
 void Responder::thread_main(std::size_t slot, bool spare) {
@@ -251,7 +261,10 @@ void Responder::thread_main(std::size_t slot, bool spare) {
         // While spares run, every thread wakes now and then to look again, even with nothing
         // to serve, so idle spares leave too.
         const bool spares_run = alive_.load(std::memory_order_relaxed) > config_.threads;
-        const int timeout = spares_run ? static_cast<int>(kSpareLinger.count() * 1000) : -1;
+        const int timeout =
+            spares_run
+                ? static_cast<int>(std::chrono::milliseconds(kSpareLinger).count())
+                : -1;
         epoll_event event{};
         const int n = ::epoll_wait(epoll_fd_, &event, 1, timeout);
         if (n == 0 || (n < 0 && errno == EINTR)) continue;

@@ -18,8 +18,9 @@
 // or at dispatch when room went to others meanwhile) does not count against the `threads`
 // serving: the responder starts a spare thread, up to 8 x `threads` in all, so requests that
 // defer nothing are served as fast as ever while the pool is saturated. A thread leaves once
-// more than `threads` others have been free to serve for a while (kSpareLinger): leaving as
-// soon as that was true made a saturated pool start and end a thread for nearly every request.
+// enough others have been free to serve for a while (kSpareLinger): leaving as soon as that
+// was true made a saturated pool start and end a thread for nearly every request. Any thread
+// may leave, so after a saturation the threads named ct-spare may be the ones that stayed.
 //
 // Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
 // backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
@@ -88,6 +89,7 @@ class Responder : private detail::BlockingObserver {
     void blocking() noexcept override;
     void unblocked() noexcept override;
     unsigned serving() const;
+    bool surplus() const;
     void accept_one(FCGX_Request& fcgi);
     void serve(FCGX_Request& fcgi, int fd);
     void handle(FCGX_Request& fcgi);

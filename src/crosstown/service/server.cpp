@@ -429,6 +429,7 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
 // their callbacks, and those still queued, count as abandoned.
 void Server::Impl::join_by_deadline(Responder& responder) {
     std::jthread closer([this](std::stop_token stop) {
+        detail::name_this_thread("ct-drain");
         // Wakes on the responders' joining (stop), a second signal, or the deadline.
         std::stop_callback wake(stop, [this] {
             { std::lock_guard lock(cut_mutex_); }
