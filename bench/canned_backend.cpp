@@ -44,9 +44,14 @@ constexpr std::string_view kBody =
     "X-Request-Id: 00000000000000000000000000000000\r\nContent-Length: 6\r\n\r\nhello\n";
 
 void put_header(std::string& out, std::uint8_t type, std::uint16_t id, std::size_t length) {
-    const std::array<char, kHeaderSize> header{
-        1, static_cast<char>(type), static_cast<char>(id >> 8), static_cast<char>(id & 0xff),
-        static_cast<char>(length >> 8), static_cast<char>(length & 0xff), 0, 0};
+    const std::array<char, kHeaderSize> header{1,
+                                               static_cast<char>(type),
+                                               static_cast<char>(id >> 8),
+                                               static_cast<char>(id & 0xff),
+                                               static_cast<char>(length >> 8),
+                                               static_cast<char>(length & 0xff),
+                                               0,
+                                               0};
     out.append(header.data(), header.size());
 }
 
@@ -65,13 +70,14 @@ std::string answer_for(std::uint16_t id) {
 struct Connection {
     std::string input;
     std::string output;
-    bool keep = false;          // the latest BEGIN_REQUEST asked to keep the connection
+    bool keep = false;  // the latest BEGIN_REQUEST asked to keep the connection
     bool close_after_write = false;
 };
 
 class Loop {
-public:
-    explicit Loop(int listen_fd) : listen_fd_(listen_fd), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+  public:
+    explicit Loop(int listen_fd)
+        : listen_fd_(listen_fd), epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
         epoll_event event{.events = EPOLLIN | EPOLLEXCLUSIVE, .data = {.fd = listen_fd}};
         if (epoll_fd_ < 0 || ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd, &event) != 0) {
             std::perror("epoll");
@@ -85,13 +91,15 @@ public:
             const int ready = ::epoll_wait(epoll_fd_, events.data(), events.size(), -1);
             for (int i = 0; i < ready; ++i) {
                 const int fd = events[i].data.fd;
-                if (fd == listen_fd_) accept_all();
-                else serve(fd);
+                if (fd == listen_fd_)
+                    accept_all();
+                else
+                    serve(fd);
             }
         }
     }
 
-private:
+  private:
     void accept_all() {
         for (;;) {
             const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -153,11 +161,14 @@ private:
     static bool flush(int fd, Connection& connection) {
         std::size_t written = 0;
         while (written < connection.output.size()) {
-            const ssize_t put = ::write(fd, connection.output.data() + written,
-                                        connection.output.size() - written);
-            if (put > 0) written += static_cast<std::size_t>(put);
-            else if (put < 0 && errno == EAGAIN) std::this_thread::yield();
-            else return false;
+            const ssize_t put =
+                ::write(fd, connection.output.data() + written, connection.output.size() - written);
+            if (put > 0)
+                written += static_cast<std::size_t>(put);
+            else if (put < 0 && errno == EAGAIN)
+                std::this_thread::yield();
+            else
+                return false;
         }
         connection.output.clear();
         return !connection.close_after_write;

@@ -327,7 +327,8 @@ std::set<pid_t> threads_named(pid_t pid, std::string_view name) {
 // responders started for the blocked ones stay too: leaving as soon as enough others were
 // free made every blocked request start a thread (measured: 223 a second behind nginx, about
 // one per request). Past a warm-up longer than a spare's linger (2 s), watched for twice
-// that, hardly any new spare may start.
+// that while about 400 requests are served, a few new spares may start (0-4 seen, the most
+// with other tests running beside it), not one per request.
 TEST(Overload, SpareRespondersStayWhileThePoolStaysSaturated) {
     NginxStack stack({"--responders", "2", "--workers", "2", "--queue-capacity", "2",
                       "--access-log", "off"});
@@ -353,7 +354,7 @@ TEST(Overload, SpareRespondersStayWhileThePoolStaysSaturated) {
     const auto served = load.count(202) - served_before;
     load.finish();
     EXPECT_GE(served, 100) << "the load ran while the spares were watched";
-    EXPECT_LE(started.size(), 2U) << "spares started while " << served << " requests were served";
+    EXPECT_LE(started.size(), 8U) << "spares started while " << served << " requests were served";
     EXPECT_EQ(load.statuses(), std::set<int>{202});
     // Idle, the surplus leaves within a few lingers: two responder threads again, whichever
     // of them started as spares.

@@ -262,9 +262,7 @@ void Responder::thread_main(std::size_t slot, bool spare) {
         // to serve, so idle spares leave too.
         const bool spares_run = alive_.load(std::memory_order_relaxed) > config_.threads;
         const int timeout =
-            spares_run
-                ? static_cast<int>(std::chrono::milliseconds(kSpareLinger).count())
-                : -1;
+            spares_run ? static_cast<int>(std::chrono::milliseconds(kSpareLinger).count()) : -1;
         epoll_event event{};
         const int n = ::epoll_wait(epoll_fd_, &event, 1, timeout);
         if (n == 0 || (n < 0 && errno == EINTR)) continue;
