@@ -28,7 +28,13 @@
 
 namespace crosstown {
 
+// What a process does (--role): serve FastCGI and run durable jobs (both), only serve (web:
+// its jobs are run by other instances sharing a Redis journal), or only run jobs (worker: no
+// socket, so job capacity can grow on hosts without nginx).
+enum class Role { both, web, worker };
+
 struct ServerConfig {
+    Role role = Role::both;
     // A unix socket path (with a '/') or host:port. Empty: parse_server_config fills in
     // /run/NAME/NAME.sock for the program NAME. Ignored under socket activation.
     std::string listen;

@@ -1,4 +1,5 @@
 #include "crosstown/jobs/job_runner.hpp"
+#include "crosstown/jobs/journal_writer.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -810,18 +811,21 @@ TEST(JobRunner, ReportGivesEachKindsCounts) {
     EXPECT_EQ(h.report_of(reports, "a").counts.enqueued, 3U);
     EXPECT_EQ(h.report_of(reports, "b").counts.succeeded, 1U);
     EXPECT_EQ(&h.runner.kinds(), &kinds);
-    EXPECT_EQ(&h.runner.writer(), &h.writer);
+    EXPECT_EQ(&h.runner.store(), &h.writer);
 }
 
 TEST(JobCounts, SummaryNamesEveryCountAndAddsUp) {
-    JobCounts a{1, 2, 3, 4, 5, 6, 7};
+    JobCounts a{1, 2, 3, 4, 5, 6, 7, 8};
     EXPECT_EQ(a.summary(),
-              "jobs enqueued=1 replayed=2 succeeded=3 retried=4 dead=5 skipped=6 kept=7");
-    a += JobCounts{10, 20, 30, 40, 50, 60, 70};
+              "jobs enqueued=1 replayed=2 received=3 succeeded=4 retried=5 dead=6 skipped=7 "
+              "kept=8");
+    a += JobCounts{10, 20, 30, 40, 50, 60, 70, 80};
     EXPECT_EQ(a.summary(),
-              "jobs enqueued=11 replayed=22 succeeded=33 retried=44 dead=55 skipped=66 kept=77");
+              "jobs enqueued=11 replayed=22 received=33 succeeded=44 retried=55 dead=66 "
+              "skipped=77 kept=88");
     EXPECT_EQ(JobCounts{}.summary(),
-              "jobs enqueued=0 replayed=0 succeeded=0 retried=0 dead=0 skipped=0 kept=0");
+              "jobs enqueued=0 replayed=0 received=0 succeeded=0 retried=0 dead=0 skipped=0 "
+              "kept=0");
 }
 
 TEST(JobKinds, DefineRefusesWhatCannotRun) {

@@ -43,22 +43,23 @@ struct JobRunner::KindState {
     const JobKind* kind;
     unsigned running = 0;       // guarded by the runner's mutex_
     std::deque<Entry> waiting;  // guarded by the runner's mutex_
-    std::atomic<std::uint64_t> enqueued{0}, replayed{0}, succeeded{0}, retried{0}, dead{0},
-        skipped{0}, outstanding{0};
+    std::atomic<std::uint64_t> enqueued{0}, replayed{0}, received{0}, succeeded{0}, retried{0},
+        dead{0}, skipped{0}, outstanding{0};
 
     bool has_turn() const {
         return kind->options.concurrency == 0 || running < kind->options.concurrency;
     }
     JobCounts counts() const {
         const auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
-        return {load(enqueued), load(replayed), load(succeeded),  load(retried),
-                load(dead),     load(skipped),  load(outstanding)};
+        return {load(enqueued), load(replayed), load(received), load(succeeded),
+                load(retried),  load(dead),     load(skipped),  load(outstanding)};
     }
 };
 
 JobCounts& JobCounts::operator+=(const JobCounts& o) {
     enqueued += o.enqueued;
     replayed += o.replayed;
+    received += o.received;
     succeeded += o.succeeded;
     retried += o.retried;
     dead += o.dead;
@@ -69,13 +70,13 @@ JobCounts& JobCounts::operator+=(const JobCounts& o) {
 
 std::string JobCounts::summary() const {
     return fmt::format(
-        "jobs enqueued={} replayed={} succeeded={} retried={} dead={} skipped={} "
+        "jobs enqueued={} replayed={} received={} succeeded={} retried={} dead={} skipped={} "
         "kept={}",
-        enqueued, replayed, succeeded, retried, dead, skipped, outstanding);
+        enqueued, replayed, received, succeeded, retried, dead, skipped, outstanding);
 }
 
-JobRunner::JobRunner(const JobKinds& kinds, JournalWriter& writer, Pool& pool)
-    : kinds_(kinds), writer_(writer), pool_(pool) {
+JobRunner::JobRunner(const JobKinds& kinds, JobStore& store, Pool& pool)
+    : kinds_(kinds), store_(store), pool_(pool) {
     for (const auto& name : kinds_.names()) {
         auto state = std::make_unique<KindState>();
         state->kind = kinds_.find(name);
@@ -90,7 +91,15 @@ JobRunner::KindState& JobRunner::state_of(const std::string& kind) {
     return *states_.find(kind)->second;
 }
 
-void JobRunner::replay(std::vector<StoredJob> jobs) {
+void JobRunner::replay(std::vector<StoredJob> jobs) { queue_stored(std::move(jobs), false); }
+
+void JobRunner::receive(std::vector<StoredJob> jobs) {
+    if (!jobs.empty()) queue_stored(std::move(jobs), true);
+}
+
+// Replayed or received jobs: due now, or waiting for their retry's due time. A received job on
+// its first attempt is fresh: its start delay counts from its commit, on whichever host.
+void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
     const auto now = Clock::now();
     const auto now_ms = unix_ms(std::chrono::system_clock::now());
     std::vector<Entry> to_pool;
@@ -101,17 +110,21 @@ void JobRunner::replay(std::vector<StoredJob> jobs) {
             log::error(
                 "journal {}: job {} has kind '{}', which is not defined; it stays in the "
                 "journal",
-                writer_.path(), stored.id, stored.kind);
+                store_.path(), stored.id, stored.kind);
             continue;
         }
         auto& state = state_of(stored.kind);
-        add(state.replayed);
+        add(received ? state.received : state.replayed);
         add(state.outstanding);
+        const bool fresh = received && stored.attempts == 0;
+        const auto committed_at =
+            fresh ? now - std::chrono::milliseconds(std::max<std::int64_t>(0, now_ms - stored.enqueued_ms))
+                  : now;
         Entry entry{{stored.id, std::move(stored.kind), std::move(stored.payload),
                      stored.attempts + 1, std::move(stored.request_id)},
                     kind,
-                    now,
-                    false,
+                    committed_at,
+                    fresh,
                     nullptr};
         if (stored.run_at_ms > now_ms) {
             retries_.emplace(now + std::chrono::milliseconds(stored.run_at_ms - now_ms),
@@ -133,7 +146,7 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
     std::vector<NewJob> jobs;
     jobs.reserve(registrations.size());
     for (const auto& r : registrations) jobs.push_back({r.kind, r.payload, request_id});
-    const auto ids = writer_.commit(jobs);
+    const auto ids = store_.commit(jobs);
     std::vector<CommittedJob> committed;
     committed.reserve(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -147,13 +160,17 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
 
 void JobRunner::start(std::vector<CommittedJob> jobs,
                       std::shared_ptr<const ResponseOutcome> outcome) {
+    if (store_.shared()) {
+        release(jobs, *outcome);
+        return;
+    }
     const auto now = Clock::now();
     std::vector<Entry> to_pool;
     std::unique_lock lock(mutex_);
     for (auto& [id, registration] : jobs) {
         auto& state = state_of(registration.kind);
         if (registration.options.skip_if_undelivered && !outcome->delivered) {
-            writer_.complete(id);
+            store_.complete(id);
             add(state.skipped);
             state.outstanding.fetch_sub(1, std::memory_order_relaxed);
             continue;
@@ -172,15 +189,37 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
     submit(std::move(to_pool));
 }
 
+// A shared store's consumers run the jobs, on whichever instance takes them: here they only
+// leave this instance's hands, or are dropped when their response did not reach nginx.
+void JobRunner::release(std::vector<CommittedJob>& jobs, const ResponseOutcome& outcome) {
+    std::vector<std::int64_t> ids;
+    ids.reserve(jobs.size());
+    for (auto& [id, registration] : jobs) {
+        auto& state = state_of(registration.kind);
+        state.outstanding.fetch_sub(1, std::memory_order_relaxed);
+        if (registration.options.skip_if_undelivered && !outcome.delivered) {
+            store_.complete(id);
+            add(state.skipped);
+            continue;
+        }
+        ids.push_back(id);
+    }
+    store_.release(ids);
+}
+
 void JobRunner::enqueue_now(std::string_view kind_name, std::string payload) {
     const auto* kind = kinds_.find(kind_name);
     if (kind == nullptr) {
         throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind_name));
     }
     const NewJob job{kind_name, payload, {}};
-    const auto ids = writer_.commit(std::span(&job, 1));
+    const auto ids = store_.commit(std::span(&job, 1));
     auto& state = state_of(kind->name);
     add(state.enqueued);
+    if (store_.shared()) {
+        store_.release(ids);
+        return;
+    }
     add(state.outstanding);
     launch(
         {{ids.front(), kind->name, std::move(payload), 1, {}}, kind, Clock::now(), true, nullptr});
@@ -311,7 +350,7 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
                   entry.job.id, entry.job.kind, entry.job.attempt, error ? ": " : "",
                   error.value_or(""));
     } else if (!error) {
-        writer_.complete(entry.job.id);
+        store_.complete(entry.job.id);
         add(state.succeeded);
         state.outstanding.fetch_sub(1, std::memory_order_relaxed);
     } else {
@@ -340,7 +379,7 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
     if (attempt >= entry.kind->options.max_attempts) {
         log::error("job {} ({}, request {}) is dead after {} attempts: {}", entry.job.id,
                    entry.job.kind, entry.job.request_id, attempt, error);
-        writer_.bury(entry.job.id, attempt, error);
+        store_.bury(entry.job.id, attempt, error);
         add(state.dead);
         state.outstanding.fetch_sub(1, std::memory_order_relaxed);
         return;
@@ -349,7 +388,7 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
     log::warn("job {} ({}, request {}) attempt {} of {} failed, retrying in {} ms: {}",
               entry.job.id, entry.job.kind, entry.job.request_id, attempt,
               entry.kind->options.max_attempts, delay.count(), error);
-    writer_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
+    store_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
                        error);
     add(state.retried);
     Entry retry{entry.job, entry.kind, entry.committed_at, false, nullptr};
@@ -460,6 +499,21 @@ std::vector<KindReport> JobRunner::report() const {
         for (auto& r : reports) r.retrying += r.kind == entry.job.kind ? 1 : 0;
     }
     return reports;
+}
+
+std::map<std::string, std::size_t> JobRunner::room() const {
+    std::map<std::string, std::size_t> room;
+    const std::size_t workers = pool_.config().workers;
+    std::lock_guard lock(mutex_);
+    if (stopping_) return room;
+    for (const auto& [name, state] : states_) {
+        if (!state->waiting.empty()) continue;
+        const std::size_t limit = state->kind->options.concurrency != 0
+                                      ? state->kind->options.concurrency
+                                      : workers;
+        if (state->running < limit) room.emplace(name, limit - state->running);
+    }
+    return room;
 }
 
 void JobRunner::wait_for_room(std::string_view kind) {

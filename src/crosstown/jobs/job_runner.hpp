@@ -1,9 +1,11 @@
 // crosstown::JobRunner: runs durable jobs on the process's pool, with their kinds' rules.
 //
-//   commit()  before the response: the request's jobs whose gate passes go to the journal in
-//             one transaction (JournalWriter's group commit), or JournalUnavailable is thrown
-//             and the response becomes a 503.
-//   start()   after FCGX_Finish_r: each job is handed to the pool, like a deferred callback.
+//   commit()  before the response: the request's jobs whose gate passes go to the store in
+//             one transaction (JournalWriter's group commit, or RedisJournal's hold), or
+//             JournalUnavailable is thrown and the response becomes a 503.
+//   start()   after FCGX_Finish_r: each job is handed to the pool, like a deferred callback;
+//             with a shared store (Redis) it is released instead, and comes back through
+//             receive() on whichever instance takes it.
 //   replay()  at start, before READY=1: the journal's jobs that are not dead are queued again.
 //
 // Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
@@ -38,8 +40,8 @@
 #include "crosstown/deferred/response_outcome.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/job_kinds.hpp"
+#include "crosstown/jobs/job_store.hpp"
 #include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
 namespace crosstown {
@@ -49,6 +51,7 @@ namespace crosstown {
 struct JobCounts {
     std::uint64_t enqueued = 0;
     std::uint64_t replayed = 0;
+    std::uint64_t received = 0;  // taken from a shared store (Redis), committed on any host
     std::uint64_t succeeded = 0;
     std::uint64_t retried = 0;  // failed attempts rescheduled
     std::uint64_t dead = 0;
@@ -56,7 +59,7 @@ struct JobCounts {
     std::uint64_t outstanding = 0;
 
     JobCounts& operator+=(const JobCounts& other);
-    // "jobs enqueued=N replayed=N succeeded=N retried=N dead=N skipped=N kept=N"
+    // "jobs enqueued=N replayed=N received=N succeeded=N retried=N dead=N skipped=N kept=N"
     std::string summary() const;
 };
 
@@ -77,12 +80,18 @@ struct CommittedJob {
 
 class JobRunner {
   public:
-    JobRunner(const JobKinds& kinds, JournalWriter& writer, Pool& pool);
+    JobRunner(const JobKinds& kinds, JobStore& store, Pool& pool);
     ~JobRunner();  // stop()
     JobRunner(const JobRunner&) = delete;
     JobRunner& operator=(const JobRunner&) = delete;
 
     void replay(std::vector<StoredJob> jobs);
+    // Jobs a shared store's consumer took for this instance (RedisJobFeed).
+    void receive(std::vector<StoredJob> jobs);
+    // The kinds that could start jobs now, and how many: their concurrency (or the pool's
+    // workers) minus those running, and none while some already wait. What a shared store's
+    // consumer takes.
+    std::map<std::string, std::size_t> room() const;
     std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
     // Outside a request: commits one job now and starts it. Throws JournalUnavailable,
@@ -106,7 +115,7 @@ class JobRunner {
     // From commit to the first attempt's start, and each attempt's run time.
     LatencyHistogram::Snapshot start_delay() const { return start_delay_.snapshot(); }
     LatencyHistogram::Snapshot run_time() const { return run_time_.snapshot(); }
-    const JournalWriter& writer() const { return writer_; }
+    const JobStore& store() const { return store_; }
     // Blocks until no job runs, waits or is due for a retry (tests and benchmarks).
     void wait_idle();
 
@@ -127,6 +136,8 @@ class JobRunner {
     };
 
     KindState& state_of(const std::string& kind);
+    void queue_stored(std::vector<StoredJob> jobs, bool received);
+    void release(std::vector<CommittedJob>& jobs, const ResponseOutcome& outcome);
     void launch(Entry entry);
     void launch_locked(Entry entry, std::vector<Entry>& to_pool);
     void submit(std::vector<Entry> entries);
@@ -139,7 +150,7 @@ class JobRunner {
     void wake_clock_by(Clock::time_point at);
 
     const JobKinds& kinds_;
-    JournalWriter& writer_;
+    JobStore& store_;
     Pool& pool_;
     std::map<std::string, std::unique_ptr<KindState>, std::less<>> states_;  // fixed at start
     LatencyHistogram start_delay_;

@@ -25,12 +25,13 @@
 #include <vector>
 
 #include "crosstown/detail/log_throttle.hpp"
+#include "crosstown/jobs/job_store.hpp"
 #include "crosstown/jobs/journal.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
 namespace crosstown {
 
-class JournalWriter {
+class JournalWriter final : public JobStore {
   public:
     // Jobs per transaction, for the batch-size histogram: upper bounds, then +Inf.
     static constexpr std::array<std::uint64_t, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -41,23 +42,26 @@ class JournalWriter {
     };
 
     explicit JournalWriter(Journal journal);
-    ~JournalWriter();  // writes what is queued (one last try), then stops
+    ~JournalWriter() override;  // writes what is queued (one last try), then stops
     JournalWriter(const JournalWriter&) = delete;
     JournalWriter& operator=(const JournalWriter&) = delete;
 
     // Inserts the jobs in a transaction shared with whatever else waits, and returns their ids
     // in order once it is committed. Throws JournalUnavailable when it failed.
-    std::vector<std::int64_t> commit(std::span<const NewJob> jobs);
-    void complete(std::int64_t id);
-    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms, std::string error);
-    void bury(std::int64_t id, unsigned attempts, std::string error);
+    std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
+    bool shared() const override { return false; }
+    void release(std::span<const std::int64_t>) override {}  // this process runs them
+    void complete(std::int64_t id) override;
+    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                    std::string error) override;
+    void bury(std::int64_t id, unsigned attempts, std::string error) override;
     // Returns once everything handed over before it was written, or failed to be.
     void flush();
     // Completions and deaths handed over but not written yet (a transaction failed): those
     // jobs are still live in the journal and would run again at the next start.
     std::size_t unwritten_finishes() const;
 
-    const std::string& path() const { return path_; }
+    const std::string& path() const override { return path_; }
     // From commit() to its transaction's end, and jobs per transaction.
     LatencyHistogram::Snapshot commit_latency() const { return commit_latency_.snapshot(); }
     BatchSizes batch_sizes() const;

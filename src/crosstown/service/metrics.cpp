@@ -3,6 +3,10 @@
 #include <fmt/format.h>
 
 #include <iterator>
+#include <tuple>
+
+#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/redis_journal.hpp"
 
 namespace crosstown {
 namespace {
@@ -94,6 +98,54 @@ void batch_histogram(Out out, const JournalWriter::BatchSizes& sizes) {
                    sizes.count, name, sizes.sum, name, sizes.count);
 }
 
+void journal_metrics(Out out, const JournalWriter& writer) {
+    family(out, "crosstown_journal_failed_transactions_total", "counter",
+           "Journal transactions that failed (disk full, I/O error); their requests got 503.");
+    fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
+                   writer.failed_transactions());
+    histogram(out, "crosstown_journal_commit_seconds",
+              "From a request's commit to its transaction's end.", writer.commit_latency());
+    batch_histogram(out, writer.batch_sizes());
+}
+
+void redis_metrics(Out out, const RedisJournal& redis) {
+    const auto figures = redis.figures();
+    const std::tuple<std::string_view, std::string_view, std::string_view, std::uint64_t>
+        rows[] = {
+            {"crosstown_redis_claimed_total", "counter",
+             "Jobs this instance claimed from consumers that stopped (XAUTOCLAIM).",
+             figures.claimed},
+            {"crosstown_redis_orphans_released_total", "counter",
+             "Held jobs of instances that stopped beating, released by this one.",
+             figures.orphans_released},
+            {"crosstown_redis_failed_commands_total", "counter",
+             "Round trips to Redis that failed (server unreachable, timeout).",
+             figures.failed_commands},
+            {"crosstown_redis_unwritten", "gauge",
+             "Releases and finishes not written yet, tried again at each beat.",
+             figures.unwritten}};
+    for (const auto& [name, type, help, value] : rows) {
+        family(out, name, type, help);
+        fmt::format_to(out, "{} {}\n", name, value);
+    }
+    std::vector<RedisStreamFigures> streams;
+    try {
+        streams = redis.streams();
+    } catch (const JournalError&) {
+        return;  // unreachable now: the counters above say so
+    }
+    family(out, "crosstown_redis_stream_length", "gauge",
+           "Entries in each kind's stream: released and not finished, on any instance.");
+    for (const auto& s : streams) {
+        fmt::format_to(out, "crosstown_redis_stream_length{{kind=\"{}\"}} {}\n", s.kind, s.length);
+    }
+    family(out, "crosstown_redis_pending", "gauge",
+           "Entries of each kind's stream taken by some consumer and not finished.");
+    for (const auto& s : streams) {
+        fmt::format_to(out, "crosstown_redis_pending{{kind=\"{}\"}} {}\n", s.kind, s.pending);
+    }
+}
+
 void job_metrics(Out out, const JobRunner& jobs) {
     const auto kinds = jobs.report();
     family(out, "crosstown_jobs_total", "counter",
@@ -101,8 +153,9 @@ void job_metrics(Out out, const JobRunner& jobs) {
     for (const auto& kind : kinds) {
         const auto& c = kind.counts;
         const std::pair<std::string_view, std::uint64_t> outcomes[] = {
-            {"enqueued", c.enqueued},   {"replayed", c.replayed}, {"succeeded", c.succeeded},
-            {"retried", c.retried},     {"dead", c.dead},         {"skipped", c.skipped}};
+            {"enqueued", c.enqueued}, {"replayed", c.replayed}, {"received", c.received},
+            {"succeeded", c.succeeded}, {"retried", c.retried}, {"dead", c.dead},
+            {"skipped", c.skipped}};
         for (const auto& [outcome, value] : outcomes) {
             fmt::format_to(out, "crosstown_jobs_total{{kind=\"{}\",outcome=\"{}\"}} {}\n",
                            kind.kind, outcome, value);
@@ -122,13 +175,11 @@ void job_metrics(Out out, const JobRunner& jobs) {
                            state, value);
         }
     }
-    family(out, "crosstown_journal_failed_transactions_total", "counter",
-           "Journal transactions that failed (disk full, I/O error); their requests got 503.");
-    fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
-                   jobs.writer().failed_transactions());
-    histogram(out, "crosstown_journal_commit_seconds",
-              "From a request's commit to its transaction's end.", jobs.writer().commit_latency());
-    batch_histogram(out, jobs.writer().batch_sizes());
+    if (const auto* writer = dynamic_cast<const JournalWriter*>(&jobs.store())) {
+        journal_metrics(out, *writer);
+    } else if (const auto* redis = dynamic_cast<const RedisJournal*>(&jobs.store())) {
+        redis_metrics(out, *redis);
+    }
     histogram(out, "crosstown_jobs_start_delay_seconds",
               "From a job's commit to its first attempt's start.", jobs.start_delay());
     histogram(out, "crosstown_jobs_run_seconds", "Durable job attempt run time.", jobs.run_time());

@@ -23,6 +23,8 @@
 #include "crosstown/jobs/journal.hpp"
 #include "crosstown/jobs/journal_owner.hpp"
 #include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/redis_job_feed.hpp"
+#include "crosstown/jobs/redis_journal.hpp"
 #include "crosstown/observe/log.hpp"
 #include "crosstown/observe/request_stats.hpp"
 #include "crosstown/service/metrics.hpp"
@@ -204,11 +206,14 @@ class Server::Impl {
     RequestStats stats_;
     Pool pool_;
     JobKinds kinds_;
-    // Durable jobs, from run() on, when a journal is configured. The runner goes before the
-    // pool it feeds, and its writer after it.
+    // Durable jobs, from run() on, when a journal is configured: a SQLite file (owner and
+    // writer) or a Redis server (journal and feed). The runner goes before the pool it feeds,
+    // and its store after it; the feed goes before the runner.
     std::optional<JournalOwner> journal_owner_;
     std::optional<JournalWriter> journal_writer_;
+    std::optional<RedisJournal> redis_journal_;
     std::optional<JobRunner> job_runner_;
+    std::optional<RedisJobFeed> redis_feed_;
     SampleRing samples_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::atomic<bool> accepting_{false};
@@ -220,6 +225,8 @@ class Server::Impl {
     int finish();
     void stop_jobs();
     bool open_journal();
+    void open_redis_journal();
+    int work_only();
     void cut_drain_short_on_second_signal(std::stop_token stop);
     ServiceSample service_sample() const;
     void sample_every_second(std::stop_token stop);
@@ -304,6 +311,10 @@ ServiceSample Server::Impl::service_sample() const {
 }
 
 int Server::Impl::run() {
+    if (config_.role == Role::worker) {
+        if (!open_journal()) return 2;
+        return work_only();
+    }
     InheritedSocket socket;
     try {
         socket = open_listen_socket(config_);
@@ -339,6 +350,10 @@ bool Server::Impl::open_journal() {
         return false;
     }
     try {
+        if (config_.journal.is_redis()) {
+            open_redis_journal();
+            return true;
+        }
         journal_owner_.emplace(JournalOwner::claim(config_.journal.path));
         auto journal = Journal::open(config_.journal.path, config_.journal.sync,
                                      Journal::Access::read_write);
@@ -356,11 +371,51 @@ bool Server::Impl::open_journal() {
     }
 }
 
-// Whatever durable work has not finished stays in the journal: kept, run at the next start.
+// Redis: nothing is replayed; the feed takes released jobs (this instance's, and those of
+// instances that died) as the runner has room. A web-only instance takes none.
+void Server::Impl::open_redis_journal() {
+    redis_journal_.emplace(config_.journal.path, config_.journal.redis, kinds_.names());
+    job_runner_.emplace(kinds_, *redis_journal_, pool_);
+    set_process_job_runner(&*job_runner_);
+    if (config_.role != Role::web) redis_feed_.emplace(*redis_journal_, *job_runner_);
+    log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, role {})",
+              config_.journal.path, config_.journal.redis.prefix, redis_journal_->instance(),
+              config_.journal.redis.claim_after.count(),
+              config_.role == Role::web ? "web" : config_.role == Role::worker ? "worker" : "both");
+}
+
+// --role worker: no socket; runs durable jobs until SIGTERM, then drains them like a server.
+int Server::Impl::work_only() {
+    log::info("worker: running durable jobs from {}; no FastCGI socket", config_.journal.path);
+    notifier_.ready();
+    const int signal = wait_for_stop();
+    second_signal_ = std::jthread(
+        [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
+    drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
+    notifier_.stopping(drain_deadline_);
+    log::info("{}: taking no more jobs; draining those running for up to {}ms",
+              signal == SIGINT ? "SIGINT" : "SIGTERM", config_.drain_timeout.count());
+    return finish();
+}
+
+// Whatever durable work has not finished stays in the journal: kept, run at the next start
+// (SQLite), or claimed by another instance (Redis).
 void Server::Impl::stop_jobs() {
     if (!job_runner_) return;
+    if (redis_feed_) redis_feed_->stop();
     set_process_job_runner(nullptr);
     job_runner_->stop();
+    if (redis_journal_) {
+        redis_journal_->leave();
+        auto totals = job_runner_->totals();
+        if (const auto unwritten = redis_journal_->figures().unwritten; unwritten > 0) {
+            log::error("journal {}: {} releases or finishes could not be written; other "
+                       "instances release or run those jobs again after {}ms",
+                       config_.journal.path, unwritten, config_.journal.redis.claim_after.count());
+        }
+        log::info("{}", totals.summary());
+        return;
+    }
     journal_writer_->flush();
     auto totals = job_runner_->totals();
     // Finished, but the journal could not be told (disk full): still there, so kept, and they
@@ -450,6 +505,7 @@ void Server::Impl::join_by_deadline(Responder& responder) {
 }
 
 int Server::Impl::finish() {
+    if (redis_feed_) redis_feed_->stop();  // takes no more jobs while the pool drains
     const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
                                std::chrono::steady_clock::duration::zero());
     const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);

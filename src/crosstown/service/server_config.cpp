@@ -4,7 +4,9 @@
 #include <fmt/ostream.h>
 #include <grp.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <iostream>
@@ -12,6 +14,7 @@
 
 #include "crosstown/fastcgi/listen_socket.hpp"
 #include "crosstown/fastcgi/web_server_addrs.hpp"
+#include "crosstown/jobs/redis_connection.hpp"
 
 namespace crosstown {
 namespace po = boost::program_options;
@@ -81,8 +84,32 @@ JournalSync journal_sync(std::string_view text) {
 }
 
 std::string journal(std::string_view text) {
-    if (text.empty()) throw BadValue("empty; expected a file path, or off");
+    if (text.empty()) throw BadValue("empty; expected a file path, a Redis address, or off");
+    if (text.starts_with("redis://") || text.starts_with("unix://")) {
+        RedisAddress::parse(text);  // throws std::invalid_argument, reported under --journal
+        return std::string(text);
+    }
     if (text.back() == '/') throw BadValue(fmt::format("'{}' is a directory; name a file", text));
+    return std::string(text);
+}
+
+Role role(std::string_view text) {
+    if (text == "both") return Role::both;
+    if (text == "web") return Role::web;
+    if (text == "worker") return Role::worker;
+    throw BadValue(fmt::format("'{}' is not one of both, web, worker", text));
+}
+
+constexpr std::string_view role_name(Role role) {
+    return role == Role::web ? "web" : role == Role::worker ? "worker" : "both";
+}
+
+// A key prefix: letters, digits and - _ . only, so that it cannot change a key's meaning.
+std::string key_prefix(std::string_view text) {
+    const bool plain = !text.empty() && std::ranges::all_of(text, [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+    if (!plain) throw BadValue(fmt::format("'{}': use letters, digits, '-', '_' and '.'", text));
     return std::string(text);
 }
 
@@ -184,11 +211,26 @@ po::options_description describe_options(const ProgramInfo& program) {
     add("allow-remote", format_on_off(d.allow_remote),
         "on: allow --listen on a TCP address other than loopback (FastCGI has no "
         "authentication; restrict peers with FCGI_WEB_SERVER_ADDRS)");
+    add("role", std::string(role_name(d.role)),
+        "both: serve FastCGI and run durable jobs; web: only serve; worker: only run the jobs "
+        "of a Redis journal (no socket)");
     add("journal", "off",
-        "durable jobs: the journal file (a SQLite database this process owns), or off");
+        "durable jobs: the journal file (a SQLite database this process owns), a Redis server "
+        "shared by instances (redis://HOST:PORT[/DB] or unix:///PATH[?db=N]), or off");
     add("journal-sync", std::string(journal_sync_name(d.journal.sync)),
         "normal: a commit survives the process's death (SIGKILL, OOM, crash); full: also a "
         "power cut, at an fsync per group commit");
+    add("journal-prefix", d.journal.redis.prefix,
+        "Redis journal: the prefix of every key, so that applications can share a server");
+    options.add_options()("journal-password-file", text(),
+                          "Redis journal: read the password from FILE (else from "
+                          "CROSSTOWN_REDIS_PASSWORD)");
+    add("journal-claim-after", format_duration(d.journal.redis.claim_after),
+        "Redis journal: an instance silent this long is dead; others release and claim its jobs");
+    add("journal-wait", format_duration(d.journal.redis.wait),
+        "Redis journal: at start, how long to wait for the server before exiting (2)");
+    options.add_options()("journal-instance", text(),
+                          "Redis journal: this instance's name (default HOSTNAME:PID)");
     for (const auto& option : program.app_options) {
         options.add_options()(option.name.c_str(), text(), option.help.c_str());
     }
@@ -210,6 +252,23 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     ServerConfig c;
     take(v, "journal", [&](const std::string& s) { c.journal.path = s == "off" ? "" : journal(s); });
     take(v, "journal-sync", [&](const std::string& s) { c.journal.sync = journal_sync(s); });
+    take(v, "role", [&](const std::string& s) { c.role = role(s); });
+    take(v, "journal-prefix", [&](const std::string& s) { c.journal.redis.prefix = key_prefix(s); });
+    take(v, "journal-password-file",
+         [&](const std::string& s) { c.journal.redis.password_file = s; });
+    take(v, "journal-claim-after", [&](const std::string& s) {
+        c.journal.redis.claim_after = parse_duration(s);
+        if (c.journal.redis.claim_after < std::chrono::milliseconds(200)) {
+            throw BadValue("must be at least 200ms");
+        }
+    });
+    take(v, "journal-wait", [&](const std::string& s) { c.journal.redis.wait = parse_duration(s); });
+    take(v, "journal-instance", [&](const std::string& s) {
+        if (s.empty() || s.find_first_of(" \t\n") != std::string::npos) {
+            throw BadValue(fmt::format("'{}': a name without spaces", s));
+        }
+        c.journal.redis.instance = s;
+    });
     for (const auto& option : program.app_options) {
         take(v, option.name.c_str(), [&](const std::string& s) { c.app_options[option.name] = s; });
     }
@@ -238,6 +297,11 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     take(v, "log-level", [&](const std::string& s) { c.log_level = log_level(s); });
     take(v, "access-log", [&](const std::string& s) { c.access_log = on_off(s); });
     take(v, "allow-remote", [&](const std::string& s) { c.allow_remote = on_off(s); });
+    if (c.role != Role::both && !c.journal.is_redis()) {
+        throw BadValue(fmt::format("--role: {} needs a Redis journal (--journal redis://...), "
+                                   "which other instances share",
+                                   role_name(c.role)));
+    }
     try {
         if (const auto addrs = WebServerAddrs::from_environment()) {
             c.web_server_addrs = addrs->describe();

@@ -1,0 +1,41 @@
+// crosstown::JobStore: where JobRunner keeps durable jobs, whatever keeps them.
+//
+// Two stores exist. JournalWriter (a SQLite file this process owns) keeps the jobs of one
+// process, which runs them itself after each response. RedisJournal keeps them in a Redis
+// server shared by instances on many hosts: commit() holds the request's jobs for this
+// instance, release() after FCGX_Finish_r makes them visible to every instance's consumer, and
+// whichever instance takes a job runs it and reports back here.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crosstown/jobs/journal.hpp"
+
+namespace crosstown {
+
+class JobStore {
+  public:
+    virtual ~JobStore() = default;
+
+    // Durably keeps a request's jobs before its response is written, and returns their ids in
+    // order. Throws JournalUnavailable when it cannot (the response becomes a 503).
+    virtual std::vector<std::int64_t> commit(std::span<const NewJob> jobs) = 0;
+    // True when committed jobs are run by whichever instance takes them from the store (after
+    // release), false when the committing process runs them itself.
+    virtual bool shared() const = 0;
+    // After the response: a shared store makes the jobs visible to consumers. Never throws;
+    // what cannot be released now is released later, by this instance or another.
+    virtual void release(std::span<const std::int64_t> ids) = 0;
+    // The job succeeded, or was committed and is not to run (skip_if_undelivered): gone.
+    virtual void complete(std::int64_t id) = 0;
+    virtual void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                            std::string error) = 0;
+    virtual void bury(std::int64_t id, unsigned attempts, std::string error) = 0;
+    // How logs name the store: the journal's file, or the Redis server's address.
+    virtual const std::string& path() const = 0;
+};
+
+}  // namespace crosstown

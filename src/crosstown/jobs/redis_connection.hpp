@@ -1,0 +1,98 @@
+// crosstown::RedisConnection: one synchronous hiredis connection, with errors as exceptions.
+//
+// Not thread-safe: RedisJournal lends its connections to one thread at a time. A failed
+// connection or a network error throws JournalError and leaves the connection broken(), to be
+// dropped and opened again; an error reply (a script's own error, WRONGTYPE) throws
+// RedisReplyError and leaves it usable.
+#pragma once
+
+#include <chrono>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/journal_config.hpp"
+
+struct redisContext;
+struct redisReply;
+
+namespace crosstown {
+
+class RedisReplyError : public JournalError {
+  public:
+    using JournalError::JournalError;
+};
+
+// "redis://HOST:PORT[/DB]" or "unix:///PATH[?db=DB]". Throws std::invalid_argument.
+struct RedisAddress {
+    std::string host;  // empty for a unix socket
+    int port = 6379;
+    std::string socket_path;
+    int db = 0;
+    std::string text;  // as given, for messages
+
+    static RedisAddress parse(std::string_view text);
+};
+
+// A reply; freed with the object.
+class RedisReply {
+  public:
+    explicit RedisReply(redisReply* reply);
+    bool is_nil() const;
+    bool is_array() const;
+    long long integer() const;            // an integer reply (0 otherwise)
+    std::string string() const;           // a string or status reply ("" otherwise)
+    std::size_t size() const;             // elements of an array reply
+    const redisReply* element(std::size_t i) const;
+    const redisReply* get() const { return reply_.get(); }
+
+  private:
+    struct Free {
+        void operator()(redisReply* r) const;
+    };
+    std::unique_ptr<redisReply, Free> reply_;
+};
+
+// Accessors for the elements of nested array replies.
+std::string reply_string(const redisReply* r);
+long long reply_integer(const redisReply* r);  // 0 when not an integer
+std::size_t reply_size(const redisReply* r);
+const redisReply* reply_element(const redisReply* r, std::size_t i);
+
+// A Lua script, run by its SHA1 (EVALSHA), and by its text once when the server does not know
+// it (NOSCRIPT: first use, or the server restarted).
+struct RedisScript {
+    std::string_view text;
+};
+
+class RedisConnection {
+  public:
+    // Connects, authenticates (password, when not empty) and selects the database. Throws
+    // JournalError naming the address.
+    static RedisConnection open(const RedisAddress& address, const std::string& password,
+                                std::chrono::milliseconds timeout);
+    RedisConnection(RedisConnection&&) noexcept;
+    RedisConnection& operator=(RedisConnection&&) noexcept;
+    ~RedisConnection();
+
+    RedisReply command(std::span<const std::string> args);
+    RedisReply command(std::initializer_list<std::string_view> args);
+    RedisReply eval(const RedisScript& script, std::span<const std::string> args);
+    // Sends every command, then reads every reply: one round trip for many commands.
+    std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
+    // Socket timeout for the next replies (a blocking XREADGROUP needs more than its BLOCK).
+    void set_timeout(std::chrono::milliseconds timeout);
+    bool broken() const;
+
+  private:
+    RedisConnection(redisContext* context, std::string address);
+    RedisReply checked(redisReply* reply);
+    redisContext* context_ = nullptr;
+    std::string address_;
+};
+
+}  // namespace crosstown

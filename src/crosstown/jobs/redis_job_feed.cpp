@@ -1,0 +1,78 @@
+#include "crosstown/jobs/redis_job_feed.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+
+#include "crosstown/detail/thread_name.hpp"
+#include "crosstown/observe/log.hpp"
+
+namespace crosstown {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kLongestBlock = std::chrono::milliseconds(200);
+constexpr auto kNoRoomPause = std::chrono::milliseconds(5);
+constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
+constexpr auto kLongestBackoff = std::chrono::milliseconds(2'000);
+
+// Sleeps for `pause`, or less when `stop` is requested meanwhile.
+void nap(const std::stop_token& stop, Clock::duration pause) {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, stop, pause, [] { return false; });
+}
+
+}  // namespace
+
+RedisJobFeed::RedisJobFeed(RedisJournal& journal, JobRunner& runner)
+    : journal_(journal),
+      runner_(runner),
+      thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
+
+RedisJobFeed::~RedisJobFeed() { stop(); }
+
+void RedisJobFeed::stop() {
+    thread_.request_stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+void RedisJobFeed::loop(std::stop_token stop) {
+    detail::name_this_thread("ct-redis-feed");
+    auto next_beat = Clock::now();
+    auto backoff = kFirstBackoff;
+    while (!stop.stop_requested()) {
+        try {
+            feed_once(next_beat);
+            backoff = kFirstBackoff;
+        } catch (const JournalError& e) {
+            if (const auto n = failure_log_.count(); n > 0) {
+                log::warn("{} ({} failures); trying again", e.what(), n);
+            }
+            nap(stop, backoff);
+            backoff = std::min(backoff * 2, kLongestBackoff);
+        }
+    }
+}
+
+void RedisJobFeed::feed_once(Clock::time_point& next_beat) {
+    const auto beat_every = std::max(journal_.options().claim_after / 4,
+                                     std::chrono::milliseconds(50));
+    if (Clock::now() >= next_beat) {
+        next_beat = Clock::now() + beat_every;
+        journal_.beat();
+        if (auto room = runner_.room(); !room.empty()) runner_.receive(journal_.claim(room));
+    }
+    const auto room = runner_.room();
+    if (room.empty()) {
+        std::this_thread::sleep_for(kNoRoomPause);
+        return;
+    }
+    const auto until_beat = std::chrono::duration_cast<std::chrono::milliseconds>(
+        next_beat - Clock::now());
+    const auto block = std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
+    runner_.receive(journal_.take(room, block));
+}
+
+}  // namespace crosstown

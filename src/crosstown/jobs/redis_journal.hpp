@@ -1,0 +1,126 @@
+// crosstown::RedisJournal: durable jobs kept in a Redis server that instances on many hosts
+// share, through Redis Streams.
+//
+// A request's jobs are held for this instance before its response is written (a hash per job
+// and the instance's held set, in one script: all or none), and released after FCGX_Finish_r
+// to their kind's stream, again in one script. So no instance can see a job before the
+// response that made it has gone out. Every instance reads the streams with one consumer group
+// and runs what it takes; a finished job is acknowledged and deleted with its hash, a dead one
+// goes to the dead stream with its last error, and a failed attempt stays taken by the same
+// instance until its retry.
+//
+// An instance beats (a key that expires after claim_after). When it stops beating, any other
+// releases the jobs it held and, with XAUTOCLAIM, claims those it had taken and not finished.
+// An instance touches the entries it still runs or retries at every beat, so a job that
+// legitimately runs longer than claim_after is not claimed from a live instance: the claim
+// time follows the instance's heartbeat, not the kind's timeout.
+//
+// Thread-safe. Connections are lent one per caller from a small set; the feed's blocking
+// reads have one of their own.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crosstown/jobs/job_store.hpp"
+#include "crosstown/jobs/journal_config.hpp"
+#include "crosstown/jobs/redis_connection.hpp"
+
+namespace crosstown {
+
+// Figures for metrics and the status page.
+struct RedisJournalFigures {
+    std::uint64_t claimed = 0;       // entries taken over from dead consumers, by this instance
+    std::uint64_t orphans_released = 0;  // held jobs of dead instances released by this one
+    std::uint64_t failed_commands = 0;   // round trips that failed (server unreachable, ...)
+    std::size_t unwritten = 0;           // releases and finishes waiting to be written
+};
+
+// One kind's stream, as the server sees it.
+struct RedisStreamFigures {
+    std::string kind;
+    std::uint64_t length = 0;   // entries in the stream (not finished)
+    std::uint64_t pending = 0;  // taken by some consumer and not finished
+};
+
+class RedisJournal final : public JobStore {
+  public:
+    static constexpr std::string_view kGroup = "crosstown";
+
+    // Connects (trying again for options.wait), creates the kinds' streams and consumer group,
+    // and beats once. Throws JournalError naming the address.
+    RedisJournal(const std::string& address, RedisJournalOptions options,
+                 const std::vector<std::string>& kinds);
+    ~RedisJournal() override;
+    RedisJournal(const RedisJournal&) = delete;
+    RedisJournal& operator=(const RedisJournal&) = delete;
+
+    std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
+    bool shared() const override { return true; }
+    void release(std::span<const std::int64_t> ids) override;
+    void complete(std::int64_t id) override;
+    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                    std::string error) override;
+    void bury(std::int64_t id, unsigned attempts, std::string error) override;
+    const std::string& path() const override { return address_.text; }
+
+    // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
+    // waiting up to `block` for some. Throws JournalError.
+    std::vector<StoredJob> take(const std::map<std::string, std::size_t>& room,
+                                std::chrono::milliseconds block);
+    // Jobs of dead consumers, idle for claim_after, taken over by this instance.
+    std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& room);
+    // Beats, touches what this instance still runs, releases dead instances' held jobs and
+    // writes the releases and finishes that failed before. Throws JournalError.
+    void beat();
+    // Stops beating and forgets this instance's heartbeat at a clean stop: what it still held
+    // is released by the next instance that looks, without waiting for claim_after.
+    void leave() noexcept;
+
+    const std::string& instance() const { return options_.instance; }
+    const RedisJournalOptions& options() const { return options_; }
+    RedisJournalFigures figures() const;
+    // Asks the server (a round trip). Throws JournalError.
+    std::vector<RedisStreamFigures> streams() const;
+
+  private:
+    class Lease;  // a connection lent to one caller
+    struct Taken {
+        std::string kind;
+        std::string entry;  // the stream entry's id
+    };
+    using Write = std::function<void(RedisConnection&)>;
+
+    RedisConnection connect() const;
+    Lease lease() const;
+    void give_back(RedisConnection connection) const;
+    // Runs `write` now, or keeps it for beat() when the server cannot be reached.
+    void write_or_keep(Write write);
+    void run_kept(RedisConnection& connection);
+    std::vector<StoredJob> load(RedisConnection& connection,
+                                const std::vector<std::pair<std::string, Taken>>& entries);
+    std::string key(std::string_view what) const;
+
+    const RedisAddress address_;
+    RedisJournalOptions options_;
+    const std::vector<std::string> kinds_;
+    std::string password_;
+
+    mutable std::mutex mutex_;
+    mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
+    std::map<std::int64_t, Taken> taken_;       // guarded by mutex_; running or retrying here
+    std::vector<Write> kept_;                   // guarded by mutex_; failed, to write again
+    mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
+    std::optional<RedisConnection> feed_;       // the feed thread's own
+    std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
+    mutable std::atomic<std::uint64_t> failed_commands_{0};
+};
+
+}  // namespace crosstown

@@ -1,0 +1,222 @@
+// RedisJournal against a real redis-server: the post-response rule (held jobs are invisible to
+// every consumer until released), finishes, retries that stay with a live instance, claims
+// from a dead one, held jobs of a dead instance, and an unreachable server.
+#include "crosstown/jobs/redis_journal.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <crosstown/jobs/follow_response_durably.hpp>
+#include <optional>
+#include <thread>
+
+#include "support/eventually.hpp"
+#include "support/loopback.hpp"
+#include "support/redis_server.hpp"
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+constexpr auto kClaimAfter = 600ms;
+
+RedisJournalOptions options_for(const std::string& instance) {
+    RedisJournalOptions options;
+    options.prefix = "t";
+    options.instance = instance;
+    options.claim_after = kClaimAfter;
+    return options;
+}
+
+struct RedisJournalTest : ::testing::Test {
+    test::RedisServer server{{.appendonly = true}};
+    std::optional<RedisJournal> a{std::in_place, server.unix_address(), options_for("a"),
+                                  std::vector<std::string>{"k"}};
+    RedisJournal b{server.unix_address(), options_for("b"), {"k"}};
+    const std::map<std::string, std::size_t> room{{"k", 10}};
+
+    RedisConnection raw() {
+        return RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s);
+    }
+    long long integer(std::initializer_list<std::string_view> command) {
+        return raw().command(command).integer();
+    }
+    std::vector<std::int64_t> commit(RedisJournal& journal, std::string payload) {
+        const NewJob job{"k", payload, "req-1"};
+        return journal.commit(std::span(&job, 1));
+    }
+};
+
+TEST_F(RedisJournalTest, HeldJobsReachNoConsumerUntilReleased) {
+    const auto ids = commit(*a, "p1");
+    ASSERT_EQ(ids.size(), 1U);
+    EXPECT_TRUE(b.take(room, 300ms).empty());
+    EXPECT_TRUE(a->take(room, 100ms).empty());
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+
+    a->release(ids);
+    const auto jobs = b.take(room, 1000ms);
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, ids[0]);
+    EXPECT_EQ(jobs[0].payload, "p1");
+    EXPECT_EQ(jobs[0].request_id, "req-1");
+    EXPECT_EQ(jobs[0].attempts, 0U);
+    EXPECT_GT(jobs[0].enqueued_ms, 0);
+    EXPECT_TRUE(a->take(room, 100ms).empty()) << "one consumer group: taken once";
+}
+
+TEST_F(RedisJournalTest, ACompletedJobLeavesNothingBehind) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.streams().at(0).pending, 1U);
+    b.complete(ids[0]);
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+    EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
+    EXPECT_EQ(b.streams().at(0).pending, 0U);
+}
+
+TEST_F(RedisJournalTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen) {
+    const auto ids = commit(*a, "p");
+    a->complete(ids[0]);  // skip_if_undelivered: never released
+    EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
+    EXPECT_EQ(integer({"SCARD", "t:held:a"}), 0);
+    EXPECT_TRUE(b.take(room, 200ms).empty());
+}
+
+TEST_F(RedisJournalTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    a->reschedule(ids[0], 1, 0, "boom");
+    // a beats (and touches its entry) for twice the claim time: b cannot claim it.
+    const auto until = std::chrono::steady_clock::now() + 2 * kClaimAfter;
+    while (std::chrono::steady_clock::now() < until) {
+        a->beat();
+        EXPECT_TRUE(b.claim(room).empty()) << "claimed from a live instance";
+        std::this_thread::sleep_for(kClaimAfter / 6);
+    }
+    a.reset();  // dies: beats no more, leaves nothing
+    std::vector<StoredJob> claimed;
+    ASSERT_TRUE(test::eventually([&] {
+        claimed = b.claim(room);
+        return !claimed.empty();
+    }, 5s, 50ms));
+    ASSERT_EQ(claimed.size(), 1U);
+    EXPECT_EQ(claimed[0].id, ids[0]);
+    EXPECT_EQ(claimed[0].attempts, 1U);
+    EXPECT_EQ(claimed[0].state, JobState::retry);
+    EXPECT_EQ(claimed[0].last_error, "boom");
+    EXPECT_EQ(b.figures().claimed, 1U);
+}
+
+TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    b.bury(ids[0], 3, "gave up");
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+    EXPECT_EQ(integer({"XLEN", "t:dead"}), 1);
+    const auto error = raw().command({"HGET", "t:job:" + std::to_string(ids[0]), "last_error"});
+    EXPECT_EQ(error.string(), "gave up");
+}
+
+TEST_F(RedisJournalTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatExpires) {
+    const auto ids = commit(*a, "p");
+    b.beat();
+    EXPECT_TRUE(b.take(room, 100ms).empty()) << "released while its holder lives";
+    a.reset();  // a crash between hold and release: the heartbeat outlives it for a while
+    b.beat();
+    EXPECT_TRUE(b.take(room, 100ms).empty()) << "released before the heartbeat expired";
+    std::vector<StoredJob> jobs;
+    ASSERT_TRUE(test::eventually([&] {
+        b.beat();
+        jobs = b.take(room, 50ms);
+        return !jobs.empty();
+    }, 5s, 50ms));
+    EXPECT_EQ(jobs.at(0).id, ids[0]);
+    EXPECT_EQ(b.figures().orphans_released, 1U);
+}
+
+TEST_F(RedisJournalTest, ACleanLeaveLetsOthersReleaseAtOnce) {
+    commit(*a, "p");  // held, and never released by a (its release failed, say)
+    a->leave();
+    b.beat();
+    EXPECT_EQ(b.take(room, 500ms).size(), 1U);
+}
+
+TEST_F(RedisJournalTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLater) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    server.stop();
+    EXPECT_THROW(commit(*a, "q"), JournalUnavailable);
+    a->complete(ids[0]);
+    EXPECT_EQ(a->figures().unwritten, 1U);
+    EXPECT_GE(a->figures().failed_commands, 1U);
+    server.start();  // append-only, fsync always: what was written is back
+    ASSERT_TRUE(test::eventually([&] {
+        try {
+            a->beat();
+            return true;
+        } catch (const JournalError&) {
+            return false;
+        }
+    }, 5s, 100ms));
+    EXPECT_EQ(a->figures().unwritten, 0U);
+    EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+}
+
+TEST(RedisJournal, NoServerAtStartIsAnErrorNamingTheAddress) {
+    const auto address = "redis://127.0.0.1:" + std::to_string(test::free_port());
+    try {
+        RedisJournal journal(address, options_for("x"), {"k"});
+        FAIL() << "connected to nothing";
+    } catch (const JournalError& e) {
+        EXPECT_THAT(e.what(), HasSubstr(address));
+    }
+}
+
+TEST(RedisJournal, APasswordComesFromItsFile) {
+    test::RedisServer server;
+    auto admin = RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s);
+    admin.command({"CONFIG", "SET", "requirepass", "s3cret"});
+    auto options = options_for("x");
+    EXPECT_THROW(RedisJournal(server.unix_address(), options, {"k"}), JournalError);
+    test::TempDir dir;
+    std::ofstream(dir / "password") << "s3cret\n";
+    options.password_file = dir / "password";
+    EXPECT_NO_THROW(RedisJournal(server.unix_address(), options, {"k"}));
+}
+
+TEST(RedisJournal, ATcpAddressAndADatabaseWork) {
+    test::RedisServer server{{.tcp = true}};
+    RedisJournal journal(server.tcp_address() + "/3", options_for("x"), {"k"});
+    const NewJob job{"k", "p", "r"};
+    journal.release(journal.commit(std::span(&job, 1)));
+    EXPECT_EQ(journal.take({{"k", 1}}, 1000ms).size(), 1U);
+    auto db3 = RedisConnection::open(RedisAddress::parse(server.tcp_address() + "/3"), "", 2s);
+    EXPECT_EQ(db3.command({"XLEN", "t:stream:k"}).integer(), 1);
+}
+
+TEST(RedisAddress, ParsesWhatTheOptionDocuments) {
+    const auto tcp = RedisAddress::parse("redis://10.0.0.5:6380/2");
+    EXPECT_EQ(tcp.host, "10.0.0.5");
+    EXPECT_EQ(tcp.port, 6380);
+    EXPECT_EQ(tcp.db, 2);
+    EXPECT_EQ(RedisAddress::parse("redis://localhost").port, 6379);
+    EXPECT_EQ(RedisAddress::parse("redis://[::1]:7000").host, "::1");
+    const auto unix_socket = RedisAddress::parse("unix:///run/redis/redis.sock?db=4");
+    EXPECT_EQ(unix_socket.socket_path, "/run/redis/redis.sock");
+    EXPECT_EQ(unix_socket.db, 4);
+    for (const char* bad : {"redis://", "redis://h:0", "redis://h:99999", "redis://h:x",
+                            "redis://user:pw@h:1", "unix://relative", "http://h"}) {
+        EXPECT_THROW(RedisAddress::parse(bad), std::invalid_argument) << bad;
+    }
+}
+
+}  // namespace
+}  // namespace crosstown
