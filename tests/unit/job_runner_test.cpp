@@ -544,7 +544,8 @@ TEST(JobRunner, StopKeepsWhatHasNotFinishedInTheJournal) {
     EXPECT_EQ(totals.succeeded, 1U);
     EXPECT_EQ(totals.outstanding, 6U);  // 4 held + 1 flaky + 1 late
     EXPECT_EQ(totals.summary(),
-              "jobs enqueued=7 replayed=0 succeeded=1 retried=1 dead=0 skipped=0 kept=6");
+              "jobs enqueued=7 replayed=0 received=0 succeeded=1 retried=1 dead=0 skipped=0 "
+              "kept=6");
 
     const auto jobs = h.journal();
     std::vector<std::int64_t> expected(held.begin() + 1, held.end());
