@@ -25,12 +25,20 @@ void raise_to(std::atomic<std::int64_t>& value, std::int64_t candidate) {
 
 }  // namespace
 
-void CallBatch::call_started(Clock::time_point finished_at, Clock::time_point now) {
-    response_finished_ns_.store(nanos(finished_at));
+void CallBatch::response_finished(Clock::time_point at) {
+    std::int64_t unknown = 0;
+    response_finished_ns_.compare_exchange_strong(unknown, nanos(at));
+}
+
+void CallBatch::call_started(std::optional<Clock::time_point> finished_at, Clock::time_point now) {
+    if (finished_at) response_finished(*finished_at);
     lower_to(first_start_ns_, nanos(now));
-    const auto delay = nanos(now) - nanos(finished_at);
-    if (delay < 0) started_before_finish_.fetch_add(1);
-    lower_to(min_start_delay_ns_, delay);
+    const auto finished_ns = response_finished_ns_.load();
+    if (finished_ns != 0) {
+        const auto delay = nanos(now) - finished_ns;
+        if (delay < 0) started_before_finish_.fetch_add(1);
+        lower_to(min_start_delay_ns_, delay);
+    }
     started_.fetch_add(1);
 }
 

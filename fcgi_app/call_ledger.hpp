@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,14 +26,18 @@ class CallBatch {
 
     CallBatch(std::string id, std::uint64_t count) : id_(std::move(id)), count_(count) {}
 
-    // A call starts; `finished_at` is when its response was finished (FCGX_Finish_r).
-    void call_started(Clock::time_point finished_at, Clock::time_point now);
+    // The batch's response was finished (FCGX_Finish_r); the first report counts.
+    void response_finished(Clock::time_point at);
+    // A call starts; `finished_at` is when its response was finished, when the caller knows
+    // (a callback or a job of this process does; a job taken from a shared journal does not,
+    // and is compared with response_finished() when that came first).
+    void call_started(std::optional<Clock::time_point> finished_at, Clock::time_point now);
     void call_ended(bool placed, Clock::time_point now);
 
     struct View {
         std::string id;
         std::uint64_t count, started, placed, failed, pending;
-        std::int64_t response_finished_ns;    // 0 until the first call started
+        std::int64_t response_finished_ns;    // 0 until known
         std::int64_t first_start_ns;          // 0 until then
         std::int64_t last_end_ns;             // 0 until a call ended
         std::int64_t min_start_delay_ns;      // smallest start - finish over the calls; -1: none

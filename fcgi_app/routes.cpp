@@ -11,6 +11,7 @@
 #include <crosstown/server.hpp>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <thread>
@@ -60,7 +61,8 @@ struct CallFaults {
 void place_call(CallBatch& batch, std::uint64_t number, std::chrono::milliseconds latency,
                 bool fails, const CallFaults& faults, std::stop_token stop) {
     const auto* outcome = crosstown::current_response_outcome();
-    batch.call_started(outcome != nullptr ? outcome->finished_at : Clock::now(), Clock::now());
+    batch.call_started(outcome != nullptr ? std::optional(outcome->finished_at) : std::nullopt,
+                       Clock::now());
     bool slept = true;
     if (faults.ignore_stop) {
         std::this_thread::sleep_for(latency);
@@ -97,15 +99,32 @@ void register_durable_calls(const CallBatch& batch, std::uint64_t count, std::ui
     }
 }
 
+// The 202's body. `pad_kb` KiB of padding make a response bigger than the socket's buffers,
+// so that a client that does not read holds FCGX_Finish_r (and the calls) back: a way to see
+// that nothing starts before its response is finished.
+std::string accepted(const CallBatch& batch, std::uint64_t count, std::uint64_t pad_kb) {
+    nlohmann::json body{{"batch", batch.view().id}, {"count", count}};
+    if (pad_kb > 0) body["pad"] = std::string(pad_kb * 1024, ' ');
+    return body.dump();
+}
+
 void post_calls(const App& app, Request& req, Response& res) {
     const auto count = number(req, "count", 1, 1, app.max_calls);
+    const auto pad_kb = number(req, "pad_kb", 0, 0, 16 * 1024);
     const auto latency_ms = number(req, "latency_ms", 100, 0, kMaxLatencyMs);
     const auto latency = std::chrono::milliseconds(latency_ms);
     const auto faults = call_faults(req, app.max_calls);
     auto batch = app.ledger.open(count);
     if (number(req, "durable", 0, 0, 1) == 1) {
         register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100));
-        res.status(202).json(nlohmann::json{{"batch", batch->view().id}, {"count", count}}.dump());
+        // When the response was finished, for GET /calls/{batch}: the calls may run in another
+        // instance (a shared journal), which cannot know it.
+        crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {
+            if (const auto* outcome = crosstown::current_response_outcome()) {
+                batch->response_finished(outcome->finished_at);
+            }
+        });
+        res.status(202).json(accepted(*batch, count, pad_kb));
         return;
     }
     for (std::uint64_t i = 1; i <= count; ++i) {
@@ -117,8 +136,7 @@ void post_calls(const App& app, Request& req, Response& res) {
                                                   std::move(stop));
                                    });
     }
-    const auto id = batch->view().id;
-    res.status(202).json(nlohmann::json{{"batch", id}, {"count", count}}.dump());
+    res.status(202).json(accepted(*batch, count, pad_kb));
 }
 
 void get_batch(const App& app, Request& req, Response& res) {
@@ -153,9 +171,13 @@ void place_durable_call(CallLedger& ledger, const Witness& witness, const crosst
     const auto call = payload.at("call").get<std::uint64_t>();
     const auto latency = std::chrono::milliseconds(payload.at("latency_ms").get<std::uint64_t>());
     const auto batch = ledger.find_to_report(batch_id);  // gone after a restart: only the witness
-    const auto* outcome = crosstown::current_response_outcome();
+    const auto started = Clock::now();
     if (batch && job.attempt == 1) {
-        batch->call_started(outcome != nullptr ? outcome->finished_at : Clock::now(), Clock::now());
+        // A job taken from a shared (Redis) journal has no response here: the batch compares
+        // with its finish as recorded after FCGX_Finish_r, when that came first.
+        const auto* outcome = crosstown::current_response_outcome();
+        batch->call_started(outcome != nullptr ? std::optional(outcome->finished_at) : std::nullopt,
+                            started);
     }
     const bool fails = job.attempt <= payload.value("fail_first", 0U);
     if (!wait_for(latency, stop)) {
@@ -165,7 +187,7 @@ void place_durable_call(CallLedger& ledger, const Witness& witness, const crosst
         throw std::runtime_error(fmt::format("call {} of {} failed (simulated), attempt {}", call,
                                              batch_id, job.attempt));
     }
-    witness.record(batch_id, call, job.id, job.attempt);
+    witness.record(batch_id, call, job.id, job.attempt, started);
     if (batch) batch->call_ended(true, Clock::now());
 }
 

@@ -20,9 +20,12 @@ Witness::~Witness() {
 }
 
 void Witness::record(std::string_view batch, std::uint64_t call, std::int64_t job_id,
-                     unsigned attempt) const {
+                     unsigned attempt, std::chrono::steady_clock::time_point started) const {
     if (fd_ < 0) return;
-    const auto line = fmt::format("{} {} {} {}\n", batch, call, job_id, attempt);
+    const auto started_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(started.time_since_epoch()).count();
+    const auto line =
+        fmt::format("{} {} {} {} {} {}\n", batch, call, job_id, attempt, started_ns, ::getpid());
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
         throw std::system_error(errno, std::generic_category(), "--witness " + path_);
     }

@@ -9,6 +9,7 @@
 #include <pwd.h>
 
 #include <atomic>
+#include <limits>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -17,7 +18,9 @@
 #include <sstream>
 #include <thread>
 
+#include "crosstown/jobs/redis_connection.hpp"
 #include "support/app_checks.hpp"
+#include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
 #include "support/redis_server.hpp"
 
@@ -28,13 +31,16 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-constexpr auto kClaimAfter = "1s";
+constexpr auto kClaimAfter = "5s";  // the least --journal-claim-after takes
 
-// One witness line: "<batch> <call> <job id> <attempt>", and where it starts.
+// One witness line: "<batch> <call> <job id> <attempt> <started ns> <pid>", and where it
+// starts in the file.
 struct Placed {
     std::string batch;
     long call = 0;
     long job = 0;
+    std::int64_t started_ns = 0;
+    pid_t pid = 0;
     std::size_t offset = 0;
 };
 
@@ -49,7 +55,9 @@ std::vector<Placed> read_witness(const std::string& path) {
         Placed p;
         unsigned attempt = 0;
         p.offset = at;
-        if (line >> p.batch >> p.call >> p.job >> attempt) placed.push_back(p);
+        if (line >> p.batch >> p.call >> p.job >> attempt >> p.started_ns >> p.pid) {
+            placed.push_back(p);
+        }
         at = eol + 1;
     }
     return placed;
@@ -190,6 +198,12 @@ class Load {
     std::vector<std::thread> threads_;
 };
 
+long count_lines(const std::string& text, const std::string& needle) {
+    long n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+    return n;
+}
+
 // The accepted calls that the witness does not list yet.
 std::set<std::pair<std::string, long>> unplaced(const std::map<std::string, int>& accepted,
                                                 const std::string& witness) {
@@ -219,9 +233,12 @@ TEST(RedisJobs, AcceptedCallsArePlacedAndTheSummaryAddsUp) {
     ASSERT_EQ(reply.status, 202) << reply.body;
     ASSERT_TRUE(eventually([&] { return read_witness(stack.witness()).size() == 5; }))
         << stack.app("one").output();
-    const auto metrics = http_get(stack.port(), "/metrics").body;
-    EXPECT_EQ(metric_value(metrics, "crosstown_redis_stream_length{kind=\"place-call\"}"), 0);
-    EXPECT_EQ(metric_value(metrics, "crosstown_redis_pending{kind=\"place-call\"}"), 0);
+    // The witness line is written before the job is acknowledged: wait for that too.
+    EXPECT_TRUE(eventually([&] {
+        const auto metrics = http_get(stack.port(), "/metrics").body;
+        return metric_value(metrics, "crosstown_redis_stream_length{kind=\"place-call\"}") == 0 &&
+               metric_value(metrics, "crosstown_redis_pending{kind=\"place-call\"}") == 0;
+    })) << http_get(stack.port(), "/metrics").body;
     stack.app("one").signal(SIGTERM);
     ASSERT_EQ(stack.app("one").wait(15s), 0) << stack.app("one").output();
     const auto counts = summary_counts(stack.app("one").output(), "jobs enqueued=");
@@ -247,6 +264,12 @@ TEST(RedisJobs, AWebInstanceRunsNothingAndAWorkerWithoutASocketDrainsTheBacklog)
     EXPECT_EQ(metric_value(http_get(stack.port(), "/metrics").body,
                            "crosstown_redis_stream_length{kind=\"place-call\"}"),
               calls);
+    // A web instance holds jobs for its responses, so it must beat though it runs none: past
+    // the claim time its heartbeat is still there.
+    std::this_thread::sleep_for(6s);
+    auto redis_client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
+    EXPECT_EQ(redis_client.command({"EXISTS", "crosstown:alive:web"}).integer(), 1)
+        << "a web instance stopped beating";
     stack.start_app("worker", redis.unix_address(), {"--role", "worker"});
     EXPECT_FALSE(std::filesystem::exists(stack.socket_of("worker"))) << "a worker listens";
     ASSERT_TRUE(eventually([&] { return static_cast<long>(read_witness(stack.witness()).size()) == calls; }))
@@ -318,26 +341,146 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     EXPECT_EQ(counts.at("dead"), 0);
 }
 
-TEST(RedisJobs, WhileRedisIsDownDurableRequestsGet503AndOthersAreServed) {
-    RedisServer redis{{.appendonly = true}};
+struct Command {
+    int code = -1;
+    std::string out;
+    std::string err;
+};
+
+Command jobs_command(const std::vector<std::string>& args) {
+    TempDir dir("crosstown-jobs");
+    std::vector<std::string> argv{FCGI_APP_PATH, "jobs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv, dir / "out", dir / "err");
+    const auto code = child.wait(20s);
+    return {code.value_or(-1), child.output(), read_file(dir / "err")};
+}
+
+TEST(RedisJobs, TheJobsCommandListsAndRevivesDeadJobsWhileTheInstanceRuns) {
+    RedisServer redis;
     RedisStack stack;
     stack.start_app("one", redis.unix_address());
     stack.start_nginx({"one"});
-    ASSERT_EQ(stack.post_calls(2, 5).status, 202);
-    redis.stop();
-    const auto refused = stack.post_calls(2, 5);
-    EXPECT_EQ(refused.status, 503) << refused.body;
-    EXPECT_EQ(http_get(stack.port(), "/hello").status, 200);
-    redis.start();
-    std::map<std::string, int> accepted;
+    // Each attempt fails until the fifth, which is the last: dead after about 3 s of backoff.
+    const auto reply = http(stack.port(), "POST",
+                            "/calls?durable=1&count=1&latency_ms=0&fail_first=5", {}, {}, 10s);
+    ASSERT_EQ(reply.status, 202) << reply.body;
+    const auto journal = redis.unix_address();
     ASSERT_TRUE(eventually([&] {
-        const auto reply = stack.post_calls(2, 5);
-        if (reply.status == 202) accepted.emplace(batch_of(reply), 2);
-        return reply.status == 202;
-    }, 15s, 100ms)) << stack.app("one").output();
-    EXPECT_TRUE(eventually([&] { return unplaced(accepted, stack.witness()).empty(); }))
-        << stack.app("one").output();
-    EXPECT_EQ(read_witness(stack.witness()).size(), 4U) << "the first batch and the last";
+        return jobs_command({"stats", "--journal", journal}).out.find("dead 1") != std::string::npos;
+    }, 20s, 200ms)) << jobs_command({"list", "--journal", journal}).out;
+    const auto dead = jobs_command({"list", "--dead", "--journal", journal});
+    EXPECT_EQ(dead.code, 0) << dead.err;
+    EXPECT_THAT(dead.out, HasSubstr("place-call"));
+    EXPECT_THAT(dead.out, HasSubstr("failed (simulated), attempt 5"));
+    EXPECT_THAT(dead.out, HasSubstr("1 jobs"));
+
+    const auto retried = jobs_command({"retry", "--dead", "--journal", journal});
+    EXPECT_EQ(retried.code, 0) << retried.err;
+    EXPECT_THAT(retried.out, HasSubstr("1 dead jobs made ready"));
+    // The running instance takes it at once: attempts from 1 again, so it fails again.
+    EXPECT_TRUE(eventually([&] {
+        return count_lines(stack.app("one").output(), "attempt 1 of 5 failed") >= 2;
+    }, 10s, 50ms)) << stack.app("one").output();
+
+    const auto wrong = jobs_command({"stats", "--journal", "redis://127.0.0.1:1"});
+    EXPECT_EQ(wrong.code, 2);
+    EXPECT_THAT(wrong.err, HasSubstr("redis://127.0.0.1:1"));
+}
+
+TEST(RedisJobs, CallsStartOnlyAfterTheirResponseFinishedThoughAnotherInstanceRunsThem) {
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("web", redis.unix_address(), {"--role", "web"});
+    stack.start_app("worker", redis.unix_address(), {"--role", "worker"});
+    stack.start_nginx({"web"});
+    std::vector<std::string> batches;
+    for (int i = 0; i < 20; ++i) {
+        const auto reply = stack.post_calls(5, 0);
+        ASSERT_EQ(reply.status, 202) << reply.body;
+        batches.push_back(batch_of(reply));
+    }
+    ASSERT_TRUE(eventually([&] { return read_witness(stack.witness()).size() >= 100; }))
+        << stack.app("worker").output();
+    // When each response was finished, as the web instance recorded it after FCGX_Finish_r
+    // (steady_clock, comparable across processes of this machine).
+    std::map<std::string, std::int64_t> finished_ns;
+    for (const auto& batch : batches) {
+        ASSERT_TRUE(eventually([&] {
+            const auto status = json::parse(http_get(stack.port(), "/calls/" + batch).body);
+            finished_ns[batch] = status.value("response_finished_ns", std::int64_t{0});
+            return finished_ns[batch] > 0;
+        })) << batch;
+    }
+    std::int64_t earliest = std::numeric_limits<std::int64_t>::max();
+    const auto placed = read_witness(stack.witness());
+    ASSERT_EQ(placed.size(), 100U);
+    for (const auto& p : placed) {
+        EXPECT_EQ(p.pid, stack.app("worker").pid()) << "placed by another process than the worker";
+        EXPECT_GE(p.started_ns, finished_ns.at(p.batch))
+            << p.batch << " call " << p.call << " started before its response was finished";
+        earliest = std::min(earliest, p.started_ns - finished_ns.at(p.batch));
+    }
+    std::cout << "[ figures ] web -> Redis -> worker: the earliest call started "
+              << static_cast<double>(earliest) / 1e6 << " ms after its response was finished\n";
+}
+
+// The response is 4 MiB and nobody reads it for a while: FCGX_Finish_r waits, and so must
+// the calls, though the instance that runs them is another one.
+TEST(RedisJobs, AResponseNotYetReadHoldsItsCallsBackOnEveryInstance) {
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("web", redis.unix_address(), {"--role", "web"});
+    stack.start_app("worker", redis.unix_address(), {"--role", "worker"});
+    FastCgiConnection fastcgi(stack.socket_of("web"));
+    const Params post{{"REQUEST_METHOD", "POST"},
+                      {"DOCUMENT_URI", "/calls"},
+                      {"QUERY_STRING", "durable=1&count=3&latency_ms=0&pad_kb=4096"},
+                      {"CONTENT_LENGTH", "0"}};
+    ASSERT_TRUE(fastcgi.send_request(post));
+    std::this_thread::sleep_for(1500ms);
+    EXPECT_TRUE(read_witness(stack.witness()).empty())
+        << "calls ran while their response was still being written";
+    const auto reply = fastcgi.read_reply();
+    ASSERT_TRUE(reply.ended);
+    EXPECT_EQ(reply.status, 202);
+    EXPECT_TRUE(eventually([&] { return read_witness(stack.witness()).size() == 3; }))
+        << stack.app("worker").output();
+}
+
+TEST(RedisJobs, ARedisKilledAndRestartedMidLoadMeans503sMeanwhileAndNoAcceptedCallLost) {
+    RedisServer redis{{.appendonly = true}};  // appendfsync always: a hold is on disk at its 202
+    RedisStack stack;
+    stack.start_app("one", redis.unix_address());
+    stack.start_nginx({"one"});
+    // Calls of 300 ms: some are running when Redis goes, and their completions must wait.
+    Load load(stack, 300, 2);
+    ASSERT_TRUE(eventually([&] { return load.accepted().size() >= 30; }, 20s));
+    redis.stop(SIGKILL);
+    ASSERT_TRUE(eventually([&] { return load.refused()[503] >= 5; }, 10s))
+        << "no 503 while Redis was down";
+    EXPECT_EQ(http_get(stack.port(), "/hello").status, 200) << "a request without durable work";
+    EXPECT_TRUE(eventually([&] {
+        return metric_value(http_get(stack.port(), "/metrics").body, "crosstown_redis_unwritten") > 0;
+    })) << "no completion waited for Redis: the test proves little";
+    const auto accepted_while_down = load.accepted().size();
+    redis.start();
+    ASSERT_TRUE(eventually([&] { return load.accepted().size() >= accepted_while_down + 30; }, 20s))
+        << "nothing accepted after Redis came back\n" << stack.app("one").output();
+    load.finish();
+    for (const auto& [status, n] : load.refused()) EXPECT_EQ(status, 503) << n << " times";
+    const auto accepted = load.accepted();
+    std::set<std::pair<std::string, long>> missing;
+    EXPECT_TRUE(eventually([&] {
+        missing = unplaced(accepted, stack.witness());
+        return missing.empty();
+    }, 30s, 50ms)) << missing.size() << " accepted calls never placed\n"
+                   << stack.app("one").output();
+    EXPECT_TRUE(eventually([&] {
+        return metric_value(http_get(stack.port(), "/metrics").body, "crosstown_redis_unwritten") == 0;
+    })) << "completions kept while Redis was down were not written once it was back";
+    std::cout << "[ figures ] Redis killed and restarted: " << accepted.size()
+              << " requests accepted, " << load.refused()[503] << " refused with 503\n";
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 // writer). retry and purge change the journal, and are refused while a live process owns it
 // (its pid is named): they would race the server's own writes, and the server would not see
 // a revived job until its next start anyway. Stop the service, run them, start it again.
+// With a Redis journal (--journal redis://... or unix://...) all four are safe beside running
+// instances: a revived job goes back to its kind's stream and runs at once.
 // Exit codes: 0 done, 1 refused (a live owner), 2 a usage error or a journal that cannot be
 // read (named).
 #pragma once

@@ -26,11 +26,12 @@ struct RedisJournalOptions {
     // never from the command line, where every user of the machine can read it.
     std::string password_file;
     // An instance that stops beating for this long is dead: another releases the jobs it held
-    // and claims the ones it had taken.
+    // and claims the ones it had taken. parse_server_config takes no less than 5 s.
     std::chrono::milliseconds claim_after{30'000};
     // How long to wait for the server at start before giving up (exit 2); 0: not at all.
     std::chrono::milliseconds wait{0};
-    // This instance's name in the server (held set, consumer); empty: "<hostname>:<pid>".
+    // This instance's name in the server (held set, consumer), unique among live instances;
+    // empty: "<hostname>:<pid>:<random>".
     std::string instance;
 };
 

@@ -6,23 +6,28 @@
 
 #include <charconv>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "crosstown/jobs/journal.hpp"
 #include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/redis_journal_admin.hpp"
 
 namespace crosstown {
 namespace {
 
-constexpr std::string_view kUsage = R"(Usage: {0} COMMAND --journal PATH
+constexpr std::string_view kUsage = R"(Usage: {0} COMMAND --journal PATH|ADDRESS [options]
   list [--dead]     the journal's jobs (or the dead ones): id, kind, state, attempts, next
                     attempt, request id, last error; safe while the server runs
   stats             jobs by kind and state; safe while the server runs
   retry ID|--dead   make a dead job (or every dead job) ready again, with its attempts reset
   purge --dead      delete the dead jobs
-retry and purge are refused while a live process owns the journal: stop it first.
+With a SQLite journal (a file), retry and purge are refused while a live process owns it:
+stop it first. With a Redis journal (redis://HOST:PORT[/DB] or unix:///PATH[?db=N]) every
+command is safe beside running instances, which take revived jobs at once; the server's
+--journal-prefix and --journal-password-file (or CROSSTOWN_REDIS_PASSWORD) apply.
 )";
 
 struct Usage : std::invalid_argument {
@@ -34,16 +39,30 @@ struct Arguments {
     std::string journal;
     bool dead = false;
     std::optional<std::int64_t> id;
+    RedisJournalOptions redis;
 };
+
+// "--NAME VALUE" or "--NAME=VALUE" at argv[i]: the value (advancing i), or nullopt.
+std::optional<std::string> option(std::string_view name, int& i, int argc,
+                                  const char* const argv[]) {
+    const std::string_view arg = argv[i];
+    if (arg == name && i + 1 < argc) return argv[++i];
+    if (arg.starts_with(name) && arg.size() > name.size() && arg[name.size()] == '=') {
+        return std::string(arg.substr(name.size() + 1));
+    }
+    return std::nullopt;
+}
 
 Arguments parse(int argc, const char* const argv[]) {
     Arguments args;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        if (arg == "--journal" && i + 1 < argc) {
-            args.journal = argv[++i];
-        } else if (arg.starts_with("--journal=")) {
-            args.journal = std::string(arg.substr(10));
+        if (auto journal = option("--journal", i, argc, argv)) {
+            args.journal = std::move(*journal);
+        } else if (auto prefix = option("--journal-prefix", i, argc, argv)) {
+            args.redis.prefix = std::move(*prefix);
+        } else if (auto file = option("--journal-password-file", i, argc, argv)) {
+            args.redis.password_file = std::move(*file);
         } else if (arg == "--dead") {
             args.dead = true;
         } else if (args.command.empty() && !arg.starts_with("-")) {
@@ -75,18 +94,64 @@ std::string when(std::int64_t unix_ms) {
                        fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
 }
 
-void list(Journal& journal, bool dead, std::ostream& out) {
-    const auto jobs = journal.list(dead ? std::optional(JobState::dead) : std::nullopt);
+void print_header(std::ostream& out) {
     fmt::print(out, "{:>8}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", "id", "kind", "state",
                "attempts", "next attempt (UTC)", "request", "last error");
-    for (const auto& job : jobs) {
-        fmt::print(out, "{:>8}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind,
-                   job_state_name(job.state), job.attempts,
-                   job.state == JobState::retry ? when(job.run_at_ms) : "-",
-                   job.request_id.empty() ? "-" : job.request_id,
-                   job.last_error.empty() ? "-" : job.last_error);
-    }
+}
+
+void print_job(std::ostream& out, const StoredJob& job, std::string_view state) {
+    fmt::print(out, "{:>8}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind, state,
+               job.attempts, job.state == JobState::retry ? when(job.run_at_ms) : "-",
+               job.request_id.empty() ? "-" : job.request_id,
+               job.last_error.empty() ? "-" : job.last_error);
+}
+
+void list(Journal& journal, bool dead, std::ostream& out) {
+    const auto jobs = journal.list(dead ? std::optional(JobState::dead) : std::nullopt);
+    print_header(out);
+    for (const auto& job : jobs) print_job(out, job, job_state_name(job.state));
     fmt::print(out, "{} jobs\n", jobs.size());
+}
+
+// A Redis journal: every command reads or changes the server directly, beside running
+// instances. Held jobs (committed, their response not yet finished) show as "held".
+int redis_command(const Arguments& args, std::string_view program, std::ostream& out,
+                  std::ostream& err) {
+    RedisJournalAdmin admin(args.journal, args.redis);
+    if (args.command == "list") {
+        const auto rows = admin.list(args.dead);
+        print_header(out);
+        for (const auto& row : rows) print_job(out, row.job, row.state);
+        fmt::print(out, "{} jobs\n", rows.size());
+    } else if (args.command == "stats") {
+        std::map<std::pair<std::string, std::string>, std::uint64_t> by_kind_state;
+        std::map<std::string, std::uint64_t> by_state;
+        for (const auto& row : admin.list(false)) {
+            ++by_kind_state[{row.job.kind, row.state}];
+            ++by_state[row.state];
+        }
+        fmt::print(out, "{:<24} {:<6} {:>8}\n", "kind", "state", "jobs");
+        for (const auto& [key, n] : by_kind_state) {
+            fmt::print(out, "{:<24} {:<6} {:>8}\n", key.first, key.second, n);
+        }
+        for (const auto& s : admin.streams()) {
+            fmt::print(out, "stream {}: {} entries, {} taken and not finished\n", s.kind,
+                       s.length, s.pending);
+        }
+        fmt::print(out, "ready {}, retry {}, dead {}, held {}\n", by_state["ready"],
+                   by_state["retry"], by_state["dead"], by_state["held"]);
+    } else if (args.command == "retry") {
+        const auto n = admin.revive(args.id);
+        if (args.id && n == 0) {
+            fmt::print(err, "{}: retry: job {} is not a dead job in {}\n", program, *args.id,
+                       args.journal);
+            return 2;
+        }
+        fmt::print(out, "{} dead jobs made ready; running instances take them now\n", n);
+    } else {
+        fmt::print(out, "{} dead jobs deleted\n", admin.purge_dead());
+    }
+    return 0;
 }
 
 void stats(Journal& journal, std::ostream& out) {
@@ -139,11 +204,12 @@ int jobs_command(int argc, const char* const argv[], std::string_view program, s
     }
     try {
         const auto args = parse(argc, argv);
+        const bool known = args.command == "list" || args.command == "stats" ||
+                           args.command == "retry" || args.command == "purge";
+        if (!known) throw Usage(fmt::format("no command '{}'", args.command));
+        if (JournalConfig{args.journal}.is_redis()) return redis_command(args, program, out, err);
         if (args.command == "retry" || args.command == "purge") {
             return change(args, program, out, err);
-        }
-        if (args.command != "list" && args.command != "stats") {
-            throw Usage(fmt::format("no command '{}'", args.command));
         }
         auto journal = Journal::open(args.journal, JournalSync::normal, Journal::Access::read_only);
         if (args.command == "list") {

@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <charconv>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -41,6 +43,20 @@ std::mutex script_mutex;
 std::map<const char*, std::string> script_shas;
 
 }  // namespace
+
+std::string read_redis_password(const std::string& password_file) {
+    if (!password_file.empty()) {
+        std::ifstream in(password_file);
+        std::string password;
+        if (!in || !std::getline(in, password)) {
+            throw JournalError(
+                fmt::format("--journal-password-file {}: cannot read it", password_file));
+        }
+        return password;
+    }
+    const char* env = std::getenv("CROSSTOWN_REDIS_PASSWORD");
+    return env != nullptr ? env : "";
+}
 
 RedisAddress RedisAddress::parse(std::string_view text) {
     RedisAddress a;

@@ -63,6 +63,10 @@ long long reply_integer(const redisReply* r);  // 0 when not an integer
 std::size_t reply_size(const redisReply* r);
 const redisReply* reply_element(const redisReply* r, std::size_t i);
 
+// The password for AUTH: the first line of `password_file`, or else CROSSTOWN_REDIS_PASSWORD,
+// or none. Throws JournalError naming a file that cannot be read.
+std::string read_redis_password(const std::string& password_file);
+
 // A Lua script, run by its SHA1 (EVALSHA), and by its text once when the server does not know
 // it (NOSCRIPT: first use, or the server restarted).
 struct RedisScript {

@@ -26,9 +26,10 @@ void nap(const std::stop_token& stop, Clock::duration pause) {
 
 }  // namespace
 
-RedisJobFeed::RedisJobFeed(RedisJournal& journal, JobRunner& runner)
+RedisJobFeed::RedisJobFeed(RedisJournal& journal, JobRunner& runner, bool take)
     : journal_(journal),
       runner_(runner),
+      taking_(take),
       thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
 
 RedisJobFeed::~RedisJobFeed() { stop(); }
@@ -44,7 +45,7 @@ void RedisJobFeed::loop(std::stop_token stop) {
     auto backoff = kFirstBackoff;
     while (!stop.stop_requested()) {
         try {
-            feed_once(next_beat);
+            feed_once(stop, next_beat);
             backoff = kFirstBackoff;
         } catch (const JournalError& e) {
             if (const auto n = failure_log_.count(); n > 0) {
@@ -56,13 +57,18 @@ void RedisJobFeed::loop(std::stop_token stop) {
     }
 }
 
-void RedisJobFeed::feed_once(Clock::time_point& next_beat) {
+void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& next_beat) {
     const auto beat_every = std::max(journal_.options().claim_after / 4,
                                      std::chrono::milliseconds(50));
     if (Clock::now() >= next_beat) {
         next_beat = Clock::now() + beat_every;
         journal_.beat();
+        if (!taking_.load()) return;
         if (auto room = runner_.room(); !room.empty()) runner_.receive(journal_.claim(room));
+    }
+    if (!taking_.load()) {
+        nap(stop, next_beat - Clock::now());
+        return;
     }
     const auto room = runner_.room();
     if (room.empty()) {

@@ -1,14 +1,22 @@
-// crosstown::RedisJobFeed: the thread that feeds this instance's JobRunner from the Redis
-// streams, and keeps the instance alive in the server's eyes.
+// crosstown::RedisJobFeed: the thread that keeps the instance alive in the Redis server's
+// eyes, and feeds this instance's JobRunner from the streams.
 //
-// It takes as many jobs of each kind as the runner has room for (XREADGROUP, blocking up to
-// 200 ms, so a released job starts within a round trip on whichever instance is free). Every
-// quarter of claim_after it beats: refreshes the heartbeat, touches the entries this instance
-// still runs, releases the held jobs of instances that stopped beating and claims the jobs
-// they had taken. While the server is unreachable it tries again with backoff, up to 2 s;
-// jobs already taken keep running meanwhile.
+// Every quarter of claim_after it beats: refreshes the heartbeat, touches the entries this
+// instance still runs, releases the held jobs of instances that stopped beating and writes what
+// failed before. Every instance beats, whether it runs jobs or not: one that holds jobs for its
+// responses must, or others would release them before the responses are finished. An instance
+// that runs jobs also takes as many of each kind as the runner has room for (XREADGROUP,
+// blocking up to 200 ms, so a released job starts within a round trip on whichever instance is
+// free) and, at each beat, claims those of consumers that died. While the server is
+// unreachable it tries again with backoff, up to 2 s; jobs already taken keep running.
+//
+// Stopping is in two steps: stop_taking() at the first stop signal (no new jobs while the pool
+// drains, but the beat goes on, so the jobs still running are not claimed by others), then
+// stop() once they are done.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "crosstown/detail/log_throttle.hpp"
@@ -19,20 +27,24 @@ namespace crosstown {
 
 class RedisJobFeed {
   public:
-    RedisJobFeed(RedisJournal& journal, JobRunner& runner);
+    // `take`: run jobs (roles both and worker); false: only beat (role web).
+    RedisJobFeed(RedisJournal& journal, JobRunner& runner, bool take);
     ~RedisJobFeed();  // stop()
     RedisJobFeed(const RedisJobFeed&) = delete;
     RedisJobFeed& operator=(const RedisJobFeed&) = delete;
 
-    // Takes no more jobs; returns once the thread has ended.
+    // Takes no more jobs, and goes on beating.
+    void stop_taking() { taking_.store(false); }
+    // Stops beating too; returns once the thread has ended.
     void stop();
 
   private:
     void loop(std::stop_token stop);
-    void feed_once(std::chrono::steady_clock::time_point& next_beat);
+    void feed_once(const std::stop_token& stop, std::chrono::steady_clock::time_point& next_beat);
 
     RedisJournal& journal_;
     JobRunner& runner_;
+    std::atomic<bool> taking_;
     detail::LogThrottle failure_log_{std::chrono::seconds(5)};
     std::jthread thread_;  // last: starts once the members above exist
 };

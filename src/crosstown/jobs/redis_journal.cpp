@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <random>
 #include <thread>
 
 #include "crosstown/jobs/follow_response_durably.hpp"
@@ -102,6 +100,15 @@ return 1
 
 // Resets the idle time of the entries this consumer still has, and only those: an entry
 // another instance claimed meanwhile stays theirs.
+// Only a job that still exists: a duplicate's completion may have deleted it meanwhile.
+constexpr RedisScript kReschedule{R"lua(
+local job = ARGV[1] .. ':job:' .. ARGV[2]
+if redis.call('EXISTS', job) == 0 then return 0 end
+redis.call('HSET', job, 'attempts', ARGV[3], 'run_at_ms', ARGV[4], 'state', 'retry',
+           'last_error', ARGV[5])
+return 1
+)lua"};
+
 constexpr RedisScript kTouch{R"lua(
 local p, group, me = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV, 2 do
@@ -112,25 +119,23 @@ end
 return 1
 )lua"};
 
-std::string read_password(const RedisJournalOptions& options) {
-    if (!options.password_file.empty()) {
-        std::ifstream in(options.password_file);
-        if (!in) {
-            throw JournalError(fmt::format("--journal-password-file {}: cannot read it",
-                                           options.password_file));
-        }
-        std::string password;
-        std::getline(in, password);
-        return password;
-    }
-    const char* env = std::getenv("CROSSTOWN_REDIS_PASSWORD");
-    return env != nullptr ? env : "";
-}
-
+// Host and pid name the process for an operator; the random part keeps a restarted container,
+// which often has the same host name and pid 1 again, from taking a crashed one's name.
 std::string default_instance() {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
-    return fmt::format("{}:{}", host, ::getpid());
+    return fmt::format("{}:{}:{:06x}", host, ::getpid(), std::random_device{}() & 0xffffff);
+}
+
+// Error replies that say "not now" rather than "never": a write refused with one of them is
+// kept and tried again, like one that met no server.
+bool transient(const RedisReplyError& e) {
+    static constexpr std::string_view kCodes[] = {"OOM",  "READONLY", "LOADING",  "MISCONF",
+                                                  "BUSY", "NOGROUP",  "TRYAGAIN", "MASTERDOWN"};
+    const std::string_view what = e.what();
+    const auto at = what.find(": ");
+    const auto reply = at == std::string_view::npos ? what : what.substr(at + 2);
+    return std::ranges::any_of(kCodes, [&](std::string_view code) { return reply.starts_with(code); });
 }
 
 std::int64_t to_int(const std::string& text) {
@@ -180,7 +185,7 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
       }()),
       options_(std::move(options)),
       kinds_(kinds),
-      password_(read_password(options_)) {
+      password_(read_redis_password(options_.password_file)) {
     if (options_.instance.empty()) options_.instance = default_instance();
     const auto give_up_at = Clock::now() + options_.wait;
     for (;;) {
@@ -193,14 +198,31 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
             std::this_thread::sleep_for(std::chrono::milliseconds(500));
         }
     }
+    // A name in use would share a held set with a live process, or keep a crashed one's held
+    // jobs from ever being released.
+    if (feed_->command({"EXISTS", key("alive:" + options_.instance)}).integer() == 1) {
+        throw JournalError(fmt::format(
+            "redis {}: instance name '{}' is in use by a live instance (or one that stopped less "
+            "than {} ms ago); give each instance its own --journal-instance",
+            address_.text, options_.instance, options_.claim_after.count()));
+    }
+    ensure_groups(*feed_);
+    // Before this instance beats: a previous process of the same name that crashed leaves its
+    // held jobs to be released now.
+    feed_->eval(kReleaseOrphans, std::vector{options_.prefix});
+    beat();
+}
+
+// The kinds' streams and their consumer group, created when missing (first start, or a server
+// that lost its data): without the group every read fails while holds still succeed.
+void RedisJournal::ensure_groups(RedisConnection& connection) {
     for (const auto& kind : kinds_) {
         try {
-            feed_->command({"XGROUP", "CREATE", key("stream:" + kind), kGroup, "0", "MKSTREAM"});
+            connection.command({"XGROUP", "CREATE", key("stream:" + kind), kGroup, "0", "MKSTREAM"});
         } catch (const RedisReplyError& e) {
             if (std::string_view(e.what()).find("BUSYGROUP") == std::string_view::npos) throw;
         }
     }
-    beat();
 }
 
 RedisJournal::~RedisJournal() = default;
@@ -256,6 +278,8 @@ std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
         for (std::size_t i = 0; i < reply.size(); ++i) {
             ids.push_back(reply_integer(reply.element(i)));
         }
+        std::lock_guard lock(mutex_);
+        holding_.insert(ids.begin(), ids.end());
         return ids;
     } catch (const JournalError& e) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
@@ -263,21 +287,42 @@ std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
     }
 }
 
+// Writes wait behind those already kept, so that an older change cannot land after a newer
+// one (a retry's attempts after its completion).
 void RedisJournal::write_or_keep(Write write) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!kept_.empty()) {
+            kept_.push_back(std::move(write));
+            return;
+        }
+    }
     try {
         auto connection = lease();
         write(*connection);
     } catch (const RedisReplyError& e) {
-        log::error("{}", e.what());  // the server refused it: writing it again cannot help
+        if (!transient(e)) {
+            log::error("{}", e.what());  // refused for good: writing it again cannot help
+            return;
+        }
+        keep(std::move(write));
     } catch (const JournalError&) {
-        failed_commands_.fetch_add(1, std::memory_order_relaxed);
-        std::lock_guard lock(mutex_);
-        kept_.push_back(std::move(write));
+        keep(std::move(write));
     }
+}
+
+void RedisJournal::keep(Write write) {
+    failed_commands_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(mutex_);
+    kept_.push_back(std::move(write));
 }
 
 void RedisJournal::release(std::span<const std::int64_t> ids) {
     if (ids.empty()) return;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto id : ids) holding_.erase(id);
+    }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
     write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kRelease, args); });
@@ -288,6 +333,7 @@ void RedisJournal::complete(std::int64_t id) {
     {
         std::lock_guard lock(mutex_);
         if (auto node = taken_.extract(id)) taken = std::move(node.mapped());
+        holding_.erase(id);
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
         std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
@@ -301,12 +347,9 @@ void RedisJournal::complete(std::int64_t id) {
 
 void RedisJournal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                               std::string error) {
-    std::vector<std::string> args{"HSET",      key(fmt::format("job:{}", id)),
-                                  "attempts",  std::to_string(attempts),
-                                  "run_at_ms", std::to_string(run_at_ms),
-                                  "state",     "retry",
-                                  "last_error", std::move(error)};
-    write_or_keep([args = std::move(args)](RedisConnection& c) { c.command(args); });
+    std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
+                                  std::to_string(run_at_ms), std::move(error)};
+    write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); });
 }
 
 void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
@@ -350,6 +393,13 @@ std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_
                                    {kind, reply_string(reply_element(entry, 0))}});
             }
         }
+    } catch (const RedisReplyError& e) {
+        failed_commands_.fetch_add(1, std::memory_order_relaxed);
+        if (std::string_view(e.what()).find("NOGROUP") != std::string_view::npos) {
+            log::warn("{}; creating the consumer groups again", e.what());
+            ensure_groups(*feed_);
+        }
+        throw;
     } catch (const JournalError&) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
         feed_.reset();
@@ -362,9 +412,15 @@ std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size
     auto connection = lease();
     std::vector<std::pair<std::string, Taken>> entries;
     for (const auto& [kind, count] : room) {
+        // Each call scans at most ten times COUNT pending entries: the cursor carries on
+        // where the last one stopped, so a dead consumer's entries behind many live ones are
+        // reached too.
+        auto& cursor = claim_cursors_[kind];
+        if (cursor.empty()) cursor = "0-0";
         const auto reply = connection->command(
             {"XAUTOCLAIM", key("stream:" + kind), kGroup, options_.instance,
-             std::to_string(options_.claim_after.count()), "0-0", "COUNT", std::to_string(count)});
+             std::to_string(options_.claim_after.count()), cursor, "COUNT", std::to_string(count)});
+        cursor = reply_string(reply.element(0));
         const auto* list = reply.element(1);
         for (std::size_t e = 0; e < reply_size(list); ++e) {
             const auto* entry = reply_element(list, e);
@@ -432,6 +488,7 @@ void RedisJournal::beat() {
         }
     }
     if (touch.size() > 3) connection->eval(kTouch, touch);
+    release_stranded(*connection);
     const auto released = connection->eval(kReleaseOrphans, std::vector{options_.prefix}).integer();
     if (released > 0) {
         orphans_released_.fetch_add(static_cast<std::uint64_t>(released), std::memory_order_relaxed);
@@ -439,6 +496,28 @@ void RedisJournal::beat() {
                   address_.text, released);
     }
     run_kept(*connection);
+}
+
+// Jobs in this instance's held set whose response is not in progress here, at two beats in a
+// row: a release refused for good, or lost. Released then, so that no job that got its 2xx
+// waits for this instance to stop. Two looks, because a commit whose hold is written but whose
+// reply has not arrived yet is not in holding_ at the first. A job whose release is kept for
+// later may be released twice, which the script ignores.
+void RedisJournal::release_stranded(RedisConnection& connection) {
+    const auto held = connection.command({"SMEMBERS", key("held:" + options_.instance)});
+    std::set<std::int64_t> stranded;
+    std::vector<std::string> args{options_.prefix, options_.instance};
+    {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < held.size(); ++i) {
+            const auto id = to_int(reply_string(held.element(i)));
+            if (holding_.contains(id)) continue;
+            stranded.insert(id);
+            if (stranded_.contains(id)) args.push_back(std::to_string(id));
+        }
+        stranded_ = std::move(stranded);
+    }
+    if (args.size() > 2) connection.eval(kRelease, args);
 }
 
 void RedisJournal::run_kept(RedisConnection& connection) {
@@ -451,14 +530,24 @@ void RedisJournal::run_kept(RedisConnection& connection) {
         try {
             kept[i](connection);
         } catch (const RedisReplyError& e) {
-            log::error("{}", e.what());
+            if (!transient(e)) {
+                log::error("{}", e.what());
+                continue;
+            }
+            put_back(kept, i);
+            throw;
         } catch (const JournalError&) {
-            std::lock_guard lock(mutex_);
-            kept_.insert(kept_.begin(), std::make_move_iterator(kept.begin() + static_cast<std::ptrdiff_t>(i)),
-                         std::make_move_iterator(kept.end()));
+            put_back(kept, i);
             throw;
         }
     }
+}
+
+// The kept writes from `from` on go back in front of those kept meanwhile, in order.
+void RedisJournal::put_back(std::vector<Write>& kept, std::size_t from) {
+    std::lock_guard lock(mutex_);
+    kept_.insert(kept_.begin(), std::make_move_iterator(kept.begin() + static_cast<std::ptrdiff_t>(from)),
+                 std::make_move_iterator(kept.end()));
 }
 
 void RedisJournal::leave() noexcept {

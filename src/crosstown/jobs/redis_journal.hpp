@@ -15,6 +15,11 @@
 // legitimately runs longer than claim_after is not claimed from a live instance: the claim
 // time follows the instance's heartbeat, not the kind's timeout.
 //
+// Writes after the response (releases, finishes) that meet no server, or a refusal for now
+// (OOM, READONLY, LOADING, ...), are kept and written again, in order, at the next beat. Each
+// beat also releases the jobs of this instance's held set that no response here is writing, so
+// a job that got its 2xx never waits for its instance to stop.
+//
 // Thread-safe. Connections are lent one per caller from a small set; the feed's blocking
 // reads have one of their own.
 #pragma once
@@ -26,6 +31,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,6 +105,10 @@ class RedisJournal final : public JobStore {
     using Write = std::function<void(RedisConnection&)>;
 
     RedisConnection connect() const;
+    void ensure_groups(RedisConnection& connection);
+    void keep(Write write);
+    void put_back(std::vector<Write>& kept, std::size_t from);
+    void release_stranded(RedisConnection& connection);
     Lease lease() const;
     void give_back(RedisConnection connection) const;
     // Runs `write` now, or keeps it for beat() when the server cannot be reached.
@@ -116,9 +126,12 @@ class RedisJournal final : public JobStore {
     mutable std::mutex mutex_;
     mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
     std::map<std::int64_t, Taken> taken_;       // guarded by mutex_; running or retrying here
+    std::set<std::int64_t> holding_;  // guarded by mutex_; held, their response in progress
+    std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last beat
     std::vector<Write> kept_;                   // guarded by mutex_; failed, to write again
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     std::optional<RedisConnection> feed_;       // the feed thread's own
+    std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
 };

@@ -372,12 +372,13 @@ bool Server::Impl::open_journal() {
 }
 
 // Redis: nothing is replayed; the feed takes released jobs (this instance's, and those of
-// instances that died) as the runner has room. A web-only instance takes none.
+// instances that died) as the runner has room. A web-only instance, or one that defines no
+// kinds, takes none, but beats all the same.
 void Server::Impl::open_redis_journal() {
     redis_journal_.emplace(config_.journal.path, config_.journal.redis, kinds_.names());
     job_runner_.emplace(kinds_, *redis_journal_, pool_);
     set_process_job_runner(&*job_runner_);
-    if (config_.role != Role::web) redis_feed_.emplace(*redis_journal_, *job_runner_);
+    redis_feed_.emplace(*redis_journal_, *job_runner_, config_.role != Role::web && !kinds_.empty());
     log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, role {})",
               config_.journal.path, config_.journal.redis.prefix, redis_journal_->instance(),
               config_.journal.redis.claim_after.count(),
@@ -389,6 +390,7 @@ int Server::Impl::work_only() {
     log::info("worker: running durable jobs from {}; no FastCGI socket", config_.journal.path);
     notifier_.ready();
     const int signal = wait_for_stop();
+    if (redis_feed_) redis_feed_->stop_taking();
     second_signal_ = std::jthread(
         [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
     drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
@@ -402,16 +404,21 @@ int Server::Impl::work_only() {
 // (SQLite), or claimed by another instance (Redis).
 void Server::Impl::stop_jobs() {
     if (!job_runner_) return;
-    if (redis_feed_) redis_feed_->stop();
     set_process_job_runner(nullptr);
     job_runner_->stop();
     if (redis_journal_) {
+        // The beat goes on until the jobs still running have ended (the pool's drain): only
+        // then may other instances claim what is left.
+        if (redis_feed_) redis_feed_->stop();
         redis_journal_->leave();
         auto totals = job_runner_->totals();
+        // Not written: held (or finished) jobs whose release (or completion) never reached
+        // Redis. Other instances release or run them again: kept, as with SQLite.
         if (const auto unwritten = redis_journal_->figures().unwritten; unwritten > 0) {
             log::error("journal {}: {} releases or finishes could not be written; other "
                        "instances release or run those jobs again after {}ms",
                        config_.journal.path, unwritten, config_.journal.redis.claim_after.count());
+            totals.outstanding += unwritten;
         }
         log::info("{}", totals.summary());
         return;
@@ -465,6 +472,7 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
                                          : "FCGI_WEB_SERVER_ADDRS " + config_.web_server_addrs);
     notifier_.ready();
     const int signal = wait_for_stop();
+    if (redis_feed_) redis_feed_->stop_taking();
     second_signal_ = std::jthread(
         [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
     accepting_.store(false);
@@ -505,7 +513,7 @@ void Server::Impl::join_by_deadline(Responder& responder) {
 }
 
 int Server::Impl::finish() {
-    if (redis_feed_) redis_feed_->stop();  // takes no more jobs while the pool drains
+    if (redis_feed_) redis_feed_->stop_taking();  // no new jobs while the pool drains
     const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
                                std::chrono::steady_clock::duration::zero());
     const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);

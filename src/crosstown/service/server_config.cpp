@@ -226,11 +226,13 @@ po::options_description describe_options(const ProgramInfo& program) {
                           "Redis journal: read the password from FILE (else from "
                           "CROSSTOWN_REDIS_PASSWORD)");
     add("journal-claim-after", format_duration(d.journal.redis.claim_after),
-        "Redis journal: an instance silent this long is dead; others release and claim its jobs");
+        "Redis journal: an instance silent this long is dead; others release and claim its "
+        "jobs (at least 5s)");
     add("journal-wait", format_duration(d.journal.redis.wait),
         "Redis journal: at start, how long to wait for the server before exiting (2)");
     options.add_options()("journal-instance", text(),
-                          "Redis journal: this instance's name (default HOSTNAME:PID)");
+                          "Redis journal: this instance's name, unique among live instances "
+                          "(default HOSTNAME:PID:RANDOM)");
     for (const auto& option : program.app_options) {
         options.add_options()(option.name.c_str(), text(), option.help.c_str());
     }
@@ -258,8 +260,10 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
          [&](const std::string& s) { c.journal.redis.password_file = s; });
     take(v, "journal-claim-after", [&](const std::string& s) {
         c.journal.redis.claim_after = parse_duration(s);
-        if (c.journal.redis.claim_after < std::chrono::milliseconds(200)) {
-            throw BadValue("must be at least 200ms");
+        // Shorter, and one slow beat (a command waits up to 2 s) would let other instances
+        // release the jobs held for responses still being written.
+        if (c.journal.redis.claim_after < std::chrono::seconds(5)) {
+            throw BadValue("must be at least 5s");
         }
     });
     take(v, "journal-wait", [&](const std::string& s) { c.journal.redis.wait = parse_duration(s); });

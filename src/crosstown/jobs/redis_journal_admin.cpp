@@ -1,0 +1,164 @@
+#include "crosstown/jobs/redis_journal_admin.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+
+#include "crosstown/jobs/redis_journal.hpp"
+
+namespace crosstown {
+namespace {
+
+constexpr RedisScript kRevive{R"lua(
+local p, id = ARGV[1], ARGV[2]
+local job = p .. ':job:' .. id
+if redis.call('HGET', job, 'state') ~= 'dead' then return 0 end
+redis.call('HSET', job, 'state', 'ready', 'attempts', 0, 'run_at_ms', 0, 'last_error', '')
+redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id)
+return 1
+)lua"};
+
+constexpr RedisScript kPurge{R"lua(
+local job = ARGV[1] .. ':job:' .. ARGV[2]
+if redis.call('HGET', job, 'state') ~= 'dead' then return 0 end
+return redis.call('DEL', job)
+)lua"};
+
+std::int64_t to_int(const std::string& text) {
+    std::int64_t value = 0;
+    std::from_chars(text.data(), text.data() + text.size(), value);
+    return value;
+}
+
+JobState state_named(std::string_view name) {
+    if (name == "dead") return JobState::dead;
+    if (name == "retry") return JobState::retry;
+    return JobState::ready;
+}
+
+RedisConnection connect(const std::string& address, const RedisJournalOptions& options) {
+    try {
+        return RedisConnection::open(RedisAddress::parse(address),
+                                     read_redis_password(options.password_file),
+                                     std::chrono::seconds(5));
+    } catch (const std::invalid_argument& e) {
+        throw JournalError(e.what());
+    }
+}
+
+}  // namespace
+
+RedisJournalAdmin::RedisJournalAdmin(const std::string& address,
+                                     const RedisJournalOptions& options)
+    : options_(options), connection_(connect(address, options)) {}
+
+std::string RedisJournalAdmin::key(std::string_view what) const {
+    return fmt::format("{}:{}", options_.prefix, what);
+}
+
+// The ids of every job hash, by SCAN (it does not block the server, unlike KEYS).
+std::vector<std::string> RedisJournalAdmin::job_ids() {
+    std::set<std::int64_t> ids;
+    const auto prefix = key("job:");
+    std::string cursor = "0";
+    do {
+        const auto reply =
+            connection_.command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+        cursor = reply_string(reply.element(0));
+        const auto* keys = reply.element(1);
+        for (std::size_t i = 0; i < reply_size(keys); ++i) {
+            ids.insert(to_int(reply_string(reply_element(keys, i)).substr(prefix.size())));
+        }
+    } while (cursor != "0");
+    std::vector<std::string> out;
+    for (const auto id : ids) out.push_back(std::to_string(id));
+    return out;
+}
+
+std::vector<RedisJobRow> RedisJournalAdmin::list(bool dead_only) {
+    const auto ids = job_ids();
+    std::vector<std::vector<std::string>> reads;
+    for (const auto& id : ids) reads.push_back({"HGETALL", key("job:" + id)});
+    const auto replies = connection_.pipeline(reads);
+    std::vector<RedisJobRow> rows;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        std::map<std::string, std::string> f;
+        for (std::size_t k = 0; k + 1 < replies[i].size(); k += 2) {
+            f[reply_string(replies[i].element(k))] = reply_string(replies[i].element(k + 1));
+        }
+        if (f.empty() || (dead_only && f["state"] != "dead")) continue;
+        RedisJobRow row;
+        row.job.id = to_int(ids[i]);
+        row.job.kind = f["kind"];
+        row.job.payload = f["payload"];
+        row.job.request_id = f["request_id"];
+        row.job.attempts = static_cast<unsigned>(to_int(f["attempts"]));
+        row.job.state = state_named(f["state"]);
+        row.job.enqueued_ms = to_int(f["enqueued_ms"]);
+        row.job.run_at_ms = to_int(f["run_at_ms"]);
+        row.job.last_error = f["last_error"];
+        row.state = f["state"];
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+std::uint64_t RedisJournalAdmin::revive(std::optional<std::int64_t> id) {
+    std::vector<std::string> ids;
+    if (id) {
+        ids.push_back(std::to_string(*id));
+    } else {
+        for (const auto& row : list(true)) ids.push_back(std::to_string(row.job.id));
+    }
+    std::uint64_t revived = 0;
+    for (const auto& one : ids) {
+        revived += static_cast<std::uint64_t>(
+            connection_.eval(kRevive, std::vector{options_.prefix, one}).integer());
+    }
+    return revived;
+}
+
+std::uint64_t RedisJournalAdmin::purge_dead() {
+    std::uint64_t purged = 0;
+    for (const auto& row : list(true)) {
+        purged += static_cast<std::uint64_t>(
+            connection_.eval(kPurge, std::vector{options_.prefix, std::to_string(row.job.id)})
+                .integer());
+    }
+    connection_.command({"DEL", key("dead")});
+    return purged;
+}
+
+std::vector<RedisJournalAdmin::Stream> RedisJournalAdmin::streams() {
+    const auto prefix = key("stream:");
+    std::set<std::string> kinds;
+    std::string cursor = "0";
+    do {
+        const auto reply =
+            connection_.command({"SCAN", cursor, "MATCH", prefix + "*", "TYPE", "stream"});
+        cursor = reply_string(reply.element(0));
+        const auto* keys = reply.element(1);
+        for (std::size_t i = 0; i < reply_size(keys); ++i) {
+            kinds.insert(reply_string(reply_element(keys, i)).substr(prefix.size()));
+        }
+    } while (cursor != "0");
+    std::vector<Stream> streams;
+    for (const auto& kind : kinds) {
+        Stream s{kind};
+        s.length = static_cast<std::uint64_t>(connection_.command({"XLEN", prefix + kind}).integer());
+        try {
+            const auto pending = connection_.command(
+                {"XPENDING", prefix + kind, RedisJournal::kGroup});
+            s.pending = static_cast<std::uint64_t>(reply_integer(pending.element(0)));
+        } catch (const RedisReplyError&) {
+            // no consumer group yet: nothing can be pending
+        }
+        streams.push_back(std::move(s));
+    }
+    return streams;
+}
+
+}  // namespace crosstown
