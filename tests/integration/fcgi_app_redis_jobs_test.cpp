@@ -259,14 +259,14 @@ TEST(RedisJobs, AWebInstanceRunsNothingAndAWorkerWithoutASocketDrainsTheBacklog)
         ASSERT_EQ(stack.post_calls(3, 5).status, 202);
         calls += 3;
     }
-    std::this_thread::sleep_for(300ms);
-    EXPECT_TRUE(read_witness(stack.witness()).empty()) << "a web instance ran jobs";
-    EXPECT_EQ(metric_value(http_get(stack.port(), "/metrics").body,
-                           "crosstown_redis_stream_length{kind=\"place-call\"}"),
-              calls);
+    EXPECT_TRUE(eventually([&] {
+        return metric_value(http_get(stack.port(), "/metrics").body,
+                            "crosstown_redis_stream_length{kind=\"place-call\"}") == calls;
+    })) << http_get(stack.port(), "/metrics").body;
     // A web instance holds jobs for its responses, so it must beat though it runs none: past
-    // the claim time its heartbeat is still there.
+    // the claim time its heartbeat is still there, and it ran nothing meanwhile.
     std::this_thread::sleep_for(6s);
+    EXPECT_TRUE(read_witness(stack.witness()).empty()) << "a web instance ran jobs";
     auto redis_client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
     EXPECT_EQ(redis_client.command({"EXISTS", "crosstown:alive:web"}).integer(), 1)
         << "a web instance stopped beating";
@@ -426,7 +426,9 @@ TEST(RedisJobs, CallsStartOnlyAfterTheirResponseFinishedThoughAnotherInstanceRun
 }
 
 // The response is 4 MiB and nobody reads it for a while: FCGX_Finish_r waits, and so must
-// the calls, though the instance that runs them is another one.
+// the calls, though the instance that runs them is another one. The wait is longer than the
+// claim time, so that neither a beat's look for stranded jobs nor a lapsed heartbeat may
+// release them early either.
 TEST(RedisJobs, AResponseNotYetReadHoldsItsCallsBackOnEveryInstance) {
     RedisServer redis;
     RedisStack stack;
@@ -438,7 +440,7 @@ TEST(RedisJobs, AResponseNotYetReadHoldsItsCallsBackOnEveryInstance) {
                       {"QUERY_STRING", "durable=1&count=3&latency_ms=0&pad_kb=4096"},
                       {"CONTENT_LENGTH", "0"}};
     ASSERT_TRUE(fastcgi.send_request(post));
-    std::this_thread::sleep_for(1500ms);
+    std::this_thread::sleep_for(7s);
     EXPECT_TRUE(read_witness(stack.witness()).empty())
         << "calls ran while their response was still being written";
     const auto reply = fastcgi.read_reply();

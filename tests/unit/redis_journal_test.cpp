@@ -125,8 +125,28 @@ TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     EXPECT_EQ(error.string(), "gave up");
 }
 
+TEST_F(RedisJournalTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinishedOne) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    b.bury(ids[0], 3, "gave up");
+    b.reschedule(ids[0], 2, 0, "an older failure, written late");
+    const auto job = "t:job:" + std::to_string(ids[0]);
+    EXPECT_EQ(raw().command({"HGET", job, "state"}).string(), "dead");
+    EXPECT_EQ(raw().command({"HGET", job, "last_error"}).string(), "gave up");
+    EXPECT_EQ(integer({"XLEN", "t:dead"}), 1);
+
+    const auto done = commit(*a, "q");
+    a->release(done);
+    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    b.complete(done[0]);
+    b.reschedule(done[0], 1, 0, "late");
+    EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(done[0])}), 0);
+}
+
 TEST_F(RedisJournalTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatExpires) {
     const auto ids = commit(*a, "p");
+    a->beat();
     b.beat();
     EXPECT_TRUE(b.take(room, 100ms).empty()) << "released while its holder lives";
     a->beat();
@@ -162,7 +182,21 @@ TEST_F(RedisJournalTest, AHeldJobWhoseReleaseWasLostIsReleasedByItsOwnInstanceAt
 }
 
 TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredecessorHeld) {
-    EXPECT_THROW(RedisJournal(server.unix_address(), options_for("a"), {"k"}), JournalError);
+    {
+        // a lives (and beats) all the while the second process waits for the name.
+        std::jthread beating([&](std::stop_token stop) {
+            while (!stop.stop_requested()) {
+                a->beat();
+                std::this_thread::sleep_for(kClaimAfter / 6);
+            }
+        });
+        try {
+            RedisJournal twin(server.unix_address(), options_for("a"), {"k"});
+            ADD_FAILURE() << "a second instance took a live instance's name";
+        } catch (const JournalError& e) {
+            EXPECT_THAT(e.what(), HasSubstr("'a' is in use"));
+        }
+    }
     const auto ids = commit(*a, "p");
     auto c = raw();
     c.command({"DEL", "t:alive:a"});  // a crashed and its heartbeat expired, in effect

@@ -160,6 +160,10 @@ RedisConnection::~RedisConnection() {
 
 bool RedisConnection::broken() const { return context_ == nullptr || context_->err != 0; }
 
+void RedisConnection::abandon() {
+    if (context_ != nullptr) redisFree(std::exchange(context_, nullptr));
+}
+
 void RedisConnection::set_timeout(std::chrono::milliseconds timeout) {
     redisSetTimeout(context_, to_timeval(timeout));
 }

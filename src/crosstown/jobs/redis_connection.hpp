@@ -91,6 +91,9 @@ class RedisConnection {
     // Socket timeout for the next replies (a blocking XREADGROUP needs more than its BLOCK).
     void set_timeout(std::chrono::milliseconds timeout);
     bool broken() const;
+    // Closes it: it is broken() from now on (a server that answers READONLY may be a demoted
+    // primary, and a new connection may reach the new one).
+    void abandon();
 
   private:
     RedisConnection(redisContext* context, std::string address);

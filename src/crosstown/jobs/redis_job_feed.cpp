@@ -61,8 +61,8 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     const auto beat_every = std::max(journal_.options().claim_after / 4,
                                      std::chrono::milliseconds(50));
     if (Clock::now() >= next_beat) {
+        journal_.beat();  // when it throws, it is tried again after the backoff, not a beat later
         next_beat = Clock::now() + beat_every;
-        journal_.beat();
         if (!taking_.load()) return;
         if (auto room = runner_.room(); !room.empty()) runner_.receive(journal_.claim(room));
     }

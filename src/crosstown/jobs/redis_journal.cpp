@@ -7,6 +7,7 @@
 #include <charconv>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/observe/log.hpp"
@@ -74,6 +75,19 @@ end
 return n
 )lua"};
 
+// Every job in one instance's held set: the name's previous process is gone.
+constexpr RedisScript kReleaseHeld{R"lua(
+local p, inst = ARGV[1], ARGV[2]
+for _, id in ipairs(redis.call('SMEMBERS', p .. ':held:' .. inst)) do
+  local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
+  if kind then
+    redis.call('HSET', p .. ':job:' .. id, 'state', 'ready')
+    redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
+  end
+end
+return redis.call('DEL', p .. ':held:' .. inst)
+)lua"};
+
 constexpr RedisScript kDiscard{R"lua(
 redis.call('SREM', ARGV[1] .. ':held:' .. ARGV[2], ARGV[3])
 return redis.call('DEL', ARGV[1] .. ':job:' .. ARGV[3])
@@ -91,24 +105,27 @@ local p, kind, id = ARGV[1], ARGV[3], ARGV[5]
 local stream = p .. ':stream:' .. kind
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
-if redis.call('EXISTS', p .. ':job:' .. id) == 1 then
+local state = redis.call('HGET', p .. ':job:' .. id, 'state')
+if state and state ~= 'dead' then
   redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6], 'last_error', ARGV[7])
   redis.call('XADD', p .. ':dead', '*', 'id', id, 'kind', kind, 'error', ARGV[7])
 end
 return 1
 )lua"};
 
-// Resets the idle time of the entries this consumer still has, and only those: an entry
-// another instance claimed meanwhile stays theirs.
-// Only a job that still exists: a duplicate's completion may have deleted it meanwhile.
+// Only a job that still exists and is not dead: a duplicate's completion may have deleted it,
+// or its death been written, meanwhile.
 constexpr RedisScript kReschedule{R"lua(
 local job = ARGV[1] .. ':job:' .. ARGV[2]
-if redis.call('EXISTS', job) == 0 then return 0 end
+local state = redis.call('HGET', job, 'state')
+if not state or state == 'dead' then return 0 end
 redis.call('HSET', job, 'attempts', ARGV[3], 'run_at_ms', ARGV[4], 'state', 'retry',
            'last_error', ARGV[5])
 return 1
 )lua"};
 
+// Resets the idle time of the entries this consumer still has, and only those: an entry
+// another instance claimed meanwhile stays theirs.
 constexpr RedisScript kTouch{R"lua(
 local p, group, me = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV, 2 do
@@ -163,8 +180,14 @@ class RedisJournal::Lease {
     Lease(const RedisJournal& owner, RedisConnection connection)
         : owner_(owner), connection_(std::move(connection)) {}
     Lease(const Lease&) = delete;
+    // A broken connection is dropped, and the idle ones with it: after a server restart or a
+    // failover they are as stale, and each would fail one more caller.
     ~Lease() {
-        if (!connection_.broken()) owner_.give_back(std::move(connection_));
+        if (connection_.broken()) {
+            owner_.drop_idle();
+        } else {
+            owner_.give_back(std::move(connection_));
+        }
     }
     RedisConnection* operator->() { return &connection_; }
     RedisConnection& operator*() { return connection_; }
@@ -198,19 +221,35 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
             std::this_thread::sleep_for(std::chrono::milliseconds(500));
         }
     }
-    // A name in use would share a held set with a live process, or keep a crashed one's held
-    // jobs from ever being released.
-    if (feed_->command({"EXISTS", key("alive:" + options_.instance)}).integer() == 1) {
-        throw JournalError(fmt::format(
-            "redis {}: instance name '{}' is in use by a live instance (or one that stopped less "
-            "than {} ms ago); give each instance its own --journal-instance",
-            address_.text, options_.instance, options_.claim_after.count()));
-    }
+    claim_name();
     ensure_groups(*feed_);
-    // Before this instance beats: a previous process of the same name that crashed leaves its
-    // held jobs to be released now.
-    feed_->eval(kReleaseOrphans, std::vector{options_.prefix});
     beat();
+}
+
+// The instance's name is its heartbeat key, set only when absent (SET NX): a name in use would
+// share a held set with a live process. A process restarted right after a crash finds its
+// predecessor's heartbeat still there, so it waits for it to expire (up to claim_after) before
+// giving up. Then it releases what that predecessor held.
+void RedisJournal::claim_name() {
+    const auto alive = key("alive:" + options_.instance);
+    const auto ttl = std::to_string(options_.claim_after.count());
+    const auto give_up_at = Clock::now() + options_.claim_after + std::chrono::seconds(1);
+    bool told = false;
+    while (feed_->command({"SET", alive, std::to_string(::getpid()), "NX", "PX", ttl}).is_nil()) {
+        if (Clock::now() >= give_up_at) {
+            throw JournalError(fmt::format(
+                "redis {}: instance name '{}' is in use by a live instance; give each instance "
+                "its own --journal-instance",
+                address_.text, options_.instance));
+        }
+        if (!std::exchange(told, true)) {
+            log::warn("redis {}: instance name '{}' is in use; waiting up to {} ms for it to "
+                      "expire (a restart after a crash)",
+                      address_.text, options_.instance, options_.claim_after.count());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    feed_->eval(kReleaseHeld, std::vector{options_.prefix, options_.instance});
 }
 
 // The kinds' streams and their consumer group, created when missing (first start, or a server
@@ -258,6 +297,11 @@ RedisJournal::Lease RedisJournal::lease() const {
     }
 }
 
+void RedisJournal::drop_idle() const {
+    std::lock_guard lock(mutex_);
+    idle_.clear();
+}
+
 void RedisJournal::give_back(RedisConnection connection) const {
     std::lock_guard lock(mutex_);
     if (idle_.size() < kIdleConnections) idle_.push_back(std::move(connection));
@@ -271,44 +315,64 @@ std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
         args.emplace_back(job.payload);
         args.emplace_back(job.request_id);
     }
+    // In flight from before the hold until its ids are in holding_ (or it failed), marked with
+    // the beat it started after: see release_stranded.
+    std::multiset<std::uint64_t>::iterator in_flight;
+    {
+        std::lock_guard lock(mutex_);
+        in_flight = commits_in_flight_.insert(beats_);
+    }
+    std::vector<std::int64_t> ids;
     try {
         auto connection = lease();
         const auto reply = connection->eval(kHold, args);
-        std::vector<std::int64_t> ids;
         for (std::size_t i = 0; i < reply.size(); ++i) {
             ids.push_back(reply_integer(reply.element(i)));
         }
-        std::lock_guard lock(mutex_);
-        holding_.insert(ids.begin(), ids.end());
-        return ids;
     } catch (const JournalError& e) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
+        std::lock_guard lock(mutex_);
+        commits_in_flight_.erase(in_flight);
         throw JournalUnavailable(e.what());
     }
+    std::lock_guard lock(mutex_);
+    holding_.insert(ids.begin(), ids.end());
+    commits_in_flight_.erase(in_flight);
+    return ids;
 }
 
-// Writes wait behind those already kept, so that an older change cannot land after a newer
-// one (a retry's attempts after its completion).
+// A write waits behind kept writes about the same jobs, so that an older change cannot land
+// after a newer one (a retry's attempts after its completion); others go at once, so that one
+// refused write does not hold back the rest.
 void RedisJournal::write_or_keep(Write write) {
     {
         std::lock_guard lock(mutex_);
-        if (!kept_.empty()) {
+        if (kept_for(write.ids)) {
             kept_.push_back(std::move(write));
             return;
         }
     }
     try {
         auto connection = lease();
-        write(*connection);
-    } catch (const RedisReplyError& e) {
-        if (!transient(e)) {
-            log::error("{}", e.what());  // refused for good: writing it again cannot help
-            return;
+        try {
+            write.run(*connection);
+        } catch (const RedisReplyError& e) {
+            if (!transient(e)) {
+                log::error("{}", e.what());  // refused for good: writing it again cannot help
+                return;
+            }
+            connection->abandon();  // READONLY: this connection may reach a demoted primary
+            keep(std::move(write));
         }
-        keep(std::move(write));
     } catch (const JournalError&) {
         keep(std::move(write));
     }
+}
+
+bool RedisJournal::kept_for(const std::vector<std::int64_t>& ids) const {
+    return std::ranges::any_of(kept_, [&](const Write& kept) {
+        return std::ranges::find_first_of(kept.ids, ids) != kept.ids.end();
+    });
 }
 
 void RedisJournal::keep(Write write) {
@@ -325,7 +389,8 @@ void RedisJournal::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kRelease, args); });
+    write_or_keep({{ids.begin(), ids.end()}, true,
+                   [args = std::move(args)](RedisConnection& c) { c.eval(kRelease, args); }});
 }
 
 void RedisJournal::complete(std::int64_t id) {
@@ -337,19 +402,22 @@ void RedisJournal::complete(std::int64_t id) {
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
         std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
-        write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); });
+        write_or_keep({{id}, true,
+                       [args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); }});
         return;
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
                                   taken->entry, std::to_string(id)};
-    write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); });
+    write_or_keep({{id}, true,
+                   [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
 }
 
 void RedisJournal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                               std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
-    write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); });
+    write_or_keep({{id}, false,
+                   [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
 }
 
 void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
@@ -362,7 +430,8 @@ void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
     std::vector<std::string> args{options_.prefix,        std::string(kGroup), taken->kind,
                                   taken->entry,           std::to_string(id),
                                   std::to_string(attempts), std::move(error)};
-    write_or_keep([args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); });
+    write_or_keep({{id}, true,
+                   [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
 }
 
 std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_t>& room,
@@ -444,7 +513,7 @@ std::vector<StoredJob> RedisJournal::load(
     const auto replies = connection.pipeline(reads);
     std::vector<StoredJob> jobs;
     std::vector<std::vector<std::string>> drops;
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto& [id, taken] = entries[i];
         std::map<std::string, std::string> fields;
@@ -470,15 +539,25 @@ std::vector<StoredJob> RedisJournal::load(
         taken_.insert_or_assign(job.id, taken);
         jobs.push_back(std::move(job));
     }
+    lock.unlock();
     if (!drops.empty()) connection.pipeline(drops);
     return jobs;
 }
 
 void RedisJournal::beat() {
     auto connection = lease();
-    connection->command({"SET", key("alive:" + options_.instance), std::to_string(::getpid()),
-                         "PX", std::to_string(options_.claim_after.count())});
-    connection->command({"SADD", key("instances"), options_.instance});
+    // Kept writes first: a stranded look below must not release a job whose kept write is a
+    // discard, and completions free the memory a full server needs.
+    beat_step(*connection, "writing what was kept", [&] { run_kept(*connection); });
+    // PEXPIRE, which a server out of memory still accepts; SET only when the key is gone.
+    const auto alive = key("alive:" + options_.instance);
+    const auto ttl = std::to_string(options_.claim_after.count());
+    if (connection->command({"PEXPIRE", alive, ttl}).integer() == 0) {
+        connection->command({"SET", alive, std::to_string(::getpid()), "PX", ttl});
+    }
+    beat_step(*connection, "registering", [&] {
+        connection->command({"SADD", key("instances"), options_.instance});
+    });
     std::vector<std::string> touch{options_.prefix, std::string(kGroup), options_.instance};
     {
         std::lock_guard lock(mutex_);
@@ -487,67 +566,89 @@ void RedisJournal::beat() {
             touch.push_back(taken.entry);
         }
     }
-    if (touch.size() > 3) connection->eval(kTouch, touch);
-    release_stranded(*connection);
-    const auto released = connection->eval(kReleaseOrphans, std::vector{options_.prefix}).integer();
-    if (released > 0) {
-        orphans_released_.fetch_add(static_cast<std::uint64_t>(released), std::memory_order_relaxed);
-        log::warn("redis {}: released {} jobs held by instances that stopped beating",
-                  address_.text, released);
+    if (touch.size() > 3) {
+        beat_step(*connection, "touching running jobs", [&] { connection->eval(kTouch, touch); });
     }
-    run_kept(*connection);
+    beat_step(*connection, "releasing stranded jobs", [&] { release_stranded(*connection); });
+    beat_step(*connection, "releasing dead instances' jobs", [&] {
+        const auto released =
+            connection->eval(kReleaseOrphans, std::vector{options_.prefix}).integer();
+        if (released > 0) {
+            orphans_released_.fetch_add(static_cast<std::uint64_t>(released),
+                                        std::memory_order_relaxed);
+            log::warn("redis {}: released {} jobs held by instances that stopped beating",
+                      address_.text, released);
+        }
+    });
 }
 
-// Jobs in this instance's held set whose response is not in progress here, at two beats in a
+// One step of a beat: an error reply (a full server, a lost group, a key of another type) is
+// logged and the beat goes on with the next step; a lost connection ends the beat.
+template <class Step>
+void RedisJournal::beat_step(RedisConnection& connection, const char* what, Step step) {
+    try {
+        step();
+    } catch (const RedisReplyError& e) {
+        if (std::string_view(e.what()).find("NOGROUP") != std::string_view::npos) {
+            ensure_groups(connection);
+        }
+        if (const auto n = beat_log_.count(); n > 0) {
+            log::warn("{} ({}; {} times)", e.what(), what, n);
+        }
+    }
+}
+
+// Jobs in this instance's held set whose response is not in progress here, at two looks in a
 // row: a release refused for good, or lost. Released then, so that no job that got its 2xx
-// waits for this instance to stop. Two looks, because a commit whose hold is written but whose
-// reply has not arrived yet is not in holding_ at the first. A job whose release is kept for
-// later may be released twice, which the script ignores.
+// waits for this instance to stop. A job is in holding_ from its hold's reply to its release,
+// so the only other jobs not in holding_ are those of commits whose reply has not arrived yet
+// (the hold ran on the server) and those with a kept write: a job seen at the previous look was
+// held before that look, so while any commit that started before it is still in flight,
+// nothing is released.
 void RedisJournal::release_stranded(RedisConnection& connection) {
     const auto held = connection.command({"SMEMBERS", key("held:" + options_.instance)});
     std::set<std::int64_t> stranded;
     std::vector<std::string> args{options_.prefix, options_.instance};
     {
         std::lock_guard lock(mutex_);
+        const auto previous_look = beats_;
+        ++beats_;
         for (std::size_t i = 0; i < held.size(); ++i) {
             const auto id = to_int(reply_string(held.element(i)));
-            if (holding_.contains(id)) continue;
-            stranded.insert(id);
-            if (stranded_.contains(id)) args.push_back(std::to_string(id));
+            if (!holding_.contains(id) && !kept_for({id})) stranded.insert(id);
+        }
+        const bool old_commit_in_flight =
+            !commits_in_flight_.empty() && *commits_in_flight_.begin() < previous_look;
+        if (!old_commit_in_flight) {
+            for (const auto id : stranded) {
+                if (stranded_.contains(id)) args.push_back(std::to_string(id));
+            }
         }
         stranded_ = std::move(stranded);
     }
     if (args.size() > 2) connection.eval(kRelease, args);
 }
 
+// Writes the kept writes in order, each removed only once written, so that writes about the
+// same jobs keep waiting behind it meanwhile. Stops (throws) at the first that fails for now;
+// drops one refused for good.
 void RedisJournal::run_kept(RedisConnection& connection) {
-    std::vector<Write> kept;
-    {
-        std::lock_guard lock(mutex_);
-        kept.swap(kept_);
-    }
-    for (std::size_t i = 0; i < kept.size(); ++i) {
-        try {
-            kept[i](connection);
-        } catch (const RedisReplyError& e) {
-            if (!transient(e)) {
-                log::error("{}", e.what());
-                continue;
-            }
-            put_back(kept, i);
-            throw;
-        } catch (const JournalError&) {
-            put_back(kept, i);
-            throw;
+    for (;;) {
+        std::function<void(RedisConnection&)> run;
+        {
+            std::lock_guard lock(mutex_);
+            if (kept_.empty()) return;
+            run = kept_.front().run;
         }
+        try {
+            run(connection);
+        } catch (const RedisReplyError& e) {
+            if (transient(e)) throw;
+            log::error("{}", e.what());
+        }
+        std::lock_guard lock(mutex_);
+        kept_.pop_front();
     }
-}
-
-// The kept writes from `from` on go back in front of those kept meanwhile, in order.
-void RedisJournal::put_back(std::vector<Write>& kept, std::size_t from) {
-    std::lock_guard lock(mutex_);
-    kept_.insert(kept_.begin(), std::make_move_iterator(kept.begin() + static_cast<std::ptrdiff_t>(from)),
-                 std::make_move_iterator(kept.end()));
 }
 
 void RedisJournal::leave() noexcept {
@@ -563,9 +664,13 @@ void RedisJournal::leave() noexcept {
 
 RedisJournalFigures RedisJournal::figures() const {
     std::lock_guard lock(mutex_);
+    std::set<std::int64_t> unwritten;
+    for (const auto& write : kept_) {
+        if (write.finishes) unwritten.insert(write.ids.begin(), write.ids.end());
+    }
     return {claimed_.load(std::memory_order_relaxed),
             orphans_released_.load(std::memory_order_relaxed),
-            failed_commands_.load(std::memory_order_relaxed), kept_.size()};
+            failed_commands_.load(std::memory_order_relaxed), unwritten.size()};
 }
 
 std::vector<RedisStreamFigures> RedisJournal::streams() const {

@@ -16,9 +16,9 @@
 // time follows the instance's heartbeat, not the kind's timeout.
 //
 // Writes after the response (releases, finishes) that meet no server, or a refusal for now
-// (OOM, READONLY, LOADING, ...), are kept and written again, in order, at the next beat. Each
-// beat also releases the jobs of this instance's held set that no response here is writing, so
-// a job that got its 2xx never waits for its instance to stop.
+// (OOM, READONLY, LOADING, ...), are kept and written again at the next beat, in order for each
+// job. Each beat also releases the jobs of this instance's held set that no response here is
+// writing, so a job that got its 2xx never waits for its instance to stop.
 //
 // Thread-safe. Connections are lent one per caller from a small set; the feed's blocking
 // reads have one of their own.
@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -35,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/jobs/job_store.hpp"
 #include "crosstown/jobs/journal_config.hpp"
 #include "crosstown/jobs/redis_connection.hpp"
@@ -83,11 +85,14 @@ class RedisJournal final : public JobStore {
                                 std::chrono::milliseconds block);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance.
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& room);
-    // Beats, touches what this instance still runs, releases dead instances' held jobs and
-    // writes the releases and finishes that failed before. Throws JournalError.
+    // Writes the releases and finishes that failed before, beats, touches what this instance
+    // still runs and releases stranded and dead instances' held jobs; each step on its own, so
+    // that one failing does not stop the others. Throws JournalError when the heartbeat could
+    // not be refreshed.
     void beat();
-    // Stops beating and forgets this instance's heartbeat at a clean stop: what it still held
-    // is released by the next instance that looks, without waiting for claim_after.
+    // At a clean stop, once the feed has stopped beating: writes what was kept, and deletes this
+    // instance's heartbeat, so that what it still held is released by the next instance that
+    // looks, without waiting for claim_after.
     void leave() noexcept;
 
     const std::string& instance() const { return options_.instance; }
@@ -102,12 +107,23 @@ class RedisJournal final : public JobStore {
         std::string kind;
         std::string entry;  // the stream entry's id
     };
-    using Write = std::function<void(RedisConnection&)>;
+    // A write after the response, with the jobs it is about: a write waits behind kept ones
+    // only when they share a job. `finishes`: it ends the jobs here (release, completion,
+    // death), so while kept they count as kept at shutdown; a retry's note does not.
+    struct Write {
+        std::vector<std::int64_t> ids;
+        bool finishes = true;
+        std::function<void(RedisConnection&)> run;
+    };
 
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
     void keep(Write write);
-    void put_back(std::vector<Write>& kept, std::size_t from);
+    bool kept_for(const std::vector<std::int64_t>& ids) const;  // under mutex_
+    template <class Step>
+    void beat_step(RedisConnection& connection, const char* what, Step step);
+    void claim_name();
+    void drop_idle() const;
     void release_stranded(RedisConnection& connection);
     Lease lease() const;
     void give_back(RedisConnection connection) const;
@@ -127,12 +143,19 @@ class RedisJournal final : public JobStore {
     mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
     std::map<std::int64_t, Taken> taken_;       // guarded by mutex_; running or retrying here
     std::set<std::int64_t> holding_;  // guarded by mutex_; held, their response in progress
-    std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last beat
-    std::vector<Write> kept_;                   // guarded by mutex_; failed, to write again
+    std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last look
+    std::uint64_t beats_ = 0;          // guarded by mutex_; looks for stranded jobs so far
+    // guarded by mutex_; commits between their start and holding_, by the looks before them
+    std::multiset<std::uint64_t> commits_in_flight_;
+    // guarded by mutex_; failed, to write again in order. Only the feed thread removes
+    // (run_kept), and only from the front, once the write succeeded.
+    std::deque<Write> kept_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     std::optional<RedisConnection> feed_;       // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
+    // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.
+    detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
 };
 
