@@ -33,31 +33,6 @@ using json = nlohmann::json;
 
 // ---- reading back what the app did -----------------------------------------------------------
 
-// One line of the witness file: "<batch> <call> <job id> <attempt>", and where it starts.
-struct Placed {
-    std::string batch;
-    long call = 0;
-    long job = 0;
-    unsigned attempt = 0;
-    std::size_t offset = 0;
-};
-
-std::vector<Placed> read_witness(const std::string& path) {
-    std::vector<Placed> placed;
-    const auto text = read_file(path);
-    std::size_t at = 0;
-    while (at < text.size()) {
-        const auto eol = text.find('\n', at);
-        if (eol == std::string::npos) break;  // a line being written: not there yet
-        std::istringstream line(text.substr(at, eol - at));
-        Placed p;
-        p.offset = at;
-        if (line >> p.batch >> p.call >> p.job >> p.attempt) placed.push_back(p);
-        at = eol + 1;
-    }
-    return placed;
-}
-
 std::uintmax_t size_of(const std::string& path) {
     std::error_code ignored;
     const auto size = std::filesystem::file_size(path, ignored);
@@ -83,21 +58,6 @@ long jobs_replayed(const std::string& log) {
 }
 
 // `fcgi_app jobs ARGS...`: its exit code, stdout and stderr.
-struct Command {
-    int code = -1;
-    std::string out;
-    std::string err;
-};
-
-Command jobs_command(const std::vector<std::string>& args) {
-    TempDir dir("crosstown-jobs");
-    std::vector<std::string> argv{FCGI_APP_PATH, "jobs"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ChildProcess child(argv, dir / "out", dir / "err");
-    const auto code = child.wait(20s);
-    return {code.value_or(-1), child.output(), read_file(dir / "err")};
-}
-
 // The ids of the journal's jobs, read with `fcgi_app jobs list` (which is safe beside a server,
 // and after one died).
 std::set<long> journal_ids(const std::string& journal, bool dead_only = false) {
@@ -129,11 +89,6 @@ HttpReply post_durable(const NginxStack& stack, int count, int latency_ms, int f
                 "/calls?durable=1&count=" + std::to_string(count) + "&latency_ms=" +
                     std::to_string(latency_ms) + "&fail_first=" + std::to_string(fail_first),
                 {}, {}, 10s);
-}
-
-std::string batch_of(const HttpReply& reply) {
-    const auto body = json::parse(reply.body, nullptr, false);
-    return body.is_object() && body.contains("batch") ? body["batch"].get<std::string>() : "";
 }
 
 // The witness's lines for one batch.

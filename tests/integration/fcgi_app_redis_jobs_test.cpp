@@ -33,41 +33,6 @@ using json = nlohmann::json;
 
 constexpr auto kClaimAfter = "5s";  // the least --journal-claim-after takes
 
-// One witness line: "<batch> <call> <job id> <attempt> <started ns> <pid>", and where it
-// starts in the file.
-struct Placed {
-    std::string batch;
-    long call = 0;
-    long job = 0;
-    std::int64_t started_ns = 0;
-    pid_t pid = 0;
-    std::size_t offset = 0;
-};
-
-std::vector<Placed> read_witness(const std::string& path) {
-    std::vector<Placed> placed;
-    const auto text = read_file(path);
-    std::size_t at = 0;
-    while (at < text.size()) {
-        const auto eol = text.find('\n', at);
-        if (eol == std::string::npos) break;
-        std::istringstream line(text.substr(at, eol - at));
-        Placed p;
-        unsigned attempt = 0;
-        p.offset = at;
-        if (line >> p.batch >> p.call >> p.job >> attempt >> p.started_ns >> p.pid) {
-            placed.push_back(p);
-        }
-        at = eol + 1;
-    }
-    return placed;
-}
-
-std::string batch_of(const HttpReply& reply) {
-    const auto body = json::parse(reply.body, nullptr, false);
-    return body.is_object() && body.contains("batch") ? body["batch"].get<std::string>() : "";
-}
-
 // fcgi_app instances (each on its own socket, or none for a worker) and one nginx whose
 // upstream lists the sockets.
 class RedisStack {
@@ -215,6 +180,19 @@ std::set<std::pair<std::string, long>> unplaced(const std::map<std::string, int>
     return missing;
 }
 
+// Every call of every accepted batch is in the witness, eventually.
+void expect_all_placed(const std::map<std::string, int>& accepted, const std::string& witness,
+                       ChildProcess& app) {
+    std::set<std::pair<std::string, long>> missing;
+    EXPECT_TRUE(eventually(
+        [&] {
+            missing = unplaced(accepted, witness);
+            return missing.empty();
+        },
+        30s, 50ms))
+        << missing.size() << " accepted calls never placed\n" << app.output();
+}
+
 TEST(RedisJobs, NoServerAtStartExits2NamingTheAddress) {
     TempDir dir("crosstown-rj");
     const auto address = "redis://127.0.0.1:" + std::to_string(free_port());
@@ -303,12 +281,7 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     for (const auto& [status, n] : load.refused()) EXPECT_EQ(status, 502) << n << " times";
 
     const auto accepted = load.accepted();
-    std::set<std::pair<std::string, long>> missing;
-    EXPECT_TRUE(eventually([&] {
-        missing = unplaced(accepted, stack.witness());
-        return missing.empty();
-    }, 30s, 50ms)) << missing.size() << " accepted calls never placed\n"
-                   << stack.app("two").output();
+    expect_all_placed(accepted, stack.witness(), stack.app("two"));
     // The killed instance had calls of 300 ms running: the survivor claimed them.
     const auto claimed =
         metric_value(http_get(stack.port(), "/metrics").body, "crosstown_redis_claimed_total");
@@ -339,21 +312,6 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     ASSERT_FALSE(counts.empty());
     EXPECT_EQ(counts.at("kept"), 0);
     EXPECT_EQ(counts.at("dead"), 0);
-}
-
-struct Command {
-    int code = -1;
-    std::string out;
-    std::string err;
-};
-
-Command jobs_command(const std::vector<std::string>& args) {
-    TempDir dir("crosstown-jobs");
-    std::vector<std::string> argv{FCGI_APP_PATH, "jobs"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ChildProcess child(argv, dir / "out", dir / "err");
-    const auto code = child.wait(20s);
-    return {code.value_or(-1), child.output(), read_file(dir / "err")};
 }
 
 TEST(RedisJobs, TheJobsCommandListsAndRevivesDeadJobsWhileTheInstanceRuns) {
@@ -472,12 +430,7 @@ TEST(RedisJobs, ARedisKilledAndRestartedMidLoadMeans503sMeanwhileAndNoAcceptedCa
     load.finish();
     for (const auto& [status, n] : load.refused()) EXPECT_EQ(status, 503) << n << " times";
     const auto accepted = load.accepted();
-    std::set<std::pair<std::string, long>> missing;
-    EXPECT_TRUE(eventually([&] {
-        missing = unplaced(accepted, stack.witness());
-        return missing.empty();
-    }, 30s, 50ms)) << missing.size() << " accepted calls never placed\n"
-                   << stack.app("one").output();
+    expect_all_placed(accepted, stack.witness(), stack.app("one"));
     EXPECT_TRUE(eventually([&] {
         return metric_value(http_get(stack.port(), "/metrics").body, "crosstown_redis_unwritten") == 0;
     })) << "completions kept while Redis was down were not written once it was back";

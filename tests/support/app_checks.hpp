@@ -1,16 +1,22 @@
 // What integration tests read back from fcgi_app: the shutdown summary line, a batch's state
-// from GET /calls/{batch}, and a series of GET /metrics.
+// from GET /calls/{batch}, a series of GET /metrics, the witness file of placed durable calls,
+// and what `fcgi_app jobs` prints.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "support/eventually.hpp"
 #include "support/nginx_stack.hpp"
@@ -80,6 +86,59 @@ inline std::optional<double> metric_value(const std::string& text, const std::st
 // The value of one series of the app's GET /metrics, read now.
 inline std::optional<double> metric(const NginxStack& stack, const std::string& series) {
     return metric_value(stack.get("/metrics").body, series);
+}
+
+// One line of the witness file, "<batch> <call> <job id> <attempt> <started ns> <pid>", and
+// where it starts in the file.
+struct Placed {
+    std::string batch;
+    long call = 0;
+    long job = 0;
+    unsigned attempt = 0;
+    std::int64_t started_ns = 0;  // steady_clock, comparable across this machine's processes
+    pid_t pid = 0;                // the process that placed it
+    std::size_t offset = 0;
+};
+
+// The witness file's complete lines (a line being written is left for the next read).
+inline std::vector<Placed> read_witness(const std::string& path) {
+    std::vector<Placed> placed;
+    const auto text = read_file(path);
+    std::size_t at = 0;
+    while (at < text.size()) {
+        const auto eol = text.find('\n', at);
+        if (eol == std::string::npos) break;
+        std::istringstream line(text.substr(at, eol - at));
+        Placed p;
+        p.offset = at;
+        if (line >> p.batch >> p.call >> p.job >> p.attempt >> p.started_ns >> p.pid) {
+            placed.push_back(p);
+        }
+        at = eol + 1;
+    }
+    return placed;
+}
+
+// The batch id of a POST /calls answer; empty when it has none.
+inline std::string batch_of(const HttpReply& reply) {
+    const auto body = nlohmann::json::parse(reply.body, nullptr, false);
+    return body.is_object() && body.contains("batch") ? body["batch"].get<std::string>() : "";
+}
+
+struct Command {
+    int code = -1;
+    std::string out;
+    std::string err;
+};
+
+// `fcgi_app jobs ARGS...`: its exit code, stdout and stderr.
+inline Command jobs_command(const std::vector<std::string>& args) {
+    TempDir dir("crosstown-jobs");
+    std::vector<std::string> argv{FCGI_APP_PATH, "jobs"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ChildProcess child(argv, dir / "out", dir / "err");
+    const auto code = child.wait(std::chrono::seconds(20));
+    return {code.value_or(-1), child.output(), read_file(dir / "err")};
 }
 
 }  // namespace crosstown::test

@@ -59,20 +59,28 @@ std::string RedisJournalAdmin::key(std::string_view what) const {
     return fmt::format("{}:{}", options_.prefix, what);
 }
 
-// The ids of every job hash, by SCAN (it does not block the server, unlike KEYS).
-std::vector<std::string> RedisJournalAdmin::job_ids() {
-    std::set<std::int64_t> ids;
-    const auto prefix = key("job:");
+// What follows `prefix` in the name of every key that starts with it (and is of `type`), by
+// SCAN, which does not block the server as KEYS would.
+std::vector<std::string> RedisJournalAdmin::key_tails(const std::string& prefix,
+                                                      std::string_view type) {
+    std::vector<std::string> tails;
     std::string cursor = "0";
     do {
-        const auto reply =
-            connection_.command({"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+        const auto reply = connection_.command(
+            {"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000", "TYPE", type});
         cursor = reply_string(reply.element(0));
         const auto* keys = reply.element(1);
         for (std::size_t i = 0; i < reply_size(keys); ++i) {
-            ids.insert(to_int(reply_string(reply_element(keys, i)).substr(prefix.size())));
+            tails.push_back(reply_string(reply_element(keys, i)).substr(prefix.size()));
         }
     } while (cursor != "0");
+    return tails;
+}
+
+// The ids of every job hash, in order.
+std::vector<std::string> RedisJournalAdmin::job_ids() {
+    std::set<std::int64_t> ids;
+    for (const auto& tail : key_tails(key("job:"), "hash")) ids.insert(to_int(tail));
     std::vector<std::string> out;
     for (const auto id : ids) out.push_back(std::to_string(id));
     return out;
@@ -134,17 +142,8 @@ std::uint64_t RedisJournalAdmin::purge_dead() {
 
 std::vector<RedisJournalAdmin::Stream> RedisJournalAdmin::streams() {
     const auto prefix = key("stream:");
-    std::set<std::string> kinds;
-    std::string cursor = "0";
-    do {
-        const auto reply =
-            connection_.command({"SCAN", cursor, "MATCH", prefix + "*", "TYPE", "stream"});
-        cursor = reply_string(reply.element(0));
-        const auto* keys = reply.element(1);
-        for (std::size_t i = 0; i < reply_size(keys); ++i) {
-            kinds.insert(reply_string(reply_element(keys, i)).substr(prefix.size()));
-        }
-    } while (cursor != "0");
+    const auto tails = key_tails(prefix, "stream");
+    const std::set<std::string> kinds(tails.begin(), tails.end());
     std::vector<Stream> streams;
     for (const auto& kind : kinds) {
         Stream s{kind};

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "crosstown/jobs/journal.hpp"
@@ -42,6 +43,7 @@ class RedisJournalAdmin {
     std::vector<Stream> streams();
 
   private:
+    std::vector<std::string> key_tails(const std::string& prefix, std::string_view type);
     std::vector<std::string> job_ids();
     std::string key(std::string_view what) const;
 
