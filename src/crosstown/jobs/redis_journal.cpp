@@ -75,19 +75,6 @@ end
 return n
 )lua"};
 
-// Every job in one instance's held set: the name's previous process is gone.
-constexpr RedisScript kReleaseHeld{R"lua(
-local p, inst = ARGV[1], ARGV[2]
-for _, id in ipairs(redis.call('SMEMBERS', p .. ':held:' .. inst)) do
-  local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
-  if kind then
-    redis.call('HSET', p .. ':job:' .. id, 'state', 'ready')
-    redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
-  end
-end
-return redis.call('DEL', p .. ':held:' .. inst)
-)lua"};
-
 constexpr RedisScript kDiscard{R"lua(
 redis.call('SREM', ARGV[1] .. ':held:' .. ARGV[2], ARGV[3])
 return redis.call('DEL', ARGV[1] .. ':job:' .. ARGV[3])
@@ -249,7 +236,10 @@ void RedisJournal::claim_name() {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    feed_->eval(kReleaseHeld, std::vector{options_.prefix, options_.instance});
+    const auto held = feed_->command({"SMEMBERS", key("held:" + options_.instance)});
+    std::vector<std::string> args{options_.prefix, options_.instance};
+    for (std::size_t i = 0; i < held.size(); ++i) args.push_back(reply_string(held.element(i)));
+    if (args.size() > 2) feed_->eval(kRelease, args);
 }
 
 // The kinds' streams and their consumer group, created when missing (first start, or a server
