@@ -144,6 +144,124 @@ TEST_F(FollowResponse, BlockWaitsAtRegistrationWhileTheQueueIsFull) {
     EXPECT_EQ(pool.counters().snapshot().completed, 3U);
 }
 
+// Under block a registration keeps its slot, so the room a request found before its response
+// is still there at its dispatch: the dispatch never waits, whoever came meanwhile. Without
+// the slot kept, a registration racing it could take the room and hold the responder after
+// the response.
+TEST_F(FollowResponse, BlockKeepsTheRoomARegistrationFoundForItsDispatch) {
+    Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
+    set_process_pool(&pool);
+    test::Gate gate;
+    occupy(pool, gate, 0);  // the worker held, the queue empty
+    DeferredRegistry first(kCap);
+    {
+        RequestScope scope(first);
+        follow_response([] {});
+        follow_response([] {});
+    }
+    EXPECT_FALSE(pool.has_room_for(1)) << "both slots are kept for the first request";
+    std::atomic<bool> second_registered{false};
+    std::jthread second([&] {
+        DeferredRegistry registry(kCap);
+        {
+            RequestScope scope(registry);
+            follow_response([] {});
+            second_registered = true;
+        }
+        registry.dispatch(pool, ok());
+    });
+    std::this_thread::sleep_for(50ms);
+    EXPECT_FALSE(second_registered) << "a later registration waits for room of its own";
+    std::atomic<bool> dispatched{false};
+    std::jthread dispatch([&] {
+        first.dispatch(pool, ok());
+        dispatched = true;
+    });
+    EXPECT_TRUE(test::eventually([&] { return dispatched.load(); }, 2s))
+        << "the first dispatch never waits: its room was kept";
+    EXPECT_EQ(pool.queue_depth(), 2U);
+    EXPECT_FALSE(second_registered);
+    gate.open();
+    second.join();
+    pool.wait_idle();
+    EXPECT_EQ(pool.counters().snapshot().completed, 4U);
+}
+
+// A request registering more callbacks than the queue holds, or two requests that each keep
+// part of it, must not wait for room they keep themselves: past its first callback a request
+// takes what is free and waits no more; the rest wait at dispatch, after the response.
+TEST_F(FollowResponse, BlockNeverWaitsForRoomARequestKeepsItself) {
+    Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
+    set_process_pool(&pool);
+    test::Gate gate;
+    occupy(pool, gate, 0);
+    DeferredRegistry a(kCap);
+    DeferredRegistry b(kCap);
+    std::atomic<bool> registered{false};
+    std::jthread handlers([&] {
+        {
+            RequestScope scope(a);
+            follow_response([] {});
+        }
+        {
+            RequestScope scope(b);
+            follow_response([] {});
+            follow_response([] {});  // no room left: kept by a and b; does not wait
+        }
+        {
+            RequestScope scope(a);
+            follow_response([] {});  // the same
+            follow_response([] {});
+        }
+        registered = true;
+    });
+    ASSERT_TRUE(test::eventually([&] { return registered.load(); }, 2s))
+        << "a registration waited for room its own requests keep";
+    EXPECT_EQ(a.room_kept() + b.room_kept(), 2U);
+    handlers.join();
+    std::jthread dispatch([&] {
+        a.dispatch(pool, ok());  // 1 kept, 2 wait for room
+        b.dispatch(pool, ok());
+    });
+    gate.open();
+    dispatch.join();
+    pool.wait_idle();
+    EXPECT_EQ(pool.counters().snapshot().completed, 6U);
+}
+
+// Kept room that no callback uses goes back: callbacks the gate skips, a request that never
+// dispatches (a handler that threw past its registrations), and a test capture's take().
+TEST_F(FollowResponse, BlockGivesBackTheRoomItKeptButDidNotUse) {
+    Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
+    set_process_pool(&pool);
+    test::Gate gate;
+    occupy(pool, gate, 0);
+    auto register_two = [](DeferredRegistry& registry) {
+        RequestScope scope(registry);
+        follow_response([] {});
+        follow_response([] {});
+    };
+    {
+        DeferredRegistry skipped(kCap);
+        register_two(skipped);
+        EXPECT_FALSE(pool.has_room_for(1));
+        skipped.dispatch(pool, {.request_id = "r", .status = 500});  // 2xx only: both skipped
+        EXPECT_TRUE(pool.has_room_for(2)) << "after a dispatch that queued nothing";
+    }
+    {
+        DeferredRegistry never_dispatched(kCap);
+        register_two(never_dispatched);
+        EXPECT_FALSE(pool.has_room_for(1));
+    }
+    EXPECT_TRUE(pool.has_room_for(2)) << "after a registry that never dispatched";
+    DeferredRegistry captured(kCap);
+    register_two(captured);
+    EXPECT_EQ(captured.take().size(), 2U);
+    EXPECT_TRUE(pool.has_room_for(2)) << "after take()";
+    gate.open();
+    pool.wait_idle();
+}
+
 TEST_F(FollowResponse, CallerRunsAndRejectNeitherWaitNorShedAtRegistration) {
     for (const auto overflow : {Overflow::caller_runs, Overflow::reject}) {
         Pool pool({.workers = 1, .queue_capacity = 1, .overflow = overflow});

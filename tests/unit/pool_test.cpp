@@ -303,6 +303,41 @@ TEST(Pool, WaitForRoomWaitsWhileTheQueueIsFullAndTellsTheObserver) {
     pool.wait_idle();
 }
 
+// A reserved slot is room nobody else takes: reserve_room() waits in the line like
+// wait_for_room() while none is free, the batch that brings the reserved callbacks goes in
+// ahead of the line, and a slot given back goes to the first in line.
+TEST(Pool, ReservedRoomIsKeptForItsBatchAndGivenBackToTheLine) {
+    Pool pool({.workers = 1, .queue_capacity = 2});
+    Gate gate;
+    pool.submit(callback([&] { gate.wait(); }));
+    ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
+    ASSERT_TRUE(pool.reserve_room());
+    ASSERT_TRUE(pool.reserve_room());
+    EXPECT_FALSE(pool.has_room_for(1));
+    CountingObserver observer;
+    std::atomic<bool> third{false};
+    std::jthread waiter([&] {
+        detail::blocking_observer = &observer;
+        EXPECT_TRUE(pool.reserve_room());
+        third = true;
+    });
+    ASSERT_TRUE(test::eventually([&] { return observer.blocked == 1; }));
+    std::atomic<int> runs{0};
+    std::vector<DeferredCallback> batch;
+    batch.push_back(callback([&] { ++runs; }));
+    pool.submit_batch(std::move(batch), 2);  // one slot used, one left over: given back
+    ASSERT_TRUE(test::eventually([&] { return third.load(); })) << "the slot left over";
+    EXPECT_EQ(pool.queue_depth(), 1U);
+    EXPECT_FALSE(pool.has_room_for(1)) << "the waiter keeps the slot it was given";
+    pool.release_room(1);
+    EXPECT_TRUE(pool.has_room_for(1));
+    gate.open();
+    pool.wait_idle();
+    EXPECT_EQ(runs, 1);
+    pool.drain(Pool::kNoTimeout);
+    EXPECT_FALSE(pool.reserve_room()) << "after drain nothing is kept";
+}
+
 TEST(Pool, BlockOverflowMakesTheSubmitterWait) {
     Pool pool({.workers = 1, .queue_capacity = 2, .overflow = Overflow::block});
     Gate hold;

@@ -9,6 +9,7 @@ namespace crosstown {
 DeferredRegistry::DeferredRegistry(std::size_t max_callbacks) : max_callbacks_(max_callbacks) {}
 
 DeferredRegistry::~DeferredRegistry() {
+    release_room();
     if (!callbacks_.empty()) {
         log::warn("{} deferred callbacks were registered but never dispatched", callbacks_.size());
     }
@@ -21,6 +22,16 @@ void DeferredRegistry::add(DeferredOptions options, Callback fn) {
             "crosstown: more than {} deferred callbacks in one request", max_callbacks_));
     }
     callbacks_.push_back({std::move(options), std::move(fn)});
+}
+
+void DeferredRegistry::keep_room(Pool& pool) {
+    if (room_pool_ != nullptr && room_pool_ != &pool) release_room();
+    room_pool_ = &pool;
+    ++room_kept_;
+}
+
+void DeferredRegistry::release_room() {
+    if (room_kept_ > 0) room_pool_->release_room(std::exchange(room_kept_, 0));
 }
 
 bool DeferredRegistry::forget(std::string_view name) {
@@ -43,7 +54,7 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
     std::vector<DeferredCallback> to_pool;
     std::vector<DeferredCallback> here;
     std::uint64_t skipped = 0;
-    for (auto& registration : take()) {
+    for (auto& registration : take_registrations()) {
         if (!registration.options.should_run(outcome->status, outcome->delivered)) {
             ++skipped;
             continue;
@@ -61,7 +72,9 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
             to_pool.size(), here.size(), skipped, forgotten);
     }
 
-    if (!to_pool.empty()) pool.submit_batch(std::move(to_pool));
+    if (room_pool_ != &pool) release_room();  // kept elsewhere: nothing to hand over here
+    const auto reserved = std::exchange(room_kept_, 0);
+    if (!to_pool.empty() || reserved > 0) pool.submit_batch(std::move(to_pool), reserved);
     // same_thread callbacks run outside any request: what they register follows the
     // outside-request policy instead of landing in a registry that was already dispatched.
     RequestScope no_request(nullptr);
@@ -69,6 +82,11 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
 }
 
 std::vector<Registration> DeferredRegistry::take() {
+    release_room();
+    return take_registrations();
+}
+
+std::vector<Registration> DeferredRegistry::take_registrations() {
     forgotten_ = 0;
     return std::exchange(callbacks_, {});
 }

@@ -57,9 +57,11 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
 // only at dispatch, when the response has gone out and holding the thread holds up everyone:
 // - shed: Overloaded, so the request gets a 503 (the request's earlier callbacks count too:
 //   they will need room at the same dispatch);
-// - block: the handler waits for room, so the client whose request defers work waits, and
-//   the responder serves others with a spare thread meanwhile (Pool::wait_for_room).
-void make_room(const DeferredRegistry& registry, const DeferredOptions& options) {
+// - block: the handler waits for room and keeps it (Pool::reserve_room), so the client whose
+//   request defers work waits, and the responder serves others with a spare thread meanwhile.
+//   Only its first callback waits: once it keeps room, a request takes what is free and
+//   never waits again (which could deadlock); a callback that found none waits at dispatch.
+void make_room(DeferredRegistry& registry, const DeferredOptions& options) {
     Pool* pool = process_pool();
     if (pool == nullptr || options.same_thread) return;
     switch (pool->config().overflow) {
@@ -70,7 +72,9 @@ void make_room(const DeferredRegistry& registry, const DeferredOptions& options)
                                          pool->queue_depth(), pool->config().queue_capacity));
         case Overflow::block:
         case Overflow::spill:
-            if (!pool->has_room_for(1)) pool->wait_for_room();
+            if (registry.room_kept() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
+                registry.keep_room(*pool);
+            }
             return;
         case Overflow::caller_runs:
         case Overflow::reject:

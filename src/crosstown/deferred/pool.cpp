@@ -88,7 +88,9 @@ Pool::~Pool() { drain(kNoTimeout); }
 
 void Pool::submit(DeferredCallback callback) { enqueue(std::span<DeferredCallback>(&callback, 1)); }
 
-void Pool::submit_batch(std::vector<DeferredCallback> callbacks) { enqueue(callbacks); }
+void Pool::submit_batch(std::vector<DeferredCallback> callbacks, std::size_t reserved) {
+    enqueue(callbacks, reserved);
+}
 
 std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
     const auto now = Clock::now();
@@ -113,12 +115,32 @@ std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
 // newcomer finding others in line queues behind them instead of taking the room a worker just
 // made for the first. Without that, under saturation the same request could be overtaken again
 // and again; with it, a request waits about as long as the line ahead of it.
-void Pool::enqueue(std::span<DeferredCallback> callbacks) {
+//
+// Callbacks with a reserved slot go in first, without a turn: their slots were counted as
+// taken since their registration, so they fit.
+void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) {
     bump(counters_.dispatched, counted(callbacks));
     const auto now = Clock::now();
     const bool own_worker = worker_of == this;  // never waits: it would wait for itself
     std::optional<RoomWaiter> me;               // made only when this submitter has to wait
     std::unique_lock lock(mutex_);
+    bool woken = false;  // a worker is to be notified for the reserved ones
+    if (reserved > 0) {
+        reserved_ -= reserved;
+        publish_sizes();
+        if (!closed_) {  // closed: the loop below gives them all up
+            auto kept = callbacks.first(std::min(reserved, callbacks.size()));
+            callbacks = callbacks.subspan(kept.size());
+            woken = claim_wake(push_what_fits(kept, now));
+            grow_if_needed();
+            if (reserved > kept.size()) pass_turn();
+        }
+    }
+    if (callbacks.empty()) {
+        lock.unlock();
+        if (woken) work_cv_.notify_one();
+        return;
+    }
     while (!callbacks.empty()) {
         if (closed_) {
             if (me) std::erase(waiting_for_room_, &*me);
@@ -128,7 +150,8 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
         }
         const bool my_turn =
             own_worker || (me ? waiting_for_room_.front() == &*me : waiting_for_room_.empty());
-        const bool wake = my_turn && claim_wake(push_what_fits(callbacks, now));
+        const bool pushed = my_turn && claim_wake(push_what_fits(callbacks, now));
+        const bool wake = std::exchange(woken, false) || pushed;
         grow_if_needed();
         if (callbacks.empty()) {
             if (me) leave_line();
@@ -165,7 +188,41 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks) {
 void Pool::wait_for_room() {
     if (worker_of == this) return;  // it would wait for itself
     std::unique_lock lock(mutex_);
-    if (closed_ || (waiting_for_room_.empty() && queue_.size() < config_.queue_capacity)) return;
+    if (take_turn(lock)) pass_turn();
+}
+
+bool Pool::reserve_room() {
+    if (worker_of == this) return false;
+    std::unique_lock lock(mutex_);
+    if (!take_turn(lock)) return false;
+    ++reserved_;
+    publish_sizes();
+    pass_turn();
+    return true;
+}
+
+bool Pool::try_reserve_room() {
+    if (worker_of == this) return false;
+    std::lock_guard lock(mutex_);
+    if (closed_ || room() == 0) return false;
+    ++reserved_;
+    publish_sizes();
+    return true;
+}
+
+void Pool::release_room(std::size_t slots) {
+    if (slots == 0) return;
+    std::lock_guard lock(mutex_);
+    reserved_ -= slots;
+    publish_sizes();
+    pass_turn();
+}
+
+// Returns with room for one and nobody ahead, out of the line; false when the pool closed
+// (then it is out of the line too). Requires mutex_, held by `lock`.
+bool Pool::take_turn(std::unique_lock<std::mutex>& lock) {
+    if (closed_) return false;
+    if (waiting_for_room_.empty() && room() > 0) return true;
     RoomWaiter me;
     waiting_for_room_.push_back(&me);
     {
@@ -174,28 +231,37 @@ void Pool::wait_for_room() {
     }
     if (closed_) {
         std::erase(waiting_for_room_, &me);
-        return;
+        return false;
     }
-    leave_line();
+    waiting_for_room_.pop_front();
+    return true;
+}
+
+// Free slots: neither queued nor reserved. Requires mutex_.
+std::size_t Pool::room() const {
+    return config_.queue_capacity - queue_.size() - reserved_;
 }
 
 // Requires mutex_.
 bool Pool::has_turn_and_room(const RoomWaiter& waiter) const {
-    return waiting_for_room_.front() == &waiter && queue_.size() < config_.queue_capacity;
+    return waiting_for_room_.front() == &waiter && room() > 0;
 }
 
 // The first in line has queued all it had: the next one may go if room is left. Requires
 // mutex_.
 void Pool::leave_line() {
     waiting_for_room_.pop_front();
-    if (!waiting_for_room_.empty() && queue_.size() < config_.queue_capacity) {
-        waiting_for_room_.front()->cv.notify_one();
-    }
+    pass_turn();
+}
+
+// Wakes the first in line if there is room for it. Requires mutex_.
+void Pool::pass_turn() {
+    if (!waiting_for_room_.empty() && room() > 0) waiting_for_room_.front()->cv.notify_one();
 }
 
 // Moves the leading callbacks that fit into the queue; returns how many. Requires mutex_.
 std::size_t Pool::push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now) {
-    const auto pushed = std::min(config_.queue_capacity - queue_.size(), callbacks.size());
+    const auto pushed = std::min(room(), callbacks.size());
     for (auto& callback : callbacks.first(pushed)) {
         callback.queued_at = now;
         queue_.push_back(std::move(callback));
@@ -262,7 +328,7 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
         ++busy_;
         if (!counted) ++busy_durable_;
         publish_sizes();
-        if (!waiting_for_room_.empty()) waiting_for_room_.front()->cv.notify_one();
+        pass_turn();
         const bool wake = claim_wake(queue_.size());
         grow_if_needed();
         lock.unlock();
@@ -389,6 +455,7 @@ void Pool::publish_sizes() {
     queue_depth_.store(queue_.size(), std::memory_order_relaxed);
     busy_workers_.store(busy_, std::memory_order_relaxed);
     live_workers_.store(live_, std::memory_order_relaxed);
+    reserved_room_.store(reserved_, std::memory_order_relaxed);
 }
 
 std::optional<std::string> detail::run_isolated(DeferredCallback& callback, std::stop_token stop) {

@@ -9,8 +9,9 @@
 //   by name). A worker of this pool that submits to its own full queue under `block` runs the
 //   callback itself instead, since waiting could deadlock the pool. Registration meets a full
 //   queue first (follow_response): `shed` refuses the callback there, `block` waits there
-//   (wait_for_room); here `shed` waits as `block` does. A thread about to wait for room tells
-//   its BlockingObserver (the responder, which starts a spare thread).
+//   and keeps a slot of the queue for it (reserve_room), so that its dispatch, after the
+//   response, never waits; here `shed` waits as `block` does. A thread about to wait for room
+//   tells its BlockingObserver (the responder, which starts a spare thread).
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
 //   callback's name, and counted as failed; the worker goes on.
@@ -77,7 +78,9 @@ class Pool {
 
     // Hands callbacks to the workers; counted as dispatched. After drain() they are abandoned.
     void submit(DeferredCallback callback);
-    void submit_batch(std::vector<DeferredCallback> callbacks);
+    // `reserved`: slots this submitter kept with reserve_room(). That many of the callbacks
+    // go in at once, ahead of anyone waiting for room; slots left over are given back.
+    void submit_batch(std::vector<DeferredCallback> callbacks, std::size_t reserved = 0);
 
     // Queues as many of `callbacks` as fit now, in order, never waiting and whatever the
     // overflow policy, and returns how many: the first ones, moved from; the rest are left as
@@ -88,6 +91,18 @@ class Pool {
     // Overflow::block: returns once the queue has room (at once when it has), in turn with the
     // dispatches waiting for room. Called at registration, before the response.
     void wait_for_room();
+    // The same wait, then keeps one slot of the queue for the caller until its submit_batch
+    // (or release_room). Without it, a request whose registrations found room could meet a
+    // full queue at dispatch, after its response: its client would send the next request at
+    // once while the responder waited, and under saturation the waiting dispatches piled up
+    // until no thread was left to serve anyone. False when it kept nothing: on one of this
+    // pool's own workers (which never waits), or after drain.
+    bool reserve_room();
+    // Keeps a free slot if there is one, never waiting: for a caller that already keeps
+    // some, since waiting while keeping room could wait for itself (a request registering
+    // more callbacks than the queue holds), or for another that waits in turn.
+    bool try_reserve_room();
+    void release_room(std::size_t slots);
 
     // Runs a callback on the calling thread with the pool's isolation and accounting
     // (same_thread callbacks, Overflow::caller_runs). Its stop token never fires.
@@ -110,7 +125,8 @@ class Pool {
     // Whether `callbacks` more would fit in the queue now. Lock-free, so only a hint: others
     // may fill or empty it the next instant.
     bool has_room_for(std::size_t callbacks) const {
-        return queue_depth() + callbacks <= config_.queue_capacity;
+        return queue_depth() + reserved_room_.load(std::memory_order_relaxed) + callbacks <=
+               config_.queue_capacity;
     }
     unsigned busy_workers() const { return busy_workers_.load(std::memory_order_relaxed); }
     // Worker threads alive now, between config().min_workers and config().workers.
@@ -129,8 +145,11 @@ class Pool {
     };
     using Clock = std::chrono::steady_clock;
 
-    void enqueue(std::span<DeferredCallback> callbacks);
+    void enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved = 0);
+    bool take_turn(std::unique_lock<std::mutex>& lock);
     void leave_line();
+    void pass_turn();
+    std::size_t room() const;
     struct RoomWaiter;
     bool has_turn_and_room(const RoomWaiter& waiter) const;
     std::size_t push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now);
@@ -157,6 +176,7 @@ class Pool {
     std::atomic<std::size_t> queue_depth_{0};
     std::atomic<unsigned> busy_workers_{0};
     std::atomic<unsigned> live_workers_{0};
+    std::atomic<std::size_t> reserved_room_{0};  // a copy of reserved_
     // One per worker slot, then one shared by inline runs (the spill-over of caller_runs and
     // same_thread callbacks, which are rarer). A slot's figures outlive its threads.
     std::unique_ptr<Stats[]> stats_;
@@ -165,6 +185,7 @@ class Pool {
     std::condition_variable work_cv_;     // workers wait for callbacks
     std::condition_variable idle_cv_;     // wait_idle()/drain() wait for an idle pool
     std::deque<DeferredCallback> queue_;  // guarded by mutex_
+    std::size_t reserved_ = 0;  // guarded by mutex_; slots kept by reserve_room(), not yet used
     unsigned busy_ = 0;                   // guarded by mutex_
     unsigned busy_durable_ = 0;           // guarded by mutex_; of busy_, durable jobs' attempts
     unsigned waiting_workers_ = 0;        // guarded by mutex_
