@@ -40,6 +40,9 @@ void set_timeouts(int fd, std::chrono::milliseconds timeout) {
 // envp is freed by FCGX_Finish_r; the request keeps its own copy.
 Fields copy_params(FCGX_ParamArray envp) {
     Fields fields;
+    std::size_t count = 0;
+    for (auto p = envp; p != nullptr && *p != nullptr; ++p) ++count;
+    fields.reserve(count);  // nginx sends about 30: without it, half a dozen regrowths each
     for (auto p = envp; p != nullptr && *p != nullptr; ++p) {
         const std::string_view entry(*p);
         const auto eq = entry.find('=');
