@@ -367,9 +367,9 @@ TEST(Overload, SpareRespondersStayWhileThePoolStaysSaturated) {
         15s, 50ms));
 }
 
-// Under block a request waits for room before its response and keeps it, so its dispatch
-// never waits after the response: the threads waiting for room are at most the requests in
-// flight, however long the pool stays saturated. When registrations did not keep room, each
+// Under block a request waits for room before its response and keeps it, so the dispatch of a
+// request with one callback never waits after the response: the threads waiting for room are
+// at most the requests in flight, however long the pool stays saturated. When registrations did not keep room, each
 // client's next request arrived while its previous dispatch still held a thread; the waiting
 // threads piled up to the cap on spares (8 x --responders, 16 here), and then nobody was
 // served until one was freed (measured behind nginx: GET /hello's p99 at 20-30 ms instead of

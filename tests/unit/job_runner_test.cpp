@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "crosstown/deferred/blocking_observer.hpp"
+#include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "support/eventually.hpp"
@@ -1001,6 +1002,32 @@ TEST_F(FollowResponseDurably, UnderSpillRegisteringNeverWaitsForRoomInThePool) {
     set_process_pool(nullptr);
     release.open();
     pool.wait_idle();
+}
+
+// Under block a request that keeps room for its in-memory callbacks does not wait again for
+// a durable job: the room it would wait for includes its own, so it could wait forever.
+TEST_F(FollowResponseDurably, UnderBlockARequestKeepingRoomDoesNotWaitForItself) {
+    Pool pool({.workers = 1, .min_workers = 1, .queue_capacity = 1, .overflow = Overflow::block});
+    set_process_pool(&pool);
+    JobBatch batch(&kinds_, 10);
+    DeferredRegistry registry(10);
+    std::atomic<bool> registered{false};
+    std::jthread handler([&] {
+        RequestScope requests(registry);
+        JobBatchScope jobs(&batch);
+        follow_response([] {});  // keeps the queue's only slot
+        follow_response_durably("email", "x");
+        registered = true;
+    });
+    const bool returned = test::eventually([&] { return registered.load(); }, 2s);
+    if (!returned) pool.drain(Pool::Duration::zero());  // lets the handler go, to fail cleanly
+    ASSERT_TRUE(returned) << "the durable registration waited for the request's own room";
+    handler.join();
+    EXPECT_EQ(registry.room_kept(), 1U);
+    EXPECT_EQ(batch.jobs().size(), 1U);
+    registry.dispatch(pool, {.request_id = "r", .status = 200});
+    pool.wait_idle();
+    set_process_pool(nullptr);
 }
 
 TEST_F(FollowResponseDurably, ACaptureDeferredCapturesJobsOutsideARequest) {

@@ -55,6 +55,7 @@ TEST(Metrics, ReportsThePool) {
     EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"shed\"}"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_total{outcome=\"abandoned\"}"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_queue_depth"), 0);
+    EXPECT_EQ(value_of(text, "crosstown_deferred_queue_reserved"), 0);
     EXPECT_EQ(value_of(text, "crosstown_deferred_queue_capacity"), 50);
     EXPECT_EQ(value_of(text, "crosstown_pool_workers"), 2);
     EXPECT_EQ(value_of(text, "crosstown_pool_busy_workers"), 0);

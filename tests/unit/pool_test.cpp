@@ -313,6 +313,7 @@ TEST(Pool, ReservedRoomIsKeptForItsBatchAndGivenBackToTheLine) {
     ASSERT_TRUE(test::eventually([&] { return pool.busy_workers() == 1; }));
     ASSERT_TRUE(pool.reserve_room());
     ASSERT_TRUE(pool.reserve_room());
+    EXPECT_EQ(pool.reserved_room(), 2U);
     EXPECT_FALSE(pool.has_room_for(1));
     CountingObserver observer;
     std::atomic<bool> third{false};

@@ -58,7 +58,8 @@ class DeferredRegistry {
 
     // Counts and gates everything collected, then dispatches; leaves the registry empty.
     void dispatch(Pool& pool, ResponseOutcome outcome);
-    // Hands everything collected to the caller instead (test capture); leaves it empty.
+    // Hands everything collected to the caller instead (test capture), and gives back the
+    // room kept for it; leaves it empty.
     std::vector<Registration> take();
 
   private:

@@ -59,26 +59,29 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
 //   they will need room at the same dispatch);
 // - block: the handler waits for room and keeps it (Pool::reserve_room), so the client whose
 //   request defers work waits, and the responder serves others with a spare thread meanwhile.
-//   Only its first callback waits: once it keeps room, a request takes what is free and
-//   never waits again (which could deadlock); a callback that found none waits at dispatch.
-void make_room(DeferredRegistry& registry, const DeferredOptions& options) {
+//   Only its first callback waits: once it keeps room, a request takes what is free (ahead of
+//   those waiting for their first, so that it finishes what it started) and never waits again
+//   (which could deadlock); a callback that found none waits at dispatch.
+void refuse_if_full(const DeferredRegistry& registry, const DeferredOptions& options) {
     Pool* pool = process_pool();
-    if (pool == nullptr || options.same_thread) return;
-    switch (pool->config().overflow) {
-        case Overflow::shed:
-            if (pool->has_room_for(registry.callbacks().size() + 1)) return;
-            bump(pool->counters().shed);
-            throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
-                                         pool->queue_depth(), pool->config().queue_capacity));
-        case Overflow::block:
-        case Overflow::spill:
-            if (registry.room_kept() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
-                registry.keep_room(*pool);
-            }
-            return;
-        case Overflow::caller_runs:
-        case Overflow::reject:
-            return;
+    if (pool == nullptr || options.same_thread || pool->config().overflow != Overflow::shed) {
+        return;
+    }
+    if (pool->has_room_for(registry.callbacks().size() + 1)) return;
+    bump(pool->counters().shed);
+    throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
+                                 pool->queue_depth(), pool->config().queue_capacity));
+}
+
+// After the callback joined the registry, so that one refused there (past the request's cap)
+// keeps no room.
+void keep_room(DeferredRegistry& registry, bool same_thread) {
+    Pool* pool = process_pool();
+    if (pool == nullptr || same_thread) return;
+    const auto overflow = pool->config().overflow;
+    if (overflow != Overflow::block && overflow != Overflow::spill) return;
+    if (registry.room_kept() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
+        registry.keep_room(*pool);
     }
 }
 
@@ -102,8 +105,10 @@ void detail::remove_capture_target(CaptureTarget* target) {
 
 void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
     if (auto* registry = current_registry()) {
-        make_room(*registry, options);
+        refuse_if_full(*registry, options);
+        const bool same_thread = options.same_thread;
         registry->add(std::move(options), std::move(fn));
+        keep_room(*registry, same_thread);
         return;
     }
     {

@@ -1,6 +1,7 @@
 #include "crosstown/deferred/pool.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <exception>
 #include <iterator>
 #include <optional>
@@ -126,6 +127,7 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
     std::unique_lock lock(mutex_);
     bool woken = false;  // a worker is to be notified for the reserved ones
     if (reserved > 0) {
+        assert(reserved <= reserved_);
         reserved_ -= reserved;
         publish_sizes();
         if (!closed_) {  // closed: the loop below gives them all up
@@ -183,8 +185,9 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
 // Overflow::block, at registration: while the queue is full a handler registering a callback
 // waits here, before its response, so the backpressure reaches the client whose request
 // defers work, not everyone behind it (the responder starts a spare thread for the others,
-// see BlockingObserver). It takes its turn in the same line as the dispatches waiting for room,
-// and leaves it without taking the room: its callbacks enter the queue at dispatch.
+// see BlockingObserver). It takes its turn in the same line as the dispatches waiting for room.
+// wait_for_room (a durable job's registration) leaves the room to others; reserve_room (an
+// in-memory callback's) keeps a slot until the request's dispatch.
 void Pool::wait_for_room() {
     if (worker_of == this) return;  // it would wait for itself
     std::unique_lock lock(mutex_);
@@ -213,6 +216,7 @@ bool Pool::try_reserve_room() {
 void Pool::release_room(std::size_t slots) {
     if (slots == 0) return;
     std::lock_guard lock(mutex_);
+    assert(slots <= reserved_);
     reserved_ -= slots;
     publish_sizes();
     pass_turn();

@@ -10,7 +10,7 @@
 //   callback itself instead, since waiting could deadlock the pool. Registration meets a full
 //   queue first (follow_response): `shed` refuses the callback there, `block` waits there
 //   and keeps a slot of the queue for it (reserve_room), so that its dispatch, after the
-//   response, never waits; here `shed` waits as `block` does. A thread about to wait for room
+//   response, need not wait; here `shed` waits as `block` does. A thread about to wait for room
 //   tells its BlockingObserver (the responder, which starts a spare thread).
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
@@ -79,7 +79,8 @@ class Pool {
     // Hands callbacks to the workers; counted as dispatched. After drain() they are abandoned.
     void submit(DeferredCallback callback);
     // `reserved`: slots this submitter kept with reserve_room(). That many of the callbacks
-    // go in at once, ahead of anyone waiting for room; slots left over are given back.
+    // go in at once, ahead of anyone waiting for room; slots left over are given back; the
+    // rest wait for room under block, as any submission does.
     void submit_batch(std::vector<DeferredCallback> callbacks, std::size_t reserved = 0);
 
     // Queues as many of `callbacks` as fit now, in order, never waiting and whatever the
@@ -89,7 +90,8 @@ class Pool {
     std::size_t try_submit(std::span<DeferredCallback> callbacks);
 
     // Overflow::block: returns once the queue has room (at once when it has), in turn with the
-    // dispatches waiting for room. Called at registration, before the response.
+    // dispatches waiting for room. Called at a durable job's registration, before the
+    // response, which keeps nothing: its job goes to the runner, not the queue.
     void wait_for_room();
     // The same wait, then keeps one slot of the queue for the caller until its submit_batch
     // (or release_room). Without it, a request whose registrations found room could meet a
@@ -100,7 +102,8 @@ class Pool {
     bool reserve_room();
     // Keeps a free slot if there is one, never waiting: for a caller that already keeps
     // some, since waiting while keeping room could wait for itself (a request registering
-    // more callbacks than the queue holds), or for another that waits in turn.
+    // more callbacks than the queue holds), or for another that waits in turn. It goes ahead
+    // of those waiting in line: a request that started finishes its registrations first.
     bool try_reserve_room();
     void release_room(std::size_t slots);
 
@@ -122,11 +125,12 @@ class Pool {
     LatencyHistogram::Snapshot queue_wait() const;
     LatencyHistogram::Snapshot run_time() const;
     std::size_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
+    // Slots kept by reserve_room() and not yet used: room the queue does not show.
+    std::size_t reserved_room() const { return reserved_room_.load(std::memory_order_relaxed); }
     // Whether `callbacks` more would fit in the queue now. Lock-free, so only a hint: others
     // may fill or empty it the next instant.
     bool has_room_for(std::size_t callbacks) const {
-        return queue_depth() + reserved_room_.load(std::memory_order_relaxed) + callbacks <=
-               config_.queue_capacity;
+        return queue_depth() + reserved_room() + callbacks <= config_.queue_capacity;
     }
     unsigned busy_workers() const { return busy_workers_.load(std::memory_order_relaxed); }
     // Worker threads alive now, between config().min_workers and config().workers.

@@ -3,6 +3,7 @@
 #include <mutex>
 #include <vector>
 
+#include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/follow_response.hpp"
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/deferred/process_pool.hpp"
@@ -19,10 +20,13 @@ std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_m
 // Under spill a handler never waits to register a durable job: it waits in the runner once
 // committed. Under the other policies a full queue, or as many jobs of its kind waiting in
 // the runner, makes it wait here, before its response, as an in-memory callback would under
-// block, so that durable work too pushes back on the clients that make it.
+// block, so that durable work too pushes back on the clients that make it. Not while the
+// request keeps room in the queue for its in-memory callbacks (Pool::reserve_room): that room
+// is part of what it would wait for, so it could wait for itself; it has waited already.
 void make_room(std::string_view kind) {
     Pool* pool = process_pool();
     if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
+    if (const auto* registry = current_registry(); registry && registry->room_kept() > 0) return;
     if (!pool->has_room_for(1)) pool->wait_for_room();
     if (auto* runner = process_job_runner()) runner->wait_for_room(kind);
 }

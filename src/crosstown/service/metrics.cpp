@@ -73,6 +73,9 @@ void deferred_metrics(Out out, const Pool& pool) {
     fmt::format_to(out, "crosstown_deferred_slow_total {}\n", pool.slow_callbacks());
     gauge(out, "crosstown_deferred_queue_depth", "Deferred callbacks waiting for a worker.",
           pool.queue_depth());
+    gauge(out, "crosstown_deferred_queue_reserved",
+          "Queue slots kept by requests for the callbacks they will dispatch (block).",
+          pool.reserved_room());
     gauge(out, "crosstown_deferred_queue_capacity", "Most callbacks that may wait.",
           pool.config().queue_capacity);
     gauge(out, "crosstown_pool_workers", "Worker threads alive now.", pool.live_workers());
