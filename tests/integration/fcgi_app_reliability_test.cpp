@@ -65,6 +65,16 @@ class Load {
     std::vector<std::thread> threads_;
 };
 
+// SIGTERM after the load: a clean exit, and a summary line that adds up, in which every call
+// the load got a 202 for (one call each) completed.
+void expect_every_accepted_call_ran(NginxStack& stack, const Load& load) {
+    stack.app().signal(SIGTERM);
+    EXPECT_EQ(stack.app().wait(30s), 0);
+    const auto counts = summary_counts(stack.app().output());
+    expect_identities(counts);
+    EXPECT_EQ(counts.at("completed"), load.count(202)) << "every accepted call ran";
+}
+
 TEST(DrainUnderLoad, EveryAcceptedCallIsAccountedForAndExitIsZero) {
     // A queue of 500: SIGTERM finds at most that many calls waiting, a drain of under 1 s.
     NginxStack stack({"--workers", "32", "--queue-capacity", "500", "--drain-timeout", "30s",
@@ -290,11 +300,7 @@ TEST(Overload, UnderBlockRequestsThatDeferNothingStayFastWhileThePoolIsSaturated
     EXPECT_LT(took_ms.back(), kSlowestMs) << "the slowest GET /hello, ms";
     EXPECT_EQ(load.statuses(), std::set<int>{202});
 
-    stack.app().signal(SIGTERM);
-    EXPECT_EQ(stack.app().wait(30s), 0);
-    const auto counts = summary_counts(stack.app().output());
-    expect_identities(counts);
-    EXPECT_EQ(counts.at("completed"), load.count(202)) << "every accepted call ran";
+    expect_every_accepted_call_ran(stack, load);
 }
 
 // How many entries /proc/PID/<what> has: "fd" (open descriptors) or "fn" (threads).
@@ -402,11 +408,7 @@ TEST(Overload, UnderBlockTheThreadsWaitingForRoomAreAtMostTheRequestsInFlight) {
         << "responder threads, with " << served << " batches served";
     EXPECT_EQ(load.statuses(), std::set<int>{202});
 
-    stack.app().signal(SIGTERM);
-    EXPECT_EQ(stack.app().wait(30s), 0);
-    const auto counts = summary_counts(stack.app().output());
-    expect_identities(counts);
-    EXPECT_EQ(counts.at("completed"), load.count(202)) << "every accepted call ran";
+    expect_every_accepted_call_ran(stack, load);
 }
 
 TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
