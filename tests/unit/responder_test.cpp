@@ -14,6 +14,7 @@
 #include <memory>
 #include <thread>
 
+#include "support/context_switches.hpp"
 #include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/gate.hpp"
@@ -182,6 +183,46 @@ TEST_F(ResponderTest, ManyKeptConnectionsTakeTurnsOnOneThread) {
         }
     }
     EXPECT_TRUE(test::eventually([&] { return stats_.total() == 60; }));
+}
+
+// Only one thread waits for requests at a time; while it is held in a slow handler another
+// takes over watching (Lookout), so a kept connection's next request is not held behind it.
+TEST_F(ResponderTest, ASlowHandlerHoldsNoOtherConnectionsRequest) {
+    Gate handler_in;
+    Gate release;
+    router_.get("/slow", [&](Request&, Response& res) {
+        handler_in.open();
+        release.wait();
+        res.text("done\n");
+    });
+    start({.threads = 2});
+    FastCgiConnection kept(path_);
+    ASSERT_TRUE(kept.request(test::get("/hello")).ended);
+    FastCgiConnection slow(path_);
+    ASSERT_TRUE(slow.send_request(test::get("/slow")));
+    ASSERT_TRUE(handler_in.wait());
+    const auto sent = Clock::now();
+    ASSERT_TRUE(kept.send_request(test::get("/hello")));
+    const auto reply = kept.read_reply(2s);
+    const auto waited = Clock::now() - sent;
+    release.open();
+    ASSERT_TRUE(reply.ended) << "the kept connection waited for the slow handler";
+    EXPECT_EQ(reply.status, 200);
+    EXPECT_LT(waited, 500ms);
+    EXPECT_TRUE(slow.read_reply().ended);
+}
+
+// Idle responder threads sleep without deadlines: an idle fcgi_app makes no wake-ups.
+TEST_F(ResponderTest, IdleThreadsDoNotWakeUp) {
+    start({.threads = 4});
+    for (int i = 0; i < 3; ++i) {
+        FastCgiConnection connection(path_);
+        ASSERT_TRUE(connection.request(test::get("/hello")).ended);
+    }
+    std::this_thread::sleep_for(50ms);
+    const long before = test::voluntary_context_switches("ct-responder");
+    std::this_thread::sleep_for(300ms);
+    EXPECT_LE(test::voluntary_context_switches("ct-responder") - before, 10);
 }
 
 TEST_F(ResponderTest, ConnectionWithoutKeepConnIsClosed) {

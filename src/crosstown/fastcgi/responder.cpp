@@ -106,6 +106,12 @@ std::string describe_peer(int fd, const sockaddr_storage& peer) {
     return "a unix socket";
 }
 
+int create_epoll() {
+    const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw_errno("epoll_create1");
+    return fd;
+}
+
 }  // namespace
 
 Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
@@ -116,9 +122,8 @@ Responder::Responder(int listen_fd, const Router& router, Pool& pool, RequestSta
       jobs_(jobs),
       stats_(stats),
       config_(config),
+      epoll_fd_(create_epoll()),
       started_(config.threads) {
-    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) throw_errno("epoll_create1");
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0) throw_errno("eventfd");
     // Level-triggered and never read: once written, every epoll_wait returns it.
@@ -153,6 +158,7 @@ void Responder::stop() {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(stop_fd_, &one, sizeof one);
+    lookout_.stop();
 }
 
 // Joins outside the lock: a thread may need it to leave. Once stopped no thread starts, so
@@ -203,6 +209,7 @@ void Responder::start_thread(bool spare) {
 // cost paid once per spare, not per request.
 void Responder::blocking() noexcept {
     blocked_.fetch_add(1);
+    lookout_.promote_now();
     try {
         std::lock_guard lock(threads_mutex_);
         if (stopping_.load() || serving() >= config_.threads ||
@@ -267,7 +274,7 @@ void Responder::thread_main(std::size_t slot, bool spare) {
         const int timeout =
             spares_run ? static_cast<int>(std::chrono::milliseconds(kSpareLinger).count()) : -1;
         epoll_event event{};
-        const int n = ::epoll_wait(epoll_fd_, &event, 1, timeout);
+        const int n = lookout_.next(event, timeout);
         if (n == 0 || (n < 0 && errno == EINTR)) continue;
         if (n < 0) {
             log::error("responder: epoll_wait: {}", std::strerror(errno));

@@ -9,6 +9,10 @@
 // connections as there are threads, new requests wait for fastcgi_read_timeout. Here nginx
 // may cache far more connections than there are threads.
 //
+// Only one thread at a time sleeps in epoll_wait (Lookout): one that takes a request wakes
+// nobody, and serves the next when it is done, unless its handler takes long, when another
+// thread takes over within about a millisecond.
+//
 // For each request: run_exchange (router and handler), commit its durable jobs (a failed
 // commit turns the response into a 503), write the response, note whether it
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
@@ -40,6 +44,7 @@
 #include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/detail/log_throttle.hpp"
+#include "crosstown/fastcgi/lookout.hpp"
 #include "crosstown/fastcgi/web_server_addrs.hpp"
 #include "crosstown/http/exchange.hpp"
 #include "crosstown/http/router.hpp"
@@ -109,7 +114,8 @@ class Responder : private detail::BlockingObserver {
     JobRunner* const jobs_;
     RequestStats& stats_;
     const ResponderConfig config_;
-    int epoll_fd_ = -1;
+    const int epoll_fd_;
+    Lookout lookout_{epoll_fd_};  // which thread waits for the next request
     int stop_fd_ = -1;
     std::atomic<bool> stopping_{false};
     std::atomic<unsigned> busy_{0};
