@@ -212,6 +212,23 @@ TEST_F(ResponderTest, ASlowHandlerHoldsNoOtherConnectionsRequest) {
     EXPECT_TRUE(slow.read_reply().ended);
 }
 
+// Requests that arrive together while every thread is free run together: each thread that
+// takes one leaves, and the next takes over watching within a few milliseconds.
+TEST_F(ResponderTest, SlowRequestsOnSeveralConnectionsRunAtOnce) {
+    router_.get("/sleep", [](Request&, Response& res) {
+        std::this_thread::sleep_for(300ms);
+        res.text("slept\n");
+    });
+    start({.threads = 4});
+    std::vector<std::unique_ptr<FastCgiConnection>> connections;
+    for (int i = 0; i < 4; ++i) connections.push_back(std::make_unique<FastCgiConnection>(path_));
+    const auto sent = Clock::now();
+    for (auto& connection : connections) ASSERT_TRUE(connection->send_request(test::get("/sleep")));
+    for (auto& connection : connections) ASSERT_TRUE(connection->read_reply().ended);
+    // One after another they would take 1.2 s.
+    EXPECT_LT(Clock::now() - sent, 800ms);
+}
+
 // Idle responder threads sleep without deadlines: an idle fcgi_app makes no wake-ups.
 TEST_F(ResponderTest, IdleThreadsDoNotWakeUp) {
     start({.threads = 4});

@@ -47,23 +47,22 @@ void Lookout::stop() {
     standby_wake_.notify_all();
 }
 
-// The first thread to stand by is the sentry; when it leaves the post (to watch, to look
-// whether it should leave as surplus, or on stop) the next one standing by takes it.
+// A thread standing by waits for the sentry's post to be free and takes it: so while any
+// thread stands by, one of them is the sentry. It returns to the caller after timeout_ms (to
+// look whether it should leave as surplus), on stop, or when, as the sentry, it should watch.
 void Lookout::stand_by(int timeout_ms) {
     std::unique_lock lock(mutex_);
-    if (stopping_) return;
-    if (!sentry_) {
-        sentry_ = true;
-        keep_watch(lock, timeout_ms);
-        sentry_ = false;
-        standby_wake_.notify_one();
+    const auto post_free = [this] { return stopping_ || !sentry_; };
+    if (timeout_ms < 0) {
+        standby_wake_.wait(lock, post_free);
+    } else if (!standby_wake_.wait_for(lock, std::chrono::milliseconds(timeout_ms), post_free)) {
         return;
     }
-    if (timeout_ms < 0) {
-        standby_wake_.wait(lock);
-    } else {
-        standby_wake_.wait_for(lock, std::chrono::milliseconds(timeout_ms));
-    }
+    if (stopping_) return;
+    sentry_ = true;
+    keep_watch(lock, timeout_ms);
+    sentry_ = false;
+    standby_wake_.notify_one();
 }
 
 // Returns when the sentry should watch (nobody has for kWatchDelay, or promote_now), on stop,
