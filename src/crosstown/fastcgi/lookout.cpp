@@ -18,12 +18,13 @@ int Lookout::next(epoll_event& event, int timeout_ms) {
 }
 
 // The watcher leaves without waking anyone, unless the sentry rests: it then has to start
-// timing this absence.
+// timing this absence. Also when it leaves without an event: it may not come back (a spare
+// leaving as surplus).
 int Lookout::watch(epoll_event& event, int timeout_ms) {
     const int n = ::epoll_wait(epoll_fd_, &event, 1, timeout_ms);
     const int error = errno;
     watching_.store(false);
-    if (n > 0 && sentry_resting_.load()) wake_sentry();
+    if (sentry_resting_.load()) wake_sentry();
     errno = error;
     return n;
 }
@@ -34,8 +35,12 @@ void Lookout::wake_sentry() {
     sentry_wake_.notify_one();
 }
 
+// Only while nobody watches: a watcher that leaves wakes a resting sentry anyway. Only to a
+// sentry on duty: a request to one that comes later would send it watching for nothing.
 void Lookout::promote_now() {
+    if (watching_.load()) return;
     std::lock_guard lock(mutex_);
+    if (!sentry_) return;
     promote_ = true;
     sentry_wake_.notify_one();
 }
@@ -65,11 +70,11 @@ void Lookout::stand_by(int timeout_ms) {
     standby_wake_.notify_one();
 }
 
-// Returns when the sentry should watch (nobody has for kWatchDelay, or promote_now), on stop,
-// or after timeout_ms. Resting, it sets sentry_resting_ before it looks at watching_, and
-// the watcher clears watching_ before it looks at sentry_resting_ (both sequentially
-// consistent), so at least one of them sees the other: the sentry never rests while nobody
-// watches.
+// Returns when the sentry should watch (nobody does kWatchDelay after the watcher left, or
+// promote_now), on stop, or after timeout_ms. Resting, it sets sentry_resting_ before it
+// looks at watching_, and the watcher clears watching_ before it looks at sentry_resting_
+// (both sequentially consistent), so at least one of them sees the other: the sentry never
+// rests while nobody watches.
 void Lookout::keep_watch(std::unique_lock<std::mutex>& lock, int timeout_ms) {
     const auto deadline =
         timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);

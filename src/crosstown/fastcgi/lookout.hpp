@@ -6,15 +6,18 @@
 // thread for each request: measured behind nginx on two cores, that wake-up (and its context
 // switches) was a fifth of fcgi_app's CPU per request.
 //
-// A handler may take long, so one idle thread (the sentry) times the watcher's absence: if
-// nobody has watched for kWatchDelay, the sentry becomes the watcher, and a slow handler
+// A handler may take long, so one idle thread (the sentry) looks again kWatchDelay after the
+// watcher leaves: if nobody watches then, the sentry becomes the watcher, so a slow handler
 // holds other connections' requests for at most about that long. A thread about to block for
 // room in the pool (promote_now) hands over at once. The other idle threads stand by on a
-// condition variable. While the watcher watches, the sentry sleeps without a deadline, and the
-// watcher wakes it when it leaves: an idle process makes no wake-ups.
+// condition variable. While the watcher watches, the sentry sleeps until the watcher leaves
+// (which wakes it) or, while spare threads run, until it is time to look whether it should
+// leave as surplus: an idle process makes no wake-ups. A request after a quiet spell costs a
+// wake-up of the sentry; requests that keep coming do not.
 //
 // A thread that finishes a request while another watches first takes a request already
-// waiting (epoll_wait with no timeout), so under a backlog every thread keeps serving.
+// waiting (epoll_wait with a zero timeout), so under a backlog every thread keeps serving,
+// and under a backlog that lasts the threads serving grow by one each kWatchDelay.
 #pragma once
 
 #include <atomic>

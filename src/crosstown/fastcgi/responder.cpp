@@ -201,16 +201,17 @@ void Responder::start_thread(bool spare) {
     }
 }
 
-// This thread is about to wait for room in the pool (called with the pool's lock held): if
-// fewer than config_.threads would be left to serve, start a spare.
+// This thread is about to wait for room in the pool (called with the pool's lock held): the
+// sentry watches at once if nobody does, and if fewer than config_.threads would be left to
+// serve, a spare starts.
 // Decided under threads_mutex_, which a thread leaving as surplus also takes: checked outside
 // it, a leaving thread and a blocking one could each see the other's old count, and neither
 // start a spare nor stay. The thread starts under the pool's lock (the observer's caller): a
 // cost paid once per spare, not per request.
 void Responder::blocking() noexcept {
     blocked_.fetch_add(1);
-    lookout_.promote_now();
     try {
+        lookout_.promote_now();
         std::lock_guard lock(threads_mutex_);
         if (stopping_.load() || serving() >= config_.threads ||
             alive_.load() >= config_.threads * kSpareFactor) {
