@@ -39,9 +39,19 @@ class ResponderTest : public ::testing::Test {
         router_.get("/hello", [](Request&, Response& res) { res.text("hello\n"); });
     }
     ~ResponderTest() override {
+        slow_release_.open();
         responder_.reset();
         pool_.reset();
         socket_.close();
+    }
+
+    // GET /slow: opens slow_in_, then waits for slow_release_ before it answers.
+    void add_slow_route() {
+        router_.get("/slow", [this](Request&, Response& res) {
+            slow_in_.open();
+            slow_release_.wait();
+            res.text("done\n");
+        });
     }
 
     void start(ResponderConfig config = {.threads = 2}) {
@@ -50,6 +60,8 @@ class ResponderTest : public ::testing::Test {
     }
 
     test::LogCapture log_;  // keeps access lines out of the test output
+    Gate slow_in_;
+    Gate slow_release_;
     test::TempDir dir_{"crosstown-responder"};
     std::string path_;
     ListenSocket socket_;
@@ -188,24 +200,18 @@ TEST_F(ResponderTest, ManyKeptConnectionsTakeTurnsOnOneThread) {
 // Only one thread waits for requests at a time; while it is held in a slow handler another
 // takes over watching (Lookout), so a kept connection's next request is not held behind it.
 TEST_F(ResponderTest, ASlowHandlerHoldsNoOtherConnectionsRequest) {
-    Gate handler_in;
-    Gate release;
-    router_.get("/slow", [&](Request&, Response& res) {
-        handler_in.open();
-        release.wait();
-        res.text("done\n");
-    });
+    add_slow_route();
     start({.threads = 2});
     FastCgiConnection kept(path_);
     ASSERT_TRUE(kept.request(test::get("/hello")).ended);
     FastCgiConnection slow(path_);
     ASSERT_TRUE(slow.send_request(test::get("/slow")));
-    ASSERT_TRUE(handler_in.wait());
+    ASSERT_TRUE(slow_in_.wait());
     const auto sent = Clock::now();
     ASSERT_TRUE(kept.send_request(test::get("/hello")));
     const auto reply = kept.read_reply(2s);
     const auto waited = Clock::now() - sent;
-    release.open();
+    slow_release_.open();
     ASSERT_TRUE(reply.ended) << "the kept connection waited for the slow handler";
     EXPECT_EQ(reply.status, 200);
     EXPECT_LT(waited, 500ms);
@@ -436,21 +442,15 @@ TEST_F(ResponderTest, StopWakesIdleThreadsAtOnce) {
 }
 
 TEST_F(ResponderTest, StopLetsTheRequestInHandFinish) {
-    Gate handler_in;
-    Gate release;
-    router_.get("/slow", [&](Request&, Response& res) {
-        handler_in.open();
-        release.wait();
-        res.text("done\n");
-    });
+    add_slow_route();
     start({.threads = 2});
     FastCgiConnection connection(path_);
     ASSERT_TRUE(connection.send_request(test::get("/slow")));
-    ASSERT_TRUE(handler_in.wait());
+    ASSERT_TRUE(slow_in_.wait());
     responder_->stop();
     std::thread opener([&] {
         std::this_thread::sleep_for(100ms);
-        release.open();
+        slow_release_.open();
     });
     responder_->join();
     opener.join();

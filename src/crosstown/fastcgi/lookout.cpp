@@ -76,8 +76,8 @@ void Lookout::stand_by(int timeout_ms) {
 // (both sequentially consistent), so at least one of them sees the other: the sentry never
 // rests while nobody watches.
 void Lookout::keep_watch(std::unique_lock<std::mutex>& lock, int timeout_ms) {
-    const auto deadline =
-        timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
+    const auto deadline = timeout_ms < 0 ? Clock::time_point::max()
+                                         : Clock::now() + std::chrono::milliseconds(timeout_ms);
     const auto woken = [this] { return !sentry_resting_.load() || stopping_ || promote_; };
     while (!stopping_ && Clock::now() < deadline) {
         if (promote_) {

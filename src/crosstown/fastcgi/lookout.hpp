@@ -51,14 +51,14 @@ class Lookout {
     void wake_sentry();
 
     const int epoll_fd_;
-    std::atomic<bool> watching_{false};  // a thread is in (or about to enter) epoll_wait
+    std::atomic<bool> watching_{false};        // a thread is in (or about to enter) epoll_wait
     std::atomic<bool> sentry_resting_{false};  // the sentry sleeps until the watcher leaves
     std::mutex mutex_;
     std::condition_variable sentry_wake_;
     std::condition_variable standby_wake_;
-    bool sentry_ = false;       // guarded by mutex_
-    bool promote_ = false;      // guarded by mutex_
-    bool stopping_ = false;     // guarded by mutex_
+    bool sentry_ = false;    // guarded by mutex_
+    bool promote_ = false;   // guarded by mutex_
+    bool stopping_ = false;  // guarded by mutex_
 };
 
 }  // namespace crosstown
