@@ -19,6 +19,7 @@
 #include "support/app_checks.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
+#include "support/process_threads.hpp"
 
 namespace crosstown::test {
 namespace {
@@ -313,21 +314,6 @@ int proc_entries(pid_t pid, const char* what) {
     return n;
 }
 
-// The ids of the process's threads named `name` (ct-responder, ct-spare, ct-worker).
-std::set<pid_t> threads_named(pid_t pid, std::string_view name) {
-    std::set<pid_t> found;
-    const auto tasks = "/proc/" + std::to_string(pid) + "/task";
-    if (DIR* dir = ::opendir(tasks.c_str())) {
-        while (const dirent* entry = ::readdir(dir)) {
-            if (entry->d_name[0] == '.') continue;
-            std::ifstream comm(tasks + "/" + entry->d_name + "/comm");
-            std::string line;
-            if (std::getline(comm, line) && line == name) found.insert(std::stoi(entry->d_name));
-        }
-        ::closedir(dir);
-    }
-    return found;
-}
 
 // Threads carry names that top -H and ps -L show. While the pool stays saturated, the spare
 // responders started for the blocked ones stay too: leaving as soon as enough others were

@@ -13,9 +13,9 @@
 #include <thread>
 #include <vector>
 
-#include "support/context_switches.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
+#include "support/process_threads.hpp"
 
 namespace crosstown {
 namespace {

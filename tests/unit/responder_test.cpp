@@ -14,10 +14,10 @@
 #include <memory>
 #include <thread>
 
-#include "support/context_switches.hpp"
 #include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/gate.hpp"
+#include "support/process_threads.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
 
