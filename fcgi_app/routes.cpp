@@ -199,7 +199,9 @@ void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Wit
                   .backoff = std::chrono::milliseconds(200),
                   .max_backoff = std::chrono::seconds(5),
                   .timeout = std::chrono::seconds(70),
-                  .concurrency = 64},
+                  // No limit of its own: a fan-out of calls may use the whole pool, as the
+                  // in-memory calls do.
+                  .concurrency = 0},
                  [&ledger, &witness](const crosstown::Job& job, std::stop_token stop) {
                      place_durable_call(ledger, witness, job, std::move(stop));
                  });

@@ -58,26 +58,35 @@ void RedisJobFeed::loop(std::stop_token stop) {
 }
 
 void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& next_beat) {
-    const auto beat_every = std::max(journal_.options().claim_after / 4,
-                                     std::chrono::milliseconds(50));
+    const auto beat_every =
+        std::max(journal_.options().claim_after / 4, std::chrono::milliseconds(50));
     if (Clock::now() >= next_beat) {
         journal_.beat();  // when it throws, it is tried again after the backoff, not a beat later
         next_beat = Clock::now() + beat_every;
-        if (!taking_.load()) return;
-        if (auto room = runner_.room(); !room.empty()) runner_.receive(journal_.claim(room));
+        claiming_ = true;  // each beat looks again for dead consumers' entries
     }
     if (!taking_.load()) {
         nap(stop, next_beat - Clock::now());
         return;
     }
-    const auto room = runner_.room();
+    auto room = runner_.room();
     if (room.empty()) {
         std::this_thread::sleep_for(kNoRoomPause);
         return;
     }
-    const auto until_beat = std::chrono::duration_cast<std::chrono::milliseconds>(
-        next_beat - Clock::now());
-    const auto block = std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
+    // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has room for
+    // it, taking turns with new jobs so that neither starves the other; the look ends once every
+    // kind's scan of the pending entries has come round.
+    if (claiming_) {
+        runner_.receive(journal_.claim(room));
+        claiming_ = !journal_.claim_scan_done(room);
+        room = runner_.room();
+        if (room.empty()) return;
+    }
+    const auto until_beat =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
+    const auto longest = claiming_ ? std::chrono::milliseconds(1) : kLongestBlock;
+    const auto block = std::clamp(until_beat, std::chrono::milliseconds(1), longest);
     runner_.receive(journal_.take(room, block));
 }
 

@@ -7,7 +7,10 @@
 // responses must, or others would release them before the responses are finished. An instance
 // that runs jobs also takes as many of each kind as the runner has room for (XREADGROUP,
 // blocking up to 200 ms, so a released job starts within a round trip on whichever instance is
-// free) and, at each beat, claims those of consumers that died. While the server is
+// free) and, from each beat on, claims those of consumers that died: a batch as large as the
+// runner's room per turn, in turns with new jobs, until the scan of the pending entries has come
+// round. So a dead instance's backlog runs at the survivor's full rate, not a beat's room at a
+// time. While the server is
 // unreachable it tries again with backoff, up to 2 s; jobs already taken keep running.
 //
 // Stopping is in two steps: stop_taking() at the first stop signal (no new jobs while the pool
@@ -45,6 +48,7 @@ class RedisJobFeed {
     RedisJournal& journal_;
     JobRunner& runner_;
     std::atomic<bool> taking_;
+    bool claiming_ = false;  // the feed thread's: a look for dead consumers' entries goes on
     detail::LogThrottle failure_log_{std::chrono::seconds(5)};
     std::jthread thread_;  // last: starts once the members above exist
 };
