@@ -2,16 +2,17 @@
 // every consumer until released), finishes, retries that stay with a live instance, claims
 // from a dead one, held jobs of a dead instance, and an unreachable server.
 #include "crosstown/jobs/redis_journal.hpp"
-#include "crosstown/jobs/redis_journal_admin.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <crosstown/jobs/follow_response_durably.hpp>
-#include <optional>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <thread>
 
+#include "crosstown/jobs/redis_journal_admin.hpp"
 #include "support/eventually.hpp"
 #include "support/loopback.hpp"
 #include "support/redis_server.hpp"
@@ -102,16 +103,66 @@ TEST_F(RedisJournalTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies
     }
     a.reset();  // dies: beats no more, leaves nothing
     std::vector<StoredJob> claimed;
-    ASSERT_TRUE(test::eventually([&] {
-        claimed = b.claim(room);
-        return !claimed.empty();
-    }, 5s, 50ms));
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            claimed = b.claim(room);
+            return !claimed.empty();
+        },
+        5s, 50ms));
     ASSERT_EQ(claimed.size(), 1U);
     EXPECT_EQ(claimed[0].id, ids[0]);
     EXPECT_EQ(claimed[0].attempts, 1U);
     EXPECT_EQ(claimed[0].state, JobState::retry);
     EXPECT_EQ(claimed[0].last_error, "boom");
     EXPECT_EQ(b.figures().claimed, 1U);
+}
+
+// A transient error reading the job (here WRONGTYPE, from a key of another type for a moment)
+// is no proof that the job is gone: its entry stays pending, and is claimed once it is readable.
+TEST_F(RedisJournalTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    const auto job_key = "t:job:" + std::to_string(ids[0]);
+    raw().command({"RENAME", job_key, "t:aside"});
+    raw().command({"SET", job_key, "not a hash"});
+    EXPECT_TRUE(a->take(room, 1000ms).empty());
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1) << "the entry was deleted";
+    const auto pending = raw().command({"XPENDING", "t:stream:k", "crosstown"});
+    EXPECT_EQ(reply_integer(pending.element(0)), 1) << "the entry was acknowledged";
+    EXPECT_GE(a->figures().failed_commands, 1U);
+    raw().command({"DEL", job_key});
+    raw().command({"RENAME", "t:aside", job_key});
+    std::vector<StoredJob> claimed;
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            claimed = b.claim(room);
+            return !claimed.empty();
+        },
+        3 * kClaimAfter, 50ms));
+    ASSERT_EQ(claimed.size(), 1U);
+    EXPECT_EQ(claimed[0].id, ids[0]);
+    EXPECT_EQ(claimed[0].payload, "p");
+}
+
+// A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
+// where it stopped, and says when the scan has come round, so the feed claims them all at once.
+TEST_F(RedisJournalTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 25; ++i) ids.push_back(commit(*a, "p" + std::to_string(i)).at(0));
+    a->release(ids);
+    std::size_t taken = 0;
+    while (taken < ids.size()) taken += a->take({{"k", 25}}, 200ms).size();
+    a.reset();
+    std::this_thread::sleep_for(kClaimAfter + 100ms);
+    std::set<std::int64_t> claimed;
+    int calls = 0;
+    do {
+        for (const auto& job : b.claim(room)) claimed.insert(job.id);
+        ++calls;
+    } while (!b.claim_scan_done(room) && calls < 100);
+    EXPECT_TRUE(b.claim_scan_done(room));
+    EXPECT_EQ(claimed.size(), ids.size());
+    EXPECT_GE(calls, 3) << "ten at a time: the scan needs several calls";
 }
 
 TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
@@ -154,11 +205,13 @@ TEST_F(RedisJournalTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatE
     b.beat();
     EXPECT_TRUE(b.take(room, 100ms).empty()) << "released before the heartbeat expired";
     std::vector<StoredJob> jobs;
-    ASSERT_TRUE(test::eventually([&] {
-        b.beat();
-        jobs = b.take(room, 50ms);
-        return !jobs.empty();
-    }, 5s, 50ms));
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            b.beat();
+            jobs = b.take(room, 50ms);
+            return !jobs.empty();
+        },
+        5s, 50ms));
     EXPECT_EQ(jobs.at(0).id, ids[0]);
     EXPECT_EQ(b.figures().orphans_released, 1U);
 }
@@ -208,7 +261,7 @@ TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredece
 }
 
 TEST_F(RedisJournalTest, ALostConsumerGroupIsCreatedAgain) {
-    raw().command({"DEL", "t:stream:k"});  // a server that lost its data, say
+    raw().command({"DEL", "t:stream:k"});             // a server that lost its data, say
     EXPECT_THROW(b.take(room, 100ms), JournalError);  // NOGROUP: the group is created again
     const auto ids = commit(*a, "p");
     a->release(ids);
@@ -256,14 +309,16 @@ TEST_F(RedisJournalTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLat
     EXPECT_EQ(a->figures().unwritten, 1U);
     EXPECT_GE(a->figures().failed_commands, 1U);
     server.start();  // append-only, fsync always: what was written is back
-    ASSERT_TRUE(test::eventually([&] {
-        try {
-            a->beat();
-            return true;
-        } catch (const JournalError&) {
-            return false;
-        }
-    }, 5s, 100ms));
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            try {
+                a->beat();
+                return true;
+            } catch (const JournalError&) {
+                return false;
+            }
+        },
+        5s, 100ms));
     EXPECT_EQ(a->figures().unwritten, 0U);
     EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);

@@ -19,13 +19,15 @@ int whole(std::string_view text, std::string_view what, std::string_view address
     int value = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (error != std::errc{} || end != text.data() + text.size() || value < 0) {
-        throw std::invalid_argument(fmt::format("'{}': {} '{}' is not a number", address, what, text));
+        throw std::invalid_argument(
+            fmt::format("'{}': {} '{}' is not a number", address, what, text));
     }
     return value;
 }
 
 timeval to_timeval(std::chrono::milliseconds t) {
-    return {static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>(t.count() % 1000 * 1000)};
+    return {static_cast<time_t>(t.count() / 1000),
+            static_cast<suseconds_t>(t.count() % 1000 * 1000)};
 }
 
 // hiredis writes with write(2), not send(MSG_NOSIGNAL): a server that went away would kill the
@@ -83,10 +85,10 @@ RedisAddress RedisAddress::parse(std::string_view text) {
         rest = rest.substr(0, slash);
     }
     if (rest.find('@') != std::string_view::npos) {
-        throw std::invalid_argument(fmt::format(
-            "'{}': no password in the address; use --journal-password-file or "
-            "CROSSTOWN_REDIS_PASSWORD",
-            text));
+        throw std::invalid_argument(
+            fmt::format("'{}': no password in the address; use --journal-password-file or "
+                        "CROSSTOWN_REDIS_PASSWORD",
+                        text));
     }
     if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
         a.port = whole(rest.substr(colon + 1), "port", text);
@@ -105,14 +107,20 @@ RedisReply::RedisReply(redisReply* reply) : reply_(reply) {}
 void RedisReply::Free::operator()(redisReply* r) const { freeReplyObject(r); }
 bool RedisReply::is_nil() const { return reply_->type == REDIS_REPLY_NIL; }
 bool RedisReply::is_array() const { return reply_->type == REDIS_REPLY_ARRAY; }
+bool RedisReply::is_error() const { return reply_->type == REDIS_REPLY_ERROR; }
 long long RedisReply::integer() const { return reply_integer(reply_.get()); }
 std::string RedisReply::string() const { return reply_string(reply_.get()); }
 std::size_t RedisReply::size() const { return reply_size(reply_.get()); }
-const redisReply* RedisReply::element(std::size_t i) const { return reply_element(reply_.get(), i); }
+const redisReply* RedisReply::element(std::size_t i) const {
+    return reply_element(reply_.get(), i);
+}
 
 std::string reply_string(const redisReply* r) {
     if (r == nullptr) return {};
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) return {r->str, r->len};
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS ||
+        r->type == REDIS_REPLY_ERROR) {
+        return {r->str, r->len};
+    }
     if (r->type == REDIS_REPLY_INTEGER) return std::to_string(r->integer);
     return {};
 }
@@ -175,7 +183,8 @@ RedisReply RedisConnection::checked(redisReply* reply) {
     }
     RedisReply owned(reply);
     if (reply->type == REDIS_REPLY_ERROR) {
-        throw RedisReplyError(fmt::format("redis {}: {}", address_, std::string_view(reply->str, reply->len)));
+        throw RedisReplyError(
+            fmt::format("redis {}: {}", address_, std::string_view(reply->str, reply->len)));
     }
     return owned;
 }
@@ -189,8 +198,8 @@ RedisReply RedisConnection::command(std::span<const std::string> args) {
         argv.push_back(a.data());
         lengths.push_back(a.size());
     }
-    return checked(static_cast<redisReply*>(redisCommandArgv(
-        context_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+    return checked(static_cast<redisReply*>(
+        redisCommandArgv(context_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
 }
 
 RedisReply RedisConnection::command(std::initializer_list<std::string_view> args) {
@@ -215,7 +224,8 @@ RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std:
         try {
             return command(std::span<const std::string>(argv));
         } catch (const RedisReplyError& e) {
-            if (tries > 0 || std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) {
+            if (tries > 0 ||
+                std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) {
                 throw;
             }
             sha.clear();

@@ -44,9 +44,10 @@ class RedisReply {
     explicit RedisReply(redisReply* reply);
     bool is_nil() const;
     bool is_array() const;
-    long long integer() const;            // an integer reply (0 otherwise)
-    std::string string() const;           // a string or status reply ("" otherwise)
-    std::size_t size() const;             // elements of an array reply
+    bool is_error() const;       // an error reply (only pipeline() returns them)
+    long long integer() const;   // an integer reply (0 otherwise)
+    std::string string() const;  // a string or status reply ("" otherwise)
+    std::size_t size() const;    // elements of an array reply
     const redisReply* element(std::size_t i) const;
     const redisReply* get() const { return reply_.get(); }
 

@@ -139,7 +139,8 @@ bool transient(const RedisReplyError& e) {
     const std::string_view what = e.what();
     const auto at = what.find(": ");
     const auto reply = at == std::string_view::npos ? what : what.substr(at + 2);
-    return std::ranges::any_of(kCodes, [&](std::string_view code) { return reply.starts_with(code); });
+    return std::ranges::any_of(kCodes,
+                               [&](std::string_view code) { return reply.starts_with(code); });
 }
 
 std::int64_t to_int(const std::string& text) {
@@ -230,9 +231,10 @@ void RedisJournal::claim_name() {
                 address_.text, options_.instance));
         }
         if (!std::exchange(told, true)) {
-            log::warn("redis {}: instance name '{}' is in use; waiting up to {} ms for it to "
-                      "expire (a restart after a crash)",
-                      address_.text, options_.instance, options_.claim_after.count());
+            log::warn(
+                "redis {}: instance name '{}' is in use; waiting up to {} ms for it to "
+                "expire (a restart after a crash)",
+                address_.text, options_.instance, options_.claim_after.count());
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
@@ -247,7 +249,8 @@ void RedisJournal::claim_name() {
 void RedisJournal::ensure_groups(RedisConnection& connection) {
     for (const auto& kind : kinds_) {
         try {
-            connection.command({"XGROUP", "CREATE", key("stream:" + kind), kGroup, "0", "MKSTREAM"});
+            connection.command(
+                {"XGROUP", "CREATE", key("stream:" + kind), kGroup, "0", "MKSTREAM"});
         } catch (const RedisReplyError& e) {
             if (std::string_view(e.what()).find("BUSYGROUP") == std::string_view::npos) throw;
         }
@@ -379,8 +382,9 @@ void RedisJournal::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_keep({{ids.begin(), ids.end()}, true,
-                   [args = std::move(args)](RedisConnection& c) { c.eval(kRelease, args); }});
+    write_or_keep({{ids.begin(), ids.end()}, true, [args = std::move(args)](RedisConnection& c) {
+                       c.eval(kRelease, args);
+                   }});
 }
 
 void RedisJournal::complete(std::int64_t id) {
@@ -392,22 +396,22 @@ void RedisJournal::complete(std::int64_t id) {
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
         std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
-        write_or_keep({{id}, true,
-                       [args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); }});
+        write_or_keep(
+            {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); }});
         return;
     }
-    std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
-                                  taken->entry, std::to_string(id)};
-    write_or_keep({{id}, true,
-                   [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
+    std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,
+                                  std::to_string(id)};
+    write_or_keep(
+        {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
 }
 
 void RedisJournal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                               std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
-    write_or_keep({{id}, false,
-                   [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
+    write_or_keep(
+        {{id}, false, [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
 }
 
 void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
@@ -417,11 +421,11 @@ void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
         if (auto node = taken_.extract(id)) taken = std::move(node.mapped());
     }
     if (!taken) return;  // only taken jobs run, so only they die
-    std::vector<std::string> args{options_.prefix,        std::string(kGroup), taken->kind,
-                                  taken->entry,           std::to_string(id),
-                                  std::to_string(attempts), std::move(error)};
-    write_or_keep({{id}, true,
-                   [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
+    std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
+                                  taken->entry,    std::to_string(id),  std::to_string(attempts),
+                                  std::move(error)};
+    write_or_keep(
+        {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
 }
 
 std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_t>& room,
@@ -430,9 +434,9 @@ std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_
     if (!feed_ || feed_->broken()) feed_.emplace(connect());
     std::size_t count = room.begin()->second;
     for (const auto& [kind, n] : room) count = std::min(count, n);
-    std::vector<std::string> args{"XREADGROUP", "GROUP", std::string(kGroup), options_.instance,
-                                  "COUNT", std::to_string(count), "BLOCK",
-                                  std::to_string(block.count()), "STREAMS"};
+    std::vector<std::string> args{
+        "XREADGROUP",          "GROUP", std::string(kGroup),           options_.instance, "COUNT",
+        std::to_string(count), "BLOCK", std::to_string(block.count()), "STREAMS"};
     for (const auto& [kind, n] : room) args.push_back(key("stream:" + kind));
     for (std::size_t i = 0; i < room.size(); ++i) args.emplace_back(">");
     feed_->set_timeout(block + kCommandTimeout);
@@ -493,8 +497,17 @@ std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size
     return jobs;
 }
 
+bool RedisJournal::claim_scan_done(const std::map<std::string, std::size_t>& room) const {
+    return std::ranges::all_of(room, [&](const auto& kind) {
+        const auto cursor = claim_cursors_.find(kind.first);
+        return cursor == claim_cursors_.end() || cursor->second == "0-0";
+    });
+}
+
 // Reads the taken entries' jobs, and records them as taken. An entry whose job is gone (a
-// duplicate that another instance finished) is acknowledged and dropped.
+// duplicate that another instance finished) is acknowledged and dropped. An error reply is no
+// answer: the entry stays pending, unrecorded and untouched, so that after claim_after it is
+// claimed again by whichever instance looks, this one included.
 std::vector<StoredJob> RedisJournal::load(
     RedisConnection& connection, const std::vector<std::pair<std::string, Taken>>& entries) {
     if (entries.empty()) return {};
@@ -506,6 +519,16 @@ std::vector<StoredJob> RedisJournal::load(
     std::unique_lock lock(mutex_);
     for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto& [id, taken] = entries[i];
+        if (!replies[i].is_array()) {
+            failed_commands_.fetch_add(1, std::memory_order_relaxed);
+            if (const auto n = beat_log_.count(); n > 0) {
+                log::warn(
+                    "redis {}: reading job {} failed ({}; {} times); it is claimed again "
+                    "after {} ms",
+                    address_.text, id, replies[i].string(), n, options_.claim_after.count());
+            }
+            continue;
+        }
         std::map<std::string, std::string> fields;
         for (std::size_t f = 0; f + 1 < replies[i].size(); f += 2) {
             fields[reply_string(replies[i].element(f))] = reply_string(replies[i].element(f + 1));

@@ -45,7 +45,7 @@ namespace crosstown {
 
 // Figures for metrics and the status page.
 struct RedisJournalFigures {
-    std::uint64_t claimed = 0;       // entries taken over from dead consumers, by this instance
+    std::uint64_t claimed = 0;           // entries taken over from dead consumers, by this instance
     std::uint64_t orphans_released = 0;  // held jobs of dead instances released by this one
     std::uint64_t failed_commands = 0;   // round trips that failed (server unreachable, ...)
     std::size_t unwritten = 0;           // releases and finishes waiting to be written
@@ -85,6 +85,9 @@ class RedisJournal final : public JobStore {
                                 std::chrono::milliseconds block);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance.
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& room);
+    // True once the scan of pending entries of each kind in `room` has come round to the start
+    // (claim() carries each on from where its last call stopped).
+    bool claim_scan_done(const std::map<std::string, std::size_t>& room) const;
     // Writes the releases and finishes that failed before, beats, touches what this instance
     // still runs and releases stranded and dead instances' held jobs; each step on its own, so
     // that one failing does not stop the others. Throws JournalError when the heartbeat could
@@ -141,8 +144,8 @@ class RedisJournal final : public JobStore {
 
     mutable std::mutex mutex_;
     mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
-    std::map<std::int64_t, Taken> taken_;       // guarded by mutex_; running or retrying here
-    std::set<std::int64_t> holding_;  // guarded by mutex_; held, their response in progress
+    std::map<std::int64_t, Taken> taken_;        // guarded by mutex_; running or retrying here
+    std::set<std::int64_t> holding_;   // guarded by mutex_; held, their response in progress
     std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last look
     std::uint64_t beats_ = 0;          // guarded by mutex_; looks for stranded jobs so far
     // guarded by mutex_; commits between their start and holding_, by the looks before them
@@ -151,7 +154,7 @@ class RedisJournal final : public JobStore {
     // (run_kept), and only from the front, once the write succeeded.
     std::deque<Write> kept_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
-    std::optional<RedisConnection> feed_;       // the feed thread's own
+    std::optional<RedisConnection> feed_;                               // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
     // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.
