@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -68,6 +70,50 @@ TEST(Journal, OpenCreatesANewFile) {
     EXPECT_TRUE(std::filesystem::exists(path));
     EXPECT_TRUE(journal.list().empty());
     EXPECT_TRUE(journal.stats().rows.empty());
+}
+
+// Payloads may hold personal data: the journal and its -wal and -shm files are the owner's
+// alone, even under a umask that would let everyone read them.
+TEST(Journal, ANewJournalAndItsWalFilesAreTheOwnersAloneWhateverTheUmask) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    const auto old_umask = ::umask(0);
+    auto journal = open_rw(path);
+    ::umask(old_umask);
+    journal.begin();
+    journal.insert({"k", "secret", "req"}, 1);
+    journal.commit();
+    for (const auto& file : {path, path + "-wal", path + "-shm"}) {
+        ASSERT_TRUE(std::filesystem::exists(file)) << file;
+        const auto mode = std::filesystem::status(file).permissions();
+        EXPECT_EQ(mode & std::filesystem::perms::all,
+                  std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+            << file;
+    }
+}
+
+// Readers beside the writer need write-ahead logging; a database that cannot have it (here
+// SQLite's in-memory one) is refused at open rather than served without it.
+TEST(Journal, ADatabaseWithoutWriteAheadLoggingIsRefused) {
+    EXPECT_THAT(journal_error([] { open_rw(":memory:"); }), HasSubstr("write-ahead logging"));
+}
+
+// A value over SQLite's length limit fails its insert with an error, not a silent NULL.
+TEST(Journal, APayloadOverSqlitesLimitFailsItsInsert) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    journal.begin();
+    // SQLITE_MAX_LENGTH + 1 bytes, mapped and never touched: SQLite refuses it by its length.
+    constexpr std::size_t kSize = 1'000'000'001;
+    void* data = ::mmap(nullptr, kSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(data, MAP_FAILED);
+    const std::string_view huge(static_cast<const char*>(data), kSize);
+    EXPECT_THAT(journal_error([&] {
+                    journal.insert({"k", huge, "req"}, 1);
+                }),
+                HasSubstr("too big"));
+    ::munmap(data, kSize);
+    journal.rollback();
 }
 
 TEST(Journal, InsertedJobsReadBackWithEveryField) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,8 +10,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <map>
 #include <mutex>
+#include <new>
 #include <set>
 #include <string>
 #include <thread>
@@ -21,6 +25,32 @@
 #include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
+
+// Allocation failure, injected: the n-th allocation from now on the thread that sets
+// fail_allocation_in fails with std::bad_alloc. The writer's round runs on the committing
+// thread (the leader), so a test reaches every allocation of a round this way.
+namespace {
+thread_local long fail_allocation_in = -1;  // -1: never
+}  // namespace
+
+void* operator new(std::size_t size) {
+    if (fail_allocation_in > 0 && --fail_allocation_in == 0) {
+        fail_allocation_in = -1;
+        throw std::bad_alloc();
+    }
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+// GCC sees free() given what operator new returned once these are inlined: they are a pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace crosstown {
 namespace {
@@ -250,6 +280,97 @@ TEST(JournalWriter, CommitsThatWaitTogetherShareATransaction) {
     EXPECT_EQ(sizes.sum, static_cast<std::uint64_t>(kRequests));
     EXPECT_LT(sizes.count, static_cast<std::uint64_t>(kRequests));
     EXPECT_EQ(stored(path).size(), static_cast<std::size_t>(kRequests));
+}
+
+// A payload past SQLite's own limit (1 GB), mapped but never written or read: SQLite refuses it
+// by its length alone.
+class HugePayload {
+  public:
+    static constexpr std::size_t kSize = 1'000'000'001;
+    HugePayload() : data_(::mmap(nullptr, kSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) {}
+    ~HugePayload() {
+        if (data_ != MAP_FAILED) ::munmap(data_, kSize);
+    }
+    bool ok() const { return data_ != MAP_FAILED; }
+    std::string_view view() const { return {static_cast<const char*>(data_), kSize}; }
+
+  private:
+    void* data_;
+};
+
+// One request's payload that SQLite refuses shares a group commit with others: it fails alone.
+TEST(JournalWriter, ARefusedJobFailsOnlyItsOwnCommitInAGroup) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    JournalWriter writer(open_rw(path));
+    HugePayload huge;
+    ASSERT_TRUE(huge.ok());
+    auto blocker = open_rw(path);
+    blocker.begin();  // the first round waits in BEGIN while the others gather behind it
+    std::atomic<int> about_to_commit{0};
+    std::string huge_error;
+    std::vector<std::int64_t> small_ids;
+    std::mutex mutex;
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 3; ++i) {
+        threads.emplace_back([&, i] {
+            ++about_to_commit;
+            try {
+                const NewJob job{"k", i == 1 ? huge.view() : std::string_view("small"), "r"};
+                const auto ids = writer.commit(std::span(&job, 1));
+                std::lock_guard lock(mutex);
+                small_ids.insert(small_ids.end(), ids.begin(), ids.end());
+            } catch (const JournalUnavailable& e) {
+                std::lock_guard lock(mutex);
+                if (i == 1) {
+                    huge_error = e.what();
+                } else {
+                    small_ids.push_back(-1);
+                }
+            }
+        });
+    }
+    ASSERT_TRUE(test::eventually([&] { return about_to_commit.load() == 3; }));
+    std::this_thread::sleep_for(100ms);  // setup: lets them reach commit(); not asserted on
+    blocker.rollback();
+    threads.clear();
+    EXPECT_NE(huge_error.find("too big"), std::string::npos) << huge_error;
+    ASSERT_EQ(small_ids.size(), 2U);
+    EXPECT_GT(small_ids[0], 0) << "a small job failed beside the refused one";
+    EXPECT_GT(small_ids[1], 0) << "a small job failed beside the refused one";
+    EXPECT_EQ(stored(path).size(), 2U);
+    EXPECT_LT(writer.batch_sizes().count, 3U) << "no two commits shared a round: the test proves "
+                                                 "little";
+}
+
+// An allocation that fails anywhere in a commit, the writer's round included, fails that
+// commit at most: the next commit goes through, and nothing waits for ever.
+TEST(JournalWriter, AnAllocationFailureInARoundFailsOnlyThatCommit) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    JournalWriter writer(open_rw(path));
+    int refused = 0;
+    std::size_t committed = 0;  // jobs
+    for (long n = 1; n <= 40; ++n) {
+        fail_allocation_in = n;
+        try {
+            committed += commit(writer, {"payload", "payload"}).size();
+        } catch (const JournalUnavailable&) {
+            ++refused;  // failed inside the round: the writer caught it
+        } catch (const std::bad_alloc&) {
+            // failed before the round, in the caller's own allocations
+        }
+        fail_allocation_in = -1;
+        auto next = std::async(std::launch::async, [&] { return commit(writer, {"next"}); });
+        ASSERT_EQ(next.wait_for(10s), std::future_status::ready)
+            << "a commit hangs after an allocation failure at allocation " << n;
+        ASSERT_EQ(next.get().size(), 1U);
+        ++committed;
+    }
+    EXPECT_GT(refused, 0)
+        << "no allocation failed inside the writer's round: the test proves little";
+    writer.flush();
+    EXPECT_EQ(stored(path).size(), committed) << "the journal holds what was committed";
 }
 
 TEST(JournalWriter, DestructionWritesWhatIsQueued) {

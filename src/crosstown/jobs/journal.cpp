@@ -1,7 +1,10 @@
 #include "crosstown/jobs/journal.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -26,6 +29,12 @@ CREATE TABLE jobs (
 );
 )";
 
+// A value a statement cannot take (SQLITE_TOOBIG, SQLITE_RANGE): the value's fault.
+class ValueRefused : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
 // An empty string_view may have no data(); SQLite stores a null pointer as NULL, not "".
 const char* non_null(std::string_view v) { return v.data() != nullptr ? v.data() : ""; }
 
@@ -46,16 +55,18 @@ class Statement {
     }
     ~Statement() { sqlite3_finalize(stmt_); }
 
-    Statement& bind(int i, std::int64_t v) {
-        sqlite3_bind_int64(stmt_, i, v);
-        return *this;
-    }
+    // A bind that fails (a value over SQLite's length limit: SQLITE_TOOBIG) throws; the 64-bit
+    // forms take any length, which the 32-bit ones would truncate.
+    Statement& bind(int i, std::int64_t v) { return checked(sqlite3_bind_int64(stmt_, i, v)); }
     Statement& bind(int i, std::string_view v) {
-        sqlite3_bind_text(stmt_, i, non_null(v), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-        return *this;
+        return checked(
+            sqlite3_bind_text64(stmt_, i, non_null(v), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
     }
     Statement& bind_blob(int i, std::string_view v) {
-        sqlite3_bind_blob(stmt_, i, non_null(v), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return checked(sqlite3_bind_blob64(stmt_, i, non_null(v), v.size(), SQLITE_TRANSIENT));
+    }
+    Statement& checked(int rc) {
+        if (rc != SQLITE_OK) throw ValueRefused(sqlite3_errstr(rc));
         return *this;
     }
     // Steps once: true while a row is there.
@@ -90,6 +101,19 @@ JobState state_from(std::string_view name) {
     return JobState::ready;
 }
 
+// Payloads may hold personal data: a new journal is the owner's alone (0600), whatever the
+// umask, and SQLite gives its -wal and -shm files the database file's mode. An existing file
+// keeps the mode its owner gave it. ":memory:" is SQLite's name for no file.
+void create_private(const std::string& path) {
+    if (path == ":memory:") return;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ::fchmod(fd, 0600);  // the umask may have taken bits the owner needs
+        ::close(fd);
+    }
+    // EEXIST: it is there; any other error is SQLite's to report, naming the file.
+}
+
 }  // namespace
 
 struct Journal::Statements {
@@ -115,6 +139,7 @@ std::uint64_t JournalStats::count(JobState state) const {
 }
 
 Journal Journal::open(const std::string& path, JournalSync sync, Access access) {
+    if (access == Access::read_write) create_private(path);
     const int flags = access == Access::read_only ? SQLITE_OPEN_READONLY
                                                   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     sqlite3* db = nullptr;
@@ -133,7 +158,19 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
         journal.fail("is not writable by this process");
     }
     if (access == Access::read_write) {
-        journal.exec("PRAGMA journal_mode=WAL");
+        // SQLite keeps the old mode and says which when WAL cannot be had (an in-memory
+        // database, a VFS without shared memory): readers beside the writer need WAL.
+        std::string mode;
+        try {
+            Statement wal(db, "PRAGMA journal_mode=WAL");
+            if (wal.step()) mode = wal.text(0);
+        } catch (const std::exception& e) {
+            journal.fail(e.what());
+        }
+        if (mode != "wal") {
+            journal.fail(fmt::format(
+                "cannot use write-ahead logging (PRAGMA journal_mode=WAL left it '{}')", mode));
+        }
         journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
                                                : "PRAGMA synchronous=NORMAL");
         try {
@@ -232,6 +269,10 @@ std::int64_t Journal::insert(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
     try {
         s.bind(1, job.kind).bind_blob(2, job.payload).bind(3, job.request_id).bind(4, now_ms).run();
+    } catch (const ValueRefused& e) {
+        s.reset();
+        throw JobRefused(
+            fmt::format("journal {}: job of kind '{}' refused: {}", path_, job.kind, e.what()));
     } catch (const std::exception& e) {
         s.reset();
         fail(e.what());

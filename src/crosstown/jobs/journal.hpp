@@ -34,6 +34,13 @@ class JournalError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// SQLite refused one job's values (a payload over its length limit): that job's fault alone,
+// where a JournalError may be the file's.
+class JobRefused : public JournalError {
+  public:
+    using JournalError::JournalError;
+};
+
 enum class JobState { ready, retry, dead };
 std::string_view job_state_name(JobState state);
 

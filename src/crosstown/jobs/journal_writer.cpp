@@ -28,9 +28,21 @@ constexpr auto kGather = std::chrono::milliseconds(5);
 struct JournalWriter::Ticket {
     std::span<const NewJob> jobs;
     std::vector<std::int64_t> ids;
-    std::string error;
+    bool failed = false;
+    std::string error;  // why it failed, when there was memory to say so
     bool done = false;
 };
+
+namespace {
+
+// An insert of one ticket's jobs failed for that ticket's own reason (a value SQLite refuses):
+// its request alone is refused, and the transaction is written again without it.
+struct TicketFailed {
+    std::size_t index;
+    std::string why;
+};
+
+}  // namespace
 
 JournalWriter::JournalWriter(Journal journal)
     : journal_(std::move(journal)),
@@ -52,7 +64,7 @@ JournalWriter::~JournalWriter() {
 // back: two wake-ups, which on a loaded machine cost more than the transaction.
 std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
     const auto started = std::chrono::steady_clock::now();
-    Ticket ticket{jobs, {}, {}, false};
+    Ticket ticket{jobs, {}, false, {}, false};
     {
         std::unique_lock lock(mutex_);
         tickets_.push_back(&ticket);
@@ -65,7 +77,10 @@ std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
         }
     }
     commit_latency_.record(std::chrono::steady_clock::now() - started);
-    if (!ticket.error.empty()) throw JournalUnavailable(ticket.error);
+    if (ticket.failed) {
+        throw JournalUnavailable(ticket.error.empty() ? "journal " + path_ + ": out of memory"
+                                                      : ticket.error);
+    }
     return std::move(ticket.ids);
 }
 
@@ -139,7 +154,14 @@ bool JournalWriter::round(std::unique_lock<std::mutex>& lock) {
     ++taken_;
     writing_ = true;
     lock.unlock();
-    const bool ok = write(tickets, changes);
+    bool ok = false;
+    try {
+        ok = write(tickets, changes);
+    } catch (...) {
+        // Out of memory while telling the tickets why: they failed all the same, and the round
+        // must end, or writing_ would stay set and every later commit wait for ever.
+        for (auto* ticket : tickets) ticket->failed = true;
+    }
     lock.lock();
     writing_ = false;
     for (auto* ticket : tickets) ticket->done = true;
@@ -153,23 +175,29 @@ bool JournalWriter::round(std::unique_lock<std::mutex>& lock) {
     return ok;
 }
 
-// One transaction for all of it. When it fails with commits in it, the commits are refused and
-// the changes are tried once more on their own, so a request that cannot commit does not hold
-// back the completions of others. False when the changes were not written.
+// One transaction for all of it. A ticket whose own insert fails is refused alone and the rest
+// written again without it. When the transaction fails otherwise (disk full, I/O error, out of
+// memory) with commits in it, the commits are refused and the changes are tried once more on
+// their own, so a request that cannot commit does not hold back the completions of others.
+// False when the changes were not written.
 bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& changes) {
+    std::vector<Ticket*> live = tickets;  // the tickets not refused yet
     auto apply = [&](bool with_tickets) {
         journal_.begin();
         try {
             const auto now = now_ms();
             std::size_t inserted = 0;
-            if (with_tickets) {
-                for (auto* ticket : tickets) {
-                    ticket->ids.clear();
+            for (std::size_t i = 0; with_tickets && i < live.size(); ++i) {
+                auto* ticket = live[i];
+                ticket->ids.clear();
+                try {
                     for (const auto& job : ticket->jobs) {
                         ticket->ids.push_back(journal_.insert(job, now));
                     }
-                    inserted += ticket->jobs.size();
+                } catch (const JobRefused& e) {
+                    throw TicketFailed{i, e.what()};
                 }
+                inserted += ticket->jobs.size();
             }
             for (const auto& change : changes) {
                 switch (change.type) {
@@ -192,22 +220,34 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
             throw;
         }
     };
-    try {
-        apply(true);
-        return true;
-    } catch (const JournalError& e) {
-        failed_.fetch_add(1, std::memory_order_relaxed);
-        if (const auto failures = failure_log_.count()) {
-            log::error("{} ({} failed journal transactions since the last such line)", e.what(),
-                       failures);
+    for (;;) {
+        try {
+            apply(true);
+            return true;
+        } catch (const TicketFailed& f) {
+            log::error("{}; that request's jobs are refused, the others' committed", f.why);
+            live[f.index]->failed = true;
+            live[f.index]->error = f.why;
+            live.erase(live.begin() + static_cast<std::ptrdiff_t>(f.index));
+        } catch (const std::exception& e) {
+            failed_.fetch_add(1, std::memory_order_relaxed);
+            if (const auto failures = failure_log_.count()) {
+                log::error("{} ({} failed journal transactions since the last such line)", e.what(),
+                           failures);
+            }
+            for (auto* ticket : live) {
+                ticket->failed = true;
+                ticket->error = e.what();
+            }
+            break;
         }
-        for (auto* ticket : tickets) ticket->error = e.what();
     }
-    if (tickets.empty() || changes.empty()) return changes.empty();
+    if (changes.empty()) return true;
+    if (live.empty()) return false;  // the changes failed on their own
     try {
         apply(false);
         return true;
-    } catch (const JournalError&) {
+    } catch (const std::exception&) {
         return false;
     }
 }
