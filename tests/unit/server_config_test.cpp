@@ -63,6 +63,7 @@ void expect_defaults(const ServerConfig& c) {
     EXPECT_EQ(c.limits.max_deferred_per_request, 1000u);
     EXPECT_EQ(c.drain_timeout, 30s);
     EXPECT_EQ(c.limits.max_body, 1u << 20);
+    EXPECT_EQ(c.limits.max_job_payload, 1u << 20);
     EXPECT_EQ(c.io_timeout, 30s);
     EXPECT_EQ(c.log_level, log::Level::info);
     EXPECT_TRUE(c.access_log);
@@ -140,7 +141,8 @@ TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
         {{"--workers", "0"}, "--workers: '0' is not a whole number"},
         {{"--responders", "-2"}, "--responders:"},
         {{"--queue-capacity", "1e3"}, "--queue-capacity:"},
-        {{"--overflow", "drop"}, "--overflow: 'drop' is not one of block, caller_runs, reject, shed"},
+        {{"--overflow", "drop"},
+         "--overflow: 'drop' is not one of block, caller_runs, reject, shed"},
         {{"--drain-timeout", "soon"}, "--drain-timeout: 'soon' is not a duration"},
         {{"--drain-timeout", "5 s"}, "--drain-timeout:"},
         {{"--slow-callback", "a while"}, "--slow-callback: 'a while' is not a duration"},
@@ -149,6 +151,8 @@ TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
         {{"--workers", "2.."}, "--workers: '' is not a whole number"},
         {{"--worker-idle", "never"}, "--worker-idle: 'never' is not a duration"},
         {{"--max-body", "1t"}, "--max-body: '1t' is not a size"},
+        {{"--max-job-payload", "0"}, "--max-job-payload: must be between 1 and 512m"},
+        {{"--max-job-payload", "1g"}, "--max-job-payload: must be between 1 and 512m"},
         {{"--socket-mode", "0999"}, "--socket-mode:"},
         {{"--socket-mode", "01777"}, "--socket-mode:"},
         {{"--socket-group", "no-such-group-here"}, "--socket-group: no such group"},
@@ -229,8 +233,8 @@ TEST_F(ConfigFile, ShippedFileHasEveryOptionAtItsDefault) {
         if (!std::regex_match(line, m, setting)) continue;
         shown.emplace(m[1], m[2]);
         // Examples of options without a default, which would set them.
-        const bool example = m[1] == "socket-group" || m[1] == "journal-password-file" ||
-                             m[1] == "journal-instance";
+        const bool example =
+            m[1] == "socket-group" || m[1] == "journal-password-file" || m[1] == "journal-instance";
         if (!example) uncommented += m[1].str() + " = " + m[2].str() + "\n";
     }
     write(uncommented);

@@ -44,6 +44,14 @@ class UnknownJobKind : public std::logic_error {
     using std::logic_error::logic_error;
 };
 
+// A payload larger than --max-job-payload (RequestLimits::max_job_payload), thrown at
+// registration so that it can never reach the store, where it could fail the commit it shares
+// with other requests. A handler may catch it; uncaught, the answer is a 413 naming the kind.
+class JobPayloadTooLarge : public std::length_error {
+  public:
+    using std::length_error::length_error;
+};
+
 // The journal could not commit the request's jobs; the response becomes a 503.
 class JournalUnavailable : public std::runtime_error {
   public:

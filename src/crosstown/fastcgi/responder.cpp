@@ -393,9 +393,9 @@ void Responder::handle(FCGX_Request& fcgi) {
     const auto started = Clock::now();
     DeferredRegistry deferred(config_.limits.max_deferred_per_request);
     JobBatch jobs(jobs_ != nullptr ? &jobs_->kinds() : nullptr,
-                  config_.limits.max_deferred_per_request);
-    auto exchange = run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in),
-                                 config_.limits, deferred, jobs);
+                  config_.limits.max_deferred_per_request, config_.limits.max_job_payload);
+    auto exchange = run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in), config_.limits,
+                                 deferred, jobs);
     auto committed = commit_jobs(jobs, exchange);
     write_response(fcgi.out, exchange.response);
     // Closing the streams here (FCGX_Finish_r would) writes the last records and

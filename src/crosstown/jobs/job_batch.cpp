@@ -12,12 +12,15 @@ namespace {
 thread_local JobBatch* current = nullptr;
 }
 
-JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs) : JobBatch(kinds, max_jobs, true) {}
+JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, std::size_t max_payload)
+    : JobBatch(kinds, max_jobs, max_payload, true) {}
 
-JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, bool check)
-    : kinds_(kinds), max_jobs_(max_jobs), check_(check) {}
+JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, std::size_t max_payload, bool check)
+    : kinds_(kinds), max_jobs_(max_jobs), max_payload_(max_payload), check_(check) {}
 
-JobBatch JobBatch::unchecked(std::size_t max_jobs) { return JobBatch(nullptr, max_jobs, false); }
+JobBatch JobBatch::unchecked(std::size_t max_jobs, std::size_t max_payload) {
+    return JobBatch(nullptr, max_jobs, max_payload, false);
+}
 
 void JobBatch::add(std::string_view kind, std::string payload, DurableOptions options) {
     if (check_ && kinds_ == nullptr) {
@@ -26,6 +29,11 @@ void JobBatch::add(std::string_view kind, std::string payload, DurableOptions op
     }
     if (check_ && kinds_->find(kind) == nullptr) {
         throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind));
+    }
+    if (payload.size() > max_payload_) {
+        throw JobPayloadTooLarge(fmt::format(
+            "durable job '{}': its payload is {} bytes, over the limit of {} (--max-job-payload)",
+            kind, payload.size(), max_payload_));
     }
     if (jobs_.size() >= max_jobs_) {
         throw DeferredLimitExceeded(

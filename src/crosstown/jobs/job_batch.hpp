@@ -25,12 +25,16 @@ struct DurableRegistration {
 
 class JobBatch {
   public:
-    // `kinds` null: durable jobs are off, and add() throws DurableJobsOff.
-    JobBatch(const JobKinds* kinds, std::size_t max_jobs);
-    // Accepts any kind: a test capture, whose jobs are checked when they are run.
-    static JobBatch unchecked(std::size_t max_jobs);
+    // The default for max_payload, and for --max-job-payload: 1 MiB.
+    static constexpr std::size_t kMaxPayload = std::size_t{1} << 20;
 
-    // Throws DurableJobsOff, UnknownJobKind, or DeferredLimitExceeded past max_jobs.
+    // `kinds` null: durable jobs are off, and add() throws DurableJobsOff.
+    JobBatch(const JobKinds* kinds, std::size_t max_jobs, std::size_t max_payload = kMaxPayload);
+    // Accepts any kind: a test capture, whose jobs are checked when they are run.
+    static JobBatch unchecked(std::size_t max_jobs, std::size_t max_payload = kMaxPayload);
+
+    // Throws DurableJobsOff, UnknownJobKind, DeferredLimitExceeded past max_jobs, or
+    // JobPayloadTooLarge past max_payload bytes.
     void add(std::string_view kind, std::string payload, DurableOptions options);
 
     const std::vector<DurableRegistration>& jobs() const { return jobs_; }
@@ -40,10 +44,11 @@ class JobBatch {
     std::vector<DurableRegistration> take();
 
   private:
-    JobBatch(const JobKinds* kinds, std::size_t max_jobs, bool check);
+    JobBatch(const JobKinds* kinds, std::size_t max_jobs, std::size_t max_payload, bool check);
 
     const JobKinds* kinds_;
     std::size_t max_jobs_;
+    std::size_t max_payload_;
     bool check_;
     std::vector<DurableRegistration> jobs_;
 };

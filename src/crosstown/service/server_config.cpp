@@ -69,8 +69,7 @@ Overflow overflow(std::string_view text) {
     if (text == "reject") return Overflow::reject;
     if (text == "shed") return Overflow::shed;
     if (text == "spill") return Overflow::spill;
-    throw BadValue(
-        fmt::format("'{}' is not one of block, caller_runs, reject, shed, spill", text));
+    throw BadValue(fmt::format("'{}' is not one of block, caller_runs, reject, shed, spill", text));
 }
 
 constexpr std::string_view journal_sync_name(JournalSync sync) {
@@ -205,6 +204,8 @@ po::options_description describe_options(const ProgramInfo& program) {
     add("drain-timeout", format_duration(d.drain_timeout),
         "on SIGTERM, how long queued callbacks may still run");
     add("max-body", format_size(d.limits.max_body), "largest request body accepted (413 above)");
+    add("max-job-payload", format_size(d.limits.max_job_payload),
+        "largest payload of one durable job (413 above, unless the handler catches it)");
     add("io-timeout", format_duration(d.io_timeout), "read/write timeout on nginx connections");
     add("log-level", format_log_level(d.log_level), "debug, info, warn or error");
     add("access-log", format_on_off(d.access_log), "one log line per request: on or off");
@@ -252,10 +253,12 @@ void take(const po::variables_map& values, const char* name, Convert convert) {
 
 ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     ServerConfig c;
-    take(v, "journal", [&](const std::string& s) { c.journal.path = s == "off" ? "" : journal(s); });
+    take(v, "journal",
+         [&](const std::string& s) { c.journal.path = s == "off" ? "" : journal(s); });
     take(v, "journal-sync", [&](const std::string& s) { c.journal.sync = journal_sync(s); });
     take(v, "role", [&](const std::string& s) { c.role = role(s); });
-    take(v, "journal-prefix", [&](const std::string& s) { c.journal.redis.prefix = key_prefix(s); });
+    take(v, "journal-prefix",
+         [&](const std::string& s) { c.journal.redis.prefix = key_prefix(s); });
     take(v, "journal-password-file",
          [&](const std::string& s) { c.journal.redis.password_file = s; });
     take(v, "journal-claim-after", [&](const std::string& s) {
@@ -266,7 +269,8 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
             throw BadValue("must be at least 5s");
         }
     });
-    take(v, "journal-wait", [&](const std::string& s) { c.journal.redis.wait = parse_duration(s); });
+    take(v, "journal-wait",
+         [&](const std::string& s) { c.journal.redis.wait = parse_duration(s); });
     take(v, "journal-instance", [&](const std::string& s) {
         if (s.empty() || s.find_first_of(" \t\n") != std::string::npos) {
             throw BadValue(fmt::format("'{}': a name without spaces", s));
@@ -294,6 +298,13 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     });
     take(v, "drain-timeout", [&](const std::string& s) { c.drain_timeout = parse_duration(s); });
     take(v, "max-body", [&](const std::string& s) { c.limits.max_body = parse_size(s); });
+    take(v, "max-job-payload", [&](const std::string& s) {
+        c.limits.max_job_payload = parse_size(s);
+        // SQLite's own limit on a value is 1 GB: a larger one could not be kept.
+        if (c.limits.max_job_payload < 1 || c.limits.max_job_payload > (std::size_t{1} << 29)) {
+            throw BadValue("must be between 1 and 512m");
+        }
+    });
     take(v, "io-timeout", [&](const std::string& s) {
         c.io_timeout = parse_duration(s);
         if (c.io_timeout < std::chrono::milliseconds(100)) throw BadValue("must be at least 100ms");
@@ -302,9 +313,10 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     take(v, "access-log", [&](const std::string& s) { c.access_log = on_off(s); });
     take(v, "allow-remote", [&](const std::string& s) { c.allow_remote = on_off(s); });
     if (c.role != Role::both && !c.journal.is_redis()) {
-        throw BadValue(fmt::format("--role: {} needs a Redis journal (--journal redis://...), "
-                                   "which other instances share",
-                                   role_name(c.role)));
+        throw BadValue(
+            fmt::format("--role: {} needs a Redis journal (--journal redis://...), "
+                        "which other instances share",
+                        role_name(c.role)));
     }
     try {
         if (const auto addrs = WebServerAddrs::from_environment()) {

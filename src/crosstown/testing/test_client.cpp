@@ -85,8 +85,9 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
                                  const Fields& headers) {
     DeferredRegistry deferred(options_.limits.max_deferred_per_request);
     const auto cap = options_.limits.max_deferred_per_request;
-    auto jobs = options_.job_kinds != nullptr ? JobBatch(options_.job_kinds, cap)
-                                              : JobBatch::unchecked(cap);
+    const auto payload_cap = options_.limits.max_job_payload;
+    auto jobs = options_.job_kinds != nullptr ? JobBatch(options_.job_kinds, cap, payload_cap)
+                                              : JobBatch::unchecked(cap, payload_cap);
     auto exchange = run_exchange(router_, cgi_for(method, target, body, headers), reader_of(body),
                                  options_.limits, deferred, jobs);
     const auto& response = exchange.response;
