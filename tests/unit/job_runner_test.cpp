@@ -1,5 +1,4 @@
 #include "crosstown/jobs/job_runner.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -26,6 +25,7 @@
 #include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/jobs/job_batch.hpp"
+#include "crosstown/jobs/journal_writer.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
 #include "support/journal_files.hpp"
@@ -837,6 +837,22 @@ TEST(JobKinds, DefineRefusesWhatCannotRun) {
     EXPECT_THROW(kinds.define("", {}, noop), std::invalid_argument);
     EXPECT_THROW(kinds.define("k", {}, nullptr), std::invalid_argument);
     EXPECT_THROW(kinds.define("k", {.max_attempts = 0}, noop), std::invalid_argument);
+    const auto refusal = [&](JobKindOptions options) {
+        try {
+            kinds.define("k", options, noop);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    // A timeout that overflows the clock would time every attempt out at once.
+    EXPECT_THAT(refusal({.timeout = std::chrono::milliseconds::max()}), HasSubstr("timeout"));
+    EXPECT_THAT(refusal({.timeout = 0ms}), HasSubstr("timeout"));
+    EXPECT_THAT(refusal({.backoff = 0ms}), HasSubstr("backoff"));
+    EXPECT_THAT(refusal({.backoff = -5ms}), HasSubstr("backoff"));
+    EXPECT_THAT(refusal({.backoff = 10s, .max_backoff = 1s}), HasSubstr("max_backoff"));
+    EXPECT_THAT(refusal({.max_backoff = JobKindOptions::kLongest + 1ms}), HasSubstr("max_backoff"));
+    EXPECT_TRUE(kinds.empty()) << "a refused kind was defined all the same";
     kinds.define("k", {}, noop);
     EXPECT_THROW(kinds.define("k", {}, noop), std::invalid_argument);
     kinds.define("a", {.concurrency = 2}, noop);
@@ -1102,6 +1118,20 @@ class TestClientDurableJobs : public FollowResponseDurably {
             req.follow_response_durably("emial", "x");
             res.text("unreachable\n");
         });
+        router_.post("/big", [](Request& req, Response& res) {
+            req.follow_response_durably("email", "small");
+            req.follow_response_durably("email", std::string(req.body()));
+            res.status(201).text("queued\n");
+        });
+        router_.post("/big-caught", [](Request& req, Response& res) {
+            try {
+                req.follow_response_durably("email", std::string(req.body()));
+            } catch (const JobPayloadTooLarge&) {
+                res.status(202).text("too large to keep; dropped\n");
+                return;
+            }
+            res.status(201).text("queued\n");
+        });
     }
     Router router_;
 };
@@ -1168,6 +1198,27 @@ TEST_F(TestClientDurableJobs, WithKindsAnUnknownKindIsA500AsInProduction) {
     // Known kinds are captured as before.
     EXPECT_EQ(client.post("/calls").status, 201);
     EXPECT_EQ(client.durable_jobs().size(), 2U);
+}
+
+// A payload over --max-job-payload is refused at registration: uncaught, a 413 naming the
+// kind and the limit, and none of the request's jobs kept; a handler may catch it instead.
+TEST_F(TestClientDurableJobs, APayloadOverTheLimitIsA413UnlessTheHandlerCatchesIt) {
+    RequestLimits limits;
+    limits.max_job_payload = 16;
+    testing::TestClient at_limit(router_, {.limits = limits, .job_kinds = &kinds_});
+    EXPECT_EQ(at_limit.post("/big", std::string(16, 'x')).status, 201);
+    EXPECT_EQ(at_limit.durable_jobs().size(), 2U);
+
+    testing::TestClient over(router_, {.limits = limits, .job_kinds = &kinds_});
+    const auto refused = over.post("/big", std::string(17, 'x'));
+    EXPECT_EQ(refused.status, 413);
+    EXPECT_THAT(refused.body, HasSubstr("'email'"));
+    EXPECT_THAT(refused.body, HasSubstr("--max-job-payload"));
+    for (const auto& job : over.durable_jobs()) {
+        EXPECT_FALSE(job.will_run()) << "a job of a refused request would run: " << job.payload;
+    }
+    const auto caught = over.post("/big-caught", std::string(17, 'x'));
+    EXPECT_EQ(caught.status, 202);
 }
 
 }  // namespace

@@ -5,6 +5,10 @@
 #include <sstream>
 #include <thread>
 
+#include "crosstown/jobs/journal_writer.hpp"
+#include "support/journal_files.hpp"
+#include "support/temp_dir.hpp"
+
 namespace crosstown {
 namespace {
 
@@ -78,6 +82,35 @@ TEST(Metrics, EveryFamilyHasHelpAndType) {
     }
     EXPECT_THAT(text, HasSubstr("# TYPE crosstown_handler_seconds histogram"));
     EXPECT_EQ(text.back(), '\n');
+}
+
+TEST(Metrics, LabelValuesAreEscaped) {
+    EXPECT_EQ(escape_label_value("plain-kind"), "plain-kind");
+    EXPECT_EQ(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+}
+
+// A kind name the application chose, with a quote, a backslash and a newline: every line of
+// the exposition is still one sample or one comment, and the kind's series reads back.
+TEST(Metrics, AKindNamedWithQuotesAndNewlinesCannotBreakTheExposition) {
+    test::TempDir dir;
+    const std::string name = "say \"hi\"\\\nnow";
+    JobKinds kinds;
+    kinds.define(name, {}, [](const Job&, std::stop_token) {});
+    Pool pool({.workers = 1});
+    JournalWriter writer(test::open_rw(dir / "jobs.db"));
+    JobRunner runner(kinds, writer, pool);
+    RequestStats stats;
+    const auto text = render_metrics(stats, pool, 0, &runner);
+    EXPECT_EQ(
+        value_of(text,
+                 "crosstown_jobs_total{kind=\"say \\\"hi\\\"\\\\\\nnow\",outcome=\"enqueued\"}"),
+        0);
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        EXPECT_TRUE(line.starts_with("# ") || line.starts_with("crosstown_")) << line;
+    }
+    pool.drain(1s, 1s);
+    runner.stop();
 }
 
 }  // namespace

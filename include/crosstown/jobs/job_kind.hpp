@@ -23,6 +23,9 @@ namespace crosstown {
 using JobHandler = std::function<void(const Job&, std::stop_token)>;
 
 struct JobKindOptions {
+    // The longest timeout, backoff or max_backoff that define() takes: 30 days.
+    static constexpr std::chrono::milliseconds kLongest{30LL * 24 * 3'600'000};
+
     unsigned max_attempts = 10;
     std::chrono::milliseconds backoff{1'000};  // before the second attempt; then doubling
     std::chrono::milliseconds max_backoff{300'000};

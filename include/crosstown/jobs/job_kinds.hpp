@@ -18,8 +18,9 @@ namespace crosstown {
 
 class JobKinds {
   public:
-    // Throws std::invalid_argument for an empty name, one defined twice, no handler, or
-    // max_attempts 0.
+    // Throws std::invalid_argument, naming the kind and the option, for an empty name, one
+    // defined twice, no handler, max_attempts 0, or a timeout, backoff or max_backoff that is
+    // not positive, exceeds JobKindOptions::kLongest, or (max_backoff) is below backoff.
     void define(std::string name, JobKindOptions options, JobHandler handler);
     const JobKind* find(std::string_view name) const;
     bool empty() const { return kinds_.empty(); }

@@ -14,6 +14,19 @@ void JobKinds::define(std::string name, JobKindOptions options, JobHandler handl
         throw std::invalid_argument(
             fmt::format("JobKinds::define: kind '{}': max_attempts must be at least 1", name));
     }
+    // Deadlines and due times are sums on the clocks: a duration past kLongest would overflow
+    // them (every attempt would time out at once) and is no real setting anyway.
+    const auto check = [&](const char* option, std::chrono::milliseconds value,
+                           std::chrono::milliseconds least) {
+        if (value < least || value > JobKindOptions::kLongest) {
+            throw std::invalid_argument(fmt::format(
+                "JobKinds::define: kind '{}': {} must be between {} ms and {} ms, not {} ms", name,
+                option, least.count(), JobKindOptions::kLongest.count(), value.count()));
+        }
+    };
+    check("timeout", options.timeout, std::chrono::milliseconds(1));
+    check("backoff", options.backoff, std::chrono::milliseconds(1));
+    check("max_backoff", options.max_backoff, options.backoff);
     if (kinds_.contains(name)) {
         throw std::invalid_argument(
             fmt::format("JobKinds::define: kind '{}' is defined twice", name));

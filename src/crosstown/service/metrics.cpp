@@ -13,6 +13,31 @@ namespace {
 
 using Out = std::back_insert_iterator<std::string>;
 
+}  // namespace
+
+std::string escape_label_value(std::string_view value) {
+    std::string escaped;
+    escaped.reserve(value.size());
+    for (const char c : value) {
+        switch (c) {
+            case '\\':
+                escaped += "\\\\";
+                break;
+            case '"':
+                escaped += "\\\"";
+                break;
+            case '\n':
+                escaped += "\\n";
+                break;
+            default:
+                escaped += c;
+        }
+    }
+    return escaped;
+}
+
+namespace {
+
 void family(Out out, std::string_view name, std::string_view type, std::string_view help) {
     fmt::format_to(out, "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
@@ -60,10 +85,14 @@ void deferred_metrics(Out out, const Pool& pool) {
            "Deferred callbacks by outcome (registered = skipped + forgotten + dispatched; shed "
            "ones were refused at registration and never registered).");
     const std::pair<std::string_view, std::uint64_t> outcomes[] = {
-        {"registered", counts.registered}, {"forgotten", counts.forgotten},
-        {"skipped", counts.skipped},       {"dispatched", counts.dispatched},
-        {"completed", counts.completed},   {"failed", counts.failed},
-        {"rejected", counts.rejected},     {"abandoned", counts.abandoned},
+        {"registered", counts.registered},
+        {"forgotten", counts.forgotten},
+        {"skipped", counts.skipped},
+        {"dispatched", counts.dispatched},
+        {"completed", counts.completed},
+        {"failed", counts.failed},
+        {"rejected", counts.rejected},
+        {"abandoned", counts.abandoned},
         {"shed", counts.shed}};
     for (const auto& [outcome, value] : outcomes) {
         fmt::format_to(out, "crosstown_deferred_total{{outcome=\"{}\"}} {}\n", outcome, value);
@@ -97,8 +126,8 @@ void batch_histogram(Out out, const JournalWriter::BatchSizes& sizes) {
         fmt::format_to(out, "{}_bucket{{le=\"{}\"}} {}\n", name, JournalWriter::kBatchBounds[i],
                        cumulative);
     }
-    fmt::format_to(out, "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name,
-                   sizes.count, name, sizes.sum, name, sizes.count);
+    fmt::format_to(out, "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, sizes.count,
+                   name, sizes.sum, name, sizes.count);
 }
 
 void journal_metrics(Out out, const JournalWriter& writer) {
@@ -113,20 +142,17 @@ void journal_metrics(Out out, const JournalWriter& writer) {
 
 void redis_metrics(Out out, const RedisJournal& redis) {
     const auto figures = redis.figures();
-    const std::tuple<std::string_view, std::string_view, std::string_view, std::uint64_t>
-        rows[] = {
-            {"crosstown_redis_claimed_total", "counter",
-             "Jobs this instance claimed from consumers that stopped (XAUTOCLAIM).",
-             figures.claimed},
-            {"crosstown_redis_orphans_released_total", "counter",
-             "Held jobs of instances that stopped beating, released by this one.",
-             figures.orphans_released},
-            {"crosstown_redis_failed_commands_total", "counter",
-             "Round trips to Redis that failed (server unreachable, timeout).",
-             figures.failed_commands},
-            {"crosstown_redis_unwritten", "gauge",
-             "Releases and finishes not written yet, tried again at each beat.",
-             figures.unwritten}};
+    const std::tuple<std::string_view, std::string_view, std::string_view, std::uint64_t> rows[] = {
+        {"crosstown_redis_claimed_total", "counter",
+         "Jobs this instance claimed from consumers that stopped (XAUTOCLAIM).", figures.claimed},
+        {"crosstown_redis_orphans_released_total", "counter",
+         "Held jobs of instances that stopped beating, released by this one.",
+         figures.orphans_released},
+        {"crosstown_redis_failed_commands_total", "counter",
+         "Round trips to Redis that failed (server unreachable, timeout).",
+         figures.failed_commands},
+        {"crosstown_redis_unwritten", "gauge",
+         "Releases and finishes not written yet, tried again at each beat.", figures.unwritten}};
     for (const auto& [name, type, help, value] : rows) {
         family(out, name, type, help);
         fmt::format_to(out, "{} {}\n", name, value);
@@ -140,12 +166,14 @@ void redis_metrics(Out out, const RedisJournal& redis) {
     family(out, "crosstown_redis_stream_length", "gauge",
            "Entries in each kind's stream: released and not finished, on any instance.");
     for (const auto& s : streams) {
-        fmt::format_to(out, "crosstown_redis_stream_length{{kind=\"{}\"}} {}\n", s.kind, s.length);
+        fmt::format_to(out, "crosstown_redis_stream_length{{kind=\"{}\"}} {}\n",
+                       escape_label_value(s.kind), s.length);
     }
     family(out, "crosstown_redis_pending", "gauge",
            "Entries of each kind's stream taken by some consumer and not finished.");
     for (const auto& s : streams) {
-        fmt::format_to(out, "crosstown_redis_pending{{kind=\"{}\"}} {}\n", s.kind, s.pending);
+        fmt::format_to(out, "crosstown_redis_pending{{kind=\"{}\"}} {}\n",
+                       escape_label_value(s.kind), s.pending);
     }
 }
 
@@ -156,12 +184,12 @@ void job_metrics(Out out, const JobRunner& jobs) {
     for (const auto& kind : kinds) {
         const auto& c = kind.counts;
         const std::pair<std::string_view, std::uint64_t> outcomes[] = {
-            {"enqueued", c.enqueued}, {"replayed", c.replayed}, {"received", c.received},
-            {"succeeded", c.succeeded}, {"retried", c.retried}, {"dead", c.dead},
+            {"enqueued", c.enqueued},   {"replayed", c.replayed}, {"received", c.received},
+            {"succeeded", c.succeeded}, {"retried", c.retried},   {"dead", c.dead},
             {"skipped", c.skipped}};
         for (const auto& [outcome, value] : outcomes) {
             fmt::format_to(out, "crosstown_jobs_total{{kind=\"{}\",outcome=\"{}\"}} {}\n",
-                           kind.kind, outcome, value);
+                           escape_label_value(kind.kind), outcome, value);
         }
     }
     family(out, "crosstown_jobs", "gauge",
@@ -174,8 +202,8 @@ void job_metrics(Out out, const JobRunner& jobs) {
             {"retrying", kind.retrying},
             {"outstanding", kind.counts.outstanding}};
         for (const auto& [state, value] : states) {
-            fmt::format_to(out, "crosstown_jobs{{kind=\"{}\",state=\"{}\"}} {}\n", kind.kind,
-                           state, value);
+            fmt::format_to(out, "crosstown_jobs{{kind=\"{}\",state=\"{}\"}} {}\n",
+                           escape_label_value(kind.kind), state, value);
         }
     }
     if (const auto* writer = dynamic_cast<const JournalWriter*>(&jobs.store())) {
@@ -190,8 +218,8 @@ void job_metrics(Out out, const JobRunner& jobs) {
 
 }  // namespace
 
-std::string render_metrics(const RequestStats& requests, const Pool& pool,
-                           unsigned busy_responders, const JobRunner* jobs) {
+std::string render_metrics(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
+                           const JobRunner* jobs) {
     std::string text;
     request_metrics(std::back_inserter(text), requests, busy_responders);
     deferred_metrics(std::back_inserter(text), pool);

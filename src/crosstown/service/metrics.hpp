@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/jobs/job_runner.hpp"
@@ -11,9 +12,13 @@
 
 namespace crosstown {
 
+// A label value as the text format wants it: backslash, double quote and newline escaped, so
+// that a kind named by the application cannot break the exposition.
+std::string escape_label_value(std::string_view value);
+
 // `jobs`: the durable jobs' runner, null when the journal is off (then no crosstown_jobs_*
 // or crosstown_journal_* families).
-std::string render_metrics(const RequestStats& requests, const Pool& pool,
-                           unsigned busy_responders, const JobRunner* jobs = nullptr);
+std::string render_metrics(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
+                           const JobRunner* jobs = nullptr);
 
 }  // namespace crosstown
