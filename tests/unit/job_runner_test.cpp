@@ -349,6 +349,48 @@ TEST(JobRunner, AFastAttemptNeverSeesItsStopToken) {
     EXPECT_EQ(stopped, 0);
 }
 
+// A handler that ignores its stop token does not wedge its kind: kStopGrace after its timeout
+// the attempt is given up (failed, retried), the next job of the kind (concurrency 1) starts,
+// and the stuck handler's late return is ignored.
+TEST(JobRunner, AHandlerIgnoringItsStopTokenIsGivenUpAndFreesItsKind) {
+    test::LogCapture logs;
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate stuck_gate;
+    Attempts attempts;
+    constexpr auto kTimeout = 200ms;
+    kinds.define("stubborn", {.max_attempts = 3, .backoff = 1ms, .timeout = kTimeout,
+                              .concurrency = 1},
+                 [&](const Job& job, std::stop_token) {
+                     attempts.add(job);
+                     if (job.payload == "0" && job.attempt == 1) stuck_gate.wait();  // ignores stop
+                 });
+    Harness h(kinds, dir / "jobs.db");
+    const auto started = Clock::now();
+    h.run(kinds, "stubborn", 2);  // "0" gets stuck, "1" waits for the kind's one slot
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 2; }))
+        << "the kind stayed wedged behind the stuck handler";
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 3U);
+    EXPECT_EQ(seen[0].job.payload, "0");
+    EXPECT_EQ(seen[1].job.payload, "1");
+    EXPECT_LT(seen[1].at - started, kTimeout + 1s) << "the next job waited for the stuck one";
+    EXPECT_EQ(seen[2].job.payload, "0");
+    EXPECT_EQ(seen[2].job.attempt, 2U) << "the stuck job was not retried";
+    const auto reports = h.runner.report();
+    EXPECT_EQ(reports.at(0).stuck, 1U);
+    EXPECT_EQ(reports.at(0).running, 0U);
+    EXPECT_TRUE(logs.contains("given up"));
+    EXPECT_TRUE(h.journal().empty()) << "the retry's success did not finish the job";
+
+    stuck_gate.open();  // it returns at last: ignored, and no longer stuck
+    ASSERT_TRUE(test::eventually([&] { return h.runner.report().at(0).stuck == 0; }));
+    EXPECT_TRUE(logs.contains("ignored"));
+    EXPECT_EQ(h.runner.totals().succeeded, 2U);
+    EXPECT_EQ(h.runner.totals().retried, 1U);
+    EXPECT_EQ(h.runner.totals().outstanding, 0U);
+}
+
 TEST(JobRunner, AKindNeverRunsMoreThanItsConcurrencyAtOnce) {
     test::TempDir dir;
     JobKinds kinds;

@@ -4,7 +4,8 @@
 //                        [](const crosstown::Job& job, std::stop_token stop) { ... });
 //
 // A handler that throws, or is still running at `timeout` (its stop token is requested then),
-// has failed the attempt, even if it returns normally after that: the job runs again after a
+// has failed the attempt, even if it returns normally after that; one still running 500 ms
+// later is given up, and its kind's slot freed for the next job. The job runs again after a
 // backoff (doubling from `backoff`, capped at `max_backoff`, with jitter), until
 // `max_attempts`; then it is dead, kept in the journal with its last error (`fcgi_app jobs list
 // --dead`, `jobs retry`). The defaults suit a web application's side work: ten

@@ -42,6 +42,7 @@ void add(std::atomic<std::uint64_t>& counter, std::int64_t n = 1) {
 struct JobRunner::KindState {
     const JobKind* kind;
     unsigned running = 0;       // guarded by the runner's mutex_
+    unsigned stuck = 0;         // guarded by the runner's mutex_
     std::deque<Entry> waiting;  // guarded by the runner's mutex_
     std::atomic<std::uint64_t> enqueued{0}, replayed{0}, received{0}, succeeded{0}, retried{0},
         dead{0}, skipped{0}, outstanding{0};
@@ -310,10 +311,12 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
     std::stop_source stop;
     std::stop_callback relay(worker_stop, [&stop] { stop.request_stop(); });
     bool wake = false;
+    std::uint64_t serial = 0;
     {
         std::lock_guard lock(mutex_);
         const auto deadline = started + entry.kind->options.timeout;
-        deadlines_[entry.job.id] = {deadline, stop};
+        serial = ++attempt_serial_;
+        deadlines_.emplace(serial, Deadline{deadline, stop, &entry});
         wake_clock_by(deadline);
         wake = std::exchange(clock_woken_, false);
     }
@@ -329,10 +332,24 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
     }
     run_time_.record(Clock::now() - started);
     bool timed_out = false;
+    bool given_up = false;
     {
         std::lock_guard lock(mutex_);
-        timed_out = deadlines_[entry.job.id].fired;
-        deadlines_.erase(entry.job.id);
+        auto node = deadlines_.extract(serial);
+        timed_out = node.mapped().fired;
+        given_up = node.mapped().given_up;
+        if (given_up) --state_of(entry.job.kind).stuck;
+    }
+    if (given_up) {  // failed at its timeout already; its job may have run again since
+        log::warn("job {} ({}, request {}) attempt {} returned {} ms after it was given up; "
+                  "ignored{}{}",
+                  entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      Clock::now() - started - entry.kind->options.timeout - kStopGrace)
+                      .count(),
+                  error ? ": " : "", error.value_or(""));
+        idle_cv_.notify_all();
+        return;
     }
     // A handler that honours its stop token may return normally without having done the work:
     // past its timeout that is a failed attempt, and at shutdown the job is kept.
@@ -422,12 +439,8 @@ void JobRunner::clock_loop(std::stop_token stop) {
             launch_locked(std::move(node.mapped()), to_pool);
         }
         std::vector<std::stop_source> overdue;
-        for (auto& [id, deadline] : deadlines_) {
-            if (!deadline.fired && deadline.at <= now) {
-                deadline.fired = true;
-                overdue.push_back(deadline.source);
-            }
-        }
+        std::vector<Entry> given_up;
+        check_deadlines(now, overdue, given_up);
         for (auto& [name, state] : states_) {
             while (!state->waiting.empty() && state->has_turn() &&
                    pool_.has_room_for(to_pool.size() + 1)) {
@@ -441,10 +454,42 @@ void JobRunner::clock_loop(std::stop_token stop) {
         // Outside the lock: request_stop runs the handlers' stop callbacks, which may register
         // durable jobs themselves.
         for (auto& source : overdue) source.request_stop();
+        for (auto& entry : given_up) give_up(entry);
         if (!to_pool.empty()) room_cv_.notify_all();
         submit(std::move(to_pool));
         lock.lock();
     }
+}
+
+// Under mutex_: requests stop on attempts past their timeout, and gives up those still running
+// kStopGrace later, freeing their kinds' slots (the clock then starts what waits for them).
+void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_source>& overdue,
+                                std::vector<Entry>& given_up) {
+    for (auto& [serial, deadline] : deadlines_) {
+        if (!deadline.fired && deadline.at <= now) {
+            deadline.fired = true;
+            overdue.push_back(deadline.source);
+        } else if (deadline.fired && !deadline.given_up && deadline.at + kStopGrace <= now) {
+            deadline.given_up = true;
+            const auto& entry = *deadline.entry;
+            auto& state = state_of(entry.job.kind);
+            --state.running;
+            ++state.stuck;
+            given_up.push_back({entry.job, entry.kind, entry.committed_at, false, nullptr});
+        }
+    }
+}
+
+// An attempt whose handler ignored its stop token: it fails now, as any timed-out attempt,
+// though its thread is still taken.
+void JobRunner::give_up(Entry& entry) {
+    log::error("job {} ({}, request {}) attempt {} still runs {} ms after its timeout asked it to "
+               "stop: given up, its worker stays taken until it returns",
+               entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
+               kStopGrace.count());
+    fail(entry, fmt::format("timed out after {} ms, and did not stop within {} ms",
+                            entry.kind->options.timeout.count(), kStopGrace.count()));
+    idle_cv_.notify_all();
 }
 
 // Makes the clock look again by `at` when it sleeps past it (clock_woken_: the caller should
@@ -461,8 +506,12 @@ void JobRunner::wake_clock_by(Clock::time_point at) {
 JobRunner::Clock::time_point JobRunner::next_wake() const {
     auto wake = Clock::now() + std::chrono::seconds(1);
     if (!retries_.empty()) wake = std::min(wake, retries_.begin()->first);
-    for (const auto& [id, deadline] : deadlines_) {
-        if (!deadline.fired) wake = std::min(wake, deadline.at);
+    for (const auto& [serial, deadline] : deadlines_) {
+        if (!deadline.fired) {
+            wake = std::min(wake, deadline.at);
+        } else if (!deadline.given_up) {
+            wake = std::min(wake, deadline.at + kStopGrace);
+        }
     }
     if (waiting_jobs_ > 0) wake = std::min(wake, Clock::now() + kSpillPoll);
     return wake;
@@ -493,7 +542,8 @@ std::vector<KindReport> JobRunner::report() const {
     std::vector<KindReport> reports;
     std::lock_guard lock(mutex_);
     for (const auto& [name, state] : states_) {
-        reports.push_back({name, state->counts(), state->running, state->waiting.size(), 0});
+        reports.push_back(
+            {name, state->counts(), state->running, state->stuck, state->waiting.size(), 0});
     }
     for (const auto& [due, entry] : retries_) {
         for (auto& r : reports) r.retrying += r.kind == entry.job.kind ? 1 : 0;

@@ -10,7 +10,11 @@
 //
 // Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
 // drain deadline). A job that returns is deleted from the journal; one that throws or timed
-// out is rescheduled with backoff, or buried as dead after max_attempts. At most `concurrency`
+// out is rescheduled with backoff, or buried as dead after max_attempts. A handler still
+// running kStopGrace after its timeout's stop request is given up: its attempt fails then
+// (rescheduled or buried), its kind's slot is freed for the next job, and it is counted as
+// stuck and logged once; if it returns later its result is ignored. So a handler that ignores
+// its stop token holds one worker (the elastic pool grows around it), never its kind. At most `concurrency`
 // jobs of a kind run at once; the others wait here, in order. A durable job never waits for
 // room in the pool's queue either: when the queue is full it waits here (it is on disk
 // already), and a clock thread feeds it to the pool as room appears. So no responder ever
@@ -68,6 +72,7 @@ struct KindReport {
     std::string kind;
     JobCounts counts;
     unsigned running = 0;
+    unsigned stuck = 0;        // given up past their timeout, their handlers still running
     std::size_t waiting = 0;   // for a worker, or for room in the pool
     std::size_t retrying = 0;  // waiting for a retry's due time
 };
@@ -80,6 +85,9 @@ struct CommittedJob {
 
 class JobRunner {
   public:
+    // How long a handler has to return once its timeout requested stop, before it is given up.
+    static constexpr std::chrono::milliseconds kStopGrace{500};
+
     JobRunner(const JobKinds& kinds, JobStore& store, Pool& pool);
     ~JobRunner();  // stop()
     JobRunner(const JobRunner&) = delete;
@@ -132,7 +140,9 @@ class JobRunner {
     struct Deadline {
         Clock::time_point at;
         std::stop_source source;  // a handle on the attempt's stop state
-        bool fired = false;
+        Entry* entry = nullptr;   // the attempt's, on its worker's stack while the handler runs
+        bool fired = false;       // stop requested
+        bool given_up = false;    // kStopGrace later, still running: failed, its slot freed
     };
 
     KindState& state_of(const std::string& kind);
@@ -146,6 +156,9 @@ class JobRunner {
     void finish(Entry& entry, std::optional<std::string> error, bool cut_short);
     void fail(Entry& entry, const std::string& error);
     void clock_loop(std::stop_token stop);
+    void check_deadlines(Clock::time_point now, std::vector<std::stop_source>& overdue,
+                         std::vector<Entry>& given_up);
+    void give_up(Entry& entry);
     Clock::time_point next_wake() const;
     void wake_clock_by(Clock::time_point at);
 
@@ -161,7 +174,10 @@ class JobRunner {
     std::condition_variable idle_cv_;
     std::condition_variable room_cv_;  // waiting_jobs_ went below the pool's queue capacity
     std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
-    std::map<std::int64_t, Deadline> deadlines_;       // guarded by mutex_; running attempts
+    // guarded by mutex_; running attempts, by serial: a given-up attempt may still run beside
+    // its job's retry
+    std::map<std::uint64_t, Deadline> deadlines_;
+    std::uint64_t attempt_serial_ = 0;  // guarded by mutex_
     std::map<std::int64_t, Entry> launched_;           // guarded by mutex_; in the pool's queue
     std::size_t waiting_jobs_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
     bool stopping_ = false;         // guarded by mutex_

@@ -206,6 +206,12 @@ void job_metrics(Out out, const JobRunner& jobs) {
                            escape_label_value(kind.kind), state, value);
         }
     }
+    unsigned stuck = 0;
+    for (const auto& kind : kinds) stuck += kind.stuck;
+    gauge(out, "crosstown_jobs_stuck",
+          "Durable job attempts given up past their timeout whose handlers still run, each "
+          "holding a worker.",
+          stuck);
     if (const auto* writer = dynamic_cast<const JournalWriter*>(&jobs.store())) {
         journal_metrics(out, *writer);
     } else if (const auto* redis = dynamic_cast<const RedisJournal*>(&jobs.store())) {
