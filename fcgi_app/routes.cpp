@@ -1,6 +1,7 @@
 #include "routes.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <charconv>
 #include <condition_variable>
@@ -9,6 +10,7 @@
 #include <crosstown/http/http_error.hpp>
 #include <crosstown/jobs/follow_response_durably.hpp>
 #include <crosstown/server.hpp>
+#include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -86,17 +88,24 @@ CallFaults call_faults(const Request& req, std::size_t max_calls) {
     return faults;
 }
 
-// Durable calls: a payload each, committed before the response.
+// Durable calls: a payload each, committed before the response. `crash`: each attempt aborts
+// the process, as a segfault or the OOM killer would (a "poison" job).
 void register_durable_calls(const CallBatch& batch, std::uint64_t count, std::uint64_t latency_ms,
-                            std::uint64_t fail_first) {
+                            std::uint64_t fail_first, bool crash) {
     const auto id = batch.view().id;
     for (std::uint64_t i = 1; i <= count; ++i) {
-        crosstown::follow_response_durably(
-            "place-call",
-            nlohmann::json{
-                {"batch", id}, {"call", i}, {"latency_ms", latency_ms}, {"fail_first", fail_first}}
-                .dump());
+        nlohmann::json payload{
+            {"batch", id}, {"call", i}, {"latency_ms", latency_ms}, {"fail_first", fail_first}};
+        if (crash) payload["crash"] = true;
+        crosstown::follow_response_durably("place-call", payload.dump());
     }
+}
+
+// The deliberate end of a poison job's attempt: SIGABRT, without a core file to fill the disk.
+[[noreturn]] void crash_the_process() {
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    std::abort();
 }
 
 // The 202's body. `pad_kb` KiB of padding make a response bigger than the socket's buffers,
@@ -116,7 +125,8 @@ void post_calls(const App& app, Request& req, Response& res) {
     const auto faults = call_faults(req, app.max_calls);
     auto batch = app.ledger.open(count);
     if (number(req, "durable", 0, 0, 1) == 1) {
-        register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100));
+        register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
+                               number(req, "crash", 0, 0, 1) == 1);
         // When the response was finished, for GET /calls/{batch}: the calls may run in another
         // instance (a shared journal), which cannot know it.
         crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {
@@ -179,6 +189,7 @@ void place_durable_call(CallLedger& ledger, const Witness& witness, const crosst
         batch->call_started(outcome != nullptr ? std::optional(outcome->finished_at) : std::nullopt,
                             started);
     }
+    if (payload.value("crash", false)) crash_the_process();
     const bool fails = job.attempt <= payload.value("fail_first", 0U);
     if (!wait_for(latency, stop)) {
         throw std::runtime_error(fmt::format("call {} of {} cut short", call, batch_id));

@@ -692,7 +692,65 @@ TEST(DurableJobs, FailedAttemptsAreRetriedAndJobsDieAfterMaxAttempts) {
     EXPECT_TRUE(journal_ids(journal).empty());
 }
 
-// ---- 8. the operator's commands beside a running server ---------------------------------------
+// ---- 8. a job that kills its process ---------------------------------------------------------
+
+// A poison job (each attempt aborts the process) among ordinary calls: restarted after each
+// death, the app records the job's attempts and buries it after max_attempts, its first,
+// unrecorded death included; the calls that ran beside it, and those accepted between the
+// restarts, are all placed.
+TEST(DurableJobs, AJobThatCrashesItsProcessGoesDeadAndEveryOtherCallIsPlaced) {
+    constexpr int kMaxAttempts = 5;  // place-call's
+    TempDir dir("crosstown-dj");
+    const auto journal = dir / "jobs.db";
+    const auto witness = dir / "witness";
+    NginxStack stack(durable_args(dir));
+    std::map<std::string, int> accepted;  // batch -> calls
+    const auto post_ordinary = [&] {
+        const auto reply = post_durable(stack, 3, 100);
+        if (reply.status == 202) accepted.emplace(batch_of(reply), 3);
+    };
+    post_ordinary();
+    ASSERT_EQ(accepted.size(), 1U);
+    const auto poison =
+        http(stack.port(), "POST", "/calls?durable=1&count=1&latency_ms=0&crash=1", {}, {}, 10s);
+    ASSERT_EQ(poison.status, 202) << poison.body;
+    post_ordinary();
+    const auto buried = [&] { return !journal_ids(journal, true).empty(); };
+    int deaths = 0;
+    while (deaths <= kMaxAttempts + 1) {
+        // It dies of the poison job, or lives on once the job is dead.
+        ASSERT_TRUE(eventually([&] { return !stack.app().running() || buried(); }, 20s, 20ms))
+            << stack.app().output();
+        if (stack.app().running()) break;
+        ++deaths;
+        ASSERT_EQ(stack.app().wait(0ms), 128 + SIGABRT) << stack.app().output();
+        try {
+            stack.restart_app();
+        } catch (const std::runtime_error&) {
+            continue;  // it died again before it listened: a death all the same
+        }
+        post_ordinary();
+    }
+    EXPECT_EQ(deaths, kMaxAttempts + 1) << "deaths before the poison job was dead";
+    const auto dead = jobs_command({"list", "--dead", "--journal", journal});
+    EXPECT_THAT(dead.out, HasSubstr("the process died during attempt 5")) << dead.out;
+    EXPECT_THAT(dead.out, HasSubstr("1 jobs")) << "only the poison job is dead: " << dead.out;
+    EXPECT_TRUE(eventually(
+        [&] {
+            for (const auto& [batch, calls] : accepted) {
+                if (static_cast<int>(placed_of(witness, batch).size()) < calls) return false;
+            }
+            return true;
+        },
+        20s, 20ms))
+        << "an ordinary call was lost beside the poison job\n"
+        << stack.app().output();
+    ASSERT_EQ(stack.stop_app(SIGTERM, 20s), 0) << stack.app().output();
+    std::cout << "[ figures ] poison job: dead after " << deaths << " deaths of the process; "
+              << accepted.size() << " ordinary batches all placed\n";
+}
+
+// ---- 9. the operator's commands beside a running server ---------------------------------------
 
 TEST(JobsCommand, StatsWorksWhileTheServerRunsAndPurgeIsRefusedNamingItsPid) {
     TempDir dir("crosstown-dj");

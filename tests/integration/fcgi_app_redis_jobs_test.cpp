@@ -56,12 +56,15 @@ class RedisStack {
     ChildProcess& app(const std::string& name) { return *apps_.at(name); }
     int port() const { return port_; }
 
+    // `instance`: its name in Redis, by default `name`; a restart after a crash needs a new
+    // one, since the dead one's heartbeat holds the old name for the claim time.
     void start_app(const std::string& name, const std::string& redis,
-                   std::vector<std::string> more = {}) {
+                   std::vector<std::string> more = {}, std::string instance = {}) {
+        if (instance.empty()) instance = name;
         std::vector<std::string> argv{
-            FCGI_APP_PATH,  "--journal",          redis, "--journal-claim-after",
-            kClaimAfter,    "--journal-instance", name,  "--witness",
-            witness(),      "--access-log",       "off", "--listen",
+            FCGI_APP_PATH,  "--journal",          redis,    "--journal-claim-after",
+            kClaimAfter,    "--journal-instance", instance, "--witness",
+            witness(),      "--access-log",       "off",    "--listen",
             socket_of(name)};
         if (::geteuid() == 0) {  // nginx's workers run as nobody: the socket is for its group
             const passwd* nobody = ::getpwnam("nobody");
@@ -360,6 +363,60 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     ASSERT_FALSE(counts.empty());
     EXPECT_EQ(counts.at("kept"), 0);
     EXPECT_EQ(counts.at("dead"), 0);
+}
+
+// A poison job (each attempt aborts its process) on two instances: whichever takes or claims it
+// dies, and is restarted under a new name; its attempts are recorded before each claimed run, so
+// it is dead after max_attempts, and no instance died of it more than max_attempts times. The
+// ordinary calls accepted meanwhile are all placed.
+TEST(RedisJobs, AJobThatCrashesItsInstanceGoesDeadAndEveryOtherCallIsPlaced) {
+    constexpr int kMaxAttempts = 5;  // place-call's
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("one", redis.unix_address());
+    stack.start_app("two", redis.unix_address());
+    stack.start_nginx({"one", "two"});
+    std::map<std::string, int> accepted;  // batch -> calls
+    const auto post_ordinary = [&] {
+        const auto reply = stack.post_calls(3, 100);
+        if (reply.status == 202) accepted.emplace(batch_of(reply), 3);
+    };
+    post_ordinary();
+    const auto poison = stack.post_calls(1, 0, "&crash=1");
+    ASSERT_EQ(poison.status, 202) << poison.body;
+    post_ordinary();
+    const auto journal = redis.unix_address();
+    const auto buried = [&] {
+        return jobs_command({"stats", "--journal", journal}).out.find("dead 1") !=
+               std::string::npos;
+    };
+    std::map<std::string, int> deaths;  // by socket
+    std::map<std::string, int> starts{{"one", 1}, {"two", 1}};
+    int total = 0;
+    // Each death is followed by a claim after the claim time (5 s): the deadline follows.
+    const auto limit = std::chrono::seconds(5 + 5) * (kMaxAttempts + 2);
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!buried() && total <= kMaxAttempts + 1 && std::chrono::steady_clock::now() < until) {
+        for (const std::string name : {"one", "two"}) {
+            if (stack.app(name).running()) continue;
+            EXPECT_EQ(stack.app(name).wait(0ms), 128 + SIGABRT) << stack.app(name).output();
+            ++deaths[name];
+            ++total;
+            stack.start_app(name, redis.unix_address(), {},
+                            name + "-" + std::to_string(++starts[name]));
+            post_ordinary();
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_TRUE(eventually(buried, 20s, 100ms)) << total << " deaths, and the job is not dead";
+    const auto dead = jobs_command({"list", "--dead", "--journal", journal});
+    EXPECT_THAT(dead.out, HasSubstr("the process died during attempt 5")) << dead.out;
+    EXPECT_EQ(total, kMaxAttempts + 1) << "deaths before the poison job was dead";
+    for (const auto& [name, n] : deaths) EXPECT_LE(n, kMaxAttempts) << name;
+    expect_all_placed(accepted, stack.witness(), stack.app("one"));
+    std::cout << "[ figures ] poison job on two instances: dead after " << total
+              << " deaths (one: " << deaths["one"] << ", two: " << deaths["two"] << "); "
+              << accepted.size() << " ordinary batches all placed\n";
 }
 
 TEST(RedisJobs, TheJobsCommandListsAndRevivesDeadJobsWhileTheInstanceRuns) {

@@ -359,8 +359,8 @@ TEST(JobRunner, AHandlerIgnoringItsStopTokenIsGivenUpAndFreesItsKind) {
     test::Gate stuck_gate;
     Attempts attempts;
     constexpr auto kTimeout = 200ms;
-    kinds.define("stubborn", {.max_attempts = 3, .backoff = 1ms, .timeout = kTimeout,
-                              .concurrency = 1},
+    kinds.define("stubborn",
+                 {.max_attempts = 3, .backoff = 1ms, .timeout = kTimeout, .concurrency = 1},
                  [&](const Job& job, std::stop_token) {
                      attempts.add(job);
                      if (job.payload == "0" && job.attempt == 1) stuck_gate.wait();  // ignores stop
@@ -471,6 +471,116 @@ TEST(JobRunner, ReplayRunsTheJournalsLiveJobsWithTheirNextAttempt) {
     // The dead job, and the one whose kind is gone (logged), stay.
     EXPECT_EQ(ids_of(h.journal()), (std::vector<std::int64_t>{dead, unknown}));
     EXPECT_TRUE(logs.contains("removed-kind"));
+}
+
+// A replayed job may have been running when its process died: its attempt is in the journal
+// before its handler starts, so that a death during it counts.
+TEST(JobRunner, AReplayedJobsAttemptIsRecordedBeforeItRuns) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t id = 0;
+    {
+        auto journal = open_rw(path);
+        id = journal.insert({"work", "p", "r"}, unix_ms_now());
+        journal.reschedule(id, 1, 0, "an earlier failure");
+    }
+    JobKinds kinds;
+    std::mutex mutex;
+    std::vector<StoredJob> seen_while_running;  // guarded by mutex
+    kinds.define("work", {}, [&](const Job&, std::stop_token) {
+        std::lock_guard lock(mutex);
+        seen_while_running = stored(path);
+    });
+    Harness h(kinds, path);
+    h.runner.replay(
+        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(seen_while_running.size(), 1U);
+    EXPECT_EQ(seen_while_running[0].id, id);
+    EXPECT_EQ(seen_while_running[0].attempts, 2U);
+    EXPECT_EQ(seen_while_running[0].last_error, "the process died during attempt 2");
+    EXPECT_TRUE(h.journal().empty());
+}
+
+// A job whose recorded attempts reached max_attempts died with its process each time: it is
+// dead at replay, and never runs again; one below it runs.
+TEST(JobRunner, AReplayedJobWhoseProcessDiedInItsLastAttemptIsDead) {
+    test::LogCapture logs;
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t poison = 0, healthy = 0;
+    {
+        auto journal = open_rw(path);
+        poison = journal.insert({"work", "poison", "r1"}, unix_ms_now());
+        journal.record_attempt(poison, 3);
+        healthy = journal.insert({"work", "healthy", "r2"}, unix_ms_now());
+        journal.record_attempt(healthy, 2);
+    }
+    JobKinds kinds;
+    Attempts attempts;
+    kinds.define("work", {.max_attempts = 3},
+                 [&](const Job& job, std::stop_token) { attempts.add(job); });
+    Harness h(kinds, path);
+    h.runner.replay(
+        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
+    ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 1U);
+    EXPECT_EQ(seen[0].job.id, healthy);
+    EXPECT_EQ(seen[0].job.attempt, 3U);
+    EXPECT_EQ(h.runner.totals().dead, 1U);
+    EXPECT_EQ(h.runner.totals().outstanding, 0U);
+    const auto jobs = h.journal();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, poison);
+    EXPECT_EQ(jobs[0].state, JobState::dead);
+    EXPECT_EQ(jobs[0].attempts, 3U);
+    EXPECT_EQ(jobs[0].last_error, "the process died during attempt 3");
+    EXPECT_TRUE(logs.contains("the process died during attempt 3"));
+}
+
+// A replayed job whose last recorded attempt ended with its process may be what kills it: it
+// runs alone, and the jobs replayed beside it, and new ones, wait until it has ended.
+TEST(JobRunner, ASuspectRunsAloneAndTheOthersWaitForIt) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    {
+        auto journal = open_rw(path);
+        journal.insert({"work", "before", "r"}, unix_ms_now());
+        const auto suspect = journal.insert({"work", "suspect", "r"}, unix_ms_now());
+        journal.record_attempt(suspect, 1);
+        for (int i = 0; i < 4; ++i) journal.insert({"work", "after", "r"}, unix_ms_now());
+    }
+    JobKinds kinds;
+    std::mutex mutex;
+    int running = 0;            // guarded by mutex
+    int beside_suspect = -1;    // others running while the suspect ran; guarded by mutex
+    bool others_after = false;  // a job started after the suspect; guarded by mutex
+    bool suspect_done = false;  // guarded by mutex
+    kinds.define("work", {}, [&](const Job& job, std::stop_token) {
+        {
+            std::lock_guard lock(mutex);
+            ++running;
+            if (job.payload == "suspect") beside_suspect = running - 1;
+            if (job.payload == "after") others_after = others_after || suspect_done;
+        }
+        std::this_thread::sleep_for(50ms);
+        std::lock_guard lock(mutex);
+        if (job.payload == "suspect") {
+            beside_suspect = std::max(beside_suspect, running - 1);
+            suspect_done = true;
+        }
+        --running;
+    });
+    Harness h(kinds, path);
+    h.runner.replay(
+        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 6; }));
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(beside_suspect, 0) << "other jobs ran beside the suspect";
+    EXPECT_TRUE(others_after) << "the jobs after the suspect did not wait for it";
 }
 
 TEST(JobRunner, ASkippedJobIsNotRunAndLeavesTheJournal) {

@@ -165,6 +165,34 @@ TEST_F(RedisJournalTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanCo
     EXPECT_GE(calls, 3) << "ten at a time: the scan needs several calls";
 }
 
+// A job taken new is fresh; one claimed from a dead consumer is resumed, and carries the
+// attempt recorded before its last run, which its instance's death did not undo.
+TEST_F(RedisJournalTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInstanceDied) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    const auto taken = a->take(room, 1000ms);
+    ASSERT_EQ(taken.size(), 1U);
+    EXPECT_FALSE(taken[0].resumed);
+    a->record_attempt(ids[0], 2);
+    a.reset();  // dies mid-attempt
+    std::vector<StoredJob> claimed;
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            claimed = b.claim(room);
+            return !claimed.empty();
+        },
+        3 * kClaimAfter, 50ms));
+    ASSERT_EQ(claimed.size(), 1U);
+    EXPECT_TRUE(claimed[0].resumed);
+    EXPECT_EQ(claimed[0].attempts, 2U);
+    EXPECT_EQ(claimed[0].last_error, "the process died during attempt 2");
+    // A dead job is left alone.
+    b.bury(ids[0], 2, "gave up");
+    b.record_attempt(ids[0], 3);
+    const auto error = raw().command({"HGET", "t:job:" + std::to_string(ids[0]), "last_error"});
+    EXPECT_EQ(error.string(), "gave up");
+}
+
 TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     const auto ids = commit(*a, "p");
     a->release(ids);

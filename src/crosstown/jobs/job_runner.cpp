@@ -92,7 +92,10 @@ JobRunner::KindState& JobRunner::state_of(const std::string& kind) {
     return *states_.find(kind)->second;
 }
 
-void JobRunner::replay(std::vector<StoredJob> jobs) { queue_stored(std::move(jobs), false); }
+void JobRunner::replay(std::vector<StoredJob> jobs) {
+    for (auto& job : jobs) job.resumed = true;  // the last process may have died running it
+    queue_stored(std::move(jobs), false);
+}
 
 void JobRunner::receive(std::vector<StoredJob> jobs) {
     if (!jobs.empty()) queue_stored(std::move(jobs), true);
@@ -104,6 +107,7 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
     const auto now = Clock::now();
     const auto now_ms = unix_ms(std::chrono::system_clock::now());
     std::vector<Entry> to_pool;
+    std::vector<StoredJob> to_bury;
     std::unique_lock lock(mutex_);
     for (auto& stored : jobs) {
         const auto* kind = kinds_.find(stored.kind);
@@ -117,16 +121,24 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
         auto& state = state_of(stored.kind);
         add(received ? state.received : state.replayed);
         add(state.outstanding);
-        const bool fresh = received && stored.attempts == 0;
-        const auto committed_at =
-            fresh ? now - std::chrono::milliseconds(std::max<std::int64_t>(0, now_ms - stored.enqueued_ms))
-                  : now;
+        if (stored.resumed && stored.attempts >= kind->options.max_attempts) {
+            to_bury.push_back(std::move(stored));
+            continue;
+        }
+        const bool fresh = received && stored.attempts == 0 && !stored.resumed;
+        const auto committed_at = fresh ? now - std::chrono::milliseconds(std::max<std::int64_t>(
+                                                    0, now_ms - stored.enqueued_ms))
+                                        : now;
         Entry entry{{stored.id, std::move(stored.kind), std::move(stored.payload),
                      stored.attempts + 1, std::move(stored.request_id)},
                     kind,
                     committed_at,
                     fresh,
-                    nullptr};
+                    nullptr,
+                    stored.resumed,
+                    false,
+                    stored.resumed && stored.attempts > 0 &&
+                        stored.last_error == died_during(stored.attempts)};
         if (stored.run_at_ms > now_ms) {
             retries_.emplace(now + std::chrono::milliseconds(stored.run_at_ms - now_ms),
                              std::move(entry));
@@ -137,7 +149,20 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
     rescan_ = true;
     lock.unlock();
     clock_cv_.notify_all();
+    for (auto& job : to_bury) bury_resumed(job);
     submit(std::move(to_pool));
+}
+
+// A resumed job whose recorded attempts reached max_attempts: its last ended with its process
+// (its last error says so), or the kind's max_attempts was lowered since.
+void JobRunner::bury_resumed(const StoredJob& job) {
+    auto& state = state_of(job.kind);
+    const auto error = job.last_error.empty() ? died_during(job.attempts) : job.last_error;
+    log::error("job {} ({}, request {}) is dead after {} attempts: {}", job.id, job.kind,
+               job.request_id, job.attempts, error);
+    store_.bury(job.id, job.attempts, error);
+    add(state.dead);
+    state.outstanding.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
@@ -242,14 +267,47 @@ void JobRunner::launch(Entry entry) {
 // the kind is at its concurrency, or while the pool's queue is full (spilled).
 void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     if (stopping_) return;  // stays in the journal: kept
+    if (entry.suspect) {
+        suspects_.push_back(std::move(entry));
+        start_suspect(to_pool);
+        wake_clock_by(Clock::now() + kSpillPoll);  // it looks for a moment when nothing runs
+        return;
+    }
     auto& state = state_of(entry.job.kind);
-    if (!state.waiting.empty() || !state.has_turn() || !pool_.has_room_for(to_pool.size() + 1)) {
+    if (isolating() || !state.waiting.empty() || !state.has_turn() ||
+        !pool_.has_room_for(to_pool.size() + 1)) {
         state.waiting.push_back(std::move(entry));
         ++waiting_jobs_;
         wake_clock_by(Clock::now() + kSpillPoll);  // it polls for room while jobs wait
         return;
     }
     ++state.running;
+    to_pool.push_back(std::move(entry));
+}
+
+// Under mutex_: the kind's waiting jobs, in order, as far as its concurrency and the pool's
+// queue let them start, unless suspects are being run alone.
+void JobRunner::launch_waiting(KindState& state, std::vector<Entry>& to_pool) {
+    while (!isolating() && !state.waiting.empty() && state.has_turn() &&
+           pool_.has_room_for(to_pool.size() + 1)) {
+        ++state.running;
+        to_pool.push_back(std::move(state.waiting.front()));
+        state.waiting.pop_front();
+        --waiting_jobs_;
+    }
+}
+
+// Under mutex_: suspects run one at a time, and only while nothing else runs, so that if one
+// kills the process again no other job dies with it (and has a death counted against it).
+void JobRunner::start_suspect(std::vector<Entry>& to_pool) {
+    if (stopping_ || suspect_running_ || suspects_.empty() || !to_pool.empty()) return;
+    const bool idle =
+        std::ranges::all_of(states_, [](const auto& s) { return s.second->running == 0; });
+    if (!idle || !pool_.has_room_for(1)) return;
+    auto entry = std::move(suspects_.front());
+    suspects_.pop_front();
+    suspect_running_ = true;
+    ++state_of(entry.job.kind).running;
     to_pool.push_back(std::move(entry));
 }
 
@@ -306,6 +364,7 @@ void JobRunner::attempt(std::int64_t id, std::stop_token worker_stop) {
 }
 
 void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
+    if (entry.resumed) record(entry);
     const auto started = Clock::now();
     if (entry.fresh) start_delay_.record(started - entry.committed_at);
     std::stop_source stop;
@@ -341,13 +400,14 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
         if (given_up) --state_of(entry.job.kind).stuck;
     }
     if (given_up) {  // failed at its timeout already; its job may have run again since
-        log::warn("job {} ({}, request {}) attempt {} returned {} ms after it was given up; "
-                  "ignored{}{}",
-                  entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
-                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                      Clock::now() - started - entry.kind->options.timeout - kStopGrace)
-                      .count(),
-                  error ? ": " : "", error.value_or(""));
+        log::warn(
+            "job {} ({}, request {}) attempt {} returned {} ms after it was given up; "
+            "ignored{}{}",
+            entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                Clock::now() - started - entry.kind->options.timeout - kStopGrace)
+                .count(),
+            error ? ": " : "", error.value_or(""));
         idle_cv_.notify_all();
         return;
     }
@@ -366,6 +426,11 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
         log::warn("job {} ({}) attempt {} cut short by shutdown; it stays in the journal{}{}",
                   entry.job.id, entry.job.kind, entry.job.attempt, error ? ": " : "",
                   error.value_or(""));
+        if (entry.recorded) {  // not a death: the attempt does not count
+            store_.reschedule(entry.job.id, entry.job.attempt - 1,
+                              unix_ms(std::chrono::system_clock::now()),
+                              fmt::format("attempt {} cut short by shutdown", entry.job.attempt));
+        }
     } else if (!error) {
         store_.complete(entry.job.id);
         add(state.succeeded);
@@ -373,17 +438,16 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
     } else {
         fail(entry, *error);
     }
+    // A suspect's end is on disk before anything else runs: if the next job kills the process,
+    // this one must not be run, and counted, again.
+    if (entry.suspect) store_.flush();
     std::vector<Entry> to_pool;
     {
         std::lock_guard lock(mutex_);
         --state.running;
-        while (!stopping_ && !state.waiting.empty() && state.has_turn() &&
-               pool_.has_room_for(to_pool.size() + 1)) {
-            ++state.running;
-            to_pool.push_back(std::move(state.waiting.front()));
-            state.waiting.pop_front();
-            --waiting_jobs_;
-        }
+        if (entry.suspect) suspect_running_ = false;
+        start_suspect(to_pool);
+        if (!stopping_) launch_waiting(state, to_pool);
     }
     idle_cv_.notify_all();
     room_cv_.notify_all();
@@ -406,7 +470,7 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
               entry.job.id, entry.job.kind, entry.job.request_id, attempt,
               entry.kind->options.max_attempts, delay.count(), error);
     store_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
-                       error);
+                      error);
     add(state.retried);
     Entry retry{entry.job, entry.kind, entry.committed_at, false, nullptr};
     ++retry.job.attempt;
@@ -441,15 +505,8 @@ void JobRunner::clock_loop(std::stop_token stop) {
         std::vector<std::stop_source> overdue;
         std::vector<Entry> given_up;
         check_deadlines(now, overdue, given_up);
-        for (auto& [name, state] : states_) {
-            while (!state->waiting.empty() && state->has_turn() &&
-                   pool_.has_room_for(to_pool.size() + 1)) {
-                ++state->running;
-                to_pool.push_back(std::move(state->waiting.front()));
-                state->waiting.pop_front();
-                --waiting_jobs_;
-            }
-        }
+        start_suspect(to_pool);
+        for (auto& [name, state] : states_) launch_waiting(*state, to_pool);
         lock.unlock();
         // Outside the lock: request_stop runs the handlers' stop callbacks, which may register
         // durable jobs themselves.
@@ -458,6 +515,18 @@ void JobRunner::clock_loop(std::stop_token stop) {
         if (!to_pool.empty()) room_cv_.notify_all();
         submit(std::move(to_pool));
         lock.lock();
+    }
+}
+
+// Records a resumed job's attempt before it runs. When that cannot be written the attempt runs
+// all the same (the work comes first); only a death during it would then go uncounted.
+void JobRunner::record(Entry& entry) {
+    try {
+        store_.record_attempt(entry.job.id, entry.job.attempt);
+        entry.recorded = true;
+    } catch (const std::exception& e) {
+        log::warn("job {} ({}): attempt {} runs unrecorded: {}", entry.job.id, entry.job.kind,
+                  entry.job.attempt, e.what());
     }
 }
 
@@ -475,6 +544,7 @@ void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_sou
             auto& state = state_of(entry.job.kind);
             --state.running;
             ++state.stuck;
+            if (entry.suspect) suspect_running_ = false;
             given_up.push_back({entry.job, entry.kind, entry.committed_at, false, nullptr});
         }
     }
@@ -483,10 +553,10 @@ void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_sou
 // An attempt whose handler ignored its stop token: it fails now, as any timed-out attempt,
 // though its thread is still taken.
 void JobRunner::give_up(Entry& entry) {
-    log::error("job {} ({}, request {}) attempt {} still runs {} ms after its timeout asked it to "
-               "stop: given up, its worker stays taken until it returns",
-               entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
-               kStopGrace.count());
+    log::error(
+        "job {} ({}, request {}) attempt {} still runs {} ms after its timeout asked it to "
+        "stop: given up, its worker stays taken until it returns",
+        entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt, kStopGrace.count());
     fail(entry, fmt::format("timed out after {} ms, and did not stop within {} ms",
                             entry.kind->options.timeout.count(), kStopGrace.count()));
     idle_cv_.notify_all();
@@ -513,7 +583,7 @@ JobRunner::Clock::time_point JobRunner::next_wake() const {
             wake = std::min(wake, deadline.at + kStopGrace);
         }
     }
-    if (waiting_jobs_ > 0) wake = std::min(wake, Clock::now() + kSpillPoll);
+    if (waiting_jobs_ > 0 || !suspects_.empty()) wake = std::min(wake, Clock::now() + kSpillPoll);
     return wake;
 }
 
@@ -522,6 +592,7 @@ std::uint64_t JobRunner::stop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
         retries_.clear();
+        suspects_.clear();
         for (auto& [name, state] : states_) state->waiting.clear();
         waiting_jobs_ = 0;
     }
@@ -555,12 +626,11 @@ std::map<std::string, std::size_t> JobRunner::room() const {
     std::map<std::string, std::size_t> room;
     const std::size_t workers = pool_.config().workers;
     std::lock_guard lock(mutex_);
-    if (stopping_) return room;
+    if (stopping_ || isolating()) return room;  // suspects run alone: take nothing new
     for (const auto& [name, state] : states_) {
         if (!state->waiting.empty()) continue;
-        const std::size_t limit = state->kind->options.concurrency != 0
-                                      ? state->kind->options.concurrency
-                                      : workers;
+        const std::size_t limit =
+            state->kind->options.concurrency != 0 ? state->kind->options.concurrency : workers;
         if (state->running < limit) room.emplace(name, limit - state->running);
     }
     return room;
@@ -590,7 +660,7 @@ void JobRunner::wait_idle() {
     std::unique_lock lock(mutex_);
     idle_cv_.wait(lock, [&] {
         if (stopping_) return true;
-        if (!retries_.empty()) return false;
+        if (!retries_.empty() || isolating()) return false;
         return std::ranges::all_of(states_, [](const auto& s) {
             return s.second->running == 0 && s.second->waiting.empty();
         });

@@ -8,15 +8,24 @@
 //             receive() on whichever instance takes it.
 //   replay()  at start, before READY=1: the journal's jobs that are not dead are queued again.
 //
+// A job taken over from a process that may have died running it (replayed, or claimed from a
+// dead Redis consumer) has its attempt recorded before it runs; one whose recorded attempts
+// reached max_attempts is dead at once, "the process died during attempt N". So a job that
+// crashes its process (a segfault, the OOM killer) is run at most max_attempts + 1 times: its
+// first attempt, which costs no write, is not recorded. One whose last recorded attempt ended
+// with its process (a suspect) runs alone, while nothing else runs and nothing new starts, and
+// its end is written before the next job starts: so the jobs that happened to run beside a
+// poison job do not die with it again and again until they too are dead.
+//
 // Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
 // drain deadline). A job that returns is deleted from the journal; one that throws or timed
 // out is rescheduled with backoff, or buried as dead after max_attempts. A handler still
 // running kStopGrace after its timeout's stop request is given up: its attempt fails then
 // (rescheduled or buried), its kind's slot is freed for the next job, and it is counted as
 // stuck and logged once; if it returns later its result is ignored. So a handler that ignores
-// its stop token holds one worker (the elastic pool grows around it), never its kind. At most `concurrency`
-// jobs of a kind run at once; the others wait here, in order. A durable job never waits for
-// room in the pool's queue either: when the queue is full it waits here (it is on disk
+// its stop token holds one worker (the elastic pool grows around it), never its kind. At most
+// `concurrency` jobs of a kind run at once; the others wait here, in order. A durable job never
+// waits for room in the pool's queue either: when the queue is full it waits here (it is on disk
 // already), and a clock thread feeds it to the pool as room appears. So no responder ever
 // blocks on a durable job after its response, whatever the overflow policy.
 //
@@ -135,6 +144,11 @@ class JobRunner {
         Clock::time_point committed_at;
         bool fresh = false;  // committed by this process (not replayed, not a retry)
         std::shared_ptr<const ResponseOutcome> outcome;
+        bool resumed = false;   // StoredJob::resumed: its attempt is recorded before it runs
+        bool recorded = false;  // it was: a cut short by shutdown undoes it
+        // Resumed, and its last recorded attempt ended with its process: it may be what kills
+        // it, so it runs alone (suspects_).
+        bool suspect = false;
     };
     struct KindState;
     struct Deadline {
@@ -150,9 +164,14 @@ class JobRunner {
     void release(std::vector<CommittedJob>& jobs, const ResponseOutcome& outcome);
     void launch(Entry entry);
     void launch_locked(Entry entry, std::vector<Entry>& to_pool);
+    void launch_waiting(KindState& state, std::vector<Entry>& to_pool);
+    void start_suspect(std::vector<Entry>& to_pool);
+    bool isolating() const { return suspect_running_ || !suspects_.empty(); }  // under mutex_
     void submit(std::vector<Entry> entries);
     void attempt(std::int64_t id, std::stop_token worker_stop);
     void attempt(Entry& entry, std::stop_token worker_stop);
+    void record(Entry& entry);
+    void bury_resumed(const StoredJob& job);
     void finish(Entry& entry, std::optional<std::string> error, bool cut_short);
     void fail(Entry& entry, const std::string& error);
     void clock_loop(std::stop_token stop);
@@ -177,9 +196,11 @@ class JobRunner {
     // guarded by mutex_; running attempts, by serial: a given-up attempt may still run beside
     // its job's retry
     std::map<std::uint64_t, Deadline> deadlines_;
-    std::uint64_t attempt_serial_ = 0;  // guarded by mutex_
-    std::map<std::int64_t, Entry> launched_;           // guarded by mutex_; in the pool's queue
+    std::uint64_t attempt_serial_ = 0;        // guarded by mutex_
+    std::map<std::int64_t, Entry> launched_;  // guarded by mutex_; in the pool's queue
     std::size_t waiting_jobs_ = 0;  // guarded by mutex_; jobs waiting in their kinds' lines
+    std::deque<Entry> suspects_;    // guarded by mutex_; suspects waiting to run alone
+    bool suspect_running_ = false;  // guarded by mutex_
     bool stopping_ = false;         // guarded by mutex_
     bool rescan_ = false;           // guarded by mutex_; the clock should look again now
     bool clock_woken_ = false;      // guarded by mutex_; rescan_ was just set: notify clock_cv_

@@ -34,6 +34,12 @@ class JobStore {
     virtual void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                             std::string error) = 0;
     virtual void bury(std::int64_t id, unsigned attempts, std::string error) = 0;
+    // Before the first attempt of a resumed job (StoredJob::resumed) in this process: records
+    // that attempt `attempt` runs, and returns once it is written, so that a death during it
+    // counts. Throws JournalUnavailable (SQLite) or JournalError (Redis) when it cannot.
+    virtual void record_attempt(std::int64_t id, unsigned attempt) = 0;
+    // Returns once every finish handed over before it is written, or failed to be.
+    virtual void flush() = 0;
     // How logs name the store: the journal's file, or the Redis server's address.
     virtual const std::string& path() const = 0;
 };

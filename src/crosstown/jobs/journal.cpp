@@ -117,8 +117,12 @@ void create_private(const std::string& path) {
 }  // namespace
 
 struct Journal::Statements {
-    Statement insert, remove, reschedule, bury;
+    Statement insert, remove, reschedule, bury, record_attempt;
 };
+
+std::string died_during(unsigned attempt) {
+    return fmt::format("the process died during attempt {}", attempt);
+}
 
 std::string_view job_state_name(JobState state) {
     switch (state) {
@@ -184,7 +188,10 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
                             "last_error = ?4 WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3 "
-                            "WHERE id = ?1"}});
+                            "WHERE id = ?1"},
+                           {db,
+                            "UPDATE jobs SET attempts = ?2, last_error = ?3 "
+                            "WHERE id = ?1 AND state != 'dead'"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -304,6 +311,16 @@ void Journal::bury(std::int64_t id, unsigned attempts, std::string_view error) {
     auto& s = statements_->bury;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).run();
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+}
+
+void Journal::record_attempt(std::int64_t id, unsigned attempt) {
+    auto& s = statements_->record_attempt;
+    try {
+        s.bind(1, id).bind(2, std::int64_t{attempt}).bind(3, died_during(attempt)).run();
     } catch (const std::exception& e) {
         s.reset();
         fail(e.what());

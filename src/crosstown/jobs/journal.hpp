@@ -41,6 +41,9 @@ class JobRefused : public JournalError {
     using JournalError::JournalError;
 };
 
+// The error a job keeps while attempt N runs, once recorded: what it says if the process dies.
+std::string died_during(unsigned attempt);
+
 enum class JobState { ready, retry, dead };
 std::string_view job_state_name(JobState state);
 
@@ -54,6 +57,10 @@ struct StoredJob {
     std::int64_t enqueued_ms = 0;  // unix time
     std::int64_t run_at_ms = 0;    // unix time of the next attempt
     std::string last_error;
+    // Taken over from a process that may have died running it (replayed at start, claimed from
+    // a dead Redis consumer): its next attempt is recorded before it runs, so that a job that
+    // kills its process goes dead instead of being run again for ever.
+    bool resumed = false;
 };
 
 struct NewJob {
@@ -93,6 +100,9 @@ class Journal {
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string_view error);
     void bury(std::int64_t id, unsigned attempts, std::string_view error);
+    // Attempt `attempt` starts: `attempts` becomes it and `last_error` says it was cut short,
+    // as they stay if the process dies in it (a dead job is left alone).
+    void record_attempt(std::int64_t id, unsigned attempt);
 
     // Every job that is not dead, oldest first (replay at start).
     std::vector<StoredJob> live_jobs();

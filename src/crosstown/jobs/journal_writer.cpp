@@ -95,6 +95,21 @@ void JournalWriter::bury(std::int64_t id, unsigned attempts, std::string error) 
     hand_over({Change::Type::bury, id, attempts, 0, std::move(error)});
 }
 
+// Through the group commit, like a completion, but waited for: a replay of thousands of jobs
+// costs a transaction per round, not one each.
+void JournalWriter::record_attempt(std::int64_t id, unsigned attempt) {
+    hand_over({Change::Type::record_attempt, id, attempt, 0, {}});
+    flush();
+    std::lock_guard lock(mutex_);
+    const bool written = std::ranges::none_of(changes_, [&](const Change& c) {
+        return c.type == Change::Type::record_attempt && c.id == id;
+    });
+    if (!written) {
+        throw JournalUnavailable(fmt::format(
+            "journal {}: attempt {} of job {} could not be recorded", path_, attempt, id));
+    }
+}
+
 void JournalWriter::hand_over(Change change) {
     std::lock_guard lock(mutex_);
     const bool first = changes_.empty();  // the writer thread waits for the first only
@@ -115,8 +130,9 @@ void JournalWriter::flush() {
 
 std::size_t JournalWriter::unwritten_finishes() const {
     std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::ranges::count_if(
-        changes_, [](const Change& c) { return c.type != Change::Type::reschedule; }));
+    return static_cast<std::size_t>(std::ranges::count_if(changes_, [](const Change& c) {
+        return c.type == Change::Type::remove || c.type == Change::Type::bury;
+    }));
 }
 
 // The writer thread writes completions, retries and deaths that no committer took along: it
@@ -210,6 +226,9 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
                         break;
                     case Change::Type::bury:
                         journal_.bury(change.id, change.attempts, change.error);
+                        break;
+                    case Change::Type::record_attempt:
+                        journal_.record_attempt(change.id, change.attempts);
                         break;
                 }
             }

@@ -55,8 +55,9 @@ class JournalWriter final : public JobStore {
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
+    void record_attempt(std::int64_t id, unsigned attempt) override;
     // Returns once everything handed over before it was written, or failed to be.
-    void flush();
+    void flush() override;
     // Completions and deaths handed over but not written yet (a transaction failed): those
     // jobs are still live in the journal and would run again at the next start.
     std::size_t unwritten_finishes() const;
@@ -70,7 +71,7 @@ class JournalWriter final : public JobStore {
   private:
     struct Ticket;  // a waiting commit()
     struct Change {
-        enum class Type { remove, reschedule, bury } type;
+        enum class Type { remove, reschedule, bury, record_attempt } type;
         std::int64_t id;
         unsigned attempts;
         std::int64_t run_at_ms;

@@ -111,6 +111,15 @@ redis.call('HSET', job, 'attempts', ARGV[3], 'run_at_ms', ARGV[4], 'state', 'ret
 return 1
 )lua"};
 
+// Attempt ARGV[3] of a job that exists and is not dead starts: what stays if its process dies.
+constexpr RedisScript kRecordAttempt{R"lua(
+local job = ARGV[1] .. ':job:' .. ARGV[2]
+local state = redis.call('HGET', job, 'state')
+if not state or state == 'dead' then return 0 end
+redis.call('HSET', job, 'attempts', ARGV[3], 'last_error', ARGV[4])
+return 1
+)lua"};
+
 // Resets the idle time of the entries this consumer still has, and only those: an entry
 // another instance claimed meanwhile stays theirs.
 constexpr RedisScript kTouch{R"lua(
@@ -428,6 +437,12 @@ void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
         {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
 }
 
+void RedisJournal::record_attempt(std::int64_t id, unsigned attempt) {
+    const std::vector<std::string> args{options_.prefix, std::to_string(id),
+                                        std::to_string(attempt), died_during(attempt)};
+    lease()->eval(kRecordAttempt, args);
+}
+
 std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_t>& room,
                                           std::chrono::milliseconds block) {
     if (room.empty()) return {};
@@ -493,6 +508,7 @@ std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size
         }
     }
     auto jobs = load(*connection, entries);
+    for (auto& job : jobs) job.resumed = true;  // its consumer died: perhaps running it
     claimed_.fetch_add(jobs.size(), std::memory_order_relaxed);
     return jobs;
 }

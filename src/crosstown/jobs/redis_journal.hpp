@@ -77,6 +77,9 @@ class RedisJournal final : public JobStore {
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
+    void record_attempt(std::int64_t id, unsigned attempt) override;
+    // Finishes are written before they return, or kept for the next beat: nothing to wait for.
+    void flush() override {}
     const std::string& path() const override { return address_.text; }
 
     // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
