@@ -1,8 +1,10 @@
 // crosstown::Job: one durable job as its handler sees it.
 //
 // A durable job is a registered kind plus a payload (closures cannot be stored on disk). Its id
-// is stable across attempts and restarts: use it as an idempotency key, since a job that was
-// running when the process died runs again (at least once, never "at most once").
+// is stable across attempts and restarts, and a job that was running when the process died
+// runs again (at least once, never "at most once"): make handlers idempotent. The id comes from
+// the store's counter, which rolls back if the store loses data, so an idempotency key for a
+// remote API is request_id and id together (the request id is 128 random bits).
 #pragma once
 
 #include <cstdint>

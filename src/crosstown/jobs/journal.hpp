@@ -8,7 +8,8 @@
 // Opening checks what the file is, and refuses (JournalError, naming the file) rather than
 // starting fresh over jobs: a file that is not SQLite or fails its integrity check, a SQLite
 // database of another application (application_id), a schema version from the future. Ids
-// come from AUTOINCREMENT, so an id is never reused, even after its job is gone.
+// come from AUTOINCREMENT, so an id is not reused after its job is gone, unless the file loses
+// its last commits (a power cut under synchronous=NORMAL).
 //
 // Not thread-safe: one thread writes (JournalWriter); readers (`fcgi_app jobs list`) open
 // their own read-only connection, which WAL lets run beside the writer.
