@@ -193,6 +193,34 @@ TEST_F(RedisJournalTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInst
     EXPECT_EQ(error.string(), "gave up");
 }
 
+// The server loses its data (FLUSHALL here) while instances hold and run jobs: new jobs get
+// ids no live instance holds, and a live instance's late writes about its old jobs (a
+// completion, a discard, a release) leave the new ones alone.
+TEST_F(RedisJournalTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLeaveNewJobsAlone) {
+    std::vector<std::int64_t> old_held, old_taken;
+    for (int i = 0; i < 20; ++i) old_held.push_back(commit(*a, "old").at(0));
+    const auto released = commit(*a, "old, taken");
+    a->release(released);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    old_taken = released;
+    raw().command({"FLUSHALL"});
+    std::vector<std::int64_t> fresh;
+    for (int i = 0; i < 21; ++i) {
+        const auto id = commit(b, "new").at(0);
+        fresh.push_back(id);
+        EXPECT_EQ(std::ranges::count(old_held, id) + std::ranges::count(old_taken, id), 0)
+            << "id " << id << " is still held or run by a live instance";
+    }
+    for (const auto id : old_held) a->complete(id);  // discards: never released
+    a->release(old_held);
+    a->complete(old_taken.at(0));
+    for (const auto id : fresh) {
+        EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(id)}), 1)
+            << "a stale write removed new job " << id;
+    }
+    EXPECT_EQ(integer({"SCARD", "t:held:b"}), 21) << "a stale write released a new held job";
+}
+
 TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     const auto ids = commit(*a, "p");
     a->release(ids);
@@ -381,6 +409,27 @@ TEST_F(RedisJournalTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInsta
     EXPECT_TRUE(admin.list(true).empty());
     EXPECT_EQ(admin.list(false).size(), 1U) << "only the dead are purged";
     EXPECT_EQ(integer({"EXISTS", "t:dead"}), 0);
+}
+
+// Redis restarted from an older snapshot: the jobs held since it are gone, and a counter in it
+// would be back where it was. New ids still differ from those a live instance holds.
+TEST(RedisJournal, IdsAfterARestartFromAnOlderSnapshotDifferFromEveryIdALiveInstanceHolds) {
+    test::RedisServer server;  // no append-only file: a restart loads the last snapshot
+    RedisJournal a(server.unix_address(), options_for("a"), {"k"});
+    const NewJob job{"k", "p", "r"};
+    a.commit(std::span(&job, 1));
+    RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s).command({"SAVE"});
+    std::set<std::int64_t> held;
+    for (int i = 0; i < 20; ++i) held.insert(a.commit(std::span(&job, 1)).at(0));
+    server.stop(SIGKILL);
+    server.start();
+    auto options = options_for("b");
+    options.wait = 5s;  // until the restarted server has loaded its snapshot
+    RedisJournal b(server.unix_address(), options, {"k"});
+    for (int i = 0; i < 20; ++i) {
+        const auto id = b.commit(std::span(&job, 1)).at(0);
+        EXPECT_FALSE(held.contains(id)) << "id " << id << " is still held by a live instance";
+    }
 }
 
 TEST(RedisJournal, NoServerAtStartIsAnErrorNamingTheAddress) {

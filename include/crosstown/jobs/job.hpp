@@ -2,9 +2,10 @@
 //
 // A durable job is a registered kind plus a payload (closures cannot be stored on disk). Its id
 // is stable across attempts and restarts, and a job that was running when the process died
-// runs again (at least once, never "at most once"): make handlers idempotent. The id comes from
-// the store's counter, which rolls back if the store loses data, so an idempotency key for a
-// remote API is request_id and id together (the request id is 128 random bits).
+// runs again (at least once, never "at most once"): make handlers idempotent. Ids are not
+// reused, even after the store loses data (SQLite: a counter moved far ahead at each start;
+// Redis: 63 random bits); for a remote API's idempotency key, request_id and id together rule
+// out even a random collision (the request id is 128 random bits).
 #pragma once
 
 #include <cstdint>

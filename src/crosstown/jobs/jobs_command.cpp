@@ -95,12 +95,12 @@ std::string when(std::int64_t unix_ms) {
 }
 
 void print_header(std::ostream& out) {
-    fmt::print(out, "{:>8}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", "id", "kind", "state",
+    fmt::print(out, "{:>19}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", "id", "kind", "state",
                "attempts", "next attempt (UTC)", "request", "last error");
 }
 
 void print_job(std::ostream& out, const StoredJob& job, std::string_view state) {
-    fmt::print(out, "{:>8}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind, state,
+    fmt::print(out, "{:>19}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind, state,
                job.attempts, job.state == JobState::retry ? when(job.run_at_ms) : "-",
                job.request_id.empty() ? "-" : job.request_id,
                job.last_error.empty() ? "-" : job.last_error);
@@ -135,8 +135,8 @@ int redis_command(const Arguments& args, std::string_view program, std::ostream&
             fmt::print(out, "{:<24} {:<6} {:>8}\n", key.first, key.second, n);
         }
         for (const auto& s : admin.streams()) {
-            fmt::print(out, "stream {}: {} entries, {} taken and not finished\n", s.kind,
-                       s.length, s.pending);
+            fmt::print(out, "stream {}: {} entries, {} taken and not finished\n", s.kind, s.length,
+                       s.pending);
         }
         fmt::print(out, "ready {}, retry {}, dead {}, held {}\n", by_state["ready"],
                    by_state["retry"], by_state["dead"], by_state["held"]);

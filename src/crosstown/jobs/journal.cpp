@@ -175,6 +175,7 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
             journal.fail(fmt::format(
                 "cannot use write-ahead logging (PRAGMA journal_mode=WAL left it '{}')", mode));
         }
+        journal.skip_ids_a_power_cut_may_have_lost();
         journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
                                                : "PRAGMA synchronous=NORMAL");
         try {
@@ -213,6 +214,30 @@ Journal& Journal::operator=(Journal&& other) noexcept {
 Journal::~Journal() {
     statements_.reset();  // statements first: sqlite3_close refuses while they exist
     sqlite3_close(db_);
+}
+
+// AUTOINCREMENT's counter rolls back with the commits a power cut loses under
+// synchronous=NORMAL (those since the last checkpoint), and their ids would be given again to
+// new jobs, though the lost jobs may have run and handed their ids to a remote API. So each
+// writer's open moves the counter kIdGap ahead, durably (this one commit is fsynced): ids from
+// now on are above any the last process gave out after its last durable commit, since no
+// process commits kIdGap jobs between two checkpoints.
+void Journal::skip_ids_a_power_cut_may_have_lost() {
+    constexpr std::int64_t kIdGap = std::int64_t{1} << 32;
+    exec("PRAGMA synchronous=FULL");
+    exec("BEGIN IMMEDIATE");
+    try {
+        exec(fmt::format("INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', 0 WHERE NOT "
+                         "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs'); "
+                         "UPDATE sqlite_sequence SET seq = max(seq, "
+                         "(SELECT coalesce(max(id), 0) FROM jobs)) + {} WHERE name = 'jobs'",
+                         kIdGap)
+                 .c_str());
+        exec("COMMIT");
+    } catch (...) {
+        rollback();
+        throw;
+    }
 }
 
 void Journal::fail(std::string_view doing) const {

@@ -8,8 +8,9 @@
 // Opening checks what the file is, and refuses (JournalError, naming the file) rather than
 // starting fresh over jobs: a file that is not SQLite or fails its integrity check, a SQLite
 // database of another application (application_id), a schema version from the future. Ids
-// come from AUTOINCREMENT, so an id is not reused after its job is gone, unless the file loses
-// its last commits (a power cut under synchronous=NORMAL).
+// come from AUTOINCREMENT, so an id is not reused after its job is gone; each writer's open
+// moves the counter far ahead, so not after a power cut either, which under synchronous=NORMAL
+// rolls it back with the last commits.
 //
 // Not thread-safe: one thread writes (JournalWriter); readers (`fcgi_app jobs list`) open
 // their own read-only connection, which WAL lets run beside the writer.
@@ -117,6 +118,7 @@ class Journal {
   private:
     Journal(std::string path, sqlite3* db);
     void exec(const char* sql);
+    void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;
     void check_identity(Access access);
     std::vector<StoredJob> select(const std::string& where);

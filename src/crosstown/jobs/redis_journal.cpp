@@ -22,19 +22,25 @@ constexpr std::size_t kIdleConnections = 8;
 
 // Keys are "<prefix>:<what>"; the scripts build them from the prefix they are given, so they
 // need one server (or a primary), not a Cluster.
+// Ids come from the instance (random_job_id), not from a counter here: a counter rolls back
+// with the server's data (a restart from an older snapshot, FLUSHALL, a lagging replica
+// promoted), and new jobs would then get ids that live instances still hold, so that their
+// writes about old jobs would land on new ones. An id in use is refused before anything is
+// written (all or none), and the instance draws new ones.
 constexpr RedisScript kHold{R"lua(
 local p, inst, now = ARGV[1], ARGV[2], ARGV[3]
-local ids = {}
-for i = 4, #ARGV, 3 do
-  local id = redis.call('INCR', p .. ':ids')
-  redis.call('HSET', p .. ':job:' .. id, 'kind', ARGV[i], 'payload', ARGV[i + 1],
-             'request_id', ARGV[i + 2], 'enqueued_ms', now, 'attempts', 0, 'run_at_ms', 0,
+for i = 4, #ARGV, 4 do
+  if redis.call('EXISTS', p .. ':job:' .. ARGV[i]) == 1 then return 0 end
+end
+for i = 4, #ARGV, 4 do
+  local id = ARGV[i]
+  redis.call('HSET', p .. ':job:' .. id, 'kind', ARGV[i + 1], 'payload', ARGV[i + 2],
+             'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0, 'run_at_ms', 0,
              'state', 'held')
   redis.call('SADD', p .. ':held:' .. inst, id)
-  ids[#ids + 1] = id
 end
 redis.call('SADD', p .. ':instances', inst)
-return ids
+return 1
 )lua"};
 
 constexpr RedisScript kRelease{R"lua(
@@ -150,6 +156,17 @@ bool transient(const RedisReplyError& e) {
     const auto reply = at == std::string_view::npos ? what : what.substr(at + 2);
     return std::ranges::any_of(kCodes,
                                [&](std::string_view code) { return reply.starts_with(code); });
+}
+
+// 63 random bits, never 0: ids of live jobs collide with a chance of about n^2 / 2^64.
+std::int64_t random_job_id() {
+    thread_local std::mt19937_64 random{[] {
+        std::random_device device;
+        return (static_cast<std::uint64_t>(device()) << 32) | device();
+    }()};
+    std::int64_t id = 0;
+    while (id == 0) id = static_cast<std::int64_t>(random() >> 1);
+    return id;
 }
 
 std::int64_t to_int(const std::string& text) {
@@ -310,13 +327,20 @@ void RedisJournal::give_back(RedisConnection connection) const {
 }
 
 std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
-    std::vector<std::string> args{options_.prefix, options_.instance,
-                                  std::to_string(unix_now_ms())};
-    for (const auto& job : jobs) {
-        args.emplace_back(job.kind);
-        args.emplace_back(job.payload);
-        args.emplace_back(job.request_id);
-    }
+    std::vector<std::int64_t> ids;
+    std::vector<std::string> args;
+    const auto draw = [&] {
+        ids.clear();
+        args = {options_.prefix, options_.instance, std::to_string(unix_now_ms())};
+        for (const auto& job : jobs) {
+            ids.push_back(random_job_id());
+            args.push_back(std::to_string(ids.back()));
+            args.emplace_back(job.kind);
+            args.emplace_back(job.payload);
+            args.emplace_back(job.request_id);
+        }
+    };
+    draw();
     // In flight from before the hold until its ids are in holding_ (or it failed), marked with
     // the beat it started after: see release_stranded.
     std::multiset<std::uint64_t>::iterator in_flight;
@@ -324,13 +348,9 @@ std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
         std::lock_guard lock(mutex_);
         in_flight = commits_in_flight_.insert(beats_);
     }
-    std::vector<std::int64_t> ids;
     try {
         auto connection = lease();
-        const auto reply = connection->eval(kHold, args);
-        for (std::size_t i = 0; i < reply.size(); ++i) {
-            ids.push_back(reply_integer(reply.element(i)));
-        }
+        while (connection->eval(kHold, args).integer() == 0) draw();  // an id in use: redraw
     } catch (const JournalError& e) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
         std::lock_guard lock(mutex_);

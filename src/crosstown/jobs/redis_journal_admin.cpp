@@ -51,8 +51,7 @@ RedisConnection connect(const std::string& address, const RedisJournalOptions& o
 
 }  // namespace
 
-RedisJournalAdmin::RedisJournalAdmin(const std::string& address,
-                                     const RedisJournalOptions& options)
+RedisJournalAdmin::RedisJournalAdmin(const std::string& address, const RedisJournalOptions& options)
     : options_(options), connection_(connect(address, options)) {}
 
 std::string RedisJournalAdmin::key(std::string_view what) const {
@@ -77,7 +76,7 @@ std::vector<std::string> RedisJournalAdmin::key_tails(const std::string& prefix,
     return tails;
 }
 
-// The ids of every job hash, in order.
+// The ids of every job hash.
 std::vector<std::string> RedisJournalAdmin::job_ids() {
     std::set<std::int64_t> ids;
     for (const auto& tail : key_tails(key("job:"), "hash")) ids.insert(to_int(tail));
@@ -111,6 +110,8 @@ std::vector<RedisJobRow> RedisJournalAdmin::list(bool dead_only) {
         row.state = f["state"];
         rows.push_back(std::move(row));
     }
+    // Oldest first: ids are random, so their order says nothing.
+    std::ranges::stable_sort(rows, {}, [](const RedisJobRow& r) { return r.job.enqueued_ms; });
     return rows;
 }
 
@@ -147,10 +148,11 @@ std::vector<RedisJournalAdmin::Stream> RedisJournalAdmin::streams() {
     std::vector<Stream> streams;
     for (const auto& kind : kinds) {
         Stream s{kind};
-        s.length = static_cast<std::uint64_t>(connection_.command({"XLEN", prefix + kind}).integer());
+        s.length =
+            static_cast<std::uint64_t>(connection_.command({"XLEN", prefix + kind}).integer());
         try {
-            const auto pending = connection_.command(
-                {"XPENDING", prefix + kind, RedisJournal::kGroup});
+            const auto pending =
+                connection_.command({"XPENDING", prefix + kind, RedisJournal::kGroup});
             s.pending = static_cast<std::uint64_t>(reply_integer(pending.element(0)));
         } catch (const RedisReplyError&) {
             // no consumer group yet: nothing can be pending
