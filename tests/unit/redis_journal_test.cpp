@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "crosstown/jobs/redis_journal_admin.hpp"
+#include "crosstown/jobs/redis_job_admin.hpp"
 #include "support/eventually.hpp"
 #include "support/loopback.hpp"
 #include "support/redis_server.hpp"
@@ -386,7 +386,7 @@ TEST_F(RedisJournalTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInsta
     a->release(std::span(ids.data(), 1));
     ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
     b.bury(ids[0], 3, "gave up");
-    RedisJournalAdmin admin(server.unix_address(), options_for("admin"));
+    RedisJobAdmin admin(server.unix_address(), options_for("admin"));
 
     const auto all = admin.list(false);
     ASSERT_EQ(all.size(), 2U);

@@ -7,13 +7,12 @@
 #include <charconv>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_owner.hpp"
-#include "crosstown/jobs/redis_journal_admin.hpp"
+#include "crosstown/jobs/job_admin.hpp"
 
 namespace crosstown {
 namespace {
@@ -106,88 +105,61 @@ void print_job(std::ostream& out, const StoredJob& job, std::string_view state) 
                job.last_error.empty() ? "-" : job.last_error);
 }
 
-void list(Journal& journal, bool dead, std::ostream& out) {
-    const auto jobs = journal.list(dead ? std::optional(JobState::dead) : std::nullopt);
+void list(JobAdmin& admin, bool dead, std::ostream& out) {
+    const auto jobs = admin.list(dead);
     print_header(out);
-    for (const auto& job : jobs) print_job(out, job, job_state_name(job.state));
+    for (const auto& row : jobs) print_job(out, row.job, row.state);
     fmt::print(out, "{} jobs\n", jobs.size());
 }
 
-// A Redis journal: every command reads or changes the server directly, beside running
-// instances. Held jobs (committed, their response not yet finished) show as "held".
-int redis_command(const Arguments& args, std::string_view program, std::ostream& out,
-                  std::ostream& err) {
-    RedisJournalAdmin admin(args.journal, args.redis);
-    if (args.command == "list") {
-        const auto rows = admin.list(args.dead);
-        print_header(out);
-        for (const auto& row : rows) print_job(out, row.job, row.state);
-        fmt::print(out, "{} jobs\n", rows.size());
-    } else if (args.command == "stats") {
-        std::map<std::pair<std::string, std::string>, std::uint64_t> by_kind_state;
-        std::map<std::string, std::uint64_t> by_state;
-        for (const auto& row : admin.list(false)) {
-            ++by_kind_state[{row.job.kind, row.state}];
-            ++by_state[row.state];
-        }
-        fmt::print(out, "{:<24} {:<6} {:>8}\n", "kind", "state", "jobs");
-        for (const auto& [key, n] : by_kind_state) {
-            fmt::print(out, "{:<24} {:<6} {:>8}\n", key.first, key.second, n);
-        }
-        for (const auto& s : admin.streams()) {
-            fmt::print(out, "stream {}: {} entries, {} taken and not finished\n", s.kind, s.length,
-                       s.pending);
-        }
-        fmt::print(out, "ready {}, retry {}, dead {}, held {}\n", by_state["ready"],
-                   by_state["retry"], by_state["dead"], by_state["held"]);
-    } else if (args.command == "retry") {
-        const auto n = admin.revive(args.id);
-        if (args.id && n == 0) {
-            fmt::print(err, "{}: retry: job {} is not a dead job in {}\n", program, *args.id,
-                       args.journal);
-            return 2;
-        }
-        fmt::print(out, "{} dead jobs made ready; running instances take them now\n", n);
-    } else {
-        fmt::print(out, "{} dead jobs deleted\n", admin.purge_dead());
+void stats(JobAdmin& admin, std::ostream& out) {
+    std::map<std::pair<std::string, std::string>, std::uint64_t> by_kind_state;
+    std::map<std::string, std::uint64_t> by_state;
+    for (const auto& row : admin.list(false)) {
+        ++by_kind_state[{row.job.kind, row.state}];
+        ++by_state[row.state];
     }
+    fmt::print(out, "{:<24} {:<6} {:>8}\n", "kind", "state", "jobs");
+    for (const auto& [key, n] : by_kind_state) {
+        fmt::print(out, "{:<24} {:<6} {:>8}\n", key.first, key.second, n);
+    }
+    for (const auto& line : admin.details()) fmt::print(out, "{}\n", line);
+    // Held jobs exist only where others could see them: a shared (Redis) journal.
+    fmt::print(out, "ready {}, retry {}, dead {}{}\n", by_state["ready"], by_state["retry"],
+               by_state["dead"],
+               by_state["held"] > 0 ? fmt::format(", held {}", by_state["held"]) : "");
+}
+
+int retry(JobAdmin& admin, const Arguments& args, std::string_view program, std::ostream& out,
+          std::ostream& err) {
+    const auto n = admin.revive(args.id);
+    if (args.id && n == 0) {
+        fmt::print(err, "{}: retry: job {} is not a dead job in {}\n", program, *args.id,
+                   args.journal);
+        return 2;
+    }
+    fmt::print(out, "{} dead jobs made ready; {}\n", n, admin.revived_run());
     return 0;
 }
 
-void stats(Journal& journal, std::ostream& out) {
-    const auto stats = journal.stats();
-    fmt::print(out, "{:<24} {:<6} {:>8}\n", "kind", "state", "jobs");
-    for (const auto& row : stats.rows) {
-        fmt::print(out, "{:<24} {:<6} {:>8}\n", row.kind, job_state_name(row.state), row.jobs);
-    }
-    fmt::print(out, "ready {}, retry {}, dead {}\n", stats.count(JobState::ready),
-               stats.count(JobState::retry), stats.count(JobState::dead));
-}
-
-// retry and purge: refused while a live process owns the journal; otherwise done holding the
-// ownership, so that no server starts on the journal meanwhile.
-int change(const Arguments& args, std::string_view program, std::ostream& out, std::ostream& err) {
-    if (const auto owner = JournalOwner::live_owner(args.journal)) {
-        fmt::print(err,
-                   "{}: {}: refused: journal {} is owned by a live process (pid {}); stop it "
-                   "first, then run this again\n",
-                   program, args.command, args.journal, *owner);
+// One path for every store: the admin knows what its store allows.
+int run(const Arguments& args, std::string_view program, std::ostream& out, std::ostream& err) {
+    const bool change = args.command == "retry" || args.command == "purge";
+    std::unique_ptr<JobAdmin> admin;
+    try {
+        admin = open_job_admin(args.journal, args.redis, change);
+    } catch (const AdminRefused& e) {
+        fmt::print(err, "{}: {}: refused: {}\n", program, args.command, e.what());
         return 1;
     }
-    // A journal that is not there (a mistyped path) is an error, not a new empty journal.
-    Journal::open(args.journal, JournalSync::normal, Journal::Access::read_only);
-    const auto ownership = JournalOwner::claim(args.journal);
-    auto journal = Journal::open(args.journal, JournalSync::full, Journal::Access::read_write);
-    if (args.command == "retry") {
-        const auto n = journal.revive(args.id);
-        if (args.id && n == 0) {
-            fmt::print(err, "{}: retry: job {} is not a dead job in {}\n", program, *args.id,
-                       args.journal);
-            return 2;
-        }
-        fmt::print(out, "{} dead jobs made ready; they run at the next start\n", n);
+    if (args.command == "list") {
+        list(*admin, args.dead, out);
+    } else if (args.command == "stats") {
+        stats(*admin, out);
+    } else if (args.command == "retry") {
+        return retry(*admin, args, program, out, err);
     } else {
-        fmt::print(out, "{} dead jobs deleted\n", journal.purge_dead());
+        fmt::print(out, "{} dead jobs deleted\n", admin->purge_dead());
     }
     return 0;
 }
@@ -207,17 +179,7 @@ int jobs_command(int argc, const char* const argv[], std::string_view program, s
         const bool known = args.command == "list" || args.command == "stats" ||
                            args.command == "retry" || args.command == "purge";
         if (!known) throw Usage(fmt::format("no command '{}'", args.command));
-        if (JournalConfig{args.journal}.is_redis()) return redis_command(args, program, out, err);
-        if (args.command == "retry" || args.command == "purge") {
-            return change(args, program, out, err);
-        }
-        auto journal = Journal::open(args.journal, JournalSync::normal, Journal::Access::read_only);
-        if (args.command == "list") {
-            list(journal, args.dead, out);
-        } else {
-            stats(journal, out);
-        }
-        return 0;
+        return run(args, program, out, err);
     } catch (const Usage& e) {
         fmt::print(err, "{}: {}\n", program, e.what());
         fmt::print(err, fmt::runtime(kUsage), program);

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/redis_journal_admin.hpp"
+#include "crosstown/jobs/redis_job_admin.hpp"
 
 #include <fmt/format.h>
 
@@ -51,17 +51,17 @@ RedisConnection connect(const std::string& address, const RedisJournalOptions& o
 
 }  // namespace
 
-RedisJournalAdmin::RedisJournalAdmin(const std::string& address, const RedisJournalOptions& options)
+RedisJobAdmin::RedisJobAdmin(const std::string& address, const RedisJournalOptions& options)
     : options_(options), connection_(connect(address, options)) {}
 
-std::string RedisJournalAdmin::key(std::string_view what) const {
+std::string RedisJobAdmin::key(std::string_view what) const {
     return fmt::format("{}:{}", options_.prefix, what);
 }
 
 // What follows `prefix` in the name of every key that starts with it (and is of `type`), by
 // SCAN, which does not block the server as KEYS would.
-std::vector<std::string> RedisJournalAdmin::key_tails(const std::string& prefix,
-                                                      std::string_view type) {
+std::vector<std::string> RedisJobAdmin::key_tails(const std::string& prefix,
+                                                  std::string_view type) {
     std::vector<std::string> tails;
     std::string cursor = "0";
     do {
@@ -77,7 +77,7 @@ std::vector<std::string> RedisJournalAdmin::key_tails(const std::string& prefix,
 }
 
 // The ids of every job hash.
-std::vector<std::string> RedisJournalAdmin::job_ids() {
+std::vector<std::string> RedisJobAdmin::job_ids() {
     std::set<std::int64_t> ids;
     for (const auto& tail : key_tails(key("job:"), "hash")) ids.insert(to_int(tail));
     std::vector<std::string> out;
@@ -85,19 +85,19 @@ std::vector<std::string> RedisJournalAdmin::job_ids() {
     return out;
 }
 
-std::vector<RedisJobRow> RedisJournalAdmin::list(bool dead_only) {
+std::vector<AdminJob> RedisJobAdmin::list(bool dead_only) {
     const auto ids = job_ids();
     std::vector<std::vector<std::string>> reads;
     for (const auto& id : ids) reads.push_back({"HGETALL", key("job:" + id)});
     const auto replies = connection_.pipeline(reads);
-    std::vector<RedisJobRow> rows;
+    std::vector<AdminJob> rows;
     for (std::size_t i = 0; i < ids.size(); ++i) {
         std::map<std::string, std::string> f;
         for (std::size_t k = 0; k + 1 < replies[i].size(); k += 2) {
             f[reply_string(replies[i].element(k))] = reply_string(replies[i].element(k + 1));
         }
         if (f.empty() || (dead_only && f["state"] != "dead")) continue;
-        RedisJobRow row;
+        AdminJob row;
         row.job.id = to_int(ids[i]);
         row.job.kind = f["kind"];
         row.job.payload = f["payload"];
@@ -111,11 +111,11 @@ std::vector<RedisJobRow> RedisJournalAdmin::list(bool dead_only) {
         rows.push_back(std::move(row));
     }
     // Oldest first: ids are random, so their order says nothing.
-    std::ranges::stable_sort(rows, {}, [](const RedisJobRow& r) { return r.job.enqueued_ms; });
+    std::ranges::stable_sort(rows, {}, [](const AdminJob& r) { return r.job.enqueued_ms; });
     return rows;
 }
 
-std::uint64_t RedisJournalAdmin::revive(std::optional<std::int64_t> id) {
+std::uint64_t RedisJobAdmin::revive(std::optional<std::int64_t> id) {
     std::vector<std::string> ids;
     if (id) {
         ids.push_back(std::to_string(*id));
@@ -130,7 +130,7 @@ std::uint64_t RedisJournalAdmin::revive(std::optional<std::int64_t> id) {
     return revived;
 }
 
-std::uint64_t RedisJournalAdmin::purge_dead() {
+std::uint64_t RedisJobAdmin::purge_dead() {
     std::uint64_t purged = 0;
     for (const auto& row : list(true)) {
         purged += static_cast<std::uint64_t>(
@@ -141,7 +141,16 @@ std::uint64_t RedisJournalAdmin::purge_dead() {
     return purged;
 }
 
-std::vector<RedisJournalAdmin::Stream> RedisJournalAdmin::streams() {
+std::vector<std::string> RedisJobAdmin::details() {
+    std::vector<std::string> lines;
+    for (const auto& s : streams()) {
+        lines.push_back(fmt::format("stream {}: {} entries, {} taken and not finished", s.kind,
+                                    s.length, s.pending));
+    }
+    return lines;
+}
+
+std::vector<RedisJobAdmin::Stream> RedisJobAdmin::streams() {
     const auto prefix = key("stream:");
     const auto tails = key_tails(prefix, "stream");
     const std::set<std::string> kinds(tails.begin(), tails.end());
