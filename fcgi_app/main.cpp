@@ -1,9 +1,11 @@
 // fcgi_app: crosstown's reference application. See routes.hpp for its endpoints,
 // `fcgi_app --help` for its options and `fcgi_app jobs --help` for its durable jobs.
+#include <chrono>
 #include <crosstown/jobs/jobs_command.hpp>
 #include <crosstown/server.hpp>
 #include <cstdio>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <system_error>
 
@@ -21,7 +23,10 @@ int main(int argc, char** argv) {
         .summary = "the crosstown reference application",
         .app_options = {{"witness",
                          "append each placed durable call to this file (for tests "
-                         "and demonstrations)"}}};
+                         "and demonstrations)"},
+                        {"call-backoff",
+                         "durable calls: the wait before a failed call's second attempt, then "
+                         "doubling (default 200ms; tests make failed calls wait longer)"}}};
     const auto parsed = crosstown::parse_server_config(argc, argv, program);
     if (!parsed.config) return parsed.exit_code;
 
@@ -29,14 +34,22 @@ int main(int argc, char** argv) {
     fcgi_app::CallLedger ledger;
     const auto& options = server.config().app_options;
     std::optional<fcgi_app::Witness> witness;
+    auto call_backoff = std::chrono::milliseconds(200);
     try {
         witness.emplace(options.contains("witness") ? options.find("witness")->second : "");
+        if (const auto it = options.find("call-backoff"); it != options.end()) {
+            call_backoff = crosstown::parse_duration(it->second);
+            if (call_backoff.count() <= 0) throw std::invalid_argument("must be positive");
+        }
     } catch (const std::system_error& e) {
         std::fprintf(stderr, "fcgi_app: %s\n", e.what());
         return 2;
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "fcgi_app: --call-backoff: %s\n", e.what());
+        return 2;
     }
     if (server.config().journal.enabled()) {
-        fcgi_app::define_place_call(server.jobs(), ledger, *witness);
+        fcgi_app::define_place_call(server.jobs(), ledger, *witness, call_backoff);
     }
     const fcgi_app::App app{ledger, server.config().limits.max_deferred_per_request,
                             [&server] { return server.metrics(); },

@@ -204,18 +204,20 @@ void place_durable_call(CallLedger& ledger, const Witness& witness, const crosst
 
 }  // namespace
 
-void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness) {
-    kinds.define("place-call",
-                 {.max_attempts = 5,
-                  .backoff = std::chrono::milliseconds(200),
-                  .max_backoff = std::chrono::seconds(5),
-                  .timeout = std::chrono::seconds(70),
-                  // No limit of its own: a fan-out of calls may use the whole pool, as the
-                  // in-memory calls do.
-                  .concurrency = 0},
-                 [&ledger, &witness](const crosstown::Job& job, std::stop_token stop) {
-                     place_durable_call(ledger, witness, job, std::move(stop));
-                 });
+void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness,
+                       std::chrono::milliseconds backoff) {
+    kinds.define(
+        "place-call",
+        {.max_attempts = 5,
+         .backoff = backoff,
+         .max_backoff = std::max<std::chrono::milliseconds>(backoff, std::chrono::seconds(5)),
+         .timeout = std::chrono::seconds(70),
+         // No limit of its own: a fan-out of calls may use the whole pool, as the
+         // in-memory calls do.
+         .concurrency = 0},
+        [&ledger, &witness](const crosstown::Job& job, std::stop_token stop) {
+            place_durable_call(ledger, witness, job, std::move(stop));
+        });
 }
 
 void add_routes(crosstown::Router& router, const App& app) {

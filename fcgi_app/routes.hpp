@@ -43,6 +43,8 @@ void add_routes(crosstown::Router& router, const App& app);
 
 // The durable kind behind POST /calls?durable=1: a simulated phone call that reports to the
 // ledger (while the batch is known to this process) and, once placed, to the witness.
-void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness);
+// `backoff`: before a failed call's second attempt (then doubling, up to 5 s or `backoff`).
+void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness,
+                       std::chrono::milliseconds backoff);
 
 }  // namespace fcgi_app
