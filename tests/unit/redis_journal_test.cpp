@@ -12,7 +12,9 @@
 #include <set>
 #include <thread>
 
+#include "crosstown/jobs/job_runner.hpp"
 #include "crosstown/jobs/redis_job_admin.hpp"
+#include "crosstown/jobs/redis_job_feed.hpp"
 #include "support/eventually.hpp"
 #include "support/loopback.hpp"
 #include "support/redis_server.hpp"
@@ -219,6 +221,42 @@ TEST_F(RedisJournalTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLeav
             << "a stale write removed new job " << id;
     }
     EXPECT_EQ(integer({"SCARD", "t:held:b"}), 21) << "a stale write released a new held job";
+}
+
+// The feed of a survivor whose runner has room for 4 jobs at a time claims a dead consumer's
+// 200 retrying entries (they take no room until due) in one go past the claim time, not 4 per
+// beat, nor 4 per blocked read.
+TEST_F(RedisJournalTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
+    constexpr std::size_t kBacklog = 200;
+    std::vector<std::int64_t> ids;
+    for (std::size_t i = 0; i < kBacklog; ++i) ids.push_back(commit(*a, "p").at(0));
+    a->release(ids);
+    std::size_t taken = 0;
+    while (taken < kBacklog) taken += a->take({{"k", kBacklog}}, 200ms).size();
+    const auto far = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch() + 1h)
+                         .count();
+    for (const auto id : ids) a->reschedule(id, 1, far, "waits for its retry");
+    a.reset();  // dies with its backlog taken
+    const auto died = std::chrono::steady_clock::now();
+
+    JobKinds kinds;
+    kinds.define("k", {}, [](const Job&, std::stop_token) {});
+    Pool pool({.workers = 4, .min_workers = 4});
+    JobRunner runner(kinds, b, pool);
+    {
+        RedisJobFeed feed(b, runner, true);
+        ASSERT_TRUE(test::eventually([&] { return b.figures().claimed >= kBacklog; }, 20s, 10ms))
+            << b.figures().claimed << " claimed";
+        const auto took = std::chrono::steady_clock::now() - died;
+        // A beat's room at a time would take 50 beats past the claim time; at once, under one.
+        EXPECT_LT(took, kClaimAfter + 10 * (kClaimAfter / 4))
+            << "claimed a beat's room at a time: "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+        feed.stop();
+    }
+    pool.drain(1s, 1s);
+    runner.stop();
 }
 
 TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {

@@ -83,10 +83,13 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
         room = runner_.room();
         if (room.empty()) return;
     }
+    // While claiming, new jobs are only looked at: Redis times a blocked read out in its
+    // 100 ms cron, so even a 1 ms block would hold each claim back that long.
     const auto until_beat =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
-    const auto longest = claiming_ ? std::chrono::milliseconds(1) : kLongestBlock;
-    const auto block = std::clamp(until_beat, std::chrono::milliseconds(1), longest);
+    const auto block = claiming_
+                           ? std::chrono::milliseconds(0)
+                           : std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
     runner_.receive(journal_.take(room, block));
 }
 

@@ -469,9 +469,10 @@ std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_
     if (!feed_ || feed_->broken()) feed_.emplace(connect());
     std::size_t count = room.begin()->second;
     for (const auto& [kind, n] : room) count = std::min(count, n);
-    std::vector<std::string> args{
-        "XREADGROUP",          "GROUP", std::string(kGroup),           options_.instance, "COUNT",
-        std::to_string(count), "BLOCK", std::to_string(block.count()), "STREAMS"};
+    std::vector<std::string> args{"XREADGROUP",      "GROUP", std::string(kGroup),
+                                  options_.instance, "COUNT", std::to_string(count)};
+    if (block.count() > 0) args.insert(args.end(), {"BLOCK", std::to_string(block.count())});
+    args.emplace_back("STREAMS");
     for (const auto& [kind, n] : room) args.push_back(key("stream:" + kind));
     for (std::size_t i = 0; i < room.size(); ++i) args.emplace_back(">");
     feed_->set_timeout(block + kCommandTimeout);

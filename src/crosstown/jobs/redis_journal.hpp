@@ -83,7 +83,7 @@ class RedisJournal final : public JobStore {
     const std::string& path() const override { return address_.text; }
 
     // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
-    // waiting up to `block` for some. Throws JournalError.
+    // waiting up to `block` for some (0: not at all). Throws JournalError.
     std::vector<StoredJob> take(const std::map<std::string, std::size_t>& room,
                                 std::chrono::milliseconds block);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance.
