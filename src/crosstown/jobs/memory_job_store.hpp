@@ -1,0 +1,50 @@
+// crosstown::MemoryJobStore: a JobStore that keeps jobs in this process's memory, with the
+// JobAdmin view of them. Nothing survives the process, so it promises none of what a journal
+// does; it is the store the runner's own tests run on (no file, no server), and it meets the
+// same contract as the real stores while the process lives: the contract suite runs on it
+// too. live_jobs() gives what a journal would replay, for a runner that takes over.
+// Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "crosstown/jobs/job_admin.hpp"
+#include "crosstown/jobs/job_store.hpp"
+
+namespace crosstown {
+
+class MemoryJobStore final : public JobStore, public JobAdmin {
+  public:
+    std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
+    bool shared() const override { return false; }
+    void release(std::span<const std::int64_t>) override {}  // this process runs them
+    void complete(std::int64_t id) override;
+    void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+                    std::string error) override;
+    void bury(std::int64_t id, unsigned attempts, std::string error) override;
+    void record_attempt(std::int64_t id, unsigned attempt) override;
+    void flush() override {}
+    const std::string& path() const override { return path_; }
+
+    std::vector<AdminJob> list(bool dead_only) override;
+    std::uint64_t revive(std::optional<std::int64_t> id) override;
+    std::uint64_t purge_dead() override;
+    std::string_view revived_run() const override { return "a runner that takes over runs them"; }
+
+    // Every job that is not dead, oldest first: what a journal would replay.
+    std::vector<StoredJob> live_jobs() const;
+
+  private:
+    const std::string path_ = "memory";
+    mutable std::mutex mutex_;
+    std::int64_t last_id_ = 0;                // guarded by mutex_
+    std::map<std::int64_t, StoredJob> jobs_;  // guarded by mutex_; by id, so oldest first
+};
+
+}  // namespace crosstown

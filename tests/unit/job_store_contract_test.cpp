@@ -1,0 +1,332 @@
+// The store contract: what every JobStore, with its JobAdmin, must do for the runner and the
+// operator, stated once and run against each store (a typed suite): the in-memory store, a
+// SQLite journal file and a real redis-server. Each store comes with a small backend that does
+// what differs by design: how a committed job reaches the process that runs it (in memory and
+// SQLite: it stays with the committing process; Redis: released, then taken from the stream),
+// and how a job comes back after its process died (SQLite: replayed by the next process;
+// Redis: claimed by a survivor; in memory: handed to a runner that takes over, the store
+// outliving the first).
+// Store-specific behaviour (group commit, heartbeats, held sets) has its own tests.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <optional>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "crosstown/jobs/job_admin.hpp"
+#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/memory_job_store.hpp"
+#include "crosstown/jobs/redis_job_admin.hpp"
+#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/sqlite_job_admin.hpp"
+#include "support/eventually.hpp"
+#include "support/journal_files.hpp"
+#include "support/redis_server.hpp"
+#include "support/temp_dir.hpp"
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using Ids = std::vector<std::int64_t>;
+
+std::int64_t unix_ms_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// Jobs in this process's memory; the store outlives the runner that dies.
+class MemoryBackend {
+  public:
+    JobStore& store() { return store_; }
+    std::vector<AdminJob> list(bool dead_only = false) { return store_.list(dead_only); }
+    std::vector<StoredJob> run(const Ids& ids) {
+        std::vector<StoredJob> jobs;
+        for (const auto& row : list()) {
+            if (std::ranges::count(ids, row.job.id) > 0) jobs.push_back(row.job);
+        }
+        return jobs;
+    }
+    std::vector<StoredJob> resume() { return store_.live_jobs(); }
+    std::uint64_t revive(std::optional<std::int64_t> id) { return store_.revive(id); }
+    std::uint64_t purge_dead() { return store_.purge_dead(); }
+
+  private:
+    MemoryJobStore store_;
+};
+
+// A journal file, written by one process's JournalWriter.
+class SqliteBackend {
+  public:
+    JobStore& store() { return *writer_; }
+    std::vector<AdminJob> list(bool dead_only = false) {
+        writer_->flush();
+        return SqliteJobAdmin(path_, false).list(dead_only);
+    }
+    // The committing process runs its jobs: as they are in the journal.
+    std::vector<StoredJob> run(const Ids& ids) {
+        std::vector<StoredJob> jobs;
+        for (const auto& row : list()) {
+            if (std::ranges::count(ids, row.job.id) > 0) jobs.push_back(row.job);
+        }
+        return jobs;
+    }
+    // The process dies; the next one replays what is not dead, and writes from then on.
+    std::vector<StoredJob> resume() {
+        writer_->flush();
+        writer_.reset();
+        auto journal = test::open_rw(path_);
+        auto jobs = journal.live_jobs();
+        writer_.emplace(std::move(journal));
+        return jobs;
+    }
+    std::uint64_t revive(std::optional<std::int64_t> id) {
+        writer_->flush();
+        writer_.reset();  // the file's owner must be gone for a change
+        const auto n = SqliteJobAdmin(path_, true).revive(id);
+        writer_.emplace(test::open_rw(path_));
+        return n;
+    }
+    std::uint64_t purge_dead() {
+        writer_->flush();
+        writer_.reset();
+        const auto n = SqliteJobAdmin(path_, true).purge_dead();
+        writer_.emplace(test::open_rw(path_));
+        return n;
+    }
+
+  private:
+    test::TempDir dir_;
+    std::string path_ = dir_ / "jobs.db";
+    std::optional<JournalWriter> writer_{std::in_place, test::open_rw(path_)};
+};
+
+// Two instances sharing a redis-server: `a` commits and runs; when it dies, `b` claims.
+class RedisBackend {
+  public:
+    static constexpr auto kClaimAfter = 1000ms;
+    JobStore& store() { return live_ ? *live_ : b_; }
+    std::vector<AdminJob> list(bool dead_only = false) {
+        return RedisJobAdmin(server_.unix_address(), options("admin")).list(dead_only);
+    }
+    // Released after the response, then taken from the stream by whichever instance is free.
+    std::vector<StoredJob> run(const Ids& ids) {
+        auto& journal = live_ ? *live_ : b_;
+        journal.release(ids);
+        std::vector<StoredJob> jobs;
+        test::eventually([&] {
+            for (auto& job : journal.take({{"k", 100}}, 100ms)) jobs.push_back(std::move(job));
+            return jobs.size() >= ids.size();
+        });
+        return jobs;
+    }
+    // `a` dies with its jobs taken; `b` claims them once `a` has been silent for the claim time.
+    std::vector<StoredJob> resume() {
+        live_.reset();
+        std::vector<StoredJob> jobs;
+        test::eventually(
+            [&] {
+                for (auto& job : b_.claim({{"k", 100}})) jobs.push_back(std::move(job));
+                return !jobs.empty() && b_.claim_scan_done({{"k", 100}});
+            },
+            4 * kClaimAfter, 20ms);
+        return jobs;
+    }
+    std::uint64_t revive(std::optional<std::int64_t> id) {
+        return RedisJobAdmin(server_.unix_address(), options("admin")).revive(id);
+    }
+    std::uint64_t purge_dead() {
+        return RedisJobAdmin(server_.unix_address(), options("admin")).purge_dead();
+    }
+
+  private:
+    static RedisJournalOptions options(const std::string& instance) {
+        RedisJournalOptions o;
+        o.prefix = "contract";
+        o.instance = instance;
+        o.claim_after = kClaimAfter;
+        return o;
+    }
+    test::RedisServer server_;
+    std::optional<RedisJournal> live_{std::in_place, server_.unix_address(), options("a"),
+                                      std::vector<std::string>{"k"}};
+    RedisJournal b_{server_.unix_address(), options("b"), {"k"}};
+};
+
+template <class Backend>
+class JobStoreContract : public ::testing::Test {
+  protected:
+    Ids commit(std::vector<std::string> payloads, std::string request_id = "req-1") {
+        std::vector<NewJob> jobs;
+        for (const auto& p : payloads) jobs.push_back({"k", p, request_id});
+        return backend.store().commit(jobs);
+    }
+    std::optional<AdminJob> find(std::int64_t id, bool dead_only = false) {
+        for (auto& row : backend.list(dead_only)) {
+            if (row.job.id == id) return row;
+        }
+        return std::nullopt;
+    }
+    Backend backend;
+};
+
+using Backends = ::testing::Types<MemoryBackend, SqliteBackend, RedisBackend>;
+class BackendNames {
+  public:
+    template <class T>
+    static std::string GetName(int) {
+        if (std::is_same_v<T, MemoryBackend>) return "Memory";
+        return std::is_same_v<T, SqliteBackend> ? "Sqlite" : "Redis";
+    }
+};
+TYPED_TEST_SUITE(JobStoreContract, Backends, BackendNames);
+
+TYPED_TEST(JobStoreContract, ACommitKeepsEachJobWithADistinctIdInOrder) {
+    const auto before = unix_ms_now();
+    const auto ids = this->commit({"first", "second", "third"}, "req-7");
+    ASSERT_EQ(ids.size(), 3U);
+    EXPECT_EQ(std::set<std::int64_t>(ids.begin(), ids.end()).size(), 3U);
+    const auto jobs = this->backend.run(ids);
+    ASSERT_EQ(jobs.size(), 3U);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto job = std::ranges::find(jobs, ids[i], &StoredJob::id);
+        ASSERT_NE(job, jobs.end()) << ids[i];
+        EXPECT_EQ(job->kind, "k");
+        EXPECT_EQ(job->payload, (std::array{"first", "second", "third"}[i]));
+        EXPECT_EQ(job->request_id, "req-7");
+        EXPECT_EQ(job->attempts, 0U);
+        EXPECT_EQ(job->state, JobState::ready);
+        EXPECT_GE(job->enqueued_ms, before - 1000);
+    }
+}
+
+TYPED_TEST(JobStoreContract, APayloadKeepsEveryByte) {
+    const std::string bytes("a\0b\xff\n\"'", 7);
+    const auto ids = this->commit({bytes, ""});
+    const auto jobs = this->backend.run(ids);
+    ASSERT_EQ(jobs.size(), 2U);
+    for (const auto& job : jobs) EXPECT_EQ(job.payload, job.id == ids[0] ? bytes : "");
+}
+
+TYPED_TEST(JobStoreContract, ACompletedJobIsGone) {
+    const auto ids = this->commit({"done", "stays"});
+    this->backend.run(ids);
+    this->backend.store().complete(ids[0]);
+    this->backend.store().flush();
+    EXPECT_FALSE(this->find(ids[0]).has_value());
+    EXPECT_TRUE(this->find(ids[1]).has_value());
+}
+
+// Committed for a response that did not reach the client (skip_if_undelivered): completed
+// before it was ever run, it is gone and nobody runs it.
+TYPED_TEST(JobStoreContract, AJobCompletedBeforeItRanIsGoneUnrun) {
+    const auto ids = this->commit({"never"});
+    this->backend.store().complete(ids[0]);
+    this->backend.store().flush();
+    EXPECT_FALSE(this->find(ids[0]).has_value());
+}
+
+TYPED_TEST(JobStoreContract, ARescheduledJobWaitsForItsRetryWithItsError) {
+    const auto ids = this->commit({"p"});
+    this->backend.run(ids);
+    const auto due = unix_ms_now() + 60'000;
+    this->backend.store().reschedule(ids[0], 2, due, "503 from the API");
+    this->backend.store().flush();
+    const auto row = this->find(ids[0]);
+    ASSERT_TRUE(row.has_value());
+    EXPECT_EQ(row->state, "retry");
+    EXPECT_EQ(row->job.attempts, 2U);
+    EXPECT_EQ(row->job.run_at_ms, due);
+    EXPECT_EQ(row->job.last_error, "503 from the API");
+}
+
+TYPED_TEST(JobStoreContract, ABuriedJobIsDeadUntilRevivedAndPurgeDeletesOnlyTheDead) {
+    const auto ids = this->commit({"dies", "lives"});
+    this->backend.run(ids);
+    this->backend.store().bury(ids[0], 5, "gave up");
+    this->backend.store().flush();
+    const auto dead = this->backend.list(true);
+    ASSERT_EQ(dead.size(), 1U);
+    EXPECT_EQ(dead[0].job.id, ids[0]);
+    EXPECT_EQ(dead[0].state, "dead");
+    EXPECT_EQ(dead[0].job.attempts, 5U);
+    EXPECT_EQ(dead[0].job.last_error, "gave up");
+
+    EXPECT_EQ(this->backend.revive(ids[1]), 0U) << "a live job is not dead: nothing to revive";
+    EXPECT_EQ(this->backend.revive(ids[0]), 1U);
+    const auto revived = this->find(ids[0]);
+    ASSERT_TRUE(revived.has_value());
+    EXPECT_EQ(revived->state, "ready");
+    EXPECT_EQ(revived->job.attempts, 0U);
+    EXPECT_TRUE(this->backend.list(true).empty());
+
+    this->backend.store().bury(ids[1], 5, "gave up too");
+    this->backend.store().flush();
+    EXPECT_EQ(this->backend.purge_dead(), 1U);
+    EXPECT_FALSE(this->find(ids[1]).has_value());
+    EXPECT_TRUE(this->find(ids[0]).has_value()) << "purge deleted a live job";
+}
+
+TYPED_TEST(JobStoreContract, ARecordedAttemptIsWhatADeathLeavesAndADeadJobIsLeftAlone) {
+    const auto ids = this->commit({"running", "dead"});
+    this->backend.run(ids);
+    this->backend.store().record_attempt(ids[0], 3);
+    const auto row = this->find(ids[0]);
+    ASSERT_TRUE(row.has_value());
+    EXPECT_EQ(row->job.attempts, 3U);
+    EXPECT_EQ(row->job.last_error, died_during(3));
+    this->backend.store().bury(ids[1], 2, "gave up");
+    this->backend.store().flush();
+    this->backend.store().record_attempt(ids[1], 3);
+    const auto dead = this->find(ids[1], true);
+    ASSERT_TRUE(dead.has_value());
+    EXPECT_EQ(dead->job.attempts, 2U);
+    EXPECT_EQ(dead->job.last_error, "gave up");
+}
+
+// The process that ran them dies: every job not finished comes back, with its recorded
+// attempt and error, to the process that takes over; a finished or dead one does not.
+TYPED_TEST(JobStoreContract, AfterItsProcessDiesEveryUnfinishedJobComesBackAsLeft) {
+    const auto ids = this->commit({"fresh", "retrying", "running", "finished", "dead"});
+    this->backend.run(ids);
+    auto& store = this->backend.store();
+    store.reschedule(ids[1], 1, unix_ms_now() + 60'000, "try later");
+    store.record_attempt(ids[2], 2);
+    store.complete(ids[3]);
+    store.bury(ids[4], 1, "gave up");
+    store.flush();
+    const auto resumed = this->backend.resume();
+    Ids back;
+    for (const auto& job : resumed) back.push_back(job.id);
+    std::ranges::sort(back);
+    Ids expected{ids[0], ids[1], ids[2]};
+    std::ranges::sort(expected);
+    EXPECT_EQ(back, expected);
+    for (const auto& job : resumed) {
+        if (job.id == ids[1]) {
+            EXPECT_EQ(job.attempts, 1U);
+            EXPECT_EQ(job.last_error, "try later");
+        } else if (job.id == ids[2]) {
+            EXPECT_EQ(job.attempts, 2U);
+            EXPECT_EQ(job.last_error, died_during(2));
+        } else {
+            EXPECT_EQ(job.attempts, 0U);
+        }
+    }
+    // The one that takes over finishes them, through its own store.
+    for (const auto& job : resumed) this->backend.store().complete(job.id);
+    this->backend.store().flush();
+    const auto left = this->backend.list();
+    ASSERT_EQ(left.size(), 1U);
+    EXPECT_EQ(left[0].job.id, ids[4]);
+}
+
+}  // namespace
+}  // namespace crosstown
