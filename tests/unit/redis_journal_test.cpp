@@ -362,6 +362,16 @@ TEST_F(RedisJournalTest, ALostConsumerGroupIsCreatedAgain) {
     EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
 }
 
+// A feed that is claiming meets the lost group first: the claim creates it again (so that the
+// feed's reads go on) instead of failing at every turn.
+TEST_F(RedisJournalTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
+    raw().command({"DEL", "t:stream:k"});
+    EXPECT_TRUE(b.claim(room).empty());
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
+}
+
 TEST_F(RedisJournalTest, AServerOutOfMemoryRefusesHolds) {
     auto c = raw();
     c.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});

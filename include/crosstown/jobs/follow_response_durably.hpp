@@ -44,9 +44,10 @@ class UnknownJobKind : public std::logic_error {
     using std::logic_error::logic_error;
 };
 
-// A payload larger than --max-job-payload (RequestLimits::max_job_payload), thrown at
-// registration so that it can never reach the store, where it could fail the commit it shares
-// with other requests. A handler may catch it; uncaught, the answer is a 413 naming the kind.
+// A payload larger than --max-job-payload (RequestLimits::max_job_payload), thrown when a
+// handler registers it, so that it never reaches the store, where it could fail the commit it
+// shares with other requests. A handler may catch it; uncaught, the answer is a 413 naming the
+// kind. (Outside a request there is no such limit: a job the journal refuses fails alone.)
 class JobPayloadTooLarge : public std::length_error {
   public:
     using std::length_error::length_error;

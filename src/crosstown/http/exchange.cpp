@@ -147,7 +147,7 @@ Response run_handler(const Router& router, Request& request) {
         return overloaded(request, e);
     } catch (const JobPayloadTooLarge& e) {
         // The request asked for work too large to keep: the client's to change, like a body
-        // over --max-body. Nothing of the request's durable work is committed.
+        // over --max-body. Its durable jobs are gated by the 413 like by any other status.
         return error_response(HttpError(413, e.what()));
     } catch (const std::exception& e) {
         return internal_error(request, e.what());

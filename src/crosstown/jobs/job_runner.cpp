@@ -342,7 +342,12 @@ void JobRunner::submit(std::vector<Entry> entries) {
             auto node = launched_.extract(ids[i]);
             auto& state = state_of(node.mapped().job.kind);
             --state.running;
-            if (stopping_) continue;  // stays in the journal: kept
+            if (node.mapped().suspect) suspect_running_ = false;  // it waits to run alone again
+            if (stopping_) continue;                              // stays in the journal: kept
+            if (node.mapped().suspect) {
+                suspects_.push_front(std::move(node.mapped()));
+                continue;
+            }
             state.waiting.push_front(std::move(node.mapped()));
             ++waiting_jobs_;
         }
@@ -544,14 +549,15 @@ void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_sou
             auto& state = state_of(entry.job.kind);
             --state.running;
             ++state.stuck;
-            if (entry.suspect) suspect_running_ = false;
-            given_up.push_back({entry.job, entry.kind, entry.committed_at, false, nullptr});
+            given_up.push_back({entry.job, entry.kind, entry.committed_at, false, nullptr, false,
+                                false, entry.suspect});
         }
     }
 }
 
 // An attempt whose handler ignored its stop token: it fails now, as any timed-out attempt,
-// though its thread is still taken.
+// though its thread is still taken. A suspect given up no longer runs alone: once its failure
+// is written, the others go on beside its thread, rather than wait for it for ever.
 void JobRunner::give_up(Entry& entry) {
     log::error(
         "job {} ({}, request {}) attempt {} still runs {} ms after its timeout asked it to "
@@ -559,6 +565,17 @@ void JobRunner::give_up(Entry& entry) {
         entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt, kStopGrace.count());
     fail(entry, fmt::format("timed out after {} ms, and did not stop within {} ms",
                             entry.kind->options.timeout.count(), kStopGrace.count()));
+    if (entry.suspect) {
+        store_.flush();
+        std::vector<Entry> to_pool;
+        {
+            std::lock_guard lock(mutex_);
+            suspect_running_ = false;
+            start_suspect(to_pool);
+            for (auto& [name, state] : states_) launch_waiting(*state, to_pool);
+        }
+        submit(std::move(to_pool));
+    }
     idle_cv_.notify_all();
 }
 

@@ -15,7 +15,8 @@
 // first attempt, which costs no write, is not recorded. One whose last recorded attempt ended
 // with its process (a suspect) runs alone, while nothing else runs and nothing new starts, and
 // its end is written before the next job starts: so the jobs that happened to run beside a
-// poison job do not die with it again and again until they too are dead.
+// poison job do not die with it again and again until they too are dead. (A suspect given up
+// past its timeout stops being waited for: the others go on beside its thread.)
 //
 // Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
 // drain deadline). A job that returns is deleted from the journal; one that throws or timed

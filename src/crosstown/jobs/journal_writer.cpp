@@ -98,13 +98,17 @@ void JournalWriter::bury(std::int64_t id, unsigned attempts, std::string error) 
 // Through the group commit, like a completion, but waited for: a replay of thousands of jobs
 // costs a transaction per round, not one each.
 void JournalWriter::record_attempt(std::int64_t id, unsigned attempt) {
-    hand_over({Change::Type::record_attempt, id, attempt, 0, {}});
-    flush();
-    std::lock_guard lock(mutex_);
-    const bool written = std::ranges::none_of(changes_, [&](const Change& c) {
-        return c.type == Change::Type::record_attempt && c.id == id;
-    });
-    if (!written) {
+    Waiter waiter;
+    {
+        std::unique_lock lock(mutex_);
+        changes_.push_back({Change::Type::record_attempt, id, attempt, 0, {}, &waiter});
+        flush_wanted_ = true;  // the writer thread writes it at once if no committer does
+        work_cv_.notify_one();
+        done_cv_.wait(lock, [&] { return waiter.done; });
+    }
+    // Not written: dropped, not kept for later, so that a record the caller was told failed
+    // cannot land after all and count a death that never happened.
+    if (!waiter.written) {
         throw JournalUnavailable(fmt::format(
             "journal {}: attempt {} of job {} could not be recorded", path_, attempt, id));
     }
@@ -181,10 +185,19 @@ bool JournalWriter::round(std::unique_lock<std::mutex>& lock) {
     lock.lock();
     writing_ = false;
     for (auto* ticket : tickets) ticket->done = true;
+    for (const auto& change : changes) {
+        if (change.waiter) *change.waiter = {true, ok};
+    }
     if (!ok) {
-        changes.insert(changes.end(), std::make_move_iterator(changes_.begin()),
-                       std::make_move_iterator(changes_.end()));
-        changes_ = std::move(changes);
+        std::erase_if(changes, [](const Change& c) { return c.waiter != nullptr; });
+        try {
+            changes.insert(changes.end(), std::make_move_iterator(changes_.begin()),
+                           std::make_move_iterator(changes_.end()));
+            changes_ = std::move(changes);
+        } catch (...) {
+            // Out of memory: this round's changes are lost (their jobs run again at the next
+            // start, which at least once allows); the round ends all the same.
+        }
     }
     ++written_;
     done_cv_.notify_all();

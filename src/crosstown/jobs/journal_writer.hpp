@@ -70,12 +70,18 @@ class JournalWriter final : public JobStore {
 
   private:
     struct Ticket;  // a waiting commit()
+    // A change whose caller waits for its round (record_attempt): told whether it was written.
+    struct Waiter {
+        bool done = false;
+        bool written = false;
+    };
     struct Change {
         enum class Type { remove, reschedule, bury, record_attempt } type;
         std::int64_t id;
         unsigned attempts;
         std::int64_t run_at_ms;
         std::string error;
+        Waiter* waiter = nullptr;  // not kept for a later round when its round fails
     };
 
     void hand_over(Change change);

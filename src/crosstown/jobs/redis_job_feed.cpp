@@ -77,17 +77,22 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has room for
     // it, taking turns with new jobs so that neither starves the other; the look ends once every
     // kind's scan of the pending entries has come round.
+    bool claimed = false;
     if (claiming_) {
-        runner_.receive(journal_.claim(room));
+        auto jobs = journal_.claim(room);
+        claimed = !jobs.empty();
+        runner_.receive(std::move(jobs));
         claiming_ = !journal_.claim_scan_done(room);
         room = runner_.room();
         if (room.empty()) return;
     }
-    // While claiming, new jobs are only looked at: Redis times a blocked read out in its
-    // 100 ms cron, so even a 1 ms block would hold each claim back that long.
+    // Right after a claim that found entries, new jobs are only looked at: Redis times a
+    // blocked read out in its 100 ms cron, so even a 1 ms block would hold the next claim back
+    // that long. After a claim that found nothing (a scan through live instances' entries) the
+    // read blocks as usual, so that the feed does not spin against the server.
     const auto until_beat =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
-    const auto block = claiming_
+    const auto block = claimed
                            ? std::chrono::milliseconds(0)
                            : std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
     runner_.receive(journal_.take(room, block));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -516,11 +517,23 @@ std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size
         // reached too.
         auto& cursor = claim_cursors_[kind];
         if (cursor.empty()) cursor = "0-0";
-        const auto reply = connection->command(
-            {"XAUTOCLAIM", key("stream:" + kind), kGroup, options_.instance,
-             std::to_string(options_.claim_after.count()), cursor, "COUNT", std::to_string(count)});
-        cursor = reply_string(reply.element(0));
-        const auto* list = reply.element(1);
+        std::optional<RedisReply> reply;
+        try {
+            reply =
+                connection->command({"XAUTOCLAIM", key("stream:" + kind), kGroup, options_.instance,
+                                     std::to_string(options_.claim_after.count()), cursor, "COUNT",
+                                     std::to_string(count)});
+        } catch (const RedisReplyError& e) {
+            // The server lost the group with its data: nothing is pending any more.
+            if (std::string_view(e.what()).find("NOGROUP") == std::string_view::npos) throw;
+            failed_commands_.fetch_add(1, std::memory_order_relaxed);
+            log::warn("{}; creating the consumer groups again", e.what());
+            ensure_groups(*connection);
+            cursor = "0-0";
+            continue;
+        }
+        cursor = reply_string(reply->element(0));
+        const auto* list = reply->element(1);
         for (std::size_t e = 0; e < reply_size(list); ++e) {
             const auto* entry = reply_element(list, e);
             const auto* fields = reply_element(entry, 1);

@@ -86,7 +86,8 @@ class RedisJournal final : public JobStore {
     // waiting up to `block` for some (0: not at all). Throws JournalError.
     std::vector<StoredJob> take(const std::map<std::string, std::size_t>& room,
                                 std::chrono::milliseconds block);
-    // Jobs of dead consumers, idle for claim_after, taken over by this instance.
+    // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
+    // consumer group is created again (nothing was pending in it any more).
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& room);
     // True once the scan of pending entries of each kind in `room` has come round to the start
     // (claim() carries each on from where its last call stopped).
