@@ -48,6 +48,17 @@ struct RedisJournalTest : ::testing::Test {
     long long integer(std::initializer_list<std::string_view> command) {
         return raw().command(command).integer();
     }
+    // What `journal` claims once the dead consumer's entries have been idle for the claim time.
+    std::vector<StoredJob> claim_when_due(RedisJournal& journal) {
+        std::vector<StoredJob> claimed;
+        test::eventually(
+            [&] {
+                claimed = journal.claim(room);
+                return !claimed.empty();
+            },
+            3 * kClaimAfter, 50ms);
+        return claimed;
+    }
     std::vector<std::int64_t> commit(RedisJournal& journal, std::string payload) {
         const NewJob job{"k", payload, "req-1"};
         return journal.commit(std::span(&job, 1));
@@ -134,13 +145,7 @@ TEST_F(RedisJournalTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
     EXPECT_GE(a->figures().failed_commands, 1U);
     raw().command({"DEL", job_key});
     raw().command({"RENAME", "t:aside", job_key});
-    std::vector<StoredJob> claimed;
-    ASSERT_TRUE(test::eventually(
-        [&] {
-            claimed = b.claim(room);
-            return !claimed.empty();
-        },
-        3 * kClaimAfter, 50ms));
+    const auto claimed = claim_when_due(b);
     ASSERT_EQ(claimed.size(), 1U);
     EXPECT_EQ(claimed[0].id, ids[0]);
     EXPECT_EQ(claimed[0].payload, "p");
@@ -177,13 +182,7 @@ TEST_F(RedisJournalTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInst
     EXPECT_FALSE(taken[0].resumed);
     a->record_attempt(ids[0], 2);
     a.reset();  // dies mid-attempt
-    std::vector<StoredJob> claimed;
-    ASSERT_TRUE(test::eventually(
-        [&] {
-            claimed = b.claim(room);
-            return !claimed.empty();
-        },
-        3 * kClaimAfter, 50ms));
+    const auto claimed = claim_when_due(b);
     ASSERT_EQ(claimed.size(), 1U);
     EXPECT_TRUE(claimed[0].resumed);
     EXPECT_EQ(claimed[0].attempts, 2U);

@@ -6,17 +6,12 @@
 #include <utility>
 
 #include "crosstown/detail/thread_name.hpp"
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
 namespace {
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // How long the writer waits before writing changes again after a failed transaction.
 constexpr auto kRetryPause = std::chrono::milliseconds(100);
@@ -214,7 +209,7 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
     auto apply = [&](bool with_tickets) {
         journal_.begin();
         try {
-            const auto now = now_ms();
+            const auto now = detail::unix_now_ms();
             std::size_t inserted = 0;
             for (std::size_t i = 0; with_tickets && i < live.size(); ++i) {
                 auto* ticket = live[i];

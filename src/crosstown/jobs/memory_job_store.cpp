@@ -1,17 +1,10 @@
 #include "crosstown/jobs/memory_job_store.hpp"
 
-#include <chrono>
+#include "crosstown/detail/unix_time.hpp"
 
 namespace crosstown {
-namespace {
 
-std::int64_t unix_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-}  // namespace
+using detail::unix_now_ms;
 
 std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
     const auto now = unix_now_ms();

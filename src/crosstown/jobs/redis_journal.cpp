@@ -10,11 +10,14 @@
 #include <thread>
 #include <utility>
 
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
 namespace {
+
+using detail::unix_now_ms;
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kCommandTimeout = std::chrono::milliseconds(2'000);
@@ -174,12 +177,6 @@ std::int64_t to_int(const std::string& text) {
     std::int64_t value = 0;
     std::from_chars(text.data(), text.data() + text.size(), value);
     return value;
-}
-
-std::int64_t unix_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 JobState state_named(std::string_view name) {
