@@ -27,10 +27,10 @@ enum class Overflow {
     // registration and dispatch anyway, the dispatch waits for room as under block.
     shed,
     // For durable jobs (follow_response_durably): a handler registering one never waits for
-    // room, since the job is on disk once committed; it waits in the journal's runner until the
-    // queue has room. In-memory callbacks are treated as under block. (Under the other
-    // policies, a durable job's registration waits for room as a callback's does under block;
-    // once committed, no durable job ever makes a responder wait.)
+    // room, since the job is kept by its store once committed; it waits in the journal's
+    // runner until the queue has room. In-memory callbacks are treated as under block. (Under
+    // the other policies, a durable job's registration waits for room as a callback's does
+    // under block; once committed, no durable job ever makes a responder wait.)
     spill,
 };
 
