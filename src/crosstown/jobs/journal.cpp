@@ -95,12 +95,6 @@ class Statement {
     sqlite3_stmt* stmt_ = nullptr;
 };
 
-JobState state_from(std::string_view name) {
-    if (name == "retry") return JobState::retry;
-    if (name == "dead") return JobState::dead;
-    return JobState::ready;
-}
-
 // Payloads may hold personal data: a new journal is the owner's alone (0600), whatever the
 // umask, and SQLite gives its -wal and -shm files the database file's mode. An existing file
 // keeps the mode its owner gave it. ":memory:" is SQLite's name for no file.
@@ -122,6 +116,12 @@ struct Journal::Statements {
 
 std::string died_during(unsigned attempt) {
     return fmt::format("the process died during attempt {}", attempt);
+}
+
+JobState job_state_named(std::string_view name) {
+    if (name == "retry") return JobState::retry;
+    if (name == "dead") return JobState::dead;
+    return JobState::ready;
 }
 
 std::string_view job_state_name(JobState state) {
@@ -366,7 +366,7 @@ std::vector<StoredJob> Journal::select(const std::string& where) {
                             .payload = s.text(2),
                             .request_id = s.text(3),
                             .attempts = static_cast<unsigned>(s.integer(4)),
-                            .state = state_from(s.text(5)),
+                            .state = job_state_named(s.text(5)),
                             .enqueued_ms = s.integer(6),
                             .run_at_ms = s.integer(7),
                             .last_error = s.text(8)});
@@ -391,7 +391,7 @@ JournalStats Journal::stats() {
                     "ORDER BY kind, state");
         while (s.step()) {
             stats.rows.push_back(
-                {s.text(0), state_from(s.text(1)), static_cast<std::uint64_t>(s.integer(2))});
+                {s.text(0), job_state_named(s.text(1)), static_cast<std::uint64_t>(s.integer(2))});
         }
     } catch (const std::exception& e) {
         fail(e.what());

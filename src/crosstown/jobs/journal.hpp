@@ -48,6 +48,8 @@ std::string died_during(unsigned attempt);
 
 enum class JobState { ready, retry, dead };
 std::string_view job_state_name(JobState state);
+// The state a name says: "retry", "dead", anything else ready (Redis's "held" included).
+JobState job_state_named(std::string_view name);
 
 struct StoredJob {
     std::int64_t id = 0;

@@ -27,18 +27,6 @@ if redis.call('HGET', job, 'state') ~= 'dead' then return 0 end
 return redis.call('DEL', job)
 )lua"};
 
-std::int64_t to_int(const std::string& text) {
-    std::int64_t value = 0;
-    std::from_chars(text.data(), text.data() + text.size(), value);
-    return value;
-}
-
-JobState state_named(std::string_view name) {
-    if (name == "dead") return JobState::dead;
-    if (name == "retry") return JobState::retry;
-    return JobState::ready;
-}
-
 RedisConnection connect(const std::string& address, const RedisJournalOptions& options) {
     try {
         return RedisConnection::open(RedisAddress::parse(address),
@@ -79,7 +67,7 @@ std::vector<std::string> RedisJobAdmin::key_tails(const std::string& prefix,
 // The ids of every job hash.
 std::vector<std::string> RedisJobAdmin::job_ids() {
     std::set<std::int64_t> ids;
-    for (const auto& tail : key_tails(key("job:"), "hash")) ids.insert(to_int(tail));
+    for (const auto& tail : key_tails(key("job:"), "hash")) ids.insert(redis_integer(tail));
     std::vector<std::string> out;
     for (const auto id : ids) out.push_back(std::to_string(id));
     return out;
@@ -92,23 +80,10 @@ std::vector<AdminJob> RedisJobAdmin::list(bool dead_only) {
     const auto replies = connection_.pipeline(reads);
     std::vector<AdminJob> rows;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        std::map<std::string, std::string> f;
-        for (std::size_t k = 0; k + 1 < replies[i].size(); k += 2) {
-            f[reply_string(replies[i].element(k))] = reply_string(replies[i].element(k + 1));
-        }
-        if (f.empty() || (dead_only && f["state"] != "dead")) continue;
-        AdminJob row;
-        row.job.id = to_int(ids[i]);
-        row.job.kind = f["kind"];
-        row.job.payload = f["payload"];
-        row.job.request_id = f["request_id"];
-        row.job.attempts = static_cast<unsigned>(to_int(f["attempts"]));
-        row.job.state = state_named(f["state"]);
-        row.job.enqueued_ms = to_int(f["enqueued_ms"]);
-        row.job.run_at_ms = to_int(f["run_at_ms"]);
-        row.job.last_error = f["last_error"];
-        row.state = f["state"];
-        rows.push_back(std::move(row));
+        const auto fields = redis_job_fields(replies[i]);
+        const auto state = fields.contains("state") ? fields.at("state") : std::string();
+        if (fields.empty() || (dead_only && state != "dead")) continue;
+        rows.push_back({redis_stored_job(redis_integer(ids[i]), fields), state});
     }
     // Oldest first: ids are random, so their order says nothing.
     std::ranges::stable_sort(rows, {}, [](const AdminJob& r) { return r.job.enqueued_ms; });

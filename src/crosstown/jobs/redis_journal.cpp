@@ -173,19 +173,39 @@ std::int64_t random_job_id() {
     return id;
 }
 
-std::int64_t to_int(const std::string& text) {
+}  // namespace
+
+RedisJobFields redis_job_fields(const RedisReply& hgetall) {
+    RedisJobFields fields;
+    for (std::size_t f = 0; f + 1 < hgetall.size(); f += 2) {
+        fields[reply_string(hgetall.element(f))] = reply_string(hgetall.element(f + 1));
+    }
+    return fields;
+}
+
+std::int64_t redis_integer(std::string_view text) {
     std::int64_t value = 0;
     std::from_chars(text.data(), text.data() + text.size(), value);
     return value;
 }
 
-JobState state_named(std::string_view name) {
-    if (name == "dead") return JobState::dead;
-    if (name == "retry") return JobState::retry;
-    return JobState::ready;
+StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields) {
+    const auto field = [&](const char* name) {
+        const auto it = fields.find(name);
+        return it == fields.end() ? std::string() : it->second;
+    };
+    StoredJob job;
+    job.id = id;
+    job.kind = field("kind");
+    job.payload = field("payload");
+    job.request_id = field("request_id");
+    job.attempts = static_cast<unsigned>(redis_integer(field("attempts")));
+    job.state = job_state_named(field("state"));
+    job.enqueued_ms = redis_integer(field("enqueued_ms"));
+    job.run_at_ms = redis_integer(field("run_at_ms"));
+    job.last_error = field("last_error");
+    return job;
 }
-
-}  // namespace
 
 class RedisJournal::Lease {
   public:
@@ -576,26 +596,16 @@ std::vector<StoredJob> RedisJournal::load(
             }
             continue;
         }
-        std::map<std::string, std::string> fields;
-        for (std::size_t f = 0; f + 1 < replies[i].size(); f += 2) {
-            fields[reply_string(replies[i].element(f))] = reply_string(replies[i].element(f + 1));
-        }
-        if (fields.empty() || fields["state"] == "dead") {
+        const auto fields = redis_job_fields(replies[i]);
+        const auto state = fields.find("state");
+        if (state == fields.end() || state->second == "dead") {
             const auto stream = key("stream:" + taken.kind);
             drops.push_back({"XACK", stream, std::string(kGroup), taken.entry});
             drops.push_back({"XDEL", stream, taken.entry});
             continue;
         }
-        StoredJob job;
-        job.id = to_int(id);
+        auto job = redis_stored_job(redis_integer(id), fields);
         job.kind = taken.kind;
-        job.payload = fields["payload"];
-        job.request_id = fields["request_id"];
-        job.attempts = static_cast<unsigned>(to_int(fields["attempts"]));
-        job.state = state_named(fields["state"]);
-        job.enqueued_ms = to_int(fields["enqueued_ms"]);
-        job.run_at_ms = to_int(fields["run_at_ms"]);
-        job.last_error = fields["last_error"];
         taken_.insert_or_assign(job.id, taken);
         jobs.push_back(std::move(job));
     }
@@ -674,7 +684,7 @@ void RedisJournal::release_stranded(RedisConnection& connection) {
         const auto previous_look = beats_;
         ++beats_;
         for (std::size_t i = 0; i < held.size(); ++i) {
-            const auto id = to_int(reply_string(held.element(i)));
+            const auto id = redis_integer(reply_string(held.element(i)));
             if (!holding_.contains(id) && !kept_for({id})) stranded.insert(id);
         }
         const bool old_commit_in_flight =

@@ -58,6 +58,13 @@ struct RedisStreamFigures {
     std::uint64_t pending = 0;  // taken by some consumer and not finished
 };
 
+// A job's hash as HGETALL returns it, by field; empty when the job is gone.
+using RedisJobFields = std::map<std::string, std::string>;
+RedisJobFields redis_job_fields(const RedisReply& hgetall);
+// The job a hash holds (its kind from the hash), and the number in a Redis string.
+StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields);
+std::int64_t redis_integer(std::string_view text);
+
 class RedisJournal final : public JobStore {
   public:
     static constexpr std::string_view kGroup = "crosstown";
