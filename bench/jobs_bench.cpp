@@ -19,8 +19,8 @@
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/job_runner.hpp"
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 
 namespace {
 
@@ -57,8 +57,8 @@ void durable_noop_jobs(benchmark::State& state) {
     crosstown::Pool pool;
     crosstown::JobKinds kinds;
     kinds.define("noop", {}, [](const crosstown::Job&, std::stop_token) {});
-    crosstown::JournalWriter writer(
-        crosstown::Journal::open(scratch.path(), sync, crosstown::Journal::Access::read_write));
+    crosstown::SqliteJobStore writer(
+        crosstown::SqliteJobDatabase::open(scratch.path(), sync, crosstown::SqliteJobDatabase::Access::read_write));
     crosstown::JobRunner runner(kinds, writer, pool);
     const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
         crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});

@@ -17,8 +17,8 @@
 
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/jobs/job_runner.hpp"
-#include "crosstown/jobs/redis_job_feed.hpp"
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/redis/redis_job_feed.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
 
 namespace {
 
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     crosstown::RedisJournalOptions options;
     options.prefix = "bench";
     options.instance = "bench";
-    crosstown::RedisJournal journal(address, options, {"noop"});
+    crosstown::RedisJobStore journal(address, options, {"noop"});
 
     const auto enqueue_start = Clock::now();
     const std::vector<crosstown::NewJob> bulk(kBulk, crosstown::NewJob{"noop", "{}", ""});

@@ -3,7 +3,10 @@
 # belongs to the layer of its folder (the top-level headers server.hpp, server_config.hpp and
 # crosstown.hpp belong to service), and may include crosstown headers of its own layer or a
 # lower one:
-#     detail < observe < deferred < jobs < http < fastcgi < service
+#     detail < observe < deferred < jobs < jobs/sqlite, jobs/redis < jobs/journal < http < fastcgi < service
+# Inside jobs: jobs/ holds the runner and the store contract; each store has its own folder
+# (jobs/sqlite, jobs/redis), and neither includes the other; jobs/journal opens the store that
+# --journal names, so it alone knows both.
 # testing sits beside them: it may include deferred, jobs, http, observe, detail and testing, and no
 # other layer may include testing.
 # Public headers (include/crosstown/**) must also stay installable on their own: they may
@@ -22,7 +25,8 @@ for dir in include/crosstown src/crosstown; do
 done
 
 # The rank of each ordered layer; testing has none, it is handled on its own.
-declare -A rank=([detail]=0 [observe]=1 [deferred]=2 [jobs]=3 [http]=4 [fastcgi]=5 [service]=6)
+declare -A rank=([detail]=0 [observe]=10 [deferred]=20 [jobs]=30 [jobs/sqlite]=33 [jobs/redis]=33
+    [jobs/journal]=36 [http]=40 [fastcgi]=50 [service]=60)
 testing_may_include=" detail observe deferred jobs http testing "
 
 # The layer of a path relative to crosstown/ (a file's or an included header's), or "".
@@ -30,6 +34,7 @@ layer_of() {
     local rel=$1
     case $rel in
         server.hpp | server_config.hpp | crosstown.hpp) echo service ;;
+        jobs/sqlite/* | jobs/redis/* | jobs/journal/*) echo "${rel%/*}" ;;
         */*)
             local first=${rel%%/*}
             if [ -n "${rank[$first]+x}" ] || [ "$first" = testing ]; then echo "$first"; fi
@@ -91,6 +96,8 @@ while IFS= read -r -d '' file; do
             violation "$file" "$line_no" "$layer includes $header: only testing may include testing"
         elif [ "${rank[$target]}" -gt "${rank[$layer]}" ]; then
             violation "$file" "$line_no" "$layer includes $header from the higher layer $target"
+        elif [ "${rank[$target]}" -eq "${rank[$layer]}" ] && [ "$target" != "$layer" ]; then
+            violation "$file" "$line_no" "$layer includes $header from its sibling $target"
         fi
     done <"$file"
 done < <(find include/crosstown src/crosstown -type f \( -name '*.hpp' -o -name '*.h' \

@@ -18,7 +18,7 @@
 #include <sstream>
 #include <thread>
 
-#include "crosstown/jobs/redis_connection.hpp"
+#include "crosstown/jobs/redis/redis_connection.hpp"
 #include "support/app_checks.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"

@@ -5,17 +5,17 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
 namespace crosstown::test {
 
-inline Journal open_rw(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
+inline SqliteJobDatabase open_rw(const std::string& path) {
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
 }
 
 // What the journal holds, through a connection of its own, as `jobs list` reads it.
 inline std::vector<StoredJob> stored(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_only).list();
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).list();
 }
 
 inline std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {

@@ -25,7 +25,7 @@
 #include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/jobs/job_batch.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
 #include "support/journal_files.hpp"
@@ -96,7 +96,7 @@ struct Harness {
 
     std::string path;
     Pool pool;
-    JournalWriter writer;
+    SqliteJobStore writer;
     JobRunner runner;
 };
 
@@ -184,7 +184,7 @@ TEST(JobRunner, AThrowingJobIsRetriedWithBackoffUntilItSucceeds) {
     Attempts attempts;
     std::mutex mutex;
     std::vector<StoredJob> between;  // the journal as the second attempt starts; guarded by mutex
-    JournalWriter* writer = nullptr;
+    SqliteJobStore* writer = nullptr;
     kinds.define("call", {.max_attempts = 5, .backoff = 20ms, .max_backoff = 1000ms},
                  [&](const Job& job, std::stop_token) {
                      attempts.add(job);
@@ -448,7 +448,7 @@ TEST(JobRunner, ReplayRunsTheJournalsLiveJobsWithTheirNextAttempt) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
     ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
     {
@@ -493,7 +493,7 @@ TEST(JobRunner, AReplayedJobsAttemptIsRecordedBeforeItRuns) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
     std::lock_guard lock(mutex);
     ASSERT_EQ(seen_while_running.size(), 1U);
@@ -523,7 +523,7 @@ TEST(JobRunner, AReplayedJobWhoseProcessDiedInItsLastAttemptIsDead) {
                  [&](const Job& job, std::stop_token) { attempts.add(job); });
     Harness h(kinds, path);
     h.runner.replay(
-        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
     ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
     const auto seen = attempts.list();
@@ -576,7 +576,7 @@ TEST(JobRunner, ASuspectRunsAloneAndTheOthersWaitForIt) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        Journal::open(path, JournalSync::normal, Journal::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 6; }));
     std::lock_guard lock(mutex);
     EXPECT_EQ(beside_suspect, 0) << "other jobs ran beside the suspect";

@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "crosstown/jobs/job_admin.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "crosstown/jobs/memory_job_store.hpp"
-#include "crosstown/jobs/redis_job_admin.hpp"
-#include "crosstown/jobs/redis_journal.hpp"
-#include "crosstown/jobs/sqlite_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_admin.hpp"
 #include "support/eventually.hpp"
 #include "support/journal_files.hpp"
 #include "support/redis_server.hpp"
@@ -62,7 +62,7 @@ class MemoryBackend {
     MemoryJobStore store_;
 };
 
-// A journal file, written by one process's JournalWriter.
+// A journal file, written by one process's SqliteJobStore.
 class SqliteBackend {
   public:
     JobStore& store() { return *writer_; }
@@ -105,7 +105,7 @@ class SqliteBackend {
   private:
     test::TempDir dir_;
     std::string path_ = dir_ / "jobs.db";
-    std::optional<JournalWriter> writer_{std::in_place, test::open_rw(path_)};
+    std::optional<SqliteJobStore> writer_{std::in_place, test::open_rw(path_)};
 };
 
 // Two instances sharing a redis-server: `a` commits and runs; when it dies, `b` claims.
@@ -155,9 +155,9 @@ class RedisBackend {
         return o;
     }
     test::RedisServer server_;
-    std::optional<RedisJournal> live_{std::in_place, server_.unix_address(), options("a"),
+    std::optional<RedisJobStore> live_{std::in_place, server_.unix_address(), options("a"),
                                       std::vector<std::string>{"k"}};
-    RedisJournal b_{server_.unix_address(), options("b"), {"k"}};
+    RedisJobStore b_{server_.unix_address(), options("b"), {"k"}};
 };
 
 template <class Backend>

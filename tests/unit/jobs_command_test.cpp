@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
+#include "crosstown/jobs/sqlite/journal_owner.hpp"
 #include "support/temp_dir.hpp"
 
 namespace crosstown {
@@ -41,12 +41,12 @@ Result jobs(const std::vector<std::string>& args) {
     return {code, out.str(), err.str()};
 }
 
-Journal open_rw(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
+SqliteJobDatabase open_rw(const std::string& path) {
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
 }
 
 std::vector<StoredJob> stored(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_only).list();
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).list();
 }
 
 // A journal with two ready jobs, one retrying and two dead ones.
@@ -146,7 +146,7 @@ TEST_F(JobsCommand, RetryDeadRevivesEveryDeadJob) {
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("2 dead jobs made ready"));
     const auto list =
-        Journal::open(path_, JournalSync::normal, Journal::Access::read_only).list(JobState::dead);
+        SqliteJobDatabase::open(path_, JournalSync::normal, SqliteJobDatabase::Access::read_only).list(JobState::dead);
     EXPECT_TRUE(list.empty());
     EXPECT_EQ(stored(path_).size(), 5U);
 }

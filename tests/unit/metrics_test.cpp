@@ -5,7 +5,7 @@
 #include <sstream>
 #include <thread>
 
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "support/journal_files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -97,7 +97,7 @@ TEST(Metrics, AKindNamedWithQuotesAndNewlinesCannotBreakTheExposition) {
     JobKinds kinds;
     kinds.define(name, {}, [](const Job&, std::stop_token) {});
     Pool pool({.workers = 1});
-    JournalWriter writer(test::open_rw(dir / "jobs.db"));
+    SqliteJobStore writer(test::open_rw(dir / "jobs.db"));
     JobRunner runner(kinds, writer, pool);
     RequestStats stats;
     const auto text = render_metrics(stats, pool, 0, &runner);

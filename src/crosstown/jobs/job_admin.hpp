@@ -8,15 +8,13 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_config.hpp"
+#include "crosstown/jobs/stored_job.hpp"
 
 namespace crosstown {
 
@@ -48,12 +46,5 @@ class JobAdmin {
     // When revived jobs run, for the operator.
     virtual std::string_view revived_run() const = 0;
 };
-
-// The admin of `journal` (a SQLite file, or a Redis address with `redis`'s prefix and
-// password). `change`: for revive and purge, which on a SQLite file need it to be owned by no
-// live process (AdminRefused) and hold its ownership meanwhile. Throws JournalError naming the
-// journal when it cannot be opened (a file that does not exist included).
-std::unique_ptr<JobAdmin> open_job_admin(const std::string& journal,
-                                         const RedisJournalOptions& redis, bool change);
 
 }  // namespace crosstown

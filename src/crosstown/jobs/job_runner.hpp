@@ -1,7 +1,7 @@
 // crosstown::JobRunner: runs durable jobs on the process's pool, with their kinds' rules.
 //
 //   commit()  before the response: the request's jobs whose gate passes go to the store in
-//             one transaction (JournalWriter's group commit, or RedisJournal's hold), or
+//             one transaction (SqliteJobStore's group commit, or RedisJobStore's hold), or
 //             JournalUnavailable is thrown and the response becomes a 503.
 //   start()   after FCGX_Finish_r: each job is handed to the pool, like a deferred callback;
 //             with a shared store (Redis) it is released instead, and comes back through
@@ -55,7 +55,7 @@
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/job_kinds.hpp"
 #include "crosstown/jobs/job_store.hpp"
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/stored_job.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
 namespace crosstown {

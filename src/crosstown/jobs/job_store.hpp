@@ -1,10 +1,12 @@
 // crosstown::JobStore: where JobRunner keeps durable jobs, whatever keeps them.
 //
-// Two stores exist. JournalWriter (a SQLite file this process owns) keeps the jobs of one
-// process, which runs them itself after each response. RedisJournal keeps them in a Redis
-// server shared by instances on many hosts: commit() holds the request's jobs for this
-// instance, release() after FCGX_Finish_r makes them visible to every instance's consumer, and
-// whichever instance takes a job runs it and reports back here.
+// Three stores exist, each checked against the same contract. SqliteJobStore (a SQLite file
+// this process owns) keeps the jobs of one process, which runs them itself after each
+// response. RedisJobStore keeps them in a Redis server shared by instances on many hosts:
+// commit() holds the request's jobs for this instance, release() after FCGX_Finish_r makes
+// them visible to every instance's consumer, and whichever instance takes a job runs it and
+// reports back here. MemoryJobStore keeps them in memory, for tests: nothing survives the
+// process. open_job_store() opens the one that --journal names.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/stored_job.hpp"
 
 namespace crosstown {
+
+class JobRunner;
 
 class JobStore {
   public:
@@ -42,6 +46,17 @@ class JobStore {
     virtual void flush() = 0;
     // How logs name the store: the journal's file, or the Redis server's address.
     virtual const std::string& path() const = 0;
+
+    // A server runs its jobs from one store, in three steps. start(): once `runner` is built,
+    // before READY=1, the store gives it what is its to run: the jobs a previous process left
+    // (replayed), or a feed that takes released jobs as the runner has room (a shared store;
+    // `take` false: it only beats, for --role web). stop_taking(): at the first stop signal, no
+    // more jobs are taken; those running go on. close(): once the runner has stopped, what
+    // start() began ends and what is queued is written; returns how many finishes (or
+    // releases) could not be written, logged, whose jobs run again: kept.
+    virtual void start(JobRunner& runner, bool take) = 0;
+    virtual void stop_taking() {}
+    virtual std::uint64_t close() = 0;
 };
 
 }  // namespace crosstown

@@ -1,10 +1,15 @@
 #include "crosstown/jobs/memory_job_store.hpp"
 
 #include "crosstown/detail/unix_time.hpp"
+#include "crosstown/jobs/job_runner.hpp"
 
 namespace crosstown {
 
 using detail::unix_now_ms;
+
+void MemoryJobStore::start(JobRunner& runner, bool /*take: this process runs its own*/) {
+    runner.replay(live_jobs());
+}
 
 std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
     const auto now = unix_now_ms();

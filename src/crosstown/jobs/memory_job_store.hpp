@@ -31,6 +31,9 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     void record_attempt(std::int64_t id, unsigned attempt) override;
     void flush() override {}
     const std::string& path() const override { return path_; }
+    // Replays live_jobs(), like a journal at start: `runner` takes over from the last one.
+    void start(JobRunner& runner, bool take) override;
+    std::uint64_t close() override { return 0; }  // every write is done when it returns
 
     std::vector<AdminJob> list(bool dead_only) override;
     std::uint64_t revive(std::optional<std::int64_t> id) override;

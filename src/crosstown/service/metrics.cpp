@@ -5,8 +5,8 @@
 #include <iterator>
 #include <tuple>
 
-#include "crosstown/jobs/journal_writer.hpp"
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
 
 namespace crosstown {
 namespace {
@@ -117,20 +117,20 @@ void deferred_metrics(Out out, const Pool& pool) {
     histogram(out, "crosstown_deferred_run_seconds", "Callback run time.", pool.run_time());
 }
 
-void batch_histogram(Out out, const JournalWriter::BatchSizes& sizes) {
+void batch_histogram(Out out, const SqliteJobStore::BatchSizes& sizes) {
     constexpr std::string_view name = "crosstown_journal_batch_jobs";
     family(out, name, "histogram", "Jobs committed per journal transaction (group commit).");
     std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < JournalWriter::kBatchBounds.size(); ++i) {
+    for (std::size_t i = 0; i < SqliteJobStore::kBatchBounds.size(); ++i) {
         cumulative += sizes.buckets[i];
-        fmt::format_to(out, "{}_bucket{{le=\"{}\"}} {}\n", name, JournalWriter::kBatchBounds[i],
+        fmt::format_to(out, "{}_bucket{{le=\"{}\"}} {}\n", name, SqliteJobStore::kBatchBounds[i],
                        cumulative);
     }
     fmt::format_to(out, "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, sizes.count,
                    name, sizes.sum, name, sizes.count);
 }
 
-void journal_metrics(Out out, const JournalWriter& writer) {
+void journal_metrics(Out out, const SqliteJobStore& writer) {
     family(out, "crosstown_journal_failed_transactions_total", "counter",
            "Journal transactions that failed (disk full, I/O error); their requests got 503.");
     fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
@@ -140,7 +140,7 @@ void journal_metrics(Out out, const JournalWriter& writer) {
     batch_histogram(out, writer.batch_sizes());
 }
 
-void redis_metrics(Out out, const RedisJournal& redis) {
+void redis_metrics(Out out, const RedisJobStore& redis) {
     const auto figures = redis.figures();
     const std::tuple<std::string_view, std::string_view, std::string_view, std::uint64_t> rows[] = {
         {"crosstown_redis_claimed_total", "counter",
@@ -212,9 +212,9 @@ void job_metrics(Out out, const JobRunner& jobs) {
           "Durable job attempts given up past their timeout whose handlers still run, each "
           "holding a worker.",
           stuck);
-    if (const auto* writer = dynamic_cast<const JournalWriter*>(&jobs.store())) {
+    if (const auto* writer = dynamic_cast<const SqliteJobStore*>(&jobs.store())) {
         journal_metrics(out, *writer);
-    } else if (const auto* redis = dynamic_cast<const RedisJournal*>(&jobs.store())) {
+    } else if (const auto* redis = dynamic_cast<const RedisJobStore*>(&jobs.store())) {
         redis_metrics(out, *redis);
     }
     histogram(out, "crosstown_jobs_start_delay_seconds",

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -20,11 +21,8 @@
 #include "crosstown/fastcgi/listen_socket.hpp"
 #include "crosstown/fastcgi/responder.hpp"
 #include "crosstown/jobs/job_runner.hpp"
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_owner.hpp"
-#include "crosstown/jobs/journal_writer.hpp"
-#include "crosstown/jobs/redis_job_feed.hpp"
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/journal/open_job_store.hpp"
+#include "crosstown/jobs/journal_error.hpp"
 #include "crosstown/observe/log.hpp"
 #include "crosstown/observe/request_stats.hpp"
 #include "crosstown/service/metrics.hpp"
@@ -188,6 +186,7 @@ class Server::Impl {
         set_process_pool(&pool_);
     }
     ~Impl() {
+        stop_jobs();  // done already, unless run() ended by a throw
         set_process_job_runner(nullptr);
         set_process_pool(nullptr);
     }
@@ -206,14 +205,11 @@ class Server::Impl {
     RequestStats stats_;
     Pool pool_;
     JobKinds kinds_;
-    // Durable jobs, from run() on, when a journal is configured: a SQLite file (owner and
-    // writer) or a Redis server (journal and feed). The runner goes before the pool it feeds,
-    // and its store after it; the feed goes before the runner.
-    std::optional<JournalOwner> journal_owner_;
-    std::optional<JournalWriter> journal_writer_;
-    std::optional<RedisJournal> redis_journal_;
+    // Durable jobs, from run() on, when a journal is configured: the store --journal names, and
+    // the runner on it. The runner goes before the pool it feeds, and the store after it.
+    std::unique_ptr<JobStore> job_store_;
     std::optional<JobRunner> job_runner_;
-    std::optional<RedisJobFeed> redis_feed_;
+    bool jobs_stopped_ = false;
     SampleRing samples_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
     std::atomic<bool> accepting_{false};
@@ -225,7 +221,6 @@ class Server::Impl {
     int finish();
     void stop_jobs();
     bool open_journal();
-    void open_redis_journal();
     int work_only();
     void cut_drain_short_on_second_signal(std::stop_token stop);
     ServiceSample service_sample() const;
@@ -350,39 +345,16 @@ bool Server::Impl::open_journal() {
         return false;
     }
     try {
-        if (config_.journal.is_redis()) {
-            open_redis_journal();
-            return true;
-        }
-        journal_owner_.emplace(JournalOwner::claim(config_.journal.path));
-        auto journal = Journal::open(config_.journal.path, config_.journal.sync,
-                                     Journal::Access::read_write);
-        auto jobs = journal.live_jobs();
-        journal_writer_.emplace(std::move(journal));
-        job_runner_.emplace(kinds_, *journal_writer_, pool_);
-        set_process_job_runner(&*job_runner_);
-        log::info("journal {} (sync {}): {} jobs replayed", config_.journal.path,
-                  config_.journal.sync == JournalSync::full ? "full" : "normal", jobs.size());
-        job_runner_->replay(std::move(jobs));
-        return true;
+        job_store_ = open_job_store(config_.journal, kinds_.names());
     } catch (const JournalError& e) {
         log::error("--journal: {}", e.what());
         return false;
     }
-}
-
-// Redis: nothing is replayed; the feed takes released jobs (this instance's, and those of
-// instances that died) as the runner has room. A web-only instance, or one that defines no
-// kinds, takes none, but beats all the same.
-void Server::Impl::open_redis_journal() {
-    redis_journal_.emplace(config_.journal.path, config_.journal.redis, kinds_.names());
-    job_runner_.emplace(kinds_, *redis_journal_, pool_);
+    job_runner_.emplace(kinds_, *job_store_, pool_);
     set_process_job_runner(&*job_runner_);
-    redis_feed_.emplace(*redis_journal_, *job_runner_, config_.role != Role::web && !kinds_.empty());
-    log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, role {})",
-              config_.journal.path, config_.journal.redis.prefix, redis_journal_->instance(),
-              config_.journal.redis.claim_after.count(),
-              config_.role == Role::web ? "web" : config_.role == Role::worker ? "worker" : "both");
+    // A web-only instance, or one that defines no kinds, takes no jobs from a shared store.
+    job_store_->start(*job_runner_, config_.role != Role::web && !kinds_.empty());
+    return true;
 }
 
 // --role worker: no socket; runs durable jobs until SIGTERM, then drains them like a server.
@@ -390,7 +362,7 @@ int Server::Impl::work_only() {
     log::info("worker: running durable jobs from {}; no FastCGI socket", config_.journal.path);
     notifier_.ready();
     const int signal = wait_for_stop();
-    if (redis_feed_) redis_feed_->stop_taking();
+    if (job_store_) job_store_->stop_taking();
     second_signal_ = std::jthread(
         [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
     drain_deadline_ = std::chrono::steady_clock::now() + config_.drain_timeout;
@@ -403,36 +375,12 @@ int Server::Impl::work_only() {
 // Whatever durable work has not finished stays in the journal: kept, run at the next start
 // (SQLite), or claimed by another instance (Redis).
 void Server::Impl::stop_jobs() {
-    if (!job_runner_) return;
+    if (!job_runner_ || jobs_stopped_) return;
+    jobs_stopped_ = true;
     set_process_job_runner(nullptr);
     job_runner_->stop();
-    if (redis_journal_) {
-        // The beat goes on until the jobs still running have ended (the pool's drain): only
-        // then may other instances claim what is left.
-        if (redis_feed_) redis_feed_->stop();
-        redis_journal_->leave();
-        auto totals = job_runner_->totals();
-        // Not written: held (or finished) jobs whose release (or completion) never reached
-        // Redis. Other instances release or run them again: kept, as with SQLite.
-        if (const auto unwritten = redis_journal_->figures().unwritten; unwritten > 0) {
-            log::error("journal {}: {} releases or finishes could not be written; other "
-                       "instances release or run those jobs again after {}ms",
-                       config_.journal.path, unwritten, config_.journal.redis.claim_after.count());
-            totals.outstanding += unwritten;
-        }
-        log::info("{}", totals.summary());
-        return;
-    }
-    journal_writer_->flush();
     auto totals = job_runner_->totals();
-    // Finished, but the journal could not be told (disk full): still there, so kept, and they
-    // run again at the next start.
-    if (const auto unwritten = journal_writer_->unwritten_finishes(); unwritten > 0) {
-        log::error("journal {}: {} jobs finished but their completion could not be written; "
-                   "they stay in the journal and run again at the next start",
-                   config_.journal.path, unwritten);
-        totals.outstanding += unwritten;
-    }
+    totals.outstanding += job_store_->close();
     log::info("{}", totals.summary());
 }
 
@@ -472,7 +420,7 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
                                          : "FCGI_WEB_SERVER_ADDRS " + config_.web_server_addrs);
     notifier_.ready();
     const int signal = wait_for_stop();
-    if (redis_feed_) redis_feed_->stop_taking();
+    if (job_store_) job_store_->stop_taking();
     second_signal_ = std::jthread(
         [this](std::stop_token stop) { cut_drain_short_on_second_signal(std::move(stop)); });
     accepting_.store(false);
@@ -513,7 +461,7 @@ void Server::Impl::join_by_deadline(Responder& responder) {
 }
 
 int Server::Impl::finish() {
-    if (redis_feed_) redis_feed_->stop_taking();  // no new jobs while the pool drains
+    if (job_store_) job_store_->stop_taking();  // no new jobs while the pool drains
     const auto left = std::max(drain_deadline_ - std::chrono::steady_clock::now(),
                                std::chrono::steady_clock::duration::zero());
     const auto report = early_drain_ ? *early_drain_ : pool_.drain(left);

@@ -14,7 +14,7 @@
 
 #include "crosstown/fastcgi/listen_socket.hpp"
 #include "crosstown/fastcgi/web_server_addrs.hpp"
-#include "crosstown/jobs/redis_connection.hpp"
+#include "crosstown/jobs/redis/redis_connection.hpp"
 
 namespace crosstown {
 namespace po = boost::program_options;

@@ -1,6 +1,6 @@
 // crosstown::RedisConnection: one synchronous hiredis connection, with errors as exceptions.
 //
-// Not thread-safe: RedisJournal lends its connections to one thread at a time. A failed
+// Not thread-safe: RedisJobStore lends its connections to one thread at a time. A failed
 // connection or a network error throws JournalError and leaves the connection broken(), to be
 // dropped and opened again; an error reply (a script's own error, WRONGTYPE) throws
 // RedisReplyError and leaves it usable.
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/journal_error.hpp"
 #include "crosstown/jobs/journal_config.hpp"
 
 struct redisContext;

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -110,39 +110,17 @@ void create_private(const std::string& path) {
 
 }  // namespace
 
-struct Journal::Statements {
+struct SqliteJobDatabase::Statements {
     Statement insert, remove, reschedule, bury, record_attempt;
 };
 
-std::string died_during(unsigned attempt) {
-    return fmt::format("the process died during attempt {}", attempt);
-}
-
-JobState job_state_named(std::string_view name) {
-    if (name == "retry") return JobState::retry;
-    if (name == "dead") return JobState::dead;
-    return JobState::ready;
-}
-
-std::string_view job_state_name(JobState state) {
-    switch (state) {
-        case JobState::ready:
-            return "ready";
-        case JobState::retry:
-            return "retry";
-        case JobState::dead:
-            return "dead";
-    }
-    return "ready";
-}
-
-std::uint64_t JournalStats::count(JobState state) const {
+std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
     std::uint64_t n = 0;
     for (const auto& row : rows) n += row.state == state ? row.jobs : 0;
     return n;
 }
 
-Journal Journal::open(const std::string& path, JournalSync sync, Access access) {
+SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync sync, Access access) {
     if (access == Access::read_write) create_private(path);
     const int flags = access == Access::read_only ? SQLITE_OPEN_READONLY
                                                   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -153,7 +131,8 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
         sqlite3_close(db);
         throw JournalError(fmt::format("journal {}: cannot open: {}", path, why));
     }
-    Journal journal(path, db);
+    SqliteJobDatabase journal(path, db);
+    journal.sync_ = sync;
     sqlite3_busy_timeout(db, 5000);
     journal.check_identity(access);
     // SQLite opens a file it may not write read-only, without an error; every commit would
@@ -200,18 +179,20 @@ Journal Journal::open(const std::string& path, JournalSync sync, Access access) 
     return journal;
 }
 
-Journal::Journal(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
-Journal::Journal(Journal&& other) noexcept
+SqliteJobDatabase::SqliteJobDatabase(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
     : path_(std::move(other.path_)),
+      sync_(other.sync_),
       db_(std::exchange(other.db_, nullptr)),
       statements_(std::move(other.statements_)) {}
-Journal& Journal::operator=(Journal&& other) noexcept {
+SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexcept {
     std::swap(path_, other.path_);
+    std::swap(sync_, other.sync_);
     std::swap(db_, other.db_);
     std::swap(statements_, other.statements_);
     return *this;
 }
-Journal::~Journal() {
+SqliteJobDatabase::~SqliteJobDatabase() {
     statements_.reset();  // statements first: sqlite3_close refuses while they exist
     sqlite3_close(db_);
 }
@@ -222,7 +203,7 @@ Journal::~Journal() {
 // writer's open moves the counter kIdGap ahead, durably (this one commit is fsynced): ids from
 // now on are above any the last process gave out after its last durable commit, since no
 // process commits kIdGap jobs between two checkpoints.
-void Journal::skip_ids_a_power_cut_may_have_lost() {
+void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
     constexpr std::int64_t kIdGap = std::int64_t{1} << 32;
     exec("PRAGMA synchronous=FULL");
     exec("BEGIN IMMEDIATE");
@@ -240,11 +221,11 @@ void Journal::skip_ids_a_power_cut_may_have_lost() {
     }
 }
 
-void Journal::fail(std::string_view doing) const {
+void SqliteJobDatabase::fail(std::string_view doing) const {
     throw JournalError(fmt::format("journal {}: {}", path_, doing));
 }
 
-void Journal::exec(const char* sql) {
+void SqliteJobDatabase::exec(const char* sql) {
     char* error = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
         std::string why = error != nullptr ? error : sqlite3_errmsg(db_);
@@ -255,7 +236,7 @@ void Journal::exec(const char* sql) {
 
 // The file is a crosstown journal of a version we know, or a new empty database (which
 // becomes one). Anything else is refused: starting fresh over it would lose its jobs.
-void Journal::check_identity(Access access) {
+void SqliteJobDatabase::check_identity(Access access) {
     try {
         Statement app(db_, "PRAGMA application_id");
         app.step();
@@ -293,11 +274,11 @@ void Journal::check_identity(Access access) {
     }
 }
 
-void Journal::begin() { exec("BEGIN IMMEDIATE"); }
-void Journal::commit() { exec("COMMIT"); }
-void Journal::rollback() noexcept { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
+void SqliteJobDatabase::begin() { exec("BEGIN IMMEDIATE"); }
+void SqliteJobDatabase::commit() { exec("COMMIT"); }
+void SqliteJobDatabase::rollback() noexcept { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
 
-std::int64_t Journal::insert(const NewJob& job, std::int64_t now_ms) {
+std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
     try {
         s.bind(1, job.kind).bind_blob(2, job.payload).bind(3, job.request_id).bind(4, now_ms).run();
@@ -312,7 +293,7 @@ std::int64_t Journal::insert(const NewJob& job, std::int64_t now_ms) {
     return sqlite3_last_insert_rowid(db_);
 }
 
-void Journal::remove(std::int64_t id) {
+void SqliteJobDatabase::remove(std::int64_t id) {
     try {
         statements_->remove.bind(1, id).run();
     } catch (const std::exception& e) {
@@ -321,7 +302,7 @@ void Journal::remove(std::int64_t id) {
     }
 }
 
-void Journal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                          std::string_view error) {
     auto& s = statements_->reschedule;
     try {
@@ -332,7 +313,7 @@ void Journal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at
     }
 }
 
-void Journal::bury(std::int64_t id, unsigned attempts, std::string_view error) {
+void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_view error) {
     auto& s = statements_->bury;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).run();
@@ -342,7 +323,7 @@ void Journal::bury(std::int64_t id, unsigned attempts, std::string_view error) {
     }
 }
 
-void Journal::record_attempt(std::int64_t id, unsigned attempt) {
+void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {
     auto& s = statements_->record_attempt;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempt}).bind(3, died_during(attempt)).run();
@@ -352,7 +333,7 @@ void Journal::record_attempt(std::int64_t id, unsigned attempt) {
     }
 }
 
-std::vector<StoredJob> Journal::select(const std::string& where) {
+std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where) {
     std::vector<StoredJob> jobs;
     try {
         Statement s(db_, fmt::format("SELECT id, kind, payload, request_id, attempts, state, "
@@ -377,14 +358,14 @@ std::vector<StoredJob> Journal::select(const std::string& where) {
     return jobs;
 }
 
-std::vector<StoredJob> Journal::live_jobs() { return select("WHERE state != 'dead'"); }
+std::vector<StoredJob> SqliteJobDatabase::live_jobs() { return select("WHERE state != 'dead'"); }
 
-std::vector<StoredJob> Journal::list(std::optional<JobState> only) {
+std::vector<StoredJob> SqliteJobDatabase::list(std::optional<JobState> only) {
     return only ? select(fmt::format("WHERE state = '{}'", job_state_name(*only))) : select("");
 }
 
-JournalStats Journal::stats() {
-    JournalStats stats;
+SqliteJobDatabaseStats SqliteJobDatabase::stats() {
+    SqliteJobDatabaseStats stats;
     try {
         Statement s(db_,
                     "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state "
@@ -399,7 +380,7 @@ JournalStats Journal::stats() {
     return stats;
 }
 
-std::uint64_t Journal::revive(std::optional<std::int64_t> id) {
+std::uint64_t SqliteJobDatabase::revive(std::optional<std::int64_t> id) {
     const auto sql = fmt::format(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = 0 WHERE state = 'dead'{}",
         id ? fmt::format(" AND id = {}", *id) : "");
@@ -407,7 +388,7 @@ std::uint64_t Journal::revive(std::optional<std::int64_t> id) {
     return static_cast<std::uint64_t>(sqlite3_changes(db_));
 }
 
-std::uint64_t Journal::purge_dead() {
+std::uint64_t SqliteJobDatabase::purge_dead() {
     exec("DELETE FROM jobs WHERE state = 'dead'");
     return static_cast<std::uint64_t>(sqlite3_changes(db_));
 }

@@ -1,4 +1,4 @@
-// crosstown::Journal: the SQLite file that keeps durable jobs, one row per job.
+// crosstown::SqliteJobDatabase: the SQLite file that keeps durable jobs, one row per job.
 //
 // A job's row is written when its request commits, rewritten when an attempt fails (the next
 // attempt's due time and the error), marked dead after its last attempt, and deleted when it
@@ -12,68 +12,26 @@
 // moves the counter far ahead, so not after a power cut either, which under synchronous=NORMAL
 // rolls it back with the last commits.
 //
-// Not thread-safe: one thread writes (JournalWriter); readers (`fcgi_app jobs list`) open
+// Not thread-safe: one thread writes (SqliteJobStore); readers (`fcgi_app jobs list`) open
 // their own read-only connection, which WAL lets run beside the writer.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "crosstown/jobs/journal_config.hpp"
+#include "crosstown/jobs/journal_error.hpp"
+#include "crosstown/jobs/stored_job.hpp"
 
 struct sqlite3;
 
 namespace crosstown {
 
-// The journal cannot be opened or written; what() names the file.
-class JournalError : public std::runtime_error {
-  public:
-    using std::runtime_error::runtime_error;
-};
-
-// SQLite refused one job's values (a payload over its length limit): that job's fault alone,
-// where a JournalError may be the file's.
-class JobRefused : public JournalError {
-  public:
-    using JournalError::JournalError;
-};
-
-// The error a job keeps while attempt N runs, once recorded: what it says if the process dies.
-std::string died_during(unsigned attempt);
-
-enum class JobState { ready, retry, dead };
-std::string_view job_state_name(JobState state);
-// The state a name says: "retry", "dead", anything else ready (Redis's "held" included).
-JobState job_state_named(std::string_view name);
-
-struct StoredJob {
-    std::int64_t id = 0;
-    std::string kind;
-    std::string payload;
-    std::string request_id;
-    unsigned attempts = 0;  // attempts made and failed so far
-    JobState state = JobState::ready;
-    std::int64_t enqueued_ms = 0;  // unix time
-    std::int64_t run_at_ms = 0;    // unix time of the next attempt
-    std::string last_error;
-    // Taken over from a process that may have died running it (replayed at start, claimed from
-    // a dead Redis consumer): its next attempt is recorded before it runs, so that a job that
-    // kills its process goes dead instead of being run again for ever.
-    bool resumed = false;
-};
-
-struct NewJob {
-    std::string_view kind;
-    std::string_view payload;
-    std::string_view request_id;
-};
-
-struct JournalStats {
+struct SqliteJobDatabaseStats {
     struct Row {
         std::string kind;
         JobState state;
@@ -83,17 +41,18 @@ struct JournalStats {
     std::uint64_t count(JobState state) const;
 };
 
-class Journal {
+class SqliteJobDatabase {
   public:
     enum class Access { read_write, read_only };
 
     // Creates the file (read_write) when it does not exist. Throws JournalError.
-    static Journal open(const std::string& path, JournalSync sync, Access access);
-    Journal(Journal&&) noexcept;
-    Journal& operator=(Journal&&) noexcept;
-    ~Journal();
+    static SqliteJobDatabase open(const std::string& path, JournalSync sync, Access access);
+    SqliteJobDatabase(SqliteJobDatabase&&) noexcept;
+    SqliteJobDatabase& operator=(SqliteJobDatabase&&) noexcept;
+    ~SqliteJobDatabase();
 
     const std::string& path() const { return path_; }
+    JournalSync sync() const { return sync_; }
 
     // Writes, between begin() and commit(); a throw leaves the transaction to rollback().
     void begin();
@@ -111,14 +70,14 @@ class Journal {
     // Every job that is not dead, oldest first (replay at start).
     std::vector<StoredJob> live_jobs();
     std::vector<StoredJob> list(std::optional<JobState> only = std::nullopt);
-    JournalStats stats();
+    SqliteJobDatabaseStats stats();
     // Makes dead jobs ready again with their attempts reset (one id, or all when empty); how many.
     std::uint64_t revive(std::optional<std::int64_t> id);
     // Deletes the dead jobs; how many.
     std::uint64_t purge_dead();
 
   private:
-    Journal(std::string path, sqlite3* db);
+    SqliteJobDatabase(std::string path, sqlite3* db);
     void exec(const char* sql);
     void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;
@@ -126,6 +85,7 @@ class Journal {
     std::vector<StoredJob> select(const std::string& where);
 
     std::string path_;
+    JournalSync sync_ = JournalSync::normal;
     sqlite3* db_ = nullptr;
     struct Statements;
     std::unique_ptr<Statements> statements_;

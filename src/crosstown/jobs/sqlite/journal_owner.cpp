@@ -1,4 +1,4 @@
-#include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/journal_owner.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <utility>
 
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
 namespace crosstown {
 namespace {

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -61,7 +61,7 @@ using test::ids_of;
 using test::open_rw;
 using test::stored;
 
-std::vector<std::int64_t> commit(JournalWriter& writer, const std::vector<std::string>& payloads,
+std::vector<std::int64_t> commit(SqliteJobStore& writer, const std::vector<std::string>& payloads,
                                  std::string_view request_id = "r") {
     std::vector<NewJob> jobs;
     for (const auto& payload : payloads) jobs.push_back({"k", payload, request_id});
@@ -76,10 +76,10 @@ int wait_for_child(pid_t child) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-TEST(JournalWriter, CommitReturnsTheIdsInOrder) {
+TEST(SqliteJobStore, CommitReturnsTheIdsInOrder) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     EXPECT_EQ(writer.path(), path);
     const auto ids = commit(writer, {"first", "second", "third"}, "req-7");
     ASSERT_EQ(ids.size(), 3U);
@@ -99,16 +99,16 @@ TEST(JournalWriter, CommitReturnsTheIdsInOrder) {
     EXPECT_GT(more[0], ids[2]);
 }
 
-TEST(JournalWriter, AnEmptyCommitReturnsNoIds) {
+TEST(SqliteJobStore, AnEmptyCommitReturnsNoIds) {
     test::TempDir dir;
-    JournalWriter writer(open_rw(dir / "jobs.db"));
+    SqliteJobStore writer(open_rw(dir / "jobs.db"));
     EXPECT_TRUE(writer.commit({}).empty());
 }
 
-TEST(JournalWriter, ConcurrentCommitsGetDistinctIdsAndAllAreInTheJournal) {
+TEST(SqliteJobStore, ConcurrentCommitsGetDistinctIdsAndAllAreInTheJournal) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     constexpr int kThreads = 8;
     constexpr int kCommitsEach = 40;
     std::mutex mutex;
@@ -157,10 +157,10 @@ TEST(JournalWriter, ConcurrentCommitsGetDistinctIdsAndAllAreInTheJournal) {
     EXPECT_EQ(writer.commit_latency().count, static_cast<std::uint64_t>(kThreads * kCommitsEach));
 }
 
-TEST(JournalWriter, CompleteThenFlushDeletes) {
+TEST(SqliteJobStore, CompleteThenFlushDeletes) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     const auto ids = commit(writer, {"a", "b", "c"});
     writer.complete(ids[0]);
     writer.complete(ids[2]);
@@ -172,10 +172,10 @@ TEST(JournalWriter, CompleteThenFlushDeletes) {
     EXPECT_TRUE(stored(path).empty());
 }
 
-TEST(JournalWriter, FlushWithNothingHandedOverReturns) {
+TEST(SqliteJobStore, FlushWithNothingHandedOverReturns) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     writer.flush();  // idle: returns at once
     const auto ids = commit(writer, {"a"});
     writer.flush();
@@ -184,10 +184,10 @@ TEST(JournalWriter, FlushWithNothingHandedOverReturns) {
     EXPECT_EQ(writer.batch_sizes().count, 1U);
 }
 
-TEST(JournalWriter, RescheduleAndBuryAreVisibleAfterFlush) {
+TEST(SqliteJobStore, RescheduleAndBuryAreVisibleAfterFlush) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     const auto ids = commit(writer, {"retry me", "bury me"});
     writer.reschedule(ids[0], 1, 4'000'000'000'000, "503 from twilio");
     writer.bury(ids[1], 10, "gave up");
@@ -203,10 +203,10 @@ TEST(JournalWriter, RescheduleAndBuryAreVisibleAfterFlush) {
     EXPECT_EQ(jobs[1].last_error, "gave up");
 }
 
-TEST(JournalWriter, ChangesFromManyThreadsAreAllWritten) {
+TEST(SqliteJobStore, ChangesFromManyThreadsAreAllWritten) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     std::vector<std::string> payloads(200, "p");
     const auto ids = commit(writer, payloads);
     {
@@ -229,9 +229,9 @@ TEST(JournalWriter, ChangesFromManyThreadsAreAllWritten) {
     for (const auto& job : jobs) EXPECT_EQ(job.state, JobState::dead) << job.id;
 }
 
-TEST(JournalWriter, BatchSizesCountTransactionsByJobs) {
+TEST(SqliteJobStore, BatchSizesCountTransactionsByJobs) {
     test::TempDir dir;
-    JournalWriter writer(open_rw(dir / "jobs.db"));
+    SqliteJobStore writer(open_rw(dir / "jobs.db"));
     commit(writer, {"a"});
     commit(writer, {"a", "b", "c"});
     commit(writer, {"a", "b", "c", "d", "e"});
@@ -243,21 +243,21 @@ TEST(JournalWriter, BatchSizesCountTransactionsByJobs) {
     EXPECT_EQ(sizes.count, 4U);
     EXPECT_EQ(sizes.sum, 309U);
     // Upper bounds 1, 2, 4, 8, ..., 256, then +Inf.
-    std::array<std::uint64_t, JournalWriter::kBatchBounds.size() + 1> expected{};
+    std::array<std::uint64_t, SqliteJobStore::kBatchBounds.size() + 1> expected{};
     expected[0] = 1;                                   // 1
     expected[2] = 1;                                   // 3 <= 4
     expected[3] = 1;                                   // 5 <= 8
-    expected[JournalWriter::kBatchBounds.size()] = 1;  // 300 > 256
+    expected[SqliteJobStore::kBatchBounds.size()] = 1;  // 300 > 256
     EXPECT_EQ(sizes.buckets, expected);
 }
 
-TEST(JournalWriter, CommitsThatWaitTogetherShareATransaction) {
+TEST(SqliteJobStore, CommitsThatWaitTogetherShareATransaction) {
     // Another connection holds the write lock, so the writer's first transaction waits in
     // BEGIN (SQLite's busy timeout) while more requests commit: those go into one later
     // transaction, not one each.
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     auto blocker = open_rw(path);
     blocker.begin();
     constexpr int kRequests = 10;
@@ -299,10 +299,10 @@ class HugePayload {
 };
 
 // One request's payload that SQLite refuses shares a group commit with others: it fails alone.
-TEST(JournalWriter, ARefusedJobFailsOnlyItsOwnCommitInAGroup) {
+TEST(SqliteJobStore, ARefusedJobFailsOnlyItsOwnCommitInAGroup) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     HugePayload huge;
     ASSERT_TRUE(huge.ok());
     auto blocker = open_rw(path);
@@ -348,10 +348,10 @@ TEST(JournalWriter, ARefusedJobFailsOnlyItsOwnCommitInAGroup) {
 
 // An allocation that fails anywhere in a commit, the writer's round included, fails that
 // commit at most: the next commit goes through, and nothing waits for ever.
-TEST(JournalWriter, AnAllocationFailureInARoundFailsOnlyThatCommit) {
+TEST(SqliteJobStore, AnAllocationFailureInARoundFailsOnlyThatCommit) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    JournalWriter writer(open_rw(path));
+    SqliteJobStore writer(open_rw(path));
     int refused = 0;
     std::size_t committed = 0;  // jobs
     for (long n = 1; n <= 40; ++n) {
@@ -376,12 +376,12 @@ TEST(JournalWriter, AnAllocationFailureInARoundFailsOnlyThatCommit) {
     EXPECT_EQ(stored(path).size(), committed) << "the journal holds what was committed";
 }
 
-TEST(JournalWriter, DestructionWritesWhatIsQueued) {
+TEST(SqliteJobStore, DestructionWritesWhatIsQueued) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     std::vector<std::int64_t> ids;
     {
-        JournalWriter writer(open_rw(path));
+        SqliteJobStore writer(open_rw(path));
         ids = commit(writer, {"a", "b", "c"});
         writer.complete(ids[0]);
         writer.bury(ids[1], 2, "x");
@@ -403,7 +403,7 @@ enum : int {
     kCompletionLost = 6,
 };
 
-TEST(JournalWriter, ACommitThatCannotBeWrittenThrowsJournalUnavailable) {
+TEST(SqliteJobStore, ACommitThatCannotBeWrittenThrowsJournalUnavailable) {
     // A real write failure: a child process whose files may not grow past 256 KiB (EFBIG, with
     // SIGXFSZ ignored), as on a full disk, commits large payloads until SQLite fails.
     test::TempDir dir;
@@ -416,7 +416,7 @@ TEST(JournalWriter, ACommitThatCannotBeWrittenThrowsJournalUnavailable) {
         test::LogCapture quiet;
         signal(SIGXFSZ, SIG_IGN);
         try {
-            JournalWriter writer(open_rw(path));
+            SqliteJobStore writer(open_rw(path));
             const auto early = commit(writer, {"small"});
             rlimit limit{};
             if (getrlimit(RLIMIT_FSIZE, &limit) != 0) _exit(kSetupFailed);
@@ -457,7 +457,7 @@ TEST(JournalWriter, ACommitThatCannotBeWrittenThrowsJournalUnavailable) {
            "4: setup, 5: not counted, 6: completion lost, 128+N: signal N (14: hung)";
 }
 
-TEST(JournalWriter, DestroyingItRightAfterStartingItDoesNotHang) {
+TEST(SqliteJobStore, DestroyingItRightAfterStartingItDoesNotHang) {
     // The writer waits on a condition variable whose predicate reads the stop token: a stop
     // requested between its check and its wait, without the writer's mutex, would never be
     // seen, and the join would hang. A race: the loop gives it many chances.
@@ -475,7 +475,7 @@ TEST(JournalWriter, DestroyingItRightAfterStartingItDoesNotHang) {
             // hang, not a slow build.
             const auto until = std::chrono::steady_clock::now() + 10s;
             for (int i = 0; i < 3000 && std::chrono::steady_clock::now() < until; ++i) {
-                JournalWriter writer(open_rw(path));
+                SqliteJobStore writer(open_rw(path));
             }
         } catch (...) {
             _exit(2);

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
+#include "crosstown/jobs/redis/redis_job_feed.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -207,9 +208,9 @@ StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields) {
     return job;
 }
 
-class RedisJournal::Lease {
+class RedisJobStore::Lease {
   public:
-    Lease(const RedisJournal& owner, RedisConnection connection)
+    Lease(const RedisJobStore& owner, RedisConnection connection)
         : owner_(owner), connection_(std::move(connection)) {}
     Lease(const Lease&) = delete;
     // A broken connection is dropped, and the idle ones with it: after a server restart or a
@@ -225,11 +226,11 @@ class RedisJournal::Lease {
     RedisConnection& operator*() { return connection_; }
 
   private:
-    const RedisJournal& owner_;
+    const RedisJobStore& owner_;
     RedisConnection connection_;
 };
 
-RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions options,
+RedisJobStore::RedisJobStore(const std::string& address, RedisJournalOptions options,
                            const std::vector<std::string>& kinds)
     : address_([&] {
           try {
@@ -245,7 +246,7 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
     const auto give_up_at = Clock::now() + options_.wait;
     for (;;) {
         try {
-            feed_.emplace(connect());
+            feed_connection_.emplace(connect());
             break;
         } catch (const JournalError& e) {
             if (Clock::now() >= give_up_at) throw;
@@ -254,7 +255,7 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
         }
     }
     claim_name();
-    ensure_groups(*feed_);
+    ensure_groups(*feed_connection_);
     beat();
 }
 
@@ -262,12 +263,12 @@ RedisJournal::RedisJournal(const std::string& address, RedisJournalOptions optio
 // share a held set with a live process. A process restarted right after a crash finds its
 // predecessor's heartbeat still there, so it waits for it to expire (up to claim_after) before
 // giving up. Then it releases what that predecessor held.
-void RedisJournal::claim_name() {
+void RedisJobStore::claim_name() {
     const auto alive = key("alive:" + options_.instance);
     const auto ttl = std::to_string(options_.claim_after.count());
     const auto give_up_at = Clock::now() + options_.claim_after + std::chrono::seconds(1);
     bool told = false;
-    while (feed_->command({"SET", alive, std::to_string(::getpid()), "NX", "PX", ttl}).is_nil()) {
+    while (feed_connection_->command({"SET", alive, std::to_string(::getpid()), "NX", "PX", ttl}).is_nil()) {
         if (Clock::now() >= give_up_at) {
             throw JournalError(fmt::format(
                 "redis {}: instance name '{}' is in use by a live instance; give each instance "
@@ -282,15 +283,15 @@ void RedisJournal::claim_name() {
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    const auto held = feed_->command({"SMEMBERS", key("held:" + options_.instance)});
+    const auto held = feed_connection_->command({"SMEMBERS", key("held:" + options_.instance)});
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (std::size_t i = 0; i < held.size(); ++i) args.push_back(reply_string(held.element(i)));
-    if (args.size() > 2) feed_->eval(kRelease, args);
+    if (args.size() > 2) feed_connection_->eval(kRelease, args);
 }
 
 // The kinds' streams and their consumer group, created when missing (first start, or a server
 // that lost its data): without the group every read fails while holds still succeed.
-void RedisJournal::ensure_groups(RedisConnection& connection) {
+void RedisJobStore::ensure_groups(RedisConnection& connection) {
     for (const auto& kind : kinds_) {
         try {
             connection.command(
@@ -301,19 +302,49 @@ void RedisJournal::ensure_groups(RedisConnection& connection) {
     }
 }
 
-RedisJournal::~RedisJournal() = default;
+RedisJobStore::~RedisJobStore() = default;
 
-std::string RedisJournal::key(std::string_view what) const {
+// Nothing is replayed: the feed takes released jobs (this instance's, and those of instances
+// that died) as the runner has room. An instance that does not take (web role, or no kinds)
+// beats all the same.
+void RedisJobStore::start(JobRunner& runner, bool take) {
+    feed_ = std::make_unique<RedisJobFeed>(*this, runner, take);
+    log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, {})", address_.text,
+              options_.prefix, options_.instance, options_.claim_after.count(),
+              take ? "taking jobs" : "beating only");
+}
+
+void RedisJobStore::stop_taking() {
+    if (feed_) feed_->stop_taking();
+}
+
+// The beat goes on until the jobs still running have ended (the runner's stop, after the
+// pool's drain): only then may other instances claim what is left. Not written: held (or
+// finished) jobs whose release (or completion) never reached Redis; other instances release
+// or run them again: kept, as with SQLite.
+std::uint64_t RedisJobStore::close() {
+    if (feed_) feed_->stop();
+    leave();
+    const auto unwritten = figures().unwritten;
+    if (unwritten > 0) {
+        log::error("journal {}: {} releases or finishes could not be written; other instances "
+                   "release or run those jobs again after {}ms",
+                   address_.text, unwritten, options_.claim_after.count());
+    }
+    return unwritten;
+}
+
+std::string RedisJobStore::key(std::string_view what) const {
     return fmt::format("{}:{}", options_.prefix, what);
 }
 
-RedisConnection RedisJournal::connect() const {
+RedisConnection RedisJobStore::connect() const {
     return RedisConnection::open(address_, password_, kCommandTimeout);
 }
 
 // An idle connection, or a new one; while the server was unreachable a moment ago, fails at
 // once instead of making every request wait for its own connect timeout.
-RedisJournal::Lease RedisJournal::lease() const {
+RedisJobStore::Lease RedisJobStore::lease() const {
     {
         std::lock_guard lock(mutex_);
         if (!idle_.empty()) {
@@ -334,17 +365,17 @@ RedisJournal::Lease RedisJournal::lease() const {
     }
 }
 
-void RedisJournal::drop_idle() const {
+void RedisJobStore::drop_idle() const {
     std::lock_guard lock(mutex_);
     idle_.clear();
 }
 
-void RedisJournal::give_back(RedisConnection connection) const {
+void RedisJobStore::give_back(RedisConnection connection) const {
     std::lock_guard lock(mutex_);
     if (idle_.size() < kIdleConnections) idle_.push_back(std::move(connection));
 }
 
-std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
+std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
     std::vector<std::int64_t> ids;
     std::vector<std::string> args;
     const auto draw = [&] {
@@ -384,7 +415,7 @@ std::vector<std::int64_t> RedisJournal::commit(std::span<const NewJob> jobs) {
 // A write waits behind kept writes about the same jobs, so that an older change cannot land
 // after a newer one (a retry's attempts after its completion); others go at once, so that one
 // refused write does not hold back the rest.
-void RedisJournal::write_or_keep(Write write) {
+void RedisJobStore::write_or_keep(Write write) {
     {
         std::lock_guard lock(mutex_);
         if (kept_for(write.ids)) {
@@ -409,19 +440,19 @@ void RedisJournal::write_or_keep(Write write) {
     }
 }
 
-bool RedisJournal::kept_for(const std::vector<std::int64_t>& ids) const {
+bool RedisJobStore::kept_for(const std::vector<std::int64_t>& ids) const {
     return std::ranges::any_of(kept_, [&](const Write& kept) {
         return std::ranges::find_first_of(kept.ids, ids) != kept.ids.end();
     });
 }
 
-void RedisJournal::keep(Write write) {
+void RedisJobStore::keep(Write write) {
     failed_commands_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
     kept_.push_back(std::move(write));
 }
 
-void RedisJournal::release(std::span<const std::int64_t> ids) {
+void RedisJobStore::release(std::span<const std::int64_t> ids) {
     if (ids.empty()) return;
     {
         std::lock_guard lock(mutex_);
@@ -434,7 +465,7 @@ void RedisJournal::release(std::span<const std::int64_t> ids) {
                    }});
 }
 
-void RedisJournal::complete(std::int64_t id) {
+void RedisJobStore::complete(std::int64_t id) {
     std::optional<Taken> taken;
     {
         std::lock_guard lock(mutex_);
@@ -453,7 +484,7 @@ void RedisJournal::complete(std::int64_t id) {
         {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
 }
 
-void RedisJournal::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                               std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
@@ -461,7 +492,7 @@ void RedisJournal::reschedule(std::int64_t id, unsigned attempts, std::int64_t r
         {{id}, false, [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
 }
 
-void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
+void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) {
     std::optional<Taken> taken;
     {
         std::lock_guard lock(mutex_);
@@ -475,16 +506,16 @@ void RedisJournal::bury(std::int64_t id, unsigned attempts, std::string error) {
         {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
 }
 
-void RedisJournal::record_attempt(std::int64_t id, unsigned attempt) {
+void RedisJobStore::record_attempt(std::int64_t id, unsigned attempt) {
     const std::vector<std::string> args{options_.prefix, std::to_string(id),
                                         std::to_string(attempt), died_during(attempt)};
     lease()->eval(kRecordAttempt, args);
 }
 
-std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_t>& room,
+std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size_t>& room,
                                           std::chrono::milliseconds block) {
     if (room.empty()) return {};
-    if (!feed_ || feed_->broken()) feed_.emplace(connect());
+    if (!feed_connection_ || feed_connection_->broken()) feed_connection_.emplace(connect());
     std::size_t count = room.begin()->second;
     for (const auto& [kind, n] : room) count = std::min(count, n);
     std::vector<std::string> args{"XREADGROUP",      "GROUP", std::string(kGroup),
@@ -493,11 +524,11 @@ std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_
     args.emplace_back("STREAMS");
     for (const auto& [kind, n] : room) args.push_back(key("stream:" + kind));
     for (std::size_t i = 0; i < room.size(); ++i) args.emplace_back(">");
-    feed_->set_timeout(block + kCommandTimeout);
+    feed_connection_->set_timeout(block + kCommandTimeout);
     std::vector<std::pair<std::string, Taken>> entries;
     try {
-        const auto reply = feed_->command(args);
-        feed_->set_timeout(kCommandTimeout);
+        const auto reply = feed_connection_->command(args);
+        feed_connection_->set_timeout(kCommandTimeout);
         const auto prefix_length = key("stream:").size();
         for (std::size_t s = 0; s < reply.size(); ++s) {
             const auto* stream = reply.element(s);
@@ -514,18 +545,18 @@ std::vector<StoredJob> RedisJournal::take(const std::map<std::string, std::size_
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
         if (std::string_view(e.what()).find("NOGROUP") != std::string_view::npos) {
             log::warn("{}; creating the consumer groups again", e.what());
-            ensure_groups(*feed_);
+            ensure_groups(*feed_connection_);
         }
         throw;
     } catch (const JournalError&) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
-        feed_.reset();
+        feed_connection_.reset();
         throw;
     }
-    return load(*feed_, entries);
+    return load(*feed_connection_, entries);
 }
 
-std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size_t>& room) {
+std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& room) {
     auto connection = lease();
     std::vector<std::pair<std::string, Taken>> entries;
     for (const auto& [kind, count] : room) {
@@ -564,7 +595,7 @@ std::vector<StoredJob> RedisJournal::claim(const std::map<std::string, std::size
     return jobs;
 }
 
-bool RedisJournal::claim_scan_done(const std::map<std::string, std::size_t>& room) const {
+bool RedisJobStore::claim_scan_done(const std::map<std::string, std::size_t>& room) const {
     return std::ranges::all_of(room, [&](const auto& kind) {
         const auto cursor = claim_cursors_.find(kind.first);
         return cursor == claim_cursors_.end() || cursor->second == "0-0";
@@ -575,7 +606,7 @@ bool RedisJournal::claim_scan_done(const std::map<std::string, std::size_t>& roo
 // duplicate that another instance finished) is acknowledged and dropped. An error reply is no
 // answer: the entry stays pending, unrecorded and untouched, so that after claim_after it is
 // claimed again by whichever instance looks, this one included.
-std::vector<StoredJob> RedisJournal::load(
+std::vector<StoredJob> RedisJobStore::load(
     RedisConnection& connection, const std::vector<std::pair<std::string, Taken>>& entries) {
     if (entries.empty()) return {};
     std::vector<std::vector<std::string>> reads;
@@ -614,7 +645,7 @@ std::vector<StoredJob> RedisJournal::load(
     return jobs;
 }
 
-void RedisJournal::beat() {
+void RedisJobStore::beat() {
     auto connection = lease();
     // Kept writes first: a stranded look below must not release a job whose kept write is a
     // discard, and completions free the memory a full server needs.
@@ -655,7 +686,7 @@ void RedisJournal::beat() {
 // One step of a beat: an error reply (a full server, a lost group, a key of another type) is
 // logged and the beat goes on with the next step; a lost connection ends the beat.
 template <class Step>
-void RedisJournal::beat_step(RedisConnection& connection, const char* what, Step step) {
+void RedisJobStore::beat_step(RedisConnection& connection, const char* what, Step step) {
     try {
         step();
     } catch (const RedisReplyError& e) {
@@ -675,7 +706,7 @@ void RedisJournal::beat_step(RedisConnection& connection, const char* what, Step
 // (the hold ran on the server) and those with a kept write: a job seen at the previous look was
 // held before that look, so while any commit that started before it is still in flight,
 // nothing is released.
-void RedisJournal::release_stranded(RedisConnection& connection) {
+void RedisJobStore::release_stranded(RedisConnection& connection) {
     const auto held = connection.command({"SMEMBERS", key("held:" + options_.instance)});
     std::set<std::int64_t> stranded;
     std::vector<std::string> args{options_.prefix, options_.instance};
@@ -702,7 +733,7 @@ void RedisJournal::release_stranded(RedisConnection& connection) {
 // Writes the kept writes in order, each removed only once written, so that writes about the
 // same jobs keep waiting behind it meanwhile. Stops (throws) at the first that fails for now;
 // drops one refused for good.
-void RedisJournal::run_kept(RedisConnection& connection) {
+void RedisJobStore::run_kept(RedisConnection& connection) {
     for (;;) {
         std::function<void(RedisConnection&)> run;
         {
@@ -721,7 +752,7 @@ void RedisJournal::run_kept(RedisConnection& connection) {
     }
 }
 
-void RedisJournal::leave() noexcept {
+void RedisJobStore::leave() noexcept {
     try {
         auto connection = lease();
         run_kept(*connection);
@@ -732,7 +763,7 @@ void RedisJournal::leave() noexcept {
     }
 }
 
-RedisJournalFigures RedisJournal::figures() const {
+RedisJournalFigures RedisJobStore::figures() const {
     std::lock_guard lock(mutex_);
     std::set<std::int64_t> unwritten;
     for (const auto& write : kept_) {
@@ -743,7 +774,7 @@ RedisJournalFigures RedisJournal::figures() const {
             failed_commands_.load(std::memory_order_relaxed), unwritten.size()};
 }
 
-std::vector<RedisStreamFigures> RedisJournal::streams() const {
+std::vector<RedisStreamFigures> RedisJobStore::streams() const {
     auto connection = lease();
     std::vector<std::vector<std::string>> commands;
     for (const auto& kind : kinds_) {

@@ -1,4 +1,4 @@
-// crosstown::RedisJournal: durable jobs kept in a Redis server that instances on many hosts
+// crosstown::RedisJobStore: durable jobs kept in a Redis server that instances on many hosts
 // share, through Redis Streams.
 //
 // A request's jobs are held for this instance before its response is written (a hash per job
@@ -30,6 +30,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -39,7 +40,7 @@
 #include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/jobs/job_store.hpp"
 #include "crosstown/jobs/journal_config.hpp"
-#include "crosstown/jobs/redis_connection.hpp"
+#include "crosstown/jobs/redis/redis_connection.hpp"
 
 namespace crosstown {
 
@@ -65,17 +66,19 @@ RedisJobFields redis_job_fields(const RedisReply& hgetall);
 StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields);
 std::int64_t redis_integer(std::string_view text);
 
-class RedisJournal final : public JobStore {
+class RedisJobFeed;
+
+class RedisJobStore final : public JobStore {
   public:
     static constexpr std::string_view kGroup = "crosstown";
 
     // Connects (trying again for options.wait), creates the kinds' streams and consumer group,
     // and beats once. Throws JournalError naming the address.
-    RedisJournal(const std::string& address, RedisJournalOptions options,
+    RedisJobStore(const std::string& address, RedisJournalOptions options,
                  const std::vector<std::string>& kinds);
-    ~RedisJournal() override;
-    RedisJournal(const RedisJournal&) = delete;
-    RedisJournal& operator=(const RedisJournal&) = delete;
+    ~RedisJobStore() override;  // stops the feed, if start() began one
+    RedisJobStore(const RedisJobStore&) = delete;
+    RedisJobStore& operator=(const RedisJobStore&) = delete;
 
     std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
     bool shared() const override { return true; }
@@ -88,6 +91,11 @@ class RedisJournal final : public JobStore {
     // Finishes are written before they return, or kept for the next beat: nothing to wait for.
     void flush() override {}
     const std::string& path() const override { return address_.text; }
+    // Starts the feed (RedisJobFeed) that beats and, when `take`, takes jobs for `runner`.
+    void start(JobRunner& runner, bool take) override;
+    void stop_taking() override;
+    // Stops the feed, then leave(); logs and returns the releases and finishes kept unwritten.
+    std::uint64_t close() override;
 
     // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
     // waiting up to `block` for some (0: not at all). Throws JournalError.
@@ -165,12 +173,13 @@ class RedisJournal final : public JobStore {
     // (run_kept), and only from the front, once the write succeeded.
     std::deque<Write> kept_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
-    std::optional<RedisConnection> feed_;                               // the feed thread's own
+    std::optional<RedisConnection> feed_connection_;  // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
     // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.
     detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
+    std::unique_ptr<RedisJobFeed> feed_;  // last: gone first, with its thread
 };
 
 }  // namespace crosstown

@@ -1,7 +1,7 @@
-#include "crosstown/jobs/job_admin.hpp"
+#include "crosstown/jobs/journal/open_job_admin.hpp"
 
-#include "crosstown/jobs/redis_job_admin.hpp"
-#include "crosstown/jobs/sqlite_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_admin.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_admin.hpp"
 
 namespace crosstown {
 

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/journal_owner.hpp"
 #include "support/temp_dir.hpp"
 
 namespace crosstown {
@@ -23,12 +23,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Journal open_rw(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_write);
+SqliteJobDatabase open_rw(const std::string& path) {
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
 }
 
-Journal open_ro(const std::string& path) {
-    return Journal::open(path, JournalSync::normal, Journal::Access::read_only);
+SqliteJobDatabase open_ro(const std::string& path) {
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only);
 }
 
 std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {
@@ -62,7 +62,7 @@ std::string journal_error(Open open) {
     return "";
 }
 
-TEST(Journal, OpenCreatesANewFile) {
+TEST(SqliteJobDatabase, OpenCreatesANewFile) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     ASSERT_FALSE(std::filesystem::exists(path));
@@ -75,7 +75,7 @@ TEST(Journal, OpenCreatesANewFile) {
 
 // Payloads may hold personal data: the journal and its -wal and -shm files are the owner's
 // alone, even under a umask that would let everyone read them.
-TEST(Journal, ANewJournalAndItsWalFilesAreTheOwnersAloneWhateverTheUmask) {
+TEST(SqliteJobDatabase, ANewJournalAndItsWalFilesAreTheOwnersAloneWhateverTheUmask) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     const auto old_umask = ::umask(0);
@@ -95,12 +95,12 @@ TEST(Journal, ANewJournalAndItsWalFilesAreTheOwnersAloneWhateverTheUmask) {
 
 // Readers beside the writer need write-ahead logging; a database that cannot have it (here
 // SQLite's in-memory one) is refused at open rather than served without it.
-TEST(Journal, ADatabaseWithoutWriteAheadLoggingIsRefused) {
+TEST(SqliteJobDatabase, ADatabaseWithoutWriteAheadLoggingIsRefused) {
     EXPECT_THAT(journal_error([] { open_rw(":memory:"); }), HasSubstr("write-ahead logging"));
 }
 
 // A value over SQLite's length limit fails its insert with an error, not a silent NULL.
-TEST(Journal, APayloadOverSqlitesLimitFailsItsInsert) {
+TEST(SqliteJobDatabase, APayloadOverSqlitesLimitFailsItsInsert) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     journal.begin();
@@ -121,7 +121,7 @@ TEST(Journal, APayloadOverSqlitesLimitFailsItsInsert) {
 // AUTOINCREMENT's counter: the ids of lost jobs (which may have run, and handed their ids to a
 // remote API) must not be given to new ones. Modelled by copying the files once the writer is
 // open (what is durable then), committing, and putting the copy back.
-TEST(Journal, IdsAfterAPowerCutLostTheLastCommitsDifferFromTheLostOnes) {
+TEST(SqliteJobDatabase, IdsAfterAPowerCutLostTheLastCommitsDifferFromTheLostOnes) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     const std::filesystem::path durable = dir / "durable";
@@ -160,7 +160,7 @@ TEST(Journal, IdsAfterAPowerCutLostTheLastCommitsDifferFromTheLostOnes) {
     journal.commit();
 }
 
-TEST(Journal, InsertedJobsReadBackWithEveryField) {
+TEST(SqliteJobDatabase, InsertedJobsReadBackWithEveryField) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const std::string payload("{\"n\":1}\0binary", 14);  // a blob, NUL included
@@ -182,7 +182,7 @@ TEST(Journal, InsertedJobsReadBackWithEveryField) {
 // An empty std::string_view{} may have a null data(), which sqlite3_bind_text/blob would bind
 // as NULL (failing "NOT NULL constraint"): follow_response_durably outside a request commits
 // exactly such a request id.
-TEST(Journal, EmptyFieldsAreStoredAsEmptyStrings) {
+TEST(SqliteJobDatabase, EmptyFieldsAreStoredAsEmptyStrings) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     std::int64_t id = 0;
@@ -194,7 +194,7 @@ TEST(Journal, EmptyFieldsAreStoredAsEmptyStrings) {
     EXPECT_EQ(jobs[0].request_id, "");
 }
 
-TEST(Journal, ReopeningKeepsTheJobs) {
+TEST(SqliteJobDatabase, ReopeningKeepsTheJobs) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     std::int64_t a = 0;
@@ -217,7 +217,7 @@ TEST(Journal, ReopeningKeepsTheJobs) {
     EXPECT_EQ(ids_of(open_ro(path).list()), (std::vector<std::int64_t>{a, b}));
 }
 
-TEST(Journal, RemoveDeletesOnlyThatJob) {
+TEST(SqliteJobDatabase, RemoveDeletesOnlyThatJob) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto a = journal.insert({"k", "a", "r"}, 1);
@@ -229,7 +229,7 @@ TEST(Journal, RemoveDeletesOnlyThatJob) {
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{a, c}));
 }
 
-TEST(Journal, RescheduleMakesARetryWithItsDueTimeAndError) {
+TEST(SqliteJobDatabase, RescheduleMakesARetryWithItsDueTimeAndError) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto id = journal.insert({"k", "p", "r"}, 1000);
@@ -244,7 +244,7 @@ TEST(Journal, RescheduleMakesARetryWithItsDueTimeAndError) {
     EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{id}));
 }
 
-TEST(Journal, BuryMakesItDeadAndKeepsItOutOfTheLiveJobs) {
+TEST(SqliteJobDatabase, BuryMakesItDeadAndKeepsItOutOfTheLiveJobs) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto ready = journal.insert({"k", "1", "r"}, 1);
@@ -263,7 +263,7 @@ TEST(Journal, BuryMakesItDeadAndKeepsItOutOfTheLiveJobs) {
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{ready, retry, dead}));
 }
 
-TEST(Journal, StatsCountByKindAndState) {
+TEST(SqliteJobDatabase, StatsCountByKindAndState) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto a1 = journal.insert({"audit", "", "r"}, 1);
@@ -289,7 +289,7 @@ TEST(Journal, StatsCountByKindAndState) {
     EXPECT_EQ(stats.count(JobState::dead), 2U);
 }
 
-TEST(Journal, ReviveOneDeadJobResetsItsAttempts) {
+TEST(SqliteJobDatabase, ReviveOneDeadJobResetsItsAttempts) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto a = journal.insert({"k", "a", "r"}, 1);
@@ -309,7 +309,7 @@ TEST(Journal, ReviveOneDeadJobResetsItsAttempts) {
     EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{a, live}));
 }
 
-TEST(Journal, ReviveAllMakesEveryDeadJobReady) {
+TEST(SqliteJobDatabase, ReviveAllMakesEveryDeadJobReady) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto a = journal.insert({"k", "a", "r"}, 1);
@@ -323,7 +323,7 @@ TEST(Journal, ReviveAllMakesEveryDeadJobReady) {
     for (const auto& job : journal.list()) EXPECT_EQ(job.attempts, 0U) << job.id;
 }
 
-TEST(Journal, PurgeDeletesOnlyTheDead) {
+TEST(SqliteJobDatabase, PurgeDeletesOnlyTheDead) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto a = journal.insert({"k", "a", "r"}, 1);
@@ -337,7 +337,7 @@ TEST(Journal, PurgeDeletesOnlyTheDead) {
     EXPECT_EQ(journal.purge_dead(), 0U);
 }
 
-TEST(Journal, IdsAreNeverReusedAfterADelete) {
+TEST(SqliteJobDatabase, IdsAreNeverReusedAfterADelete) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     std::int64_t last = 0;
@@ -355,7 +355,7 @@ TEST(Journal, IdsAreNeverReusedAfterADelete) {
     EXPECT_GT(journal.insert({"k", "d", "r"}, 1), last);
 }
 
-TEST(Journal, RollbackDropsTheTransaction) {
+TEST(SqliteJobDatabase, RollbackDropsTheTransaction) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
     const auto kept = journal.insert({"k", "kept", "r"}, 1);
@@ -370,18 +370,18 @@ TEST(Journal, RollbackDropsTheTransaction) {
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{kept, committed}));
 }
 
-TEST(Journal, MovedJournalKeepsWorking) {
+TEST(SqliteJobDatabase, MovedJournalKeepsWorking) {
     test::TempDir dir;
     auto first = open_rw(dir / "jobs.db");
     auto moved = std::move(first);
     const auto id = moved.insert({"k", "p", "r"}, 1);
-    Journal other = open_rw(dir / "other.db");
+    SqliteJobDatabase other = open_rw(dir / "other.db");
     other = std::move(moved);
     EXPECT_EQ(other.path(), dir / "jobs.db");
     EXPECT_EQ(ids_of(other.list()), (std::vector<std::int64_t>{id}));
 }
 
-TEST(Journal, ReadOnlyReaderSeesTheWritersCommits) {
+TEST(SqliteJobDatabase, ReadOnlyReaderSeesTheWritersCommits) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     auto writer = open_rw(path);
@@ -391,7 +391,7 @@ TEST(Journal, ReadOnlyReaderSeesTheWritersCommits) {
     EXPECT_EQ(ids_of(reader.list()), (std::vector<std::int64_t>{id}));
 }
 
-TEST(Journal, RandomBytesAreRefusedNamingTheFile) {
+TEST(SqliteJobDatabase, RandomBytesAreRefusedNamingTheFile) {
     test::TempDir dir;
     const auto path = dir / "noise.db";
     {
@@ -407,7 +407,7 @@ TEST(Journal, RandomBytesAreRefusedNamingTheFile) {
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr(path));
 }
 
-TEST(Journal, AnotherApplicationsDatabaseIsRefused) {
+TEST(SqliteJobDatabase, AnotherApplicationsDatabaseIsRefused) {
     test::TempDir dir;
     const auto path = dir / "app.db";
     run_sql(path,
@@ -430,7 +430,7 @@ TEST(Journal, AnotherApplicationsDatabaseIsRefused) {
     sqlite3_close(db);
 }
 
-TEST(Journal, AnotherSchemaVersionIsRefused) {
+TEST(SqliteJobDatabase, AnotherSchemaVersionIsRefused) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     { open_rw(path).insert({"k", "p", "r"}, 1); }
@@ -441,14 +441,14 @@ TEST(Journal, AnotherSchemaVersionIsRefused) {
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("schema version 7"));
 }
 
-TEST(Journal, ReadOnlyOpenOfAMissingFileIsRefused) {
+TEST(SqliteJobDatabase, ReadOnlyOpenOfAMissingFileIsRefused) {
     test::TempDir dir;
     const auto path = dir / "missing.db";
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr(path));
     EXPECT_FALSE(std::filesystem::exists(path));  // and not created
 }
 
-TEST(Journal, ReadOnlyOpenOfAnEmptyFileIsRefused) {
+TEST(SqliteJobDatabase, ReadOnlyOpenOfAnEmptyFileIsRefused) {
     test::TempDir dir;
     const auto path = dir / "empty.db";
     { std::ofstream touch(path); }
@@ -457,13 +457,13 @@ TEST(Journal, ReadOnlyOpenOfAnEmptyFileIsRefused) {
     EXPECT_THAT(error, HasSubstr("empty"));
 }
 
-TEST(Journal, OpenInAMissingDirectoryIsRefusedNamingTheFile) {
+TEST(SqliteJobDatabase, OpenInAMissingDirectoryIsRefusedNamingTheFile) {
     test::TempDir dir;
     const auto path = dir / "no-such-dir/jobs.db";
     EXPECT_THAT(journal_error([&] { open_rw(path); }), HasSubstr(path));
 }
 
-TEST(Journal, StateNames) {
+TEST(SqliteJobDatabase, StateNames) {
     EXPECT_EQ(job_state_name(JobState::ready), "ready");
     EXPECT_EQ(job_state_name(JobState::retry), "retry");
     EXPECT_EQ(job_state_name(JobState::dead), "dead");

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/sqlite_job_admin.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_admin.hpp"
 
 #include <fmt/format.h>
 
@@ -7,8 +7,8 @@ namespace {
 
 // A journal that is not there (a mistyped path) is an error, not a new empty journal; one
 // owned by a live process may be read, not changed.
-Journal open_for(const std::string& path, bool change, std::optional<JournalOwner>& ownership) {
-    auto reader = Journal::open(path, JournalSync::normal, Journal::Access::read_only);
+SqliteJobDatabase open_for(const std::string& path, bool change, std::optional<JournalOwner>& ownership) {
+    auto reader = SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only);
     if (!change) return reader;
     if (const auto owner = JournalOwner::live_owner(path)) {
         throw AdminRefused(fmt::format(
@@ -16,7 +16,7 @@ Journal open_for(const std::string& path, bool change, std::optional<JournalOwne
             path, *owner));
     }
     ownership.emplace(JournalOwner::claim(path));
-    return Journal::open(path, JournalSync::full, Journal::Access::read_write);
+    return SqliteJobDatabase::open(path, JournalSync::full, SqliteJobDatabase::Access::read_write);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// crosstown::JournalWriter: writes the journal, one transaction at a time, with group commit.
+// crosstown::SqliteJobStore: writes the journal, one transaction at a time, with group commit.
 //
 // Responders commit their request's jobs and wait; completions, retries and deaths are handed
 // over without waiting. Whatever gathered while the previous transaction ran goes into the
@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -26,12 +27,13 @@
 
 #include "crosstown/detail/log_throttle.hpp"
 #include "crosstown/jobs/job_store.hpp"
-#include "crosstown/jobs/journal.hpp"
+#include "crosstown/jobs/sqlite/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 
 namespace crosstown {
 
-class JournalWriter final : public JobStore {
+class SqliteJobStore final : public JobStore {
   public:
     // Jobs per transaction, for the batch-size histogram: upper bounds, then +Inf.
     static constexpr std::array<std::uint64_t, 9> kBatchBounds{1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -41,10 +43,12 @@ class JournalWriter final : public JobStore {
         std::uint64_t sum = 0;
     };
 
-    explicit JournalWriter(Journal journal);
-    ~JournalWriter() override;  // writes what is queued (one last try), then stops
-    JournalWriter(const JournalWriter&) = delete;
-    JournalWriter& operator=(const JournalWriter&) = delete;
+    // Reads the jobs that are not dead, for start() to replay. `owner`: this process's claim on
+    // the file, held until the store is gone (open_job_store claims it; tests need not).
+    explicit SqliteJobStore(SqliteJobDatabase journal, std::optional<JournalOwner> owner = {});
+    ~SqliteJobStore() override;  // writes what is queued (one last try), then stops
+    SqliteJobStore(const SqliteJobStore&) = delete;
+    SqliteJobStore& operator=(const SqliteJobStore&) = delete;
 
     // Inserts the jobs in a transaction shared with whatever else waits, and returns their ids
     // in order once it is committed. Throws JournalUnavailable when it failed.
@@ -61,6 +65,11 @@ class JournalWriter final : public JobStore {
     // Completions and deaths handed over but not written yet (a transaction failed): those
     // jobs are still live in the journal and would run again at the next start.
     std::size_t unwritten_finishes() const;
+
+    // Replays the jobs read at construction (a job the runner does not know goes dead there).
+    void start(JobRunner& runner, bool take) override;
+    // Flushes; logs and returns unwritten_finishes().
+    std::uint64_t close() override;
 
     const std::string& path() const override { return path_; }
     // From commit() to its transaction's end, and jobs per transaction.
@@ -90,8 +99,10 @@ class JournalWriter final : public JobStore {
     bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
     void record_batch(std::size_t jobs);
 
-    Journal journal_;  // used by the thread that runs a round (writing_), one at a time
+    std::optional<JournalOwner> owner_;  // first: released last
+    SqliteJobDatabase journal_;  // used by the thread that runs a round (writing_), one at a time
     const std::string path_;
+    std::vector<StoredJob> replay_;  // until start()
     LatencyHistogram commit_latency_;
     std::array<std::atomic<std::uint64_t>, kBatchBounds.size() + 1> batch_buckets_{};
     std::atomic<std::uint64_t> batch_jobs_{0};

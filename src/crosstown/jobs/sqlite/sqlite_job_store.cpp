@@ -1,4 +1,4 @@
-#include "crosstown/jobs/journal_writer.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 
 #include <fmt/format.h>
 
@@ -8,6 +8,7 @@
 #include "crosstown/detail/thread_name.hpp"
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
+#include "crosstown/jobs/job_runner.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -20,7 +21,7 @@ constexpr auto kGather = std::chrono::milliseconds(5);
 
 }  // namespace
 
-struct JournalWriter::Ticket {
+struct SqliteJobStore::Ticket {
     std::span<const NewJob> jobs;
     std::vector<std::int64_t> ids;
     bool failed = false;
@@ -39,12 +40,14 @@ struct TicketFailed {
 
 }  // namespace
 
-JournalWriter::JournalWriter(Journal journal)
-    : journal_(std::move(journal)),
+SqliteJobStore::SqliteJobStore(SqliteJobDatabase journal, std::optional<JournalOwner> owner)
+    : owner_(std::move(owner)),
+      journal_(std::move(journal)),
       path_(journal_.path()),
+      replay_(journal_.live_jobs()),
       thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
 
-JournalWriter::~JournalWriter() {
+SqliteJobStore::~SqliteJobStore() {
     {
         // Under the lock, so that the thread cannot miss it between its check and its wait.
         std::lock_guard lock(mutex_);
@@ -57,7 +60,7 @@ JournalWriter::~JournalWriter() {
 // with every ticket and change gathered so far; the others wait for a round that takes
 // theirs. The request's thread doing the write saves handing it to the writer thread and
 // back: two wake-ups, which on a loaded machine cost more than the transaction.
-std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
+std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     const auto started = std::chrono::steady_clock::now();
     Ticket ticket{jobs, {}, false, {}, false};
     {
@@ -79,20 +82,20 @@ std::vector<std::int64_t> JournalWriter::commit(std::span<const NewJob> jobs) {
     return std::move(ticket.ids);
 }
 
-void JournalWriter::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
+void SqliteJobStore::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
 
-void JournalWriter::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
+void SqliteJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                std::string error) {
     hand_over({Change::Type::reschedule, id, attempts, run_at_ms, std::move(error)});
 }
 
-void JournalWriter::bury(std::int64_t id, unsigned attempts, std::string error) {
+void SqliteJobStore::bury(std::int64_t id, unsigned attempts, std::string error) {
     hand_over({Change::Type::bury, id, attempts, 0, std::move(error)});
 }
 
 // Through the group commit, like a completion, but waited for: a replay of thousands of jobs
 // costs a transaction per round, not one each.
-void JournalWriter::record_attempt(std::int64_t id, unsigned attempt) {
+void SqliteJobStore::record_attempt(std::int64_t id, unsigned attempt) {
     Waiter waiter;
     {
         std::unique_lock lock(mutex_);
@@ -109,14 +112,14 @@ void JournalWriter::record_attempt(std::int64_t id, unsigned attempt) {
     }
 }
 
-void JournalWriter::hand_over(Change change) {
+void SqliteJobStore::hand_over(Change change) {
     std::lock_guard lock(mutex_);
     const bool first = changes_.empty();  // the writer thread waits for the first only
     changes_.push_back(std::move(change));
     if (first) work_cv_.notify_one();
 }
 
-void JournalWriter::flush() {
+void SqliteJobStore::flush() {
     std::unique_lock lock(mutex_);
     // Everything handed over so far is written by the round after the one running now.
     const auto target = taken_ + 1;
@@ -127,17 +130,36 @@ void JournalWriter::flush() {
     });
 }
 
-std::size_t JournalWriter::unwritten_finishes() const {
+std::size_t SqliteJobStore::unwritten_finishes() const {
     std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(std::ranges::count_if(changes_, [](const Change& c) {
         return c.type == Change::Type::remove || c.type == Change::Type::bury;
     }));
 }
 
+void SqliteJobStore::start(JobRunner& runner, bool /*take: this process runs its own*/) {
+    log::info("journal {} (sync {}): {} jobs replayed", path_,
+              journal_.sync() == JournalSync::full ? "full" : "normal", replay_.size());
+    runner.replay(std::exchange(replay_, {}));
+}
+
+// Finished, but the journal could not be told (disk full): still there, so kept, and they run
+// again at the next start.
+std::uint64_t SqliteJobStore::close() {
+    flush();
+    const auto unwritten = unwritten_finishes();
+    if (unwritten > 0) {
+        log::error("journal {}: {} jobs finished but their completion could not be written; "
+                   "they stay in the journal and run again at the next start",
+                   path_, unwritten);
+    }
+    return unwritten;
+}
+
 // The writer thread writes completions, retries and deaths that no committer took along: it
 // waits kGather after the first of them, since under load the next commit's transaction
 // carries them at no cost, and waking this thread for each would cost a context switch per job.
-void JournalWriter::loop(std::stop_token stop) {
+void SqliteJobStore::loop(std::stop_token stop) {
     detail::name_this_thread("ct-journal");
     std::unique_lock lock(mutex_);
     for (;;) {
@@ -163,7 +185,7 @@ void JournalWriter::loop(std::stop_token stop) {
 // gathered in one transaction (the lock released meanwhile), marks its tickets done and wakes
 // their threads. False when the changes could not be written: they wait for the next round,
 // ahead of newer ones.
-bool JournalWriter::round(std::unique_lock<std::mutex>& lock) {
+bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     auto tickets = std::exchange(tickets_, {});
     auto changes = std::exchange(changes_, {});
     ++taken_;
@@ -204,7 +226,7 @@ bool JournalWriter::round(std::unique_lock<std::mutex>& lock) {
 // memory) with commits in it, the commits are refused and the changes are tried once more on
 // their own, so a request that cannot commit does not hold back the completions of others.
 // False when the changes were not written.
-bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& changes) {
+bool SqliteJobStore::write(std::vector<Ticket*>& tickets, std::vector<Change>& changes) {
     std::vector<Ticket*> live = tickets;  // the tickets not refused yet
     auto apply = [&](bool with_tickets) {
         journal_.begin();
@@ -279,14 +301,14 @@ bool JournalWriter::write(std::vector<Ticket*>& tickets, std::vector<Change>& ch
     }
 }
 
-void JournalWriter::record_batch(std::size_t jobs) {
+void SqliteJobStore::record_batch(std::size_t jobs) {
     const auto bucket = std::lower_bound(kBatchBounds.begin(), kBatchBounds.end(), jobs);
     batch_buckets_[static_cast<std::size_t>(bucket - kBatchBounds.begin())].fetch_add(
         1, std::memory_order_relaxed);
     batch_jobs_.fetch_add(jobs, std::memory_order_relaxed);
 }
 
-JournalWriter::BatchSizes JournalWriter::batch_sizes() const {
+SqliteJobStore::BatchSizes SqliteJobStore::batch_sizes() const {
     BatchSizes sizes;
     for (std::size_t i = 0; i < sizes.buckets.size(); ++i) {
         sizes.buckets[i] = batch_buckets_[i].load(std::memory_order_relaxed);

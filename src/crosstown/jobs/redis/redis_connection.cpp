@@ -1,4 +1,4 @@
-#include "crosstown/jobs/redis_connection.hpp"
+#include "crosstown/jobs/redis/redis_connection.hpp"
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/redis_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_admin.hpp"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
 
 namespace crosstown {
 namespace {
@@ -136,7 +136,7 @@ std::vector<RedisJobAdmin::Stream> RedisJobAdmin::streams() {
             static_cast<std::uint64_t>(connection_.command({"XLEN", prefix + kind}).integer());
         try {
             const auto pending =
-                connection_.command({"XPENDING", prefix + kind, RedisJournal::kGroup});
+                connection_.command({"XPENDING", prefix + kind, RedisJobStore::kGroup});
             s.pending = static_cast<std::uint64_t>(reply_integer(pending.element(0)));
         } catch (const RedisReplyError&) {
             // no consumer group yet: nothing can be pending

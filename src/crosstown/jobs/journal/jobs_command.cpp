@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/job_admin.hpp"
+#include "crosstown/jobs/journal/open_job_admin.hpp"
+#include "crosstown/jobs/journal_error.hpp"
 
 namespace crosstown {
 namespace {

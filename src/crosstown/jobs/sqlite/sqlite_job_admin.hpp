@@ -7,8 +7,8 @@
 #include <string>
 
 #include "crosstown/jobs/job_admin.hpp"
-#include "crosstown/jobs/journal.hpp"
-#include "crosstown/jobs/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
+#include "crosstown/jobs/sqlite/journal_owner.hpp"
 
 namespace crosstown {
 
@@ -24,7 +24,7 @@ class SqliteJobAdmin final : public JobAdmin {
 
   private:
     std::optional<JournalOwner> ownership_;  // held while changing
-    Journal journal_;
+    SqliteJobDatabase journal_;
 };
 
 }  // namespace crosstown

@@ -1,4 +1,4 @@
-#include "crosstown/jobs/redis_job_feed.hpp"
+#include "crosstown/jobs/redis/redis_job_feed.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -26,7 +26,7 @@ void nap(const std::stop_token& stop, Clock::duration pause) {
 
 }  // namespace
 
-RedisJobFeed::RedisJobFeed(RedisJournal& journal, JobRunner& runner, bool take)
+RedisJobFeed::RedisJobFeed(RedisJobStore& journal, JobRunner& runner, bool take)
     : journal_(journal),
       runner_(runner),
       taking_(take),

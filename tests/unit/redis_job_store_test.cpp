@@ -1,7 +1,7 @@
-// RedisJournal against a real redis-server: the post-response rule (held jobs are invisible to
+// RedisJobStore against a real redis-server: the post-response rule (held jobs are invisible to
 // every consumer until released), finishes, retries that stay with a live instance, claims
 // from a dead one, held jobs of a dead instance, and an unreachable server.
-#include "crosstown/jobs/redis_journal.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "crosstown/jobs/job_runner.hpp"
-#include "crosstown/jobs/redis_job_admin.hpp"
-#include "crosstown/jobs/redis_job_feed.hpp"
+#include "crosstown/jobs/redis/redis_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_feed.hpp"
 #include "support/eventually.hpp"
 #include "support/loopback.hpp"
 #include "support/redis_server.hpp"
@@ -37,9 +37,9 @@ RedisJournalOptions options_for(const std::string& instance) {
 
 struct RedisJournalTest : ::testing::Test {
     test::RedisServer server{{.appendonly = true}};
-    std::optional<RedisJournal> a{std::in_place, server.unix_address(), options_for("a"),
+    std::optional<RedisJobStore> a{std::in_place, server.unix_address(), options_for("a"),
                                   std::vector<std::string>{"k"}};
-    RedisJournal b{server.unix_address(), options_for("b"), {"k"}};
+    RedisJobStore b{server.unix_address(), options_for("b"), {"k"}};
     const std::map<std::string, std::size_t> room{{"k", 10}};
 
     RedisConnection raw() {
@@ -49,7 +49,7 @@ struct RedisJournalTest : ::testing::Test {
         return raw().command(command).integer();
     }
     // What `journal` claims once the dead consumer's entries have been idle for the claim time.
-    std::vector<StoredJob> claim_when_due(RedisJournal& journal) {
+    std::vector<StoredJob> claim_when_due(RedisJobStore& journal) {
         std::vector<StoredJob> claimed;
         test::eventually(
             [&] {
@@ -59,7 +59,7 @@ struct RedisJournalTest : ::testing::Test {
             3 * kClaimAfter, 50ms);
         return claimed;
     }
-    std::vector<std::int64_t> commit(RedisJournal& journal, std::string payload) {
+    std::vector<std::int64_t> commit(RedisJobStore& journal, std::string payload) {
         const NewJob job{"k", payload, "req-1"};
         return journal.commit(std::span(&job, 1));
     }
@@ -337,7 +337,7 @@ TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredece
             }
         });
         try {
-            RedisJournal twin(server.unix_address(), options_for("a"), {"k"});
+            RedisJobStore twin(server.unix_address(), options_for("a"), {"k"});
             ADD_FAILURE() << "a second instance took a live instance's name";
         } catch (const JournalError& e) {
             EXPECT_THAT(e.what(), HasSubstr("'a' is in use"));
@@ -347,7 +347,7 @@ TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredece
     auto c = raw();
     c.command({"DEL", "t:alive:a"});  // a crashed and its heartbeat expired, in effect
     a.reset();
-    RedisJournal again(server.unix_address(), options_for("a"), {"k"});
+    RedisJobStore again(server.unix_address(), options_for("a"), {"k"});
     const auto jobs = b.take(room, 1000ms);
     ASSERT_EQ(jobs.size(), 1U) << "the predecessor's held job was not released";
     EXPECT_EQ(jobs[0].id, ids[0]);
@@ -460,9 +460,9 @@ TEST_F(RedisJournalTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInsta
 
 // Redis restarted from an older snapshot: the jobs held since it are gone, and a counter in it
 // would be back where it was. New ids still differ from those a live instance holds.
-TEST(RedisJournal, IdsAfterARestartFromAnOlderSnapshotDifferFromEveryIdALiveInstanceHolds) {
+TEST(RedisJobStore, IdsAfterARestartFromAnOlderSnapshotDifferFromEveryIdALiveInstanceHolds) {
     test::RedisServer server;  // no append-only file: a restart loads the last snapshot
-    RedisJournal a(server.unix_address(), options_for("a"), {"k"});
+    RedisJobStore a(server.unix_address(), options_for("a"), {"k"});
     const NewJob job{"k", "p", "r"};
     a.commit(std::span(&job, 1));
     RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s).command({"SAVE"});
@@ -472,38 +472,38 @@ TEST(RedisJournal, IdsAfterARestartFromAnOlderSnapshotDifferFromEveryIdALiveInst
     server.start();
     auto options = options_for("b");
     options.wait = 5s;  // until the restarted server has loaded its snapshot
-    RedisJournal b(server.unix_address(), options, {"k"});
+    RedisJobStore b(server.unix_address(), options, {"k"});
     for (int i = 0; i < 20; ++i) {
         const auto id = b.commit(std::span(&job, 1)).at(0);
         EXPECT_FALSE(held.contains(id)) << "id " << id << " is still held by a live instance";
     }
 }
 
-TEST(RedisJournal, NoServerAtStartIsAnErrorNamingTheAddress) {
+TEST(RedisJobStore, NoServerAtStartIsAnErrorNamingTheAddress) {
     const auto address = "redis://127.0.0.1:" + std::to_string(test::free_port());
     try {
-        RedisJournal journal(address, options_for("x"), {"k"});
+        RedisJobStore journal(address, options_for("x"), {"k"});
         FAIL() << "connected to nothing";
     } catch (const JournalError& e) {
         EXPECT_THAT(e.what(), HasSubstr(address));
     }
 }
 
-TEST(RedisJournal, APasswordComesFromItsFile) {
+TEST(RedisJobStore, APasswordComesFromItsFile) {
     test::RedisServer server;
     auto admin = RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s);
     admin.command({"CONFIG", "SET", "requirepass", "s3cret"});
     auto options = options_for("x");
-    EXPECT_THROW(RedisJournal(server.unix_address(), options, {"k"}), JournalError);
+    EXPECT_THROW(RedisJobStore(server.unix_address(), options, {"k"}), JournalError);
     test::TempDir dir;
     std::ofstream(dir / "password") << "s3cret\n";
     options.password_file = dir / "password";
-    EXPECT_NO_THROW(RedisJournal(server.unix_address(), options, {"k"}));
+    EXPECT_NO_THROW(RedisJobStore(server.unix_address(), options, {"k"}));
 }
 
-TEST(RedisJournal, ATcpAddressAndADatabaseWork) {
+TEST(RedisJobStore, ATcpAddressAndADatabaseWork) {
     test::RedisServer server{{.tcp = true}};
-    RedisJournal journal(server.tcp_address() + "/3", options_for("x"), {"k"});
+    RedisJobStore journal(server.tcp_address() + "/3", options_for("x"), {"k"});
     const NewJob job{"k", "p", "r"};
     journal.release(journal.commit(std::span(&job, 1)));
     EXPECT_EQ(journal.take({{"k", 1}}, 1000ms).size(), 1U);
