@@ -1,0 +1,313 @@
+// The runner on every store: what JobRunner promises (a committed job runs once and leaves its
+// store, a failing one is retried then dead, a stuck handler is given up, stop keeps what has
+// not finished, a skipped job leaves, a dead process's jobs run on the next one) checked on the
+// in-memory store, a SQLite journal file and a real redis-server, each started as a server
+// starts it (JobStore::start: replay, or the feed). The runner's finer rules (suspects, room,
+// cut-short attempts, gates, poison jobs) are in job_runner_test, on a SQLite file; a process
+// that really dies in its job is in the integration tests, on both real stores.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <crosstown/jobs/follow_response_durably.hpp>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "crosstown/deferred/pool.hpp"
+#include "crosstown/jobs/job_admin.hpp"
+#include "crosstown/jobs/job_batch.hpp"
+#include "crosstown/jobs/job_runner.hpp"
+#include "crosstown/jobs/memory_job_store.hpp"
+#include "crosstown/jobs/redis/redis_job_admin.hpp"
+#include "crosstown/jobs/redis/redis_job_store.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_admin.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
+#include "support/eventually.hpp"
+#include "support/gate.hpp"
+#include "support/journal_files.hpp"
+#include "support/log_capture.hpp"
+#include "support/redis_server.hpp"
+#include "support/temp_dir.hpp"
+
+namespace crosstown {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+using Names = std::vector<std::string>;
+
+// Each store, as processes one after another open it: open() gives the store of the process
+// now running, die() ends that process without a clean stop.
+class MemoryStores {
+  public:
+    JobStore& open(const Names&) { return store_; }
+    void die() {}  // the store outlives the runner, as a journal outlives its process
+    std::vector<AdminJob> list(bool dead_only = false) { return store_.list(dead_only); }
+
+  private:
+    MemoryJobStore store_;
+};
+
+class SqliteStores {
+  public:
+    JobStore& open(const Names&) { return store_.emplace(test::open_rw(path_)); }
+    void die() { store_.reset(); }
+    std::vector<AdminJob> list(bool dead_only = false) {
+        if (store_) store_->flush();
+        return SqliteJobAdmin(path_, false).list(dead_only);
+    }
+
+  private:
+    test::TempDir dir_;
+    std::string path_ = dir_ / "jobs.db";
+    std::optional<SqliteJobStore> store_;
+};
+
+// Each process is a new instance; one that dies leaves its heartbeat to expire after
+// kClaimAfter, and the next claims or releases what it had.
+class RedisStores {
+  public:
+    static constexpr auto kClaimAfter = 1000ms;
+    JobStore& open(const Names& kinds) {
+        return store_.emplace(server_.unix_address(), options("i" + std::to_string(++opened_)),
+                              kinds);
+    }
+    void die() { store_.reset(); }  // no close(): it never leaves
+    std::vector<AdminJob> list(bool dead_only = false) {
+        return RedisJobAdmin(server_.unix_address(), options("admin")).list(dead_only);
+    }
+
+  private:
+    static RedisJournalOptions options(const std::string& instance) {
+        RedisJournalOptions o;
+        o.prefix = "runner";
+        o.instance = instance;
+        o.claim_after = kClaimAfter;
+        return o;
+    }
+    test::RedisServer server_;
+    int opened_ = 0;
+    std::optional<RedisJobStore> store_;
+};
+
+// What one attempt saw.
+struct Seen {
+    Job job;
+    Clock::time_point at;
+};
+
+class Attempts {
+  public:
+    void add(const Job& job) {
+        std::lock_guard lock(mutex_);
+        seen_.push_back({job, Clock::now()});
+    }
+    std::vector<Seen> list() const {
+        std::lock_guard lock(mutex_);
+        return seen_;
+    }
+    // The first attempt `attempt` of the job with this payload, if it ran.
+    std::optional<Seen> find(const std::string& payload, unsigned attempt) const {
+        std::lock_guard lock(mutex_);
+        const auto it = std::ranges::find_if(seen_, [&](const Seen& s) {
+            return s.job.payload == payload && s.job.attempt == attempt;
+        });
+        if (it == seen_.end()) return std::nullopt;
+        return *it;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::vector<Seen> seen_;
+};
+
+// A process: a pool, a runner on the store it opens, started as the server starts it. Stopped
+// as the server stops: pool drained, runner stopped, store closed.
+template <class Stores>
+class JobRunnerOnEachStore : public ::testing::Test {
+  protected:
+    void TearDown() override { stop(); }
+
+    void start(PoolConfig config = {.workers = 4, .min_workers = 4}) {
+        store_ = &stores.open(kinds.names());
+        pool_.emplace(config);
+        runner_.emplace(kinds, *store_, *pool_);
+        store_->start(*runner_, true);
+    }
+    void stop() {
+        if (!runner_) return;
+        pool_->drain(10s, 10s);
+        runner_->stop();
+        store_->close();
+        runner_.reset();
+        pool_.reset();
+    }
+    // The process dies: its runner ends, and its store is gone without closing.
+    void die() {
+        pool_->drain(0s, 10s);
+        runner_.reset();
+        pool_.reset();
+        stores.die();
+    }
+    JobRunner& runner() { return *runner_; }
+
+    // Commits `count` jobs of `kind` (payloads "0", "1", ...) as one request's after a response
+    // with `status`, and starts them unless `start` is false (the process dies first); the ids.
+    std::vector<std::int64_t> run(std::string_view kind, int count = 1,
+                                  DurableOptions options = {}, bool delivered = true,
+                                  bool start = true) {
+        JobBatch batch(&kinds, 10'000);
+        for (int i = 0; i < count; ++i) batch.add(kind, std::to_string(i), options);
+        auto committed = runner_->commit(batch, 200, "req-1");
+        std::vector<std::int64_t> ids;
+        for (const auto& job : committed) ids.push_back(job.id);
+        if (start) {
+            runner_->start(std::move(committed),
+                           std::make_shared<const ResponseOutcome>(ResponseOutcome{
+                               "req-1", 200, delivered, nullptr, Clock::now()}));
+        }
+        return ids;
+    }
+    bool store_empty() { return stores.list().empty(); }
+
+    JobKinds kinds;
+    Stores stores;
+
+  private:
+    JobStore* store_ = nullptr;
+    std::optional<Pool> pool_;
+    std::optional<JobRunner> runner_;
+};
+
+using Stores = ::testing::Types<MemoryStores, SqliteStores, RedisStores>;
+class StoreNames {
+  public:
+    template <class T>
+    static std::string GetName(int) {
+        if (std::is_same_v<T, MemoryStores>) return "Memory";
+        return std::is_same_v<T, SqliteStores> ? "Sqlite" : "Redis";
+    }
+};
+TYPED_TEST_SUITE(JobRunnerOnEachStore, Stores, StoreNames);
+
+TYPED_TEST(JobRunnerOnEachStore, CommittedJobsRunOnceAndLeaveTheStore) {
+    Attempts attempts;
+    this->kinds.define("email", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    this->start();
+    const auto ids = this->run("email", 3);
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 3; }));
+    ASSERT_TRUE(test::eventually([&] { return this->store_empty(); }))
+        << "a job that succeeded stayed in the store";
+    const auto seen = attempts.list();
+    ASSERT_EQ(seen.size(), 3U);
+    for (const auto& s : seen) {
+        EXPECT_EQ(s.job.attempt, 1U);
+        EXPECT_EQ(std::ranges::count(ids, s.job.id), 1) << s.job.id;
+        EXPECT_EQ(s.job.request_id, "req-1");
+    }
+}
+
+TYPED_TEST(JobRunnerOnEachStore, AFailingJobIsRetriedThenDeadWithItsLastError) {
+    test::LogCapture quiet;
+    Attempts attempts;
+    this->kinds.define("flaky", {.max_attempts = 3, .backoff = 1ms},
+                       [&](const Job& job, std::stop_token) {
+                           attempts.add(job);
+                           throw std::runtime_error("refused " + std::to_string(job.attempt));
+                       });
+    this->start();
+    const auto ids = this->run("flaky");
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().dead == 1; }));
+    EXPECT_EQ(attempts.list().size(), 3U);
+    ASSERT_TRUE(test::eventually([&] { return this->stores.list(true).size() == 1; }));
+    const auto dead = this->stores.list(true).at(0);
+    EXPECT_EQ(dead.job.id, ids.at(0));
+    EXPECT_EQ(dead.job.state, JobState::dead);
+    EXPECT_EQ(dead.job.attempts, 3U);
+    EXPECT_THAT(dead.job.last_error, HasSubstr("refused 3"));
+}
+
+// A handler that never looks at its stop token: at its timeout (plus the grace) the attempt
+// has failed, the kind's one slot goes to the next job, and the stuck job is retried.
+TYPED_TEST(JobRunnerOnEachStore, AHandlerIgnoringItsStopTokenIsGivenUpAndItsKindGoesOn) {
+    test::LogCapture logs;
+    test::Gate stuck;
+    Attempts attempts;
+    constexpr auto kTimeout = 200ms;
+    this->kinds.define("stubborn",
+                       {.max_attempts = 3, .backoff = 1ms, .timeout = kTimeout, .concurrency = 1},
+                       [&](const Job& job, std::stop_token) {
+                           attempts.add(job);
+                           if (job.payload == "0" && job.attempt == 1) stuck.wait();
+                       });
+    this->start();
+    const auto started = Clock::now();
+    this->run("stubborn", 2);  // "0" gets stuck; "1" waits for the kind's one slot
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 2; }))
+        << "the kind stayed wedged behind the stuck handler";
+    const auto next = attempts.find("1", 1);
+    ASSERT_TRUE(next.has_value());
+    EXPECT_LT(next->at - started, kTimeout + 1s) << "the next job waited for the stuck one";
+    EXPECT_TRUE(attempts.find("0", 2).has_value()) << "the stuck job was not retried";
+    EXPECT_TRUE(logs.contains("given up"));
+    EXPECT_TRUE(test::eventually([&] { return this->store_empty(); }));
+    stuck.open();  // it returns at last; its result is ignored
+    ASSERT_TRUE(test::eventually([&] { return this->runner().report().at(0).stuck == 0; }));
+    EXPECT_EQ(this->runner().totals().succeeded, 2U);
+}
+
+TYPED_TEST(JobRunnerOnEachStore, StopKeepsAJobWaitingForItsRetryInTheStore) {
+    test::LogCapture quiet;
+    this->kinds.define("later", {.backoff = 60'000ms}, [](const Job&, std::stop_token) {
+        throw std::runtime_error("try again in a minute");
+    });
+    this->start();
+    const auto ids = this->run("later");
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().retried == 1; }));
+    this->stop();
+    const auto left = this->stores.list();
+    ASSERT_EQ(left.size(), 1U);
+    EXPECT_EQ(left[0].job.id, ids.at(0));
+    EXPECT_EQ(left[0].job.state, JobState::retry);
+    EXPECT_EQ(left[0].job.attempts, 1U);
+    EXPECT_EQ(left[0].job.last_error, "try again in a minute");
+}
+
+TYPED_TEST(JobRunnerOnEachStore, ASkippedJobLeavesTheStoreWithoutRunning) {
+    std::atomic<int> ran{0};
+    this->kinds.define("notify", {}, [&](const Job&, std::stop_token) { ++ran; });
+    this->start();
+    this->run("notify", 2, {.skip_if_undelivered = true}, /*delivered=*/false);
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().skipped == 2; }));
+    EXPECT_TRUE(test::eventually([&] { return this->store_empty(); }));
+    EXPECT_EQ(ran, 0);
+}
+
+// The process dies between its commit and the jobs' start: the next process runs them (SQLite
+// and memory: replayed; Redis: the dead instance's held jobs released, then taken).
+TYPED_TEST(JobRunnerOnEachStore, JobsADeadProcessCommittedRunOnTheNextOne) {
+    Attempts attempts;
+    this->kinds.define("call", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    this->start();
+    const auto ids = this->run("call", 2, {}, true, /*start=*/false);
+    this->die();
+    this->start();
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 2; },
+                                 10 * RedisStores::kClaimAfter));
+    EXPECT_TRUE(test::eventually([&] { return this->store_empty(); }));
+    for (const auto id : ids) {
+        EXPECT_EQ(std::ranges::count(attempts.list(), id, [](const Seen& s) { return s.job.id; }),
+                  1)
+            << id;
+    }
+}
+
+}  // namespace
+}  // namespace crosstown
