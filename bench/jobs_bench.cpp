@@ -57,8 +57,8 @@ void durable_noop_jobs(benchmark::State& state) {
     crosstown::Pool pool;
     crosstown::JobKinds kinds;
     kinds.define("noop", {}, [](const crosstown::Job&, std::stop_token) {});
-    crosstown::SqliteJobStore writer(
-        crosstown::SqliteJobDatabase::open(scratch.path(), sync, crosstown::SqliteJobDatabase::Access::read_write));
+    crosstown::SqliteJobStore writer(crosstown::SqliteJobDatabase::open(
+        scratch.path(), sync, crosstown::SqliteJobDatabase::Access::read_write));
     crosstown::JobRunner runner(kinds, writer, pool);
     const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
         crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});

@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     const auto concurrency = static_cast<unsigned>(std::strtoul(argv[3], nullptr, 10));
 
     crosstown::JobKinds kinds;
-    kinds.define("noop", {.concurrency = concurrency}, [](const crosstown::Job&, std::stop_token) {});
+    kinds.define("noop", {.concurrency = concurrency},
+                 [](const crosstown::Job&, std::stop_token) {});
     crosstown::PoolConfig pool_config;
     pool_config.workers = pool_config.min_workers = concurrency;
     crosstown::Pool pool(pool_config);
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
     const auto run_start = Clock::now();
     {
         crosstown::RedisJobFeed feed(journal, runner, true);
-        while (runner.totals().succeeded < jobs) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        while (runner.totals().succeeded < jobs)
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     const auto ran = Clock::now();
     runner.stop();

@@ -36,8 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         file.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
     }
     try {
-        auto journal = crosstown::SqliteJobDatabase::open(path, crosstown::JournalSync::normal,
-                                                crosstown::SqliteJobDatabase::Access::read_write);
+        auto journal = crosstown::SqliteJobDatabase::open(
+            path, crosstown::JournalSync::normal, crosstown::SqliteJobDatabase::Access::read_write);
         const auto jobs = journal.live_jobs();
         journal.stats();
         journal.list(crosstown::JobState::dead);

@@ -10,12 +10,14 @@
 namespace crosstown::test {
 
 inline SqliteJobDatabase open_rw(const std::string& path) {
-    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
+    return SqliteJobDatabase::open(path, JournalSync::normal,
+                                   SqliteJobDatabase::Access::read_write);
 }
 
 // What the journal holds, through a connection of its own, as `jobs list` reads it.
 inline std::vector<StoredJob> stored(const std::string& path) {
-    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).list();
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+        .list();
 }
 
 inline std::vector<std::int64_t> ids_of(const std::vector<StoredJob>& jobs) {

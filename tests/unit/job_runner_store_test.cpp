@@ -160,9 +160,8 @@ class JobRunnerOnEachStore : public ::testing::Test {
 
     // Commits `count` jobs of `kind` (payloads "0", "1", ...) as one request's after a response
     // with `status`, and starts them unless `start` is false (the process dies first); the ids.
-    std::vector<std::int64_t> run(std::string_view kind, int count = 1,
-                                  DurableOptions options = {}, bool delivered = true,
-                                  bool start = true) {
+    std::vector<std::int64_t> run(std::string_view kind, int count = 1, DurableOptions options = {},
+                                  bool delivered = true, bool start = true) {
         JobBatch batch(&kinds, 10'000);
         for (int i = 0; i < count; ++i) batch.add(kind, std::to_string(i), options);
         auto committed = runner_->commit(batch, 200, "req-1");
@@ -170,8 +169,8 @@ class JobRunnerOnEachStore : public ::testing::Test {
         for (const auto& job : committed) ids.push_back(job.id);
         if (start) {
             runner_->start(std::move(committed),
-                           std::make_shared<const ResponseOutcome>(ResponseOutcome{
-                               "req-1", 200, delivered, nullptr, Clock::now()}));
+                           std::make_shared<const ResponseOutcome>(
+                               ResponseOutcome{"req-1", 200, delivered, nullptr, Clock::now()}));
         }
         return ids;
     }

@@ -448,7 +448,8 @@ TEST(JobRunner, ReplayRunsTheJournalsLiveJobsWithTheirNextAttempt) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+            .live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
     ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
     {
@@ -493,7 +494,8 @@ TEST(JobRunner, AReplayedJobsAttemptIsRecordedBeforeItRuns) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+            .live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
     std::lock_guard lock(mutex);
     ASSERT_EQ(seen_while_running.size(), 1U);
@@ -523,7 +525,8 @@ TEST(JobRunner, AReplayedJobWhoseProcessDiedInItsLastAttemptIsDead) {
                  [&](const Job& job, std::stop_token) { attempts.add(job); });
     Harness h(kinds, path);
     h.runner.replay(
-        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+            .live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 1; }));
     ASSERT_TRUE(test::eventually([&] { return h.idle(); }));
     const auto seen = attempts.list();
@@ -576,7 +579,8 @@ TEST(JobRunner, ASuspectRunsAloneAndTheOthersWaitForIt) {
     });
     Harness h(kinds, path);
     h.runner.replay(
-        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).live_jobs());
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+            .live_jobs());
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 6; }));
     std::lock_guard lock(mutex);
     EXPECT_EQ(beside_suspect, 0) << "other jobs ran beside the suspect";

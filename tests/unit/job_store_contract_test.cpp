@@ -20,11 +20,11 @@
 #include <vector>
 
 #include "crosstown/jobs/job_admin.hpp"
-#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "crosstown/jobs/memory_job_store.hpp"
 #include "crosstown/jobs/redis/redis_job_admin.hpp"
 #include "crosstown/jobs/redis/redis_job_store.hpp"
 #include "crosstown/jobs/sqlite/sqlite_job_admin.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "support/eventually.hpp"
 #include "support/journal_files.hpp"
 #include "support/redis_server.hpp"
@@ -156,7 +156,7 @@ class RedisBackend {
     }
     test::RedisServer server_;
     std::optional<RedisJobStore> live_{std::in_place, server_.unix_address(), options("a"),
-                                      std::vector<std::string>{"k"}};
+                                       std::vector<std::string>{"k"}};
     RedisJobStore b_{server_.unix_address(), options("b"), {"k"}};
 };
 

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 #include "crosstown/jobs/sqlite/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 #include "support/temp_dir.hpp"
 
 namespace crosstown {
@@ -42,11 +42,13 @@ Result jobs(const std::vector<std::string>& args) {
 }
 
 SqliteJobDatabase open_rw(const std::string& path) {
-    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
+    return SqliteJobDatabase::open(path, JournalSync::normal,
+                                   SqliteJobDatabase::Access::read_write);
 }
 
 std::vector<StoredJob> stored(const std::string& path) {
-    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only).list();
+    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+        .list();
 }
 
 // A journal with two ready jobs, one retrying and two dead ones.
@@ -146,7 +148,8 @@ TEST_F(JobsCommand, RetryDeadRevivesEveryDeadJob) {
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("2 dead jobs made ready"));
     const auto list =
-        SqliteJobDatabase::open(path_, JournalSync::normal, SqliteJobDatabase::Access::read_only).list(JobState::dead);
+        SqliteJobDatabase::open(path_, JournalSync::normal, SqliteJobDatabase::Access::read_only)
+            .list(JobState::dead);
     EXPECT_TRUE(list.empty());
     EXPECT_EQ(stored(path_).size(), 5U);
 }

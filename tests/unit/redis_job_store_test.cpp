@@ -38,7 +38,7 @@ RedisJournalOptions options_for(const std::string& instance) {
 struct RedisJournalTest : ::testing::Test {
     test::RedisServer server{{.appendonly = true}};
     std::optional<RedisJobStore> a{std::in_place, server.unix_address(), options_for("a"),
-                                  std::vector<std::string>{"k"}};
+                                   std::vector<std::string>{"k"}};
     RedisJobStore b{server.unix_address(), options_for("b"), {"k"}};
     const std::map<std::string, std::size_t> room{{"k", 10}};
 

@@ -24,7 +24,8 @@ namespace {
 using ::testing::HasSubstr;
 
 SqliteJobDatabase open_rw(const std::string& path) {
-    return SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_write);
+    return SqliteJobDatabase::open(path, JournalSync::normal,
+                                   SqliteJobDatabase::Access::read_write);
 }
 
 SqliteJobDatabase open_ro(const std::string& path) {

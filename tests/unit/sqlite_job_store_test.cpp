@@ -244,9 +244,9 @@ TEST(SqliteJobStore, BatchSizesCountTransactionsByJobs) {
     EXPECT_EQ(sizes.sum, 309U);
     // Upper bounds 1, 2, 4, 8, ..., 256, then +Inf.
     std::array<std::uint64_t, SqliteJobStore::kBatchBounds.size() + 1> expected{};
-    expected[0] = 1;                                   // 1
-    expected[2] = 1;                                   // 3 <= 4
-    expected[3] = 1;                                   // 5 <= 8
+    expected[0] = 1;                                    // 1
+    expected[2] = 1;                                    // 3 <= 4
+    expected[3] = 1;                                    // 5 <= 8
     expected[SqliteJobStore::kBatchBounds.size()] = 1;  // 300 > 256
     EXPECT_EQ(sizes.buckets, expected);
 }

@@ -5,8 +5,8 @@
 #include <iterator>
 #include <tuple>
 
-#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "crosstown/jobs/redis/redis_job_store.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 
 namespace crosstown {
 namespace {

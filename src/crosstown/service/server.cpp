@@ -107,8 +107,8 @@ int wait_for_stop() {
 std::string describe(const ServerConfig& config) {
     return fmt::format("{} responders, {}..{} workers, queue {} ({}), drain timeout {}ms",
                        config.responders, config.pool.min_workers, config.pool.workers,
-                       config.pool.queue_capacity,
-                       overflow_name(config.pool.overflow), config.drain_timeout.count());
+                       config.pool.queue_capacity, overflow_name(config.pool.overflow),
+                       config.drain_timeout.count());
 }
 
 ResponderConfig responder_config(const ServerConfig& config) {
@@ -231,9 +231,9 @@ class Server::Impl {
     std::optional<DrainReport> early_drain_;  // set when the deadline passed while joining
     std::mutex cut_mutex_;
     std::condition_variable cut_cv_;
-    bool cut_short_ = false;       // guarded by cut_mutex_: a second stop signal came
-    std::jthread second_signal_;   // from the first stop signal to the end of finish()
-    ServiceNotifier notifier_;                // last: its thread samples the members above
+    bool cut_short_ = false;      // guarded by cut_mutex_: a second stop signal came
+    std::jthread second_signal_;  // from the first stop signal to the end of finish()
+    ServiceNotifier notifier_;    // last: its thread samples the members above
 };
 
 Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
@@ -339,9 +339,10 @@ int Server::Impl::run() {
 bool Server::Impl::open_journal() {
     if (!config_.journal.enabled()) {
         if (kinds_.empty()) return true;
-        log::error("--journal is off, but durable job kinds are defined ({}); give the journal "
-                   "a file",
-                   fmt::join(kinds_.names(), ", "));
+        log::error(
+            "--journal is off, but durable job kinds are defined ({}); give the journal "
+            "a file",
+            fmt::join(kinds_.names(), ", "));
         return false;
     }
     try {
@@ -388,9 +389,10 @@ void Server::Impl::cut_drain_short_on_second_signal(std::stop_token stop) {
     detail::name_this_thread("ct-signals");
     const int signal = wait_for_second_stop(stop);
     if (signal == 0) return;
-    log::warn("second {}: cutting the drain short; callbacks still queued are abandoned, "
-              "durable jobs stay in the journal",
-              signal == SIGINT ? "SIGINT" : "SIGTERM");
+    log::warn(
+        "second {}: cutting the drain short; callbacks still queued are abandoned, "
+        "durable jobs stay in the journal",
+        signal == SIGINT ? "SIGINT" : "SIGTERM");
     {
         std::lock_guard lock(cut_mutex_);
         cut_short_ = true;

@@ -12,8 +12,8 @@ std::unique_ptr<JobStore> open_job_store(const JournalConfig& config,
     if (config.is_redis()) return std::make_unique<RedisJobStore>(config.path, config.redis, kinds);
     // Claimed first: nobody else may write the file from its open on.
     auto owner = JournalOwner::claim(config.path);
-    auto database = SqliteJobDatabase::open(config.path, config.sync,
-                                            SqliteJobDatabase::Access::read_write);
+    auto database =
+        SqliteJobDatabase::open(config.path, config.sync, SqliteJobDatabase::Access::read_write);
     return std::make_unique<SqliteJobStore>(std::move(database), std::move(owner));
 }
 

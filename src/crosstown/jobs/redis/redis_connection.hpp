@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "crosstown/jobs/journal_error.hpp"
 #include "crosstown/jobs/journal_config.hpp"
+#include "crosstown/jobs/journal_error.hpp"
 
 struct redisContext;
 struct redisReply;

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "crosstown/jobs/job_admin.hpp"
-#include "crosstown/jobs/stored_job.hpp"
 #include "crosstown/jobs/journal_config.hpp"
 #include "crosstown/jobs/redis/redis_connection.hpp"
+#include "crosstown/jobs/stored_job.hpp"
 
 namespace crosstown {
 

@@ -231,7 +231,7 @@ class RedisJobStore::Lease {
 };
 
 RedisJobStore::RedisJobStore(const std::string& address, RedisJournalOptions options,
-                           const std::vector<std::string>& kinds)
+                             const std::vector<std::string>& kinds)
     : address_([&] {
           try {
               return RedisAddress::parse(address);
@@ -268,7 +268,8 @@ void RedisJobStore::claim_name() {
     const auto ttl = std::to_string(options_.claim_after.count());
     const auto give_up_at = Clock::now() + options_.claim_after + std::chrono::seconds(1);
     bool told = false;
-    while (feed_connection_->command({"SET", alive, std::to_string(::getpid()), "NX", "PX", ttl}).is_nil()) {
+    while (feed_connection_->command({"SET", alive, std::to_string(::getpid()), "NX", "PX", ttl})
+               .is_nil()) {
         if (Clock::now() >= give_up_at) {
             throw JournalError(fmt::format(
                 "redis {}: instance name '{}' is in use by a live instance; give each instance "
@@ -327,9 +328,10 @@ std::uint64_t RedisJobStore::close() {
     leave();
     const auto unwritten = figures().unwritten;
     if (unwritten > 0) {
-        log::error("journal {}: {} releases or finishes could not be written; other instances "
-                   "release or run those jobs again after {}ms",
-                   address_.text, unwritten, options_.claim_after.count());
+        log::error(
+            "journal {}: {} releases or finishes could not be written; other instances "
+            "release or run those jobs again after {}ms",
+            address_.text, unwritten, options_.claim_after.count());
     }
     return unwritten;
 }
@@ -485,7 +487,7 @@ void RedisJobStore::complete(std::int64_t id) {
 }
 
 void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
-                              std::string error) {
+                               std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
     write_or_keep(
@@ -513,7 +515,7 @@ void RedisJobStore::record_attempt(std::int64_t id, unsigned attempt) {
 }
 
 std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size_t>& room,
-                                          std::chrono::milliseconds block) {
+                                           std::chrono::milliseconds block) {
     if (room.empty()) return {};
     if (!feed_connection_ || feed_connection_->broken()) feed_connection_.emplace(connect());
     std::size_t count = room.begin()->second;

@@ -75,7 +75,7 @@ class RedisJobStore final : public JobStore {
     // Connects (trying again for options.wait), creates the kinds' streams and consumer group,
     // and beats once. Throws JournalError naming the address.
     RedisJobStore(const std::string& address, RedisJournalOptions options,
-                 const std::vector<std::string>& kinds);
+                  const std::vector<std::string>& kinds);
     ~RedisJobStore() override;  // stops the feed, if start() began one
     RedisJobStore(const RedisJobStore&) = delete;
     RedisJobStore& operator=(const RedisJobStore&) = delete;
@@ -173,7 +173,7 @@ class RedisJobStore final : public JobStore {
     // (run_kept), and only from the front, once the write succeeded.
     std::deque<Write> kept_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
-    std::optional<RedisConnection> feed_connection_;  // the feed thread's own
+    std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
     // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.

@@ -7,8 +7,10 @@ namespace {
 
 // A journal that is not there (a mistyped path) is an error, not a new empty journal; one
 // owned by a live process may be read, not changed.
-SqliteJobDatabase open_for(const std::string& path, bool change, std::optional<JournalOwner>& ownership) {
-    auto reader = SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only);
+SqliteJobDatabase open_for(const std::string& path, bool change,
+                           std::optional<JournalOwner>& ownership) {
+    auto reader =
+        SqliteJobDatabase::open(path, JournalSync::normal, SqliteJobDatabase::Access::read_only);
     if (!change) return reader;
     if (const auto owner = JournalOwner::live_owner(path)) {
         throw AdminRefused(fmt::format(

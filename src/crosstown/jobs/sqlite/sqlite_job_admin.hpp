@@ -7,8 +7,8 @@
 #include <string>
 
 #include "crosstown/jobs/job_admin.hpp"
-#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 #include "crosstown/jobs/sqlite/journal_owner.hpp"
+#include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
 namespace crosstown {
 

@@ -120,7 +120,8 @@ std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
     return n;
 }
 
-SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync sync, Access access) {
+SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync sync,
+                                          Access access) {
     if (access == Access::read_write) create_private(path);
     const int flags = access == Access::read_only ? SQLITE_OPEN_READONLY
                                                   : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -179,7 +180,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
     return journal;
 }
 
-SqliteJobDatabase::SqliteJobDatabase(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+SqliteJobDatabase::SqliteJobDatabase(std::string path, sqlite3* db)
+    : path_(std::move(path)), db_(db) {}
 SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
     : path_(std::move(other.path_)),
       sync_(other.sync_),
@@ -276,7 +278,9 @@ void SqliteJobDatabase::check_identity(Access access) {
 
 void SqliteJobDatabase::begin() { exec("BEGIN IMMEDIATE"); }
 void SqliteJobDatabase::commit() { exec("COMMIT"); }
-void SqliteJobDatabase::rollback() noexcept { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
+void SqliteJobDatabase::rollback() noexcept {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
 
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
@@ -303,7 +307,7 @@ void SqliteJobDatabase::remove(std::int64_t id) {
 }
 
 void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
-                         std::string_view error) {
+                                   std::string_view error) {
     auto& s = statements_->reschedule;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, run_at_ms).bind(4, error).run();

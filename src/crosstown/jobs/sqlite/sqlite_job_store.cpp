@@ -85,7 +85,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
 void SqliteJobStore::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
 
 void SqliteJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
-                               std::string error) {
+                                std::string error) {
     hand_over({Change::Type::reschedule, id, attempts, run_at_ms, std::move(error)});
 }
 
@@ -149,9 +149,10 @@ std::uint64_t SqliteJobStore::close() {
     flush();
     const auto unwritten = unwritten_finishes();
     if (unwritten > 0) {
-        log::error("journal {}: {} jobs finished but their completion could not be written; "
-                   "they stay in the journal and run again at the next start",
-                   path_, unwritten);
+        log::error(
+            "journal {}: {} jobs finished but their completion could not be written; "
+            "they stay in the journal and run again at the next start",
+            path_, unwritten);
     }
     return unwritten;
 }
