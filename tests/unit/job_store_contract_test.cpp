@@ -328,5 +328,41 @@ TYPED_TEST(JobStoreContract, AfterItsProcessDiesEveryUnfinishedJobComesBackAsLef
     EXPECT_EQ(left[0].job.id, ids[4]);
 }
 
+// Writes after the response name a job by id alone, and may come late (a given-up attempt's
+// handler that returns, a write kept while the store was unreachable). Once the job is gone,
+// they touch nothing: the job does not come back, and no other job changes.
+TYPED_TEST(JobStoreContract, WritesAboutAGoneJobTouchNothing) {
+    const auto gone = this->commit({"gone"});
+    this->backend.run(gone);
+    auto& store = this->backend.store();
+    store.complete(gone[0]);
+    store.flush();
+    const auto ids = this->commit({"new"});
+    this->backend.run(ids);
+    store.complete(gone[0]);
+    store.reschedule(gone[0], 2, unix_ms_now() + 60'000, "stale retry");
+    store.record_attempt(gone[0], 3);
+    store.bury(gone[0], 3, "stale death");
+    store.flush();
+    const auto left = this->backend.list();
+    ASSERT_EQ(left.size(), 1U) << "a stale write brought its job back";
+    EXPECT_EQ(left[0].job.id, ids[0]);
+    EXPECT_EQ(left[0].state, "ready");
+    EXPECT_EQ(left[0].job.attempts, 0U);
+    EXPECT_EQ(left[0].job.last_error, "");
+}
+
+// Ids are what a handler gives a remote API as its idempotency key: a job committed after the
+// process that ran the others died never has the id of one of them, finished or not.
+TYPED_TEST(JobStoreContract, IdsAreNeverReusedAfterTheProcessDies) {
+    const auto before = this->commit({"first", "last"});
+    this->backend.run(before);
+    for (const auto id : before) this->backend.store().complete(id);  // the last id is free
+    this->backend.store().flush();
+    this->backend.resume();
+    const auto after = this->commit({"a", "b", "c"});
+    for (const auto id : after) EXPECT_EQ(std::ranges::count(before, id), 0) << id;
+}
+
 }  // namespace
 }  // namespace crosstown
