@@ -6,7 +6,7 @@
 #     detail < observe < deferred < jobs < jobs/sqlite, jobs/redis < jobs/journal < http < fastcgi < service
 # Inside jobs: jobs/ holds the runner and the store contract; each store has its own folder
 # (jobs/sqlite, jobs/redis), and neither includes the other; jobs/journal opens the store that
-# --journal names, so it alone knows both.
+# --journal names, so it alone in jobs knows both. A folder deeper than these is in no layer.
 # testing sits beside them: it may include deferred, jobs, http, observe, detail and testing, and no
 # other layer may include testing.
 # Public headers (include/crosstown/**) must also stay installable on their own: they may
@@ -34,6 +34,7 @@ layer_of() {
     local rel=$1
     case $rel in
         server.hpp | server_config.hpp | crosstown.hpp) echo service ;;
+        jobs/sqlite/*/* | jobs/redis/*/* | jobs/journal/*/*) ;;
         jobs/sqlite/* | jobs/redis/* | jobs/journal/*) echo "${rel%/*}" ;;
         */*)
             local first=${rel%%/*}

@@ -35,7 +35,7 @@ RedisJournalOptions options_for(const std::string& instance) {
     return options;
 }
 
-struct RedisJournalTest : ::testing::Test {
+struct RedisJobStoreTest : ::testing::Test {
     test::RedisServer server{{.appendonly = true}};
     std::optional<RedisJobStore> a{std::in_place, server.unix_address(), options_for("a"),
                                    std::vector<std::string>{"k"}};
@@ -65,7 +65,7 @@ struct RedisJournalTest : ::testing::Test {
     }
 };
 
-TEST_F(RedisJournalTest, HeldJobsReachNoConsumerUntilReleased) {
+TEST_F(RedisJobStoreTest, HeldJobsReachNoConsumerUntilReleased) {
     const auto ids = commit(*a, "p1");
     ASSERT_EQ(ids.size(), 1U);
     EXPECT_TRUE(b.take(room, 300ms).empty());
@@ -83,7 +83,7 @@ TEST_F(RedisJournalTest, HeldJobsReachNoConsumerUntilReleased) {
     EXPECT_TRUE(a->take(room, 100ms).empty()) << "one consumer group: taken once";
 }
 
-TEST_F(RedisJournalTest, ACompletedJobLeavesNothingBehind) {
+TEST_F(RedisJobStoreTest, ACompletedJobLeavesNothingBehind) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
@@ -94,7 +94,7 @@ TEST_F(RedisJournalTest, ACompletedJobLeavesNothingBehind) {
     EXPECT_EQ(b.streams().at(0).pending, 0U);
 }
 
-TEST_F(RedisJournalTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen) {
+TEST_F(RedisJobStoreTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen) {
     const auto ids = commit(*a, "p");
     a->complete(ids[0]);  // skip_if_undelivered: never released
     EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
@@ -102,7 +102,7 @@ TEST_F(RedisJournalTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen)
     EXPECT_TRUE(b.take(room, 200ms).empty());
 }
 
-TEST_F(RedisJournalTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
+TEST_F(RedisJobStoreTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
@@ -132,7 +132,7 @@ TEST_F(RedisJournalTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies
 
 // A transient error reading the job (here WRONGTYPE, from a key of another type for a moment)
 // is no proof that the job is gone: its entry stays pending, and is claimed once it is readable.
-TEST_F(RedisJournalTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
+TEST_F(RedisJobStoreTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     const auto job_key = "t:job:" + std::to_string(ids[0]);
@@ -153,7 +153,7 @@ TEST_F(RedisJournalTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
 
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
 // where it stopped, and says when the scan has come round, so the feed claims them all at once.
-TEST_F(RedisJournalTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {
+TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {
     std::vector<std::int64_t> ids;
     for (int i = 0; i < 25; ++i) ids.push_back(commit(*a, "p" + std::to_string(i)).at(0));
     a->release(ids);
@@ -174,7 +174,7 @@ TEST_F(RedisJournalTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanCo
 
 // A job taken new is fresh; one claimed from a dead consumer is resumed, and carries the
 // attempt recorded before its last run, which its instance's death did not undo.
-TEST_F(RedisJournalTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInstanceDied) {
+TEST_F(RedisJobStoreTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInstanceDied) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     const auto taken = a->take(room, 1000ms);
@@ -197,7 +197,7 @@ TEST_F(RedisJournalTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInst
 // The server loses its data (FLUSHALL here) while instances hold and run jobs: new jobs get
 // ids no live instance holds, and a live instance's late writes about its old jobs (a
 // completion, a discard, a release) leave the new ones alone.
-TEST_F(RedisJournalTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLeaveNewJobsAlone) {
+TEST_F(RedisJobStoreTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLeaveNewJobsAlone) {
     std::vector<std::int64_t> old_held, old_taken;
     for (int i = 0; i < 20; ++i) old_held.push_back(commit(*a, "old").at(0));
     const auto released = commit(*a, "old, taken");
@@ -225,7 +225,7 @@ TEST_F(RedisJournalTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLeav
 // The feed of a survivor whose runner has room for 4 jobs at a time claims a dead consumer's
 // 200 retrying entries (they take no room until due) in one go past the claim time, not 4 per
 // beat, nor 4 per blocked read.
-TEST_F(RedisJournalTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
+TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
     constexpr std::size_t kBacklog = 200;
     std::vector<std::int64_t> ids;
     for (std::size_t i = 0; i < kBacklog; ++i) ids.push_back(commit(*a, "p").at(0));
@@ -258,7 +258,7 @@ TEST_F(RedisJournalTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
     runner.stop();
 }
 
-TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
+TEST_F(RedisJobStoreTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
@@ -269,7 +269,7 @@ TEST_F(RedisJournalTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     EXPECT_EQ(error.string(), "gave up");
 }
 
-TEST_F(RedisJournalTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinishedOne) {
+TEST_F(RedisJobStoreTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinishedOne) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
@@ -288,7 +288,7 @@ TEST_F(RedisJournalTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinish
     EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(done[0])}), 0);
 }
 
-TEST_F(RedisJournalTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatExpires) {
+TEST_F(RedisJobStoreTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatExpires) {
     const auto ids = commit(*a, "p");
     a->beat();
     b.beat();
@@ -309,7 +309,7 @@ TEST_F(RedisJournalTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeatE
     EXPECT_EQ(b.figures().orphans_released, 1U);
 }
 
-TEST_F(RedisJournalTest, AHeldJobWhoseReleaseWasLostIsReleasedByItsOwnInstanceAtTheSecondBeat) {
+TEST_F(RedisJobStoreTest, AHeldJobWhoseReleaseWasLostIsReleasedByItsOwnInstanceAtTheSecondBeat) {
     // A job in a's held set that no response of a's is writing: as after a release refused
     // for good. The hash and the held set as the hold script writes them.
     auto c = raw();
@@ -327,7 +327,7 @@ TEST_F(RedisJournalTest, AHeldJobWhoseReleaseWasLostIsReleasedByItsOwnInstanceAt
         << "a job whose response is in progress stays held";
 }
 
-TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredecessorHeld) {
+TEST_F(RedisJobStoreTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredecessorHeld) {
     {
         // a lives (and beats) all the while the second process waits for the name.
         std::jthread beating([&](std::stop_token stop) {
@@ -353,7 +353,7 @@ TEST_F(RedisJournalTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredece
     EXPECT_EQ(jobs[0].id, ids[0]);
 }
 
-TEST_F(RedisJournalTest, ALostConsumerGroupIsCreatedAgain) {
+TEST_F(RedisJobStoreTest, ALostConsumerGroupIsCreatedAgain) {
     raw().command({"DEL", "t:stream:k"});             // a server that lost its data, say
     EXPECT_THROW(b.take(room, 100ms), JournalError);  // NOGROUP: the group is created again
     const auto ids = commit(*a, "p");
@@ -363,7 +363,7 @@ TEST_F(RedisJournalTest, ALostConsumerGroupIsCreatedAgain) {
 
 // A feed that is claiming meets the lost group first: the claim creates it again (so that the
 // feed's reads go on) instead of failing at every turn.
-TEST_F(RedisJournalTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
+TEST_F(RedisJobStoreTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
     raw().command({"DEL", "t:stream:k"});
     EXPECT_TRUE(b.claim(room).empty());
     const auto ids = commit(*a, "p");
@@ -371,7 +371,7 @@ TEST_F(RedisJournalTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
     EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
 }
 
-TEST_F(RedisJournalTest, AServerOutOfMemoryRefusesHolds) {
+TEST_F(RedisJobStoreTest, AServerOutOfMemoryRefusesHolds) {
     auto c = raw();
     c.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
     c.command({"CONFIG", "SET", "maxmemory", "1"});
@@ -380,7 +380,7 @@ TEST_F(RedisJournalTest, AServerOutOfMemoryRefusesHolds) {
     EXPECT_EQ(commit(*a, "p").size(), 1U);
 }
 
-TEST_F(RedisJournalTest, AReleaseRefusedForNowIsKeptAndWrittenOnceTheServerTakesWritesAgain) {
+TEST_F(RedisJobStoreTest, AReleaseRefusedForNowIsKeptAndWrittenOnceTheServerTakesWritesAgain) {
     const auto ids = commit(*a, "p");
     auto c = raw();
     // A primary demoted during a failover: READONLY to every write. Its data stays until it
@@ -395,14 +395,14 @@ TEST_F(RedisJournalTest, AReleaseRefusedForNowIsKeptAndWrittenOnceTheServerTakes
     EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
 }
 
-TEST_F(RedisJournalTest, ACleanLeaveLetsOthersReleaseAtOnce) {
+TEST_F(RedisJobStoreTest, ACleanLeaveLetsOthersReleaseAtOnce) {
     commit(*a, "p");  // held, and never released by a (its release failed, say)
     a->leave();
     b.beat();
     EXPECT_EQ(b.take(room, 500ms).size(), 1U);
 }
 
-TEST_F(RedisJournalTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLater) {
+TEST_F(RedisJobStoreTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLater) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
@@ -427,7 +427,7 @@ TEST_F(RedisJournalTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLat
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
 }
 
-TEST_F(RedisJournalTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInstances) {
+TEST_F(RedisJobStoreTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInstances) {
     const auto ids = commit(*a, "p");
     commit(*a, "held");
     a->release(std::span(ids.data(), 1));

@@ -130,14 +130,14 @@ void batch_histogram(Out out, const SqliteJobStore::BatchSizes& sizes) {
                    name, sizes.sum, name, sizes.count);
 }
 
-void journal_metrics(Out out, const SqliteJobStore& writer) {
+void journal_metrics(Out out, const SqliteJobStore& sqlite) {
     family(out, "crosstown_journal_failed_transactions_total", "counter",
            "Journal transactions that failed (disk full, I/O error); their requests got 503.");
     fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
-                   writer.failed_transactions());
+                   sqlite.failed_transactions());
     histogram(out, "crosstown_journal_commit_seconds",
-              "From a request's commit to its transaction's end.", writer.commit_latency());
-    batch_histogram(out, writer.batch_sizes());
+              "From a request's commit to its transaction's end.", sqlite.commit_latency());
+    batch_histogram(out, sqlite.batch_sizes());
 }
 
 void redis_metrics(Out out, const RedisJobStore& redis) {
@@ -212,8 +212,8 @@ void job_metrics(Out out, const JobRunner& jobs) {
           "Durable job attempts given up past their timeout whose handlers still run, each "
           "holding a worker.",
           stuck);
-    if (const auto* writer = dynamic_cast<const SqliteJobStore*>(&jobs.store())) {
-        journal_metrics(out, *writer);
+    if (const auto* sqlite = dynamic_cast<const SqliteJobStore*>(&jobs.store())) {
+        journal_metrics(out, *sqlite);
     } else if (const auto* redis = dynamic_cast<const RedisJobStore*>(&jobs.store())) {
         redis_metrics(out, *redis);
     }

@@ -206,7 +206,9 @@ class Server::Impl {
     Pool pool_;
     JobKinds kinds_;
     // Durable jobs, from run() on, when a journal is configured: the store --journal names, and
-    // the runner on it. The runner goes before the pool it feeds, and the store after it.
+    // the runner on it. The runner goes before the pool it feeds, and the store after it; a
+    // store's feed (Redis) calls the runner, so stop_jobs() closes the store, ending the feed,
+    // before the runner is gone (~Impl calls it when run() did not).
     std::unique_ptr<JobStore> job_store_;
     std::optional<JobRunner> job_runner_;
     bool jobs_stopped_ = false;
@@ -377,11 +379,14 @@ int Server::Impl::work_only() {
 // (SQLite), or claimed by another instance (Redis).
 void Server::Impl::stop_jobs() {
     if (!job_runner_ || jobs_stopped_) return;
-    jobs_stopped_ = true;
     set_process_job_runner(nullptr);
     job_runner_->stop();
+    // Closed before the totals are read: a Redis feed may still hand the runner jobs it took
+    // (kept) until close() has stopped it.
+    const auto unwritten = job_store_->close();
+    jobs_stopped_ = true;
     auto totals = job_runner_->totals();
-    totals.outstanding += job_store_->close();
+    totals.outstanding += unwritten;
     log::info("{}", totals.summary());
 }
 

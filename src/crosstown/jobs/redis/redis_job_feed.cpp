@@ -26,8 +26,8 @@ void nap(const std::stop_token& stop, Clock::duration pause) {
 
 }  // namespace
 
-RedisJobFeed::RedisJobFeed(RedisJobStore& journal, JobRunner& runner, bool take)
-    : journal_(journal),
+RedisJobFeed::RedisJobFeed(RedisJobStore& store, JobRunner& runner, bool take)
+    : store_(store),
       runner_(runner),
       taking_(take),
       thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
@@ -59,9 +59,9 @@ void RedisJobFeed::loop(std::stop_token stop) {
 
 void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& next_beat) {
     const auto beat_every =
-        std::max(journal_.options().claim_after / 4, std::chrono::milliseconds(50));
+        std::max(store_.options().claim_after / 4, std::chrono::milliseconds(50));
     if (Clock::now() >= next_beat) {
-        journal_.beat();  // when it throws, it is tried again after the backoff, not a beat later
+        store_.beat();  // when it throws, it is tried again after the backoff, not a beat later
         next_beat = Clock::now() + beat_every;
         claiming_ = true;  // each beat looks again for dead consumers' entries
     }
@@ -79,10 +79,10 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // kind's scan of the pending entries has come round.
     bool claimed = false;
     if (claiming_) {
-        auto jobs = journal_.claim(room);
+        auto jobs = store_.claim(room);
         claimed = !jobs.empty();
         runner_.receive(std::move(jobs));
-        claiming_ = !journal_.claim_scan_done(room);
+        claiming_ = !store_.claim_scan_done(room);
         room = runner_.room();
         if (room.empty()) return;
     }
@@ -95,7 +95,7 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     const auto block = claimed
                            ? std::chrono::milliseconds(0)
                            : std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
-    runner_.receive(journal_.take(room, block));
+    runner_.receive(store_.take(room, block));
 }
 
 }  // namespace crosstown

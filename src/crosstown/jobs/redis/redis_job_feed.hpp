@@ -31,7 +31,7 @@ namespace crosstown {
 class RedisJobFeed {
   public:
     // `take`: run jobs (roles both and worker); false: only beat (role web).
-    RedisJobFeed(RedisJobStore& journal, JobRunner& runner, bool take);
+    RedisJobFeed(RedisJobStore& store, JobRunner& runner, bool take);
     ~RedisJobFeed();  // stop()
     RedisJobFeed(const RedisJobFeed&) = delete;
     RedisJobFeed& operator=(const RedisJobFeed&) = delete;
@@ -45,7 +45,7 @@ class RedisJobFeed {
     void loop(std::stop_token stop);
     void feed_once(const std::stop_token& stop, std::chrono::steady_clock::time_point& next_beat);
 
-    RedisJobStore& journal_;
+    RedisJobStore& store_;
     JobRunner& runner_;
     std::atomic<bool> taking_;
     bool claiming_ = false;  // the feed thread's: a look for dead consumers' entries goes on
