@@ -1,7 +1,7 @@
 # What building crosstown and running its tests needs, as Debian 12 packages.
 build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost-dev
     libboost-program-options-dev libfcgi-dev libsystemd-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-    libbenchmark-dev libsqlite3-dev libhiredis-dev)
+    libbenchmark-dev libsqlite3-dev libhiredis-dev ccache)
 # The durable-jobs tests on Redis start a real server on loopback.
 test_server_packages=(nginx redis-server)
 # The fuzz preset: clang and its libFuzzer runtime.

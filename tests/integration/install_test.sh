@@ -38,11 +38,20 @@ snippet_in_example() {
 }
 
 # Configures, builds and tests the example with CMake; extra arguments go to the configure.
+# Through ccache when crosstown's own build found it: a user's build is the same either way,
+# and the fetched library's sources (under the source tree) are lookups from the second run.
 build_example() {
     local dir=$1; shift
-    cmake -S "$source_dir/examples/signup" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CXX_COMPILER="$cxx" "$@" >"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
-    cmake --build "$dir" >>"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
+    local launcher=()
+    local ccache
+    ccache=$(cache CROSSTOWN_CCACHE)
+    [ -x "$ccache" ] && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER="$ccache")
+    CCACHE_BASEDIR=$source_dir CCACHE_NOHASHDIR=1 \
+        cmake -S "$source_dir/examples/signup" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CXX_COMPILER="$cxx" "${launcher[@]}" "$@" >"$dir.log" 2>&1 ||
+        { cat "$dir.log"; return 1; }
+    CCACHE_BASEDIR=$source_dir CCACHE_NOHASHDIR=1 cmake --build "$dir" >>"$dir.log" 2>&1 ||
+        { cat "$dir.log"; return 1; }
     ctest --test-dir "$dir" --output-on-failure >>"$dir.log" 2>&1 || { cat "$dir.log"; return 1; }
     "$dir/signup" --version | grep -q -x 'signup 1.0'
 }
