@@ -119,13 +119,14 @@ TEST(HostileFastCgi, HundredsOfIdleConnectionsPinNoThread) {
 // crosstown sees a byte. crosstown cannot guard this without parsing FastCGI itself; the defence
 // is that nobody but nginx can connect (socket mode 0660, group www-data; FCGI_WEB_SERVER_ADDRS
 // and --allow-remote for TCP), and systemd's Restart=on-failure. This test pins the known
-// limit down: it fails, and the README must change, the day libfcgi survives it.
+// limit down: it fails, and the deploying guide's security notes must change, the day
+// libfcgi survives it.
 TEST(HostileFastCgi, KnownLimitAHugeParamsLengthKillsTheProcessInsideLibfcgi) {
     NginxStack stack({"--responders", "2", "--io-timeout", "1s"});
     FastCgiConnection hostile(stack.socket());
     hostile.send_raw(begin_request(true) + record(kParams, lying_pair(0x7FFFFFFE)));
     const auto code = stack.app().wait(10s);
-    ASSERT_TRUE(code.has_value()) << "survived: update the README's security notes";
+    ASSERT_TRUE(code.has_value()) << "survived: update doc/deploying.md's security notes";
     // Release builds abort (134); under ASan or TSan the sanitizer's allocator reports the
     // 2 GiB request and exits with its own code. Either way the process is gone.
     EXPECT_NE(*code, 0);

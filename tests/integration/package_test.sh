@@ -28,7 +28,9 @@ for path in ./usr/bin/fcgi_app \
     ./etc/fcgi_app/fcgi_app.conf \
     ./etc/nginx/snippets/fcgi_app.conf ./etc/nginx/snippets/fcgi_app_upstream.conf \
     ./etc/nginx/sites-available/fcgi_app ./etc/nginx/sites-available/fcgi_app_instances \
-    ./usr/share/doc/crosstown-fcgi-app/README.md; do
+    ./usr/share/doc/crosstown-fcgi-app/README.md \
+    ./usr/share/doc/crosstown-fcgi-app/doc/deploying.md \
+    ./usr/share/doc/crosstown-fcgi-app/doc/operating.md; do
     check grep -q -x -F "$path" <<<"$contents"
 done
 # Nothing enabled behind the administrator's back, and no build output.

@@ -253,17 +253,17 @@ TEST_F(ConfigFile, ShippedFileHasEveryOptionAtItsDefault) {
     }
 }
 
-// The rows of README.md's options table, under "## Configuration": option and default. A
-// default in backticks is a value ("/run/NAME/NAME.sock" with NAME the program's name); any
-// other text (`the process's`) says there is none.
-std::map<std::string, std::string> readme_defaults(const std::string& program) {
-    std::ifstream readme(CROSSTOWN_SOURCE_DIR "/README.md");
-    EXPECT_TRUE(readme) << CROSSTOWN_SOURCE_DIR "/README.md";
+// The rows of doc/configuration.md's options table, under "## Configuration": option and
+// default. A default in backticks is a value ("/run/NAME/NAME.sock" with NAME the program's
+// name); any other text (`the process's`) says there is none.
+std::map<std::string, std::string> guide_defaults(const std::string& program) {
+    std::ifstream guide(CROSSTOWN_SOURCE_DIR "/doc/configuration.md");
+    EXPECT_TRUE(guide) << CROSSTOWN_SOURCE_DIR "/doc/configuration.md";
     const std::regex row(R"(^\| `--([a-z][a-z-]*)` \| ([^|]*) \|.*\|$)");
     const std::regex value(R"(^`([^`]*)`$)");
     std::map<std::string, std::string> defaults;
     bool in_section = false;
-    for (std::string line; std::getline(readme, line);) {
+    for (std::string line; std::getline(guide, line);) {
         if (line.starts_with("## ")) in_section = line == "## Configuration";
         std::smatch m;
         if (!in_section || !std::regex_match(line, m, row)) continue;
@@ -273,30 +273,30 @@ std::map<std::string, std::string> readme_defaults(const std::string& program) {
         for (auto at = shown.find("NAME"); at != std::string::npos; at = shown.find("NAME")) {
             shown.replace(at, 4, program);
         }
-        EXPECT_FALSE(defaults.contains(m[1])) << "README.md lists --" << m[1] << " twice";
+        EXPECT_FALSE(defaults.contains(m[1])) << "the table lists --" << m[1] << " twice";
         defaults[m[1]] = shown;
     }
     return defaults;
 }
 
-// README.md's configuration table and --help agree: the same options, the same defaults.
-TEST(ServerConfig, ReadmeTableHasEveryOptionAtItsDefault) {
+// doc/configuration.md's options table and --help agree: the same options, the same defaults.
+TEST(ServerConfig, ConfigurationGuideTableHasEveryOptionAtItsDefault) {
     const auto help = help_defaults(parse({"--help"}).out);
     ASSERT_GT(help.size(), 10u) << "--help was not understood";
     ASSERT_TRUE(help.contains("listen") && help.contains("socket-group"));
-    const auto readme = readme_defaults("fcgi_app");
+    const auto table = guide_defaults("fcgi_app");
     for (const auto& [name, shown] : help) {
-        const auto row = readme.find(name);
-        if (row == readme.end()) {
-            ADD_FAILURE() << "README.md's configuration table lacks --" << name;
+        const auto row = table.find(name);
+        if (row == table.end()) {
+            ADD_FAILURE() << "doc/configuration.md's table lacks --" << name;
         } else {
             EXPECT_EQ(row->second, shown)
-                << "--" << name << ": README.md's default differs from --help's";
+                << "--" << name << ": doc/configuration.md's default differs from --help's";
         }
     }
-    for (const auto& [name, shown] : readme) {
+    for (const auto& [name, shown] : table) {
         EXPECT_TRUE(help.contains(name))
-            << "README.md's configuration table lists --" << name << ", which --help does not";
+            << "doc/configuration.md's table lists --" << name << ", which --help does not";
     }
 }
 
