@@ -668,6 +668,9 @@ TEST(DurableJobs, FailedAttemptsAreRetriedAndJobsDieAfterMaxAttempts) {
         [&] { return count_of(stack.app().output(), "is dead after 5 attempts") == 2; }, 20s, 20ms))
         << stack.app().output();
     EXPECT_TRUE(placed_of(witness, batch_of(dying)).empty());
+    // The death is logged when it is handed to the journal's writer, which writes it a moment
+    // later (a death costs a request no wait).
+    ASSERT_TRUE(eventually([&] { return journal_ids(journal, true).size() == 2; }, 10s, 20ms));
 
     // Listed as dead, with the last error, while the server runs.
     const auto dead = jobs_command({"list", "--dead", "--journal", journal});
