@@ -30,6 +30,7 @@
 #include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
+#include "support/job_harness.hpp"
 #include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
 #include "support/redis_server.hpp"
@@ -42,6 +43,8 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using Names = std::vector<std::string>;
+using test::Attempts;
+using test::Seen;
 
 // Each store, as processes one after another open it: open() gives the store of the process
 // now running, die() ends that process without a clean stop.
@@ -95,37 +98,6 @@ class RedisStores {
     test::RedisServer server_;
     int opened_ = 0;
     std::optional<RedisJobStore> store_;
-};
-
-// What one attempt saw.
-struct Seen {
-    Job job;
-    Clock::time_point at;
-};
-
-class Attempts {
-  public:
-    void add(const Job& job) {
-        std::lock_guard lock(mutex_);
-        seen_.push_back({job, Clock::now()});
-    }
-    std::vector<Seen> list() const {
-        std::lock_guard lock(mutex_);
-        return seen_;
-    }
-    // The first attempt `attempt` of the job with this payload, if it ran.
-    std::optional<Seen> find(const std::string& payload, unsigned attempt) const {
-        std::lock_guard lock(mutex_);
-        const auto it = std::ranges::find_if(seen_, [&](const Seen& s) {
-            return s.job.payload == payload && s.job.attempt == attempt;
-        });
-        if (it == seen_.end()) return std::nullopt;
-        return *it;
-    }
-
-  private:
-    mutable std::mutex mutex_;
-    std::vector<Seen> seen_;
 };
 
 // A process: a pool, a runner on the store it opens, started as the server starts it. Stopped
