@@ -23,7 +23,7 @@
 //     short: queued callbacks are abandoned at once, running ones see their stop tokens, and
 //     durable jobs are kept.
 //   - SIGHUP: logged and ignored (there is nothing to reload; restart the service).
-// With --journal, run() first claims and opens the journal and queues its jobs again (before
+// With --journal, run() first acquires and opens the journal and queues its jobs again (before
 // READY=1); a journal another live process owns, or that is corrupt, foreign or cannot be
 // created, makes run() return 2 with a message naming the file.
 // One Server per process: constructing a second while one exists throws std::logic_error.

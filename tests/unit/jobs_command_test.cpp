@@ -112,7 +112,7 @@ TEST_F(JobsCommand, StatsCountByKindAndState) {
 }
 
 TEST_F(JobsCommand, ListAndStatsWorkWhileAServerOwnsTheJournal) {
-    auto owner = JournalOwner::claim(path_);
+    auto owner = JournalOwner::acquire(path_);
     auto writer = open_rw(path_);  // as the server holds it
     EXPECT_EQ(jobs({"list", "--journal", path_}).code, 0);
     EXPECT_EQ(jobs({"stats", "--journal", path_}).code, 0);
@@ -164,7 +164,7 @@ TEST_F(JobsCommand, PurgeDeadDeletesTheDead) {
 }
 
 TEST_F(JobsCommand, RetryAndPurgeAreRefusedWhileALiveProcessOwnsTheJournal) {
-    auto owner = JournalOwner::claim(path_);
+    auto owner = JournalOwner::acquire(path_);
     const auto pid = "pid " + std::to_string(getpid());
     for (const auto& r : {jobs({"retry", "--dead", "--journal", path_}),
                           jobs({"retry", std::to_string(dead_), "--journal", path_}),

@@ -330,7 +330,7 @@ TEST(Pool, ReservedRoomIsKeptForItsBatchAndGivenBackToTheLine) {
     ASSERT_TRUE(test::eventually([&] { return third.load(); })) << "the slot left over";
     EXPECT_EQ(pool.queue_depth(), 1U);
     EXPECT_FALSE(pool.has_room_for(1)) << "the waiter keeps the slot it was given";
-    pool.release_room(1);
+    pool.give_back_room(1);
     EXPECT_TRUE(pool.has_room_for(1));
     gate.open();
     pool.wait_idle();

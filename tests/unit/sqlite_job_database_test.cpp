@@ -474,7 +474,7 @@ TEST(JournalOwner, ClaimWritesThisProcessesPid) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     EXPECT_EQ(JournalOwner::live_owner(path), std::nullopt);  // no lock file yet
-    auto owner = JournalOwner::claim(path);
+    auto owner = JournalOwner::acquire(path);
     std::ifstream lock(path + ".lock");
     pid_t written = 0;
     lock >> written;
@@ -484,10 +484,10 @@ TEST(JournalOwner, ClaimWritesThisProcessesPid) {
 TEST(JournalOwner, ASecondClaimIsRefusedNamingTheFileAndTheOwner) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    auto owner = JournalOwner::claim(path);
+    auto owner = JournalOwner::acquire(path);
     // Same process, a separate open file description: flock refuses it as it would another
     // process.
-    const auto error = journal_error([&] { JournalOwner::claim(path); });
+    const auto error = journal_error([&] { JournalOwner::acquire(path); });
     EXPECT_THAT(error, HasSubstr(path));
     EXPECT_THAT(error, HasSubstr("pid " + std::to_string(getpid())));
 }
@@ -496,14 +496,14 @@ TEST(JournalOwner, LiveOwnerIsThePidWhileHeldAndNoneAfter) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     {
-        auto owner = JournalOwner::claim(path);
+        auto owner = JournalOwner::acquire(path);
         EXPECT_EQ(JournalOwner::live_owner(path), getpid());
         auto moved = std::move(owner);  // ownership moves with it
         EXPECT_EQ(JournalOwner::live_owner(path), getpid());
     }
     EXPECT_EQ(JournalOwner::live_owner(path), std::nullopt);
     EXPECT_TRUE(std::filesystem::exists(path + ".lock"));  // left for the next owner
-    auto again = JournalOwner::claim(path);                // which takes it over
+    auto again = JournalOwner::acquire(path);                // which takes it over
     EXPECT_EQ(JournalOwner::live_owner(path), getpid());
 }
 
@@ -511,9 +511,9 @@ TEST(JournalOwner, AClaimThatCannotCreateTheLockFileNamesTheFile) {
     // Tests run as root, whom permissions do not stop: use places no one can create files in.
     test::TempDir dir;
     const auto missing = dir / "no-such-dir/jobs.db";
-    EXPECT_THAT(journal_error([&] { JournalOwner::claim(missing); }), HasSubstr(missing));
+    EXPECT_THAT(journal_error([&] { JournalOwner::acquire(missing); }), HasSubstr(missing));
     const std::string proc = "/proc/self/jobs.db";
-    EXPECT_THAT(journal_error([&] { JournalOwner::claim(proc); }), HasSubstr(proc));
+    EXPECT_THAT(journal_error([&] { JournalOwner::acquire(proc); }), HasSubstr(proc));
 }
 
 }  // namespace

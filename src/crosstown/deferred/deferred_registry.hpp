@@ -46,10 +46,10 @@ class DeferredRegistry {
     // Appends a callback. A named one first removes an earlier one of the same name (the new
     // one takes the later place). Throws DeferredLimitExceeded past max_callbacks.
     void add(DeferredOptions options, Callback fn);
-    // Counts a slot of `pool`'s queue kept for this request (Pool::reserve_room): dispatch
+    // Counts a slot of `pool`'s queue reserved for this request (Pool::reserve_room): dispatch
     // hands it over, anything else gives it back.
-    void keep_room(Pool& pool);
-    std::size_t room_kept() const { return room_kept_; }
+    void add_reserved(Pool& pool);
+    std::size_t reserved() const { return reserved_; }
     // Cancels the callback of that name; false when there is none.
     bool forget(std::string_view name);
 
@@ -59,16 +59,16 @@ class DeferredRegistry {
     // Counts and gates everything collected, then dispatches; leaves the registry empty.
     void dispatch(Pool& pool, ResponseOutcome outcome);
     // Hands everything collected to the caller instead (test capture), and gives back the
-    // room kept for it; leaves it empty.
+    // room reserved for it; leaves it empty.
     std::vector<Registration> take();
 
   private:
     std::vector<Registration> take_registrations();
-    void release_room();
+    void give_back_room();
 
     std::size_t max_callbacks_;
-    Pool* room_pool_ = nullptr;  // where the kept slots are
-    std::size_t room_kept_ = 0;
+    Pool* room_pool_ = nullptr;  // where the reserved slots are
+    std::size_t reserved_ = 0;
     std::vector<Registration> callbacks_;
     std::uint64_t forgotten_ = 0;
 };

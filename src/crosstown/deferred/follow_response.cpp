@@ -57,10 +57,10 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
 // only at dispatch, when the response has gone out and holding the thread holds up everyone:
 // - shed: Overloaded, so the request gets a 503 (the request's earlier callbacks count too:
 //   they will need room at the same dispatch);
-// - block: the handler waits for room and keeps it (Pool::reserve_room), so the client whose
+// - block: the handler waits for room and reserves it (Pool::reserve_room), so the client whose
 //   request defers work waits, and the responder serves others with a spare thread meanwhile.
-//   Only its first callback waits: once it keeps room, a request takes what is free (ahead of
-//   those waiting for their first, so that it finishes what it started) and never waits again
+//   Only its first callback waits: once it has reserved room, a request takes what is free (ahead
+//   of those waiting for their first, so that it finishes what it started) and never waits again
 //   (which could deadlock); a callback that found none waits at dispatch.
 void refuse_if_full(const DeferredRegistry& registry, const DeferredOptions& options) {
     Pool* pool = process_pool();
@@ -74,14 +74,14 @@ void refuse_if_full(const DeferredRegistry& registry, const DeferredOptions& opt
 }
 
 // After the callback joined the registry, so that one refused there (past the request's cap)
-// keeps no room.
-void keep_room(DeferredRegistry& registry, bool same_thread) {
+// reserves no room.
+void reserve_room_for(DeferredRegistry& registry, bool same_thread) {
     Pool* pool = process_pool();
     if (pool == nullptr || same_thread) return;
     const auto overflow = pool->config().overflow;
     if (overflow != Overflow::block && overflow != Overflow::spill) return;
-    if (registry.room_kept() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
-        registry.keep_room(*pool);
+    if (registry.reserved() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
+        registry.add_reserved(*pool);
     }
 }
 
@@ -108,7 +108,7 @@ void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
         refuse_if_full(*registry, options);
         const bool same_thread = options.same_thread;
         registry->add(std::move(options), std::move(fn));
-        keep_room(*registry, same_thread);
+        reserve_room_for(*registry, same_thread);
         return;
     }
     {

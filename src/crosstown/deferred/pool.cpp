@@ -33,8 +33,7 @@ std::string_view name_of(const DeferredCallback& callback) {
 // Under shed the callback passed registration: it is owed a run, so its dispatch waits.
 // Under spill an in-memory callback waits as under block (only durable jobs spill).
 bool waits_for_room(Overflow overflow) {
-    return overflow == Overflow::block || overflow == Overflow::shed ||
-           overflow == Overflow::spill;
+    return overflow == Overflow::block || overflow == Overflow::shed || overflow == Overflow::spill;
 }
 
 // Callbacks that DeferredCounters count: all but durable jobs' attempts.
@@ -99,7 +98,7 @@ std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
     std::unique_lock lock(mutex_);
     // Submitters waiting for room have their turn first; after drain nothing is taken.
     if (closed_ || !waiting_for_room_.empty()) return 0;
-    const bool wake = claim_wake(push_what_fits(rest, now));
+    const bool wake = should_wake_one(push_what_fits(rest, now));
     grow_if_needed();
     lock.unlock();
     if (wake) work_cv_.notify_one();
@@ -131,11 +130,11 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
         reserved_ -= reserved;
         publish_sizes();
         if (!closed_) {  // closed: the loop below gives them all up
-            auto kept = callbacks.first(std::min(reserved, callbacks.size()));
-            callbacks = callbacks.subspan(kept.size());
-            woken = claim_wake(push_what_fits(kept, now));
+            auto into_reserved = callbacks.first(std::min(reserved, callbacks.size()));
+            callbacks = callbacks.subspan(into_reserved.size());
+            woken = should_wake_one(push_what_fits(into_reserved, now));
             grow_if_needed();
-            if (reserved > kept.size()) pass_turn();
+            if (reserved > into_reserved.size()) pass_turn();
         }
     }
     if (callbacks.empty()) {
@@ -152,7 +151,7 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
         }
         const bool my_turn =
             own_worker || (me ? waiting_for_room_.front() == &*me : waiting_for_room_.empty());
-        const bool pushed = my_turn && claim_wake(push_what_fits(callbacks, now));
+        const bool pushed = my_turn && should_wake_one(push_what_fits(callbacks, now));
         const bool wake = std::exchange(woken, false) || pushed;
         grow_if_needed();
         if (callbacks.empty()) {
@@ -213,7 +212,7 @@ bool Pool::try_reserve_room() {
     return true;
 }
 
-void Pool::release_room(std::size_t slots) {
+void Pool::give_back_room(std::size_t slots) {
     if (slots == 0) return;
     std::lock_guard lock(mutex_);
     assert(slots <= reserved_);
@@ -242,9 +241,7 @@ bool Pool::take_turn(std::unique_lock<std::mutex>& lock) {
 }
 
 // Free slots: neither queued nor reserved. Requires mutex_.
-std::size_t Pool::room() const {
-    return config_.queue_capacity - queue_.size() - reserved_;
-}
+std::size_t Pool::room() const { return config_.queue_capacity - queue_.size() - reserved_; }
 
 // Requires mutex_.
 bool Pool::has_turn_and_room(const RoomWaiter& waiter) const {
@@ -280,7 +277,7 @@ std::size_t Pool::push_what_fits(std::span<DeferredCallback>& callbacks, Clock::
 // next, see worker_loop) instead of waking them all to fight over the lock on two cores.
 // The ramp costs a wake-up latency per worker, microseconds against callbacks that take
 // milliseconds.
-bool Pool::claim_wake(std::size_t new_callbacks) {
+bool Pool::should_wake_one(std::size_t new_callbacks) {
     if (new_callbacks == 0 || waking_ || waiting_workers_ == 0) return false;
     waking_ = true;
     return true;
@@ -304,7 +301,8 @@ void Pool::run_inline(DeferredCallback callback) {
 void Pool::run_inline_counted(DeferredCallback& callback) {
     auto clock = Clock::now();
     const auto result = run_callback(callback, std::stop_token{}, stats_[config_.workers], clock);
-    if (!callback.durable_job) bump(result == Result::completed ? counters_.completed : counters_.failed);
+    if (!callback.durable_job)
+        bump(result == Result::completed ? counters_.completed : counters_.failed);
 }
 
 void Pool::worker_loop(std::stop_token stop, unsigned slot) {
@@ -333,7 +331,7 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
         if (!counted) ++busy_durable_;
         publish_sizes();
         pass_turn();
-        const bool wake = claim_wake(queue_.size());
+        const bool wake = should_wake_one(queue_.size());
         grow_if_needed();
         lock.unlock();
         if (wake) work_cv_.notify_one();
@@ -363,7 +361,8 @@ bool Pool::wait_for_work(std::unique_lock<std::mutex>& lock) {
         ++waiting_workers_;
         bool idle_too_long = false;
         if (live_ > config_.min_workers) {
-            idle_too_long = work_cv_.wait_for(lock, config_.idle_timeout) == std::cv_status::timeout;
+            idle_too_long =
+                work_cv_.wait_for(lock, config_.idle_timeout) == std::cv_status::timeout;
         } else {
             work_cv_.wait(lock);
         }

@@ -78,7 +78,7 @@ class Pool {
 
     // Hands callbacks to the workers; counted as dispatched. After drain() they are abandoned.
     void submit(DeferredCallback callback);
-    // `reserved`: slots this submitter kept with reserve_room(). That many of the callbacks
+    // `reserved`: slots this submitter reserved with reserve_room(). That many of the callbacks
     // go in at once, ahead of anyone waiting for room; slots left over are given back; the
     // rest wait for room under block, as any submission does.
     void submit_batch(std::vector<DeferredCallback> callbacks, std::size_t reserved = 0);
@@ -94,18 +94,18 @@ class Pool {
     // response, which keeps nothing: its job goes to the runner, not the queue.
     void wait_for_room();
     // The same wait, then keeps one slot of the queue for the caller until its submit_batch
-    // (or release_room). Without it, a request whose registrations found room could meet a
+    // (or give_back_room). Without it, a request whose registrations found room could meet a
     // full queue at dispatch, after its response: its client would send the next request at
     // once while the responder waited, and under saturation the waiting dispatches piled up
     // until no thread was left to serve anyone. False when it kept nothing: on one of this
     // pool's own workers (which never waits), or after drain.
     bool reserve_room();
     // Keeps a free slot if there is one, never waiting: for a caller that already keeps
-    // some, since waiting while keeping room could wait for itself (a request registering
+    // some, since waiting while holding reserved room could wait for itself (a request registering
     // more callbacks than the queue holds), or for another that waits in turn. It goes ahead
     // of those waiting in line: a request that started finishes its registrations first.
     bool try_reserve_room();
-    void release_room(std::size_t slots);
+    void give_back_room(std::size_t slots);
 
     // Runs a callback on the calling thread with the pool's isolation and accounting
     // (same_thread callbacks, Overflow::caller_runs). Its stop token never fires.
@@ -125,7 +125,7 @@ class Pool {
     LatencyHistogram::Snapshot queue_wait() const;
     LatencyHistogram::Snapshot run_time() const;
     std::size_t queue_depth() const { return queue_depth_.load(std::memory_order_relaxed); }
-    // Slots kept by reserve_room() and not yet used: room the queue does not show.
+    // Slots reserved by reserve_room() and not yet used: room the queue does not show.
     std::size_t reserved_room() const { return reserved_room_.load(std::memory_order_relaxed); }
     // Whether `callbacks` more would fit in the queue now. Lock-free, so only a hint: others
     // may fill or empty it the next instant.
@@ -157,7 +157,7 @@ class Pool {
     struct RoomWaiter;
     bool has_turn_and_room(const RoomWaiter& waiter) const;
     std::size_t push_what_fits(std::span<DeferredCallback>& callbacks, Clock::time_point now);
-    bool claim_wake(std::size_t new_callbacks);
+    bool should_wake_one(std::size_t new_callbacks);
     void give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint64_t>& counter,
                  std::string_view why);
     void run_inline_counted(DeferredCallback& callback);
@@ -189,13 +189,13 @@ class Pool {
     std::condition_variable work_cv_;     // workers wait for callbacks
     std::condition_variable idle_cv_;     // wait_idle()/drain() wait for an idle pool
     std::deque<DeferredCallback> queue_;  // guarded by mutex_
-    std::size_t reserved_ = 0;  // guarded by mutex_; slots kept by reserve_room(), not yet used
-    unsigned busy_ = 0;                   // guarded by mutex_
-    unsigned busy_durable_ = 0;           // guarded by mutex_; of busy_, durable jobs' attempts
-    unsigned waiting_workers_ = 0;        // guarded by mutex_
-    unsigned live_ = 0;                   // guarded by mutex_; started and not retired
-    unsigned starting_ = 0;               // guarded by mutex_; started, not yet looking for work
-    bool waking_ = false;                 // guarded by mutex_; a worker was notified, not yet up
+    std::size_t reserved_ = 0;  // guarded by mutex_; slots reserved by reserve_room(), not yet used
+    unsigned busy_ = 0;         // guarded by mutex_
+    unsigned busy_durable_ = 0;     // guarded by mutex_; of busy_, durable jobs' attempts
+    unsigned waiting_workers_ = 0;  // guarded by mutex_
+    unsigned live_ = 0;             // guarded by mutex_; started and not retired
+    unsigned starting_ = 0;         // guarded by mutex_; started, not yet looking for work
+    bool waking_ = false;           // guarded by mutex_; a worker was notified, not yet up
     // Overflow::block submitters waiting for room, first come first served (mutex_).
     struct RoomWaiter {
         std::condition_variable cv;

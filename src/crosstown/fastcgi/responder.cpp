@@ -310,7 +310,7 @@ void Responder::accept_one(FCGX_Request& fcgi) {
     }
     set_timeouts(fd, config_.io_timeout);
     // nginx writes its request as soon as it has connected, so it is usually here already. A
-    // peer that connects and says nothing waits in the epoll set, as an idle kept connection
+    // peer that connects and says nothing waits in the epoll set, as an idle keep-conn connection
     // does, instead of holding this thread in libfcgi's read until --io-timeout.
     pollfd ready{fd, POLLIN, 0};
     if (::poll(&ready, 1, 0) != 1) {
@@ -351,7 +351,7 @@ void Responder::back_off_after(int error) {
 void Responder::serve(FCGX_Request& fcgi, int fd) {
     fcgi.ipcFd = fd;
     // FCGX_Accept_r starts with FCGX_Finish_r, which would close the fd just set unless the
-    // connection is marked kept; the request's own flags then decide (ProcessBeginRecord).
+    // connection is marked keep-conn; the request's own flags then decide (ProcessBeginRecord).
     fcgi.keepConnection = 1;
     // < 0: the peer closed the connection or sent no valid request; libfcgi has closed it.
     if (FCGX_Accept_r(&fcgi) < 0) {
@@ -409,7 +409,7 @@ void Responder::handle(FCGX_Request& fcgi) {
     if (fcgi.ipcFd >= 0) {
         park(std::exchange(fcgi.ipcFd, -1));
     } else {
-        log::debug("responder: connection closed after its request (not kept)");
+        log::debug("responder: connection closed after its request (no keep-conn)");
     }
 
     const auto registered = deferred.callbacks().size() + committed.size();
@@ -429,7 +429,7 @@ void Responder::handle(FCGX_Request& fcgi) {
     }
 }
 
-// Under load nginx sends the next request on a kept connection at once, so the thread the
+// Under load nginx sends the next request on a keep-conn connection at once, so the thread the
 // re-arm wakes (unpark()) often arrives while this one is still here: the set is updated under
 // the lock, but the re-arm (a syscall) happens after it, or those two threads queue on the
 // lock for every request (measured: about four futex calls per request through nginx). The

@@ -1,8 +1,8 @@
 // crosstown::Responder: the threads that serve FastCGI requests from nginx.
 //
-// N threads share one epoll set holding the listen socket, every idle kept connection and a
+// N threads share one epoll set holding the listen socket, every idle keep-conn connection and a
 // stop eventfd. A thread that wakes for the listen socket accepts the connection itself and
-// re-arms the socket at once; a thread that wakes for a kept connection adopts it into its own
+// re-arms the socket at once; a thread that wakes for a keep-conn connection adopts it into its own
 // FCGX_Request. So no thread ever blocks on an idle nginx keep-alive connection, and no accept
 // mutex is needed: keep-conn without pinning. With fastcgi_keep_conn on, nginx caches idle
 // connections; plain libfcgi keeps a thread reading each one, so once nginx caches as many
@@ -15,7 +15,7 @@
 //
 // For each request: run_exchange (router and handler), commit its durable jobs (a failed
 // commit turns the response into a 503), write the response, note whether it
-// reached nginx (FCGX_GetError), FCGX_Finish_r, hand a kept connection back to the epoll set,
+// reached nginx (FCGX_GetError), FCGX_Finish_r, hand a keep-conn connection back to the epoll set,
 // and only then dispatch the request's deferred callbacks.
 //
 // A responder that waits for room in the pool's full queue (Overflow::block: at registration,
@@ -71,7 +71,7 @@ class Responder : private detail::BlockingObserver {
     // `jobs` runs durable jobs; null when the journal is off.
     Responder(int listen_fd, const Router& router, Pool& pool, RequestStats& stats,
               ResponderConfig config, JobRunner* jobs = nullptr);
-    ~Responder();  // stop(), join(), then closes the idle kept connections
+    ~Responder();  // stop(), join(), then closes the idle keep-conn connections
     Responder(const Responder&) = delete;
     Responder& operator=(const Responder&) = delete;
 
@@ -100,7 +100,7 @@ class Responder : private detail::BlockingObserver {
     void serve(FCGX_Request& fcgi, int fd);
     void handle(FCGX_Request& fcgi);
     std::vector<CommittedJob> commit_jobs(JobBatch& jobs, Exchange& exchange);
-    void park(int fd);    // a kept connection waits in the epoll set for its next request
+    void park(int fd);    // a keep-conn connection waits in the epoll set for its next request
     void unpark(int fd);  // a thread adopts it
     void arm_listen();
     bool arm_connection(int fd);
@@ -123,11 +123,11 @@ class Responder : private detail::BlockingObserver {
     detail::LogThrottle refused_peer_warnings_{std::chrono::seconds(5)};
 
     std::mutex idle_mutex_;
-    std::unordered_set<int> idle_;  // kept connections waiting in the epoll set
+    std::unordered_set<int> idle_;  // keep-conn connections waiting in the epoll set
     std::latch started_;
-    std::atomic<unsigned> blocked_{0};  // threads waiting for room in the pool
-    std::atomic<unsigned> alive_{0};    // threads serving or blocked, not leaving
-    std::mutex threads_mutex_;          // starting, leaving and joining threads
+    std::atomic<unsigned> blocked_{0};   // threads waiting for room in the pool
+    std::atomic<unsigned> alive_{0};     // threads serving or blocked, not leaving
+    std::mutex threads_mutex_;           // starting, leaving and joining threads
     std::vector<std::jthread> threads_;  // guarded by threads_mutex_; indexed by slot
     std::vector<std::size_t> left_;      // guarded by threads_mutex_; slots whose thread left
 };

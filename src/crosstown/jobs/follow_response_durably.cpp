@@ -21,12 +21,12 @@ std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_m
 // committed. Under the other policies a full queue, or as many jobs of its kind waiting in
 // the runner, makes it wait here, before its response, as an in-memory callback would under
 // block, so that durable work too pushes back on the clients that make it. Not while the
-// request keeps room in the queue for its in-memory callbacks (Pool::reserve_room): that room
+// request has reserved room in the queue for its in-memory callbacks (Pool::reserve_room): that room
 // is part of what it would wait for, so it could wait for itself; it has waited already.
 void make_room(std::string_view kind) {
     Pool* pool = process_pool();
     if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
-    if (const auto* registry = current_registry(); registry && registry->room_kept() > 0) return;
+    if (const auto* registry = current_registry(); registry && registry->reserved() > 0) return;
     if (!pool->has_room_for(1)) pool->wait_for_room();
     if (auto* runner = process_job_runner()) runner->wait_for_room(kind);
 }

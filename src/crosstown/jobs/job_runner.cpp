@@ -659,16 +659,18 @@ void JobRunner::wait_for_room(std::string_view kind) {
     const auto it = states_.find(kind);
     if (it == states_.end()) return;
     const auto& waiting = it->second->waiting;
-    const auto has_room = [&] { return stopping_ || room_released_ || waiting.size() < capacity; };
+    const auto has_room = [&] {
+        return stopping_ || room_waits_ended_ || waiting.size() < capacity;
+    };
     if (has_room()) return;
     const detail::BlockingNotice notice;
     room_cv_.wait(lock, has_room);
 }
 
-void JobRunner::release_room_waiters() {
+void JobRunner::end_room_waits() {
     {
         std::lock_guard lock(mutex_);
-        room_released_ = true;
+        room_waits_ended_ = true;
     }
     room_cv_.notify_all();
 }

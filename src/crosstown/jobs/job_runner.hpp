@@ -125,7 +125,7 @@ class JobRunner {
     void wait_for_room(std::string_view kind);
     // Ends every such wait, now and from now on: the drain deadline passed, or a second signal
     // came, while handlers still waited.
-    void release_room_waiters();
+    void end_room_waits();
 
     const JobKinds& kinds() const { return kinds_; }
     JobCounts totals() const;
@@ -207,8 +207,8 @@ class JobRunner {
     bool clock_woken_ = false;      // guarded by mutex_; rescan_ was just set: notify clock_cv_
     // guarded by mutex_: when the sleeping clock looks next; min() while it is awake
     Clock::time_point clock_wakes_at_ = Clock::time_point::min();
-    bool room_released_ = false;  // guarded by mutex_; see release_room_waiters()
-    std::jthread clock_;          // last: starts once the members above exist
+    bool room_waits_ended_ = false;  // guarded by mutex_; see end_room_waits()
+    std::jthread clock_;             // last: starts once the members above exist
 };
 
 // The runner of the running Server, for follow_response_durably outside a request.

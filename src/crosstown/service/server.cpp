@@ -34,22 +34,22 @@
 namespace crosstown {
 namespace {
 
-// One Server per process: it owns the process's signals and the process pool. The claim is
+// One Server per process: it owns the process's signals and the process pool. SingleServer is
 // the Server's first member, so it is released however the rest of the construction ends.
 std::atomic<bool> server_exists{false};
 
-class ProcessClaim {
+class SingleServer {
   public:
-    ProcessClaim() {
+    SingleServer() {
         if (server_exists.exchange(true)) {
             throw std::logic_error(
                 "crosstown::Server: a Server already exists in this process; there can be one "
                 "(it owns the process's signals and its pool)");
         }
     }
-    ~ProcessClaim() { server_exists.store(false); }
-    ProcessClaim(const ProcessClaim&) = delete;
-    ProcessClaim& operator=(const ProcessClaim&) = delete;
+    ~SingleServer() { server_exists.store(false); }
+    SingleServer(const SingleServer&) = delete;
+    SingleServer& operator=(const SingleServer&) = delete;
 };
 
 sigset_t stop_signals() {
@@ -196,7 +196,7 @@ class Server::Impl {
     int run();
     unsigned busy_responders() const;
 
-    ProcessClaim claim_;  // first: released last
+    SingleServer single_;  // first: released last
     const ServerConfig config_;
     // Built once, before any thread starts: a bad FCGI_WEB_SERVER_ADDRS set by hand in
     // ServerConfig fails the construction (std::invalid_argument), not the run.
@@ -336,8 +336,9 @@ int Server::Impl::run() {
     return finish();
 }
 
-// Claims the journal, opens it and queues its jobs again, before READY=1. False (logged,
-// naming the file) when it cannot be used; true too when there is none.
+// Opens the journal's store (a SQLite file acquired, or a Redis server) and starts it, before
+// READY=1. False (logged, naming the journal) when it cannot be used; true too when there is
+// none.
 bool Server::Impl::open_journal() {
     if (!config_.journal.enabled()) {
         if (kinds_.empty()) return true;
@@ -404,7 +405,7 @@ void Server::Impl::cut_drain_short_on_second_signal(std::stop_token stop) {
     }
     cut_cv_.notify_all();
     pool_.cut_drain_short();
-    if (job_runner_) job_runner_->release_room_waiters();
+    if (job_runner_) job_runner_->end_room_waits();
 }
 
 void Server::Impl::serve(int listen_fd, const std::string& where) {
@@ -462,7 +463,7 @@ void Server::Impl::join_by_deadline(Responder& responder) {
         log::warn("{} with requests still dispatching (queue full)",
                   cut ? "drain cut short" : "drain deadline passed");
         early_drain_ = pool_.drain(Pool::Duration::zero());
-        if (job_runner_) job_runner_->release_room_waiters();
+        if (job_runner_) job_runner_->end_room_waits();
     });
     responder.join();
 }

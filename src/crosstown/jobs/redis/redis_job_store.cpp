@@ -152,7 +152,7 @@ std::string default_instance() {
 }
 
 // Error replies that say "not now" rather than "never": a write refused with one of them is
-// kept and tried again, like one that met no server.
+// unsent and tried again, like one that met no server.
 bool transient(const RedisReplyError& e) {
     static constexpr std::string_view kCodes[] = {"OOM",  "READONLY", "LOADING",  "MISCONF",
                                                   "BUSY", "NOGROUP",  "TRYAGAIN", "MASTERDOWN"};
@@ -414,14 +414,14 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
     return ids;
 }
 
-// A write waits behind kept writes about the same jobs, so that an older change cannot land
+// A write waits behind unsent writes about the same jobs, so that an older change cannot land
 // after a newer one (a retry's attempts after its completion); others go at once, so that one
 // refused write does not hold back the rest.
-void RedisJobStore::write_or_keep(Write write) {
+void RedisJobStore::write_or_save(Write write) {
     {
         std::lock_guard lock(mutex_);
-        if (kept_for(write.ids)) {
-            kept_.push_back(std::move(write));
+        if (unsent_for(write.ids)) {
+            unsent_.push_back(std::move(write));
             return;
         }
     }
@@ -435,23 +435,23 @@ void RedisJobStore::write_or_keep(Write write) {
                 return;
             }
             connection->abandon();  // READONLY: this connection may reach a demoted primary
-            keep(std::move(write));
+            save_unsent(std::move(write));
         }
     } catch (const JournalError&) {
-        keep(std::move(write));
+        save_unsent(std::move(write));
     }
 }
 
-bool RedisJobStore::kept_for(const std::vector<std::int64_t>& ids) const {
-    return std::ranges::any_of(kept_, [&](const Write& kept) {
-        return std::ranges::find_first_of(kept.ids, ids) != kept.ids.end();
+bool RedisJobStore::unsent_for(const std::vector<std::int64_t>& ids) const {
+    return std::ranges::any_of(unsent_, [&](const Write& unsent) {
+        return std::ranges::find_first_of(unsent.ids, ids) != unsent.ids.end();
     });
 }
 
-void RedisJobStore::keep(Write write) {
+void RedisJobStore::save_unsent(Write write) {
     failed_commands_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
-    kept_.push_back(std::move(write));
+    unsent_.push_back(std::move(write));
 }
 
 void RedisJobStore::release(std::span<const std::int64_t> ids) {
@@ -462,7 +462,7 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_keep({{ids.begin(), ids.end()}, true, [args = std::move(args)](RedisConnection& c) {
+    write_or_save({{ids.begin(), ids.end()}, true, [args = std::move(args)](RedisConnection& c) {
                        c.eval(kRelease, args);
                    }});
 }
@@ -476,13 +476,13 @@ void RedisJobStore::complete(std::int64_t id) {
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
         std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
-        write_or_keep(
+        write_or_save(
             {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); }});
         return;
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,
                                   std::to_string(id)};
-    write_or_keep(
+    write_or_save(
         {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
 }
 
@@ -490,7 +490,7 @@ void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t 
                                std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
-    write_or_keep(
+    write_or_save(
         {{id}, false, [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
 }
 
@@ -504,7 +504,7 @@ void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) 
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
                                   taken->entry,    std::to_string(id),  std::to_string(attempts),
                                   std::move(error)};
-    write_or_keep(
+    write_or_save(
         {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
 }
 
@@ -649,9 +649,9 @@ std::vector<StoredJob> RedisJobStore::load(
 
 void RedisJobStore::beat() {
     auto connection = lease();
-    // Kept writes first: a stranded look below must not release a job whose kept write is a
+    // Unsent writes first: a stranded look below must not release a job whose unsent write is a
     // discard, and completions free the memory a full server needs.
-    beat_step(*connection, "writing what was kept", [&] { run_kept(*connection); });
+    beat_step(*connection, "writing what was unsent", [&] { send_unsent(*connection); });
     // PEXPIRE, which a server out of memory still accepts; SET only when the key is gone.
     const auto alive = key("alive:" + options_.instance);
     const auto ttl = std::to_string(options_.claim_after.count());
@@ -705,7 +705,7 @@ void RedisJobStore::beat_step(RedisConnection& connection, const char* what, Ste
 // row: a release refused for good, or lost. Released then, so that no job that got its 2xx
 // waits for this instance to stop. A job is in holding_ from its hold's reply to its release,
 // so the only other jobs not in holding_ are those of commits whose reply has not arrived yet
-// (the hold ran on the server) and those with a kept write: a job seen at the previous look was
+// (the hold ran on the server) and those with an unsent write: a job seen at the previous look was
 // held before that look, so while any commit that started before it is still in flight,
 // nothing is released.
 void RedisJobStore::release_stranded(RedisConnection& connection) {
@@ -718,7 +718,7 @@ void RedisJobStore::release_stranded(RedisConnection& connection) {
         ++beats_;
         for (std::size_t i = 0; i < held.size(); ++i) {
             const auto id = redis_integer(reply_string(held.element(i)));
-            if (!holding_.contains(id) && !kept_for({id})) stranded.insert(id);
+            if (!holding_.contains(id) && !unsent_for({id})) stranded.insert(id);
         }
         const bool old_commit_in_flight =
             !commits_in_flight_.empty() && *commits_in_flight_.begin() < previous_look;
@@ -732,16 +732,16 @@ void RedisJobStore::release_stranded(RedisConnection& connection) {
     if (args.size() > 2) connection.eval(kRelease, args);
 }
 
-// Writes the kept writes in order, each removed only once written, so that writes about the
+// Sends the unsent writes in order, each removed only once written, so that writes about the
 // same jobs keep waiting behind it meanwhile. Stops (throws) at the first that fails for now;
 // drops one refused for good.
-void RedisJobStore::run_kept(RedisConnection& connection) {
+void RedisJobStore::send_unsent(RedisConnection& connection) {
     for (;;) {
         std::function<void(RedisConnection&)> run;
         {
             std::lock_guard lock(mutex_);
-            if (kept_.empty()) return;
-            run = kept_.front().run;
+            if (unsent_.empty()) return;
+            run = unsent_.front().run;
         }
         try {
             run(connection);
@@ -750,14 +750,14 @@ void RedisJobStore::run_kept(RedisConnection& connection) {
             log::error("{}", e.what());
         }
         std::lock_guard lock(mutex_);
-        kept_.pop_front();
+        unsent_.pop_front();
     }
 }
 
 void RedisJobStore::leave() noexcept {
     try {
         auto connection = lease();
-        run_kept(*connection);
+        send_unsent(*connection);
         connection->command({"DEL", key("alive:" + options_.instance)});
     } catch (const JournalError& e) {
         log::warn("{}; other instances release what this one held after {} ms", e.what(),
@@ -768,7 +768,7 @@ void RedisJobStore::leave() noexcept {
 RedisJournalFigures RedisJobStore::figures() const {
     std::lock_guard lock(mutex_);
     std::set<std::int64_t> unwritten;
-    for (const auto& write : kept_) {
+    for (const auto& write : unsent_) {
         if (write.finishes) unwritten.insert(write.ids.begin(), write.ids.end());
     }
     return {claimed_.load(std::memory_order_relaxed),

@@ -16,7 +16,7 @@
 // time follows the instance's heartbeat, not the kind's timeout.
 //
 // Writes after the response (releases, finishes) that meet no server, or a refusal for now
-// (OOM, READONLY, LOADING, ...), are kept and written again at the next beat, in order for each
+// (OOM, READONLY, LOADING, ...), are unsent: written again at the next beat, in order for each
 // job. Each beat also releases the jobs of this instance's held set that no response here is
 // writing, so a job that got its 2xx never waits for its instance to stop.
 //
@@ -88,13 +88,14 @@ class RedisJobStore final : public JobStore {
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
     void record_attempt(std::int64_t id, unsigned attempt) override;
-    // Finishes are written before they return, or kept for the next beat: nothing to wait for.
+    // Finishes are written before they return, or unsent until the next beat: nothing to wait
+    // for.
     void flush() override {}
     const std::string& path() const override { return address_.text; }
     // Starts the feed (RedisJobFeed) that beats and, when `take`, takes jobs for `runner`.
     void start(JobRunner& runner, bool take) override;
     void stop_taking() override;
-    // Stops the feed, then leave(); logs and returns the releases and finishes kept unwritten.
+    // Stops the feed, then leave(); logs and returns the releases and finishes still unsent.
     std::uint64_t close() override;
 
     // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
@@ -112,7 +113,7 @@ class RedisJobStore final : public JobStore {
     // that one failing does not stop the others. Throws JournalError when the heartbeat could
     // not be refreshed.
     void beat();
-    // At a clean stop, once the feed has stopped beating: writes what was kept, and deletes this
+    // At a clean stop, once the feed has stopped beating: writes what was unsent, and deletes this
     // instance's heartbeat, so that what it still held is released by the next instance that
     // looks, without waiting for claim_after.
     void leave() noexcept;
@@ -129,9 +130,9 @@ class RedisJobStore final : public JobStore {
         std::string kind;
         std::string entry;  // the stream entry's id
     };
-    // A write after the response, with the jobs it is about: a write waits behind kept ones
+    // A write after the response, with the jobs it is about: a write waits behind unsent ones
     // only when they share a job. `finishes`: it ends the jobs here (release, completion,
-    // death), so while kept they count as kept at shutdown; a retry's note does not.
+    // death), so while unsent its jobs count as kept at shutdown; a retry's note does not.
     struct Write {
         std::vector<std::int64_t> ids;
         bool finishes = true;
@@ -140,8 +141,8 @@ class RedisJobStore final : public JobStore {
 
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
-    void keep(Write write);
-    bool kept_for(const std::vector<std::int64_t>& ids) const;  // under mutex_
+    void save_unsent(Write write);
+    bool unsent_for(const std::vector<std::int64_t>& ids) const;  // under mutex_
     template <class Step>
     void beat_step(RedisConnection& connection, const char* what, Step step);
     void claim_name();
@@ -149,9 +150,9 @@ class RedisJobStore final : public JobStore {
     void release_stranded(RedisConnection& connection);
     Lease lease() const;
     void give_back(RedisConnection connection) const;
-    // Runs `write` now, or keeps it for beat() when the server cannot be reached.
-    void write_or_keep(Write write);
-    void run_kept(RedisConnection& connection);
+    // Runs `write` now, or saves it, unsent, for beat() when the server cannot be reached.
+    void write_or_save(Write write);
+    void send_unsent(RedisConnection& connection);
     std::vector<StoredJob> load(RedisConnection& connection,
                                 const std::vector<std::pair<std::string, Taken>>& entries);
     std::string key(std::string_view what) const;
@@ -170,8 +171,8 @@ class RedisJobStore final : public JobStore {
     // guarded by mutex_; commits between their start and holding_, by the looks before them
     std::multiset<std::uint64_t> commits_in_flight_;
     // guarded by mutex_; failed, to write again in order. Only the feed thread removes
-    // (run_kept), and only from the front, once the write succeeded.
-    std::deque<Write> kept_;
+    // (send_unsent), and only from the front, once the write succeeded.
+    std::deque<Write> unsent_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind

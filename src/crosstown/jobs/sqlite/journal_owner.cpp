@@ -33,7 +33,7 @@ std::string describe_owner(std::optional<pid_t> pid) {
 
 }  // namespace
 
-JournalOwner JournalOwner::claim(const std::string& journal_path) {
+JournalOwner JournalOwner::acquire(const std::string& journal_path) {
     const auto path = lock_path(journal_path);
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {

@@ -14,9 +14,9 @@ namespace crosstown {
 
 class JournalOwner {
   public:
-    // Claims the journal at `journal_path` for this process. Throws JournalError naming the
+    // Acquires the journal at `journal_path` for this process. Throws JournalError naming the
     // file, and the owner's pid when a live process owns it.
-    static JournalOwner claim(const std::string& journal_path);
+    static JournalOwner acquire(const std::string& journal_path);
     // The pid of the live process that owns the journal, if one does.
     static std::optional<pid_t> live_owner(const std::string& journal_path);
 

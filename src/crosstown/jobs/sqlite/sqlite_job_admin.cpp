@@ -17,7 +17,7 @@ SqliteJobDatabase open_for(const std::string& path, bool change,
             "journal {} is owned by a live process (pid {}); stop it first, then run this again",
             path, *owner));
     }
-    ownership.emplace(JournalOwner::claim(path));
+    ownership.emplace(JournalOwner::acquire(path));
     return SqliteJobDatabase::open(path, JournalSync::full, SqliteJobDatabase::Access::read_write);
 }
 
