@@ -4,9 +4,7 @@
 // 202: the survivor releases what it held and claims what it had taken. A web-only instance
 // runs nothing; a worker-only one, with no socket, drains its backlog.
 #include <gmock/gmock.h>
-#include <grp.h>
 #include <gtest/gtest.h>
-#include <pwd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -33,91 +31,44 @@ using json = nlohmann::json;
 
 constexpr auto kClaimAfter = "5s";  // the least --journal-claim-after takes
 
-// fcgi_app instances (each on its own socket, or none for a worker) and one nginx whose
-// upstream lists the sockets.
+// fcgi_app instances sharing one Redis journal and a witness file, behind one nginx whose
+// upstream lists their sockets.
 class RedisStack {
   public:
-    RedisStack() : dir_("crosstown-rj") { ::chmod(dir_.path().c_str(), 0711); }
-    ~RedisStack() {
-        if (nginx_) {
-            nginx_->signal(SIGQUIT);
-            nginx_->wait(5s);
-        }
-        for (auto& [name, app] : apps_) {
-            if (app->running()) {
-                app->signal(SIGTERM);
-                app->wait(15s);
-            }
-        }
-    }
-
-    std::string witness() const { return dir_ / "witness"; }
-    std::string socket_of(const std::string& name) const { return dir_ / (name + ".sock"); }
-    ChildProcess& app(const std::string& name) { return *apps_.at(name); }
-    int port() const { return port_; }
+    std::string witness() const { return stack_.dir() + "/witness"; }
+    std::string socket_of(const std::string& name) const { return stack_.socket_of(name); }
+    ChildProcess& app(const std::string& name) { return stack_.app(name); }
+    int port() const { return stack_.port(); }
 
     // `instance`: its name in Redis, by default `name`; a restart after a crash needs a new
     // one, since the dead one's heartbeat holds the old name for the claim time.
     void start_app(const std::string& name, const std::string& redis,
                    std::vector<std::string> more = {}, std::string instance = {}) {
         if (instance.empty()) instance = name;
-        std::vector<std::string> argv{
-            FCGI_APP_PATH,  "--journal",          redis,    "--journal-claim-after",
-            kClaimAfter,    "--journal-instance", instance, "--witness",
-            witness(),      "--access-log",       "off",    "--listen",
-            socket_of(name)};
-        if (::geteuid() == 0) {  // nginx's workers run as nobody: the socket is for its group
-            const passwd* nobody = ::getpwnam("nobody");
-            const group* group = nobody ? ::getgrgid(nobody->pw_gid) : nullptr;
-            if (group) argv.insert(argv.end(), {"--socket-group", group->gr_name});
-        }
-        argv.insert(argv.end(), more.begin(), more.end());
-        auto& app = apps_[name];
-        app = std::make_unique<ChildProcess>(argv, dir_ / (name + ".log"));
-        const auto started = [&] {
-            const auto log = app->output();
-            return log.find(" listening on ") != std::string::npos ||
-                   log.find("worker: running durable jobs") != std::string::npos;
-        };
-        if (!eventually([&] { return started() || !app->running(); }) || !started()) {
-            throw std::runtime_error("fcgi_app " + name + " did not start:\n" + app->output());
-        }
+        std::vector<std::string> args{"--journal",
+                                      redis,
+                                      "--journal-claim-after",
+                                      kClaimAfter,
+                                      "--journal-instance",
+                                      instance,
+                                      "--witness",
+                                      witness(),
+                                      "--access-log",
+                                      "off"};
+        args.insert(args.end(), more.begin(), more.end());
+        stack_.start_app(name, std::move(args));
     }
-
-    void start_nginx(const std::vector<std::string>& upstream) {
-        port_ = free_port();
-        auto config = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
-        std::string servers = socket_of(upstream.at(0)) + ";";
-        for (std::size_t i = 1; i < upstream.size(); ++i) {
-            servers += "\n        server unix:" + socket_of(upstream[i]) + ";";
-        }
-        const std::pair<std::string, std::string> substitutions[] = {
-            {"@SOCKET@;", servers},  {"@PREFIX@", dir_.path()}, {"@WORKERS@", "1"},
-            {"@ACCESS_LOG@", "off"}, {"@SOURCE@", SOURCE_DIR},  {"@PORT@", std::to_string(port_)}};
-        for (const auto& [key, value] : substitutions) config = replace_all(config, key, value);
-        std::ofstream(dir_ / "nginx.conf") << config;
-        std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ / "fastcgi_params");
-        nginx_ = std::make_unique<ChildProcess>(
-            std::vector<std::string>{NGINX_PATH, "-p", dir_.path(), "-c", dir_ / "nginx.conf", "-g",
-                                     "daemon off;"},
-            dir_ / "nginx.out");
-        if (!eventually([&] { return http_get(port_, "/healthz").status == 200; }, 5s, 10ms)) {
-            throw std::runtime_error("no answer through nginx:\n" + read_file(dir_ / "error.log"));
-        }
-    }
+    void start_nginx(const std::vector<std::string>& upstream) { stack_.start_nginx(upstream); }
 
     HttpReply post_calls(int count, int latency_ms, const std::string& query = {}) const {
-        return http(port_, "POST",
+        return http(port(), "POST",
                     "/calls?durable=1&count=" + std::to_string(count) +
                         "&latency_ms=" + std::to_string(latency_ms) + query,
                     {}, {}, 10s);
     }
 
   private:
-    TempDir dir_;
-    int port_ = 0;
-    std::map<std::string, std::unique_ptr<ChildProcess>> apps_;
-    std::unique_ptr<ChildProcess> nginx_;
+    NginxStack stack_{NginxStack::Instances{"crosstown-rj"}};
 };
 
 // Clients posting durable batches of 1..5 calls (`query` may add more parameters) until told

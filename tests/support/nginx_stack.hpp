@@ -1,6 +1,7 @@
-// A real nginx in front of a real fcgi_app, on a free loopback port and private paths, for
-// integration tests. nginx's config is generated from script/lib/nginx.conf.in (the template
-// script/server uses), which includes the shipped deploy/nginx snippets as they are.
+// A real nginx in front of a real fcgi_app (or several, as one upstream), on a free loopback
+// port and private paths, for integration tests. nginx's config is generated from
+// script/lib/nginx.conf.in (the template script/server uses), which includes the shipped
+// deploy/nginx snippets as they are.
 //
 // Run as root, nginx's workers are `nobody`: fcgi_app's socket then gets nobody's group
 // (--socket-group) and keeps its default mode 0660, as in production with www-data.
@@ -15,6 +16,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -46,87 +48,84 @@ inline std::string read_file(const std::string& path) {
 
 class NginxStack {
   public:
-    // Starts fcgi_app with `app_args` (plus --listen) and nginx, and waits until a request
-    // goes through both.
-    explicit NginxStack(std::vector<std::string> app_args = {})
-        : dir_("crosstown-it"), socket_(dir_ / "fcgi_app.sock") {
-        ::chmod(dir_.path().c_str(), 0711);  // nginx's workers must reach the socket inside
+    // One fcgi_app, named "fcgi_app", with `app_args` (plus --listen) behind nginx; waits
+    // until a request goes through both.
+    explicit NginxStack(std::vector<std::string> app_args = {}) : NginxStack(Instances{}) {
         port_ = free_port();
-        start_app(std::move(app_args));
-        start_nginx();
+        start_app(kOne, std::move(app_args));
+        start_nginx({kOne});
+    }
+    // Nothing started yet: start_app() each instance, then start_nginx() with an upstream of
+    // those that serve. For several instances sharing a journal (a Redis server).
+    struct Instances {
+        std::string dir_prefix = "crosstown-it";
+    };
+    explicit NginxStack(Instances instances) : dir_(instances.dir_prefix) {
+        ::chmod(dir_.path().c_str(), 0711);  // nginx's workers must reach the sockets inside
     }
     ~NginxStack() {
         if (nginx_) {
             nginx_->signal(SIGQUIT);
             nginx_->wait(std::chrono::seconds(5));
         }
-        if (app_ && app_->running()) {
-            app_->signal(SIGTERM);
-            app_->wait(std::chrono::seconds(10));
+        for (auto& [name, app] : apps_) {
+            if (app->running()) {
+                app->signal(SIGTERM);
+                app->wait(std::chrono::seconds(15));
+            }
         }
         nginx_.reset();
-        app_.reset();
+        apps_.clear();
     }
 
     int port() const { return port_; }
-    const std::string& socket() const { return socket_; }
-    // Stops nginx (SIGQUIT, as `nginx -s quit`) and starts it again on the same port.
-    void restart_nginx() {
-        nginx_->signal(SIGQUIT);
-        nginx_->wait(std::chrono::seconds(10));
-        nginx_.reset();
-        start_nginx();
-    }
-    ChildProcess& app() { return *app_; }
-    // Stops fcgi_app with `signal` (SIGKILL: a crash) and waits up to `timeout` for it to
-    // exit; its exit code, or nullopt if it was still running. nginx keeps running (and
-    // answers 502) until restart_app().
-    std::optional<int> stop_app(int signal, std::chrono::milliseconds timeout = 10s) {
-        app_->signal(signal);
-        return app_->wait(timeout);
-    }
-    // Starts fcgi_app again, after stop_app(), on the same socket with the same arguments, and
-    // waits until it listens. Each start logs to a file of its own: app().output() is the
-    // current start's log.
-    void restart_app() {
-        if (app_->running()) throw std::logic_error("restart_app: fcgi_app is still running");
-        app_.reset();
-        start_app(app_args_);
-    }
-    std::string nginx_errors() const { return read_file(dir_ / "error.log"); }
-    HttpReply get(const std::string& target) const { return http_get(port_, target); }
+    const std::string& dir() const { return dir_.path(); }
+    std::string socket_of(const std::string& name) const { return dir_ / (name + ".sock"); }
+    std::string socket() const { return socket_of(kOne); }
+    ChildProcess& app(const std::string& name = kOne) { return *apps_.at(name); }
 
-  private:
-    void start_app(std::vector<std::string> args) {
-        app_args_ = args;
-        std::vector<std::string> argv{FCGI_APP_PATH, "--listen", socket_};
-        if (::geteuid() == 0) {
+    // Starts instance `name`: fcgi_app listening on socket_of(name) unless `args` say
+    // otherwise (a worker has no socket), and waits until it serves or runs jobs. Each start
+    // logs to a file of its own: app(name).output() is the current start's log.
+    void start_app(const std::string& name, std::vector<std::string> args) {
+        args_[name] = args;
+        std::vector<std::string> argv{FCGI_APP_PATH, "--listen", socket_of(name)};
+        if (::geteuid() == 0) {  // nginx's workers run as nobody: the socket is for its group
             const passwd* nobody = ::getpwnam("nobody");
             const group* group = nobody ? ::getgrgid(nobody->pw_gid) : nullptr;
             if (group) argv.insert(argv.end(), {"--socket-group", group->gr_name});
         }
         argv.insert(argv.end(), args.begin(), args.end());
-        const auto log = ++app_starts_ == 1 ? std::string("fcgi_app.log")
-                                            : "fcgi_app-" + std::to_string(app_starts_) + ".log";
-        app_ = std::make_unique<ChildProcess>(argv, dir_ / log);
-        // Until it says it is listening (every responder waits), or has exited (an error of
-        // its own). Tests that read its log from here on see only lines about their requests.
-        const auto listening = [&] {
-            return app_->output().find(" listening on ") != std::string::npos;
+        const int start = ++starts_[name];
+        const auto log = start == 1 ? name + ".log" : name + "-" + std::to_string(start) + ".log";
+        auto& app = apps_[name];
+        app = std::make_unique<ChildProcess>(argv, dir_ / log);
+        // Until it says it is listening (every responder waits) or running jobs (a worker), or
+        // has exited (an error of its own). Tests that read its log from here on see only lines
+        // about their requests.
+        const auto started = [&] {
+            const auto output = app->output();
+            return output.find(" listening on ") != std::string::npos ||
+                   output.find("worker: running durable jobs") != std::string::npos;
         };
-        if (!eventually([&] { return listening() || !app_->running(); }) || !listening()) {
-            throw std::runtime_error("fcgi_app did not start:\n" + app_->output());
+        if (!eventually([&] { return started() || !app->running(); }) || !started()) {
+            throw std::runtime_error("fcgi_app " + name + " did not start:\n" + app->output());
         }
     }
-
-    void start_nginx() {
+    // nginx on a free port (the same one again after restart_nginx), its upstream the sockets
+    // of `upstream`.
+    void start_nginx(std::vector<std::string> upstream) {
+        if (port_ == 0) port_ = free_port();
+        upstream_ = std::move(upstream);
+        std::string servers = socket_of(upstream_.at(0)) + ";";
+        for (std::size_t i = 1; i < upstream_.size(); ++i) {
+            servers += "\n        server unix:" + socket_of(upstream_[i]) + ";";
+        }
         auto config = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
         const std::pair<std::string, std::string> substitutions[] = {
-            {"@PREFIX@", dir_.path()}, {"@WORKERS@", "1"},       {"@ACCESS_LOG@", "off"},
-            {"@SOCKET@", socket_},     {"@SOURCE@", SOURCE_DIR}, {"@PORT@", std::to_string(port_)}};
-        for (const auto& [key, value] : substitutions) {
-            config = replace_all(config, key, value);
-        }
+            {"@SOCKET@;", servers},  {"@PREFIX@", dir_.path()}, {"@WORKERS@", "1"},
+            {"@ACCESS_LOG@", "off"}, {"@SOURCE@", SOURCE_DIR},  {"@PORT@", std::to_string(port_)}};
+        for (const auto& [key, value] : substitutions) config = replace_all(config, key, value);
         std::ofstream(dir_ / "nginx.conf") << config;
         if (!std::filesystem::exists(dir_ / "fastcgi_params")) {
             std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ / "fastcgi_params");
@@ -145,15 +144,40 @@ class NginxStack {
         run.insert(run.end(), {"-g", "daemon off;"});
         nginx_ = std::make_unique<ChildProcess>(run, dir_ / "nginx.out");
         if (eventually([&] { return get("/healthz").status == 200; }, 5s, 10ms)) return;
-        throw std::runtime_error("no answer through nginx:\n" + nginx_errors() + app_->output());
+        throw std::runtime_error("no answer through nginx:\n" + nginx_errors());
     }
+    // Stops nginx (SIGQUIT, as `nginx -s quit`) and starts it again on the same port.
+    void restart_nginx() {
+        nginx_->signal(SIGQUIT);
+        nginx_->wait(std::chrono::seconds(10));
+        nginx_.reset();
+        start_nginx(upstream_);
+    }
+    // Stops fcgi_app with `signal` (SIGKILL: a crash) and waits up to `timeout` for it to
+    // exit; its exit code, or nullopt if it was still running. nginx keeps running (and
+    // answers 502) until restart_app().
+    std::optional<int> stop_app(int signal, std::chrono::milliseconds timeout = 10s,
+                                const std::string& name = kOne) {
+        app(name).signal(signal);
+        return app(name).wait(timeout);
+    }
+    // Starts the instance again, after stop_app(), on the same socket with the same arguments.
+    void restart_app(const std::string& name = kOne) {
+        if (app(name).running()) throw std::logic_error("restart_app: " + name + " still runs");
+        start_app(name, args_.at(name));
+    }
+    std::string nginx_errors() const { return read_file(dir_ / "error.log"); }
+    HttpReply get(const std::string& target) const { return http_get(port_, target); }
+
+  private:
+    static constexpr const char* kOne = "fcgi_app";
 
     TempDir dir_;  // destroyed last: the children below are stopped first
-    std::string socket_;
     int port_ = 0;
-    std::vector<std::string> app_args_;  // for restart_app()
-    int app_starts_ = 0;
-    std::unique_ptr<ChildProcess> app_;
+    std::vector<std::string> upstream_;                          // for restart_nginx()
+    std::map<std::string, std::vector<std::string>> args_;       // for restart_app()
+    std::map<std::string, int> starts_;                          // for each start's log
+    std::map<std::string, std::unique_ptr<ChildProcess>> apps_;  // by name
     std::unique_ptr<ChildProcess> nginx_;
 };
 
