@@ -172,6 +172,21 @@ TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanC
     EXPECT_GE(calls, 3) << "ten at a time: the scan needs several calls";
 }
 
+// A fresh job's first attempt records nothing; when its instance dies in it, the claim counts
+// that delivery as the attempt the death cut short, so a job that kills every instance that
+// runs it is dead after max_attempts deaths, not one more.
+TEST_F(RedisJobStoreTest, AClaimCountsTheDeliveryThatDiedAsAnAttempt) {
+    const auto ids = commit(*a, "p");
+    a->release(ids);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    a.reset();  // dies in the first attempt, recorded nowhere
+    const auto claimed = claim_when_due(b);
+    ASSERT_EQ(claimed.size(), 1U);
+    EXPECT_TRUE(claimed[0].resumed);
+    EXPECT_EQ(claimed[0].attempts, 1U);
+    EXPECT_EQ(claimed[0].last_error, "the process died during attempt 1");
+}
+
 // A job taken new is fresh; one claimed from a dead consumer is resumed, and carries the
 // attempt recorded before its last run, which its instance's death did not undo.
 TEST_F(RedisJobStoreTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInstanceDied) {

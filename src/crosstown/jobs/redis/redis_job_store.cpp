@@ -561,6 +561,7 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
 std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& room) {
     auto connection = lease();
     std::vector<std::pair<std::string, Taken>> entries;
+    std::map<std::string, long long> deliveries;  // by stream entry id
     for (const auto& [kind, count] : room) {
         // Each call scans at most ten times COUNT pending entries: the cursor carries on
         // where the last one stopped, so a dead consumer's entries behind many live ones are
@@ -584,17 +585,48 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
         }
         cursor = reply_string(reply->element(0));
         const auto* list = reply->element(1);
+        const auto first = entries.size();
         for (std::size_t e = 0; e < reply_size(list); ++e) {
             const auto* entry = reply_element(list, e);
             const auto* fields = reply_element(entry, 1);
             entries.push_back({reply_string(reply_element(fields, 1)),
                                {kind, reply_string(reply_element(entry, 0))}});
         }
+        if (entries.size() > first) count_deliveries(*connection, kind, entries, first, deliveries);
     }
     auto jobs = load(*connection, entries);
-    for (auto& job : jobs) job.resumed = true;  // its consumer died: perhaps running it
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        auto& job = jobs[i];
+        job.resumed = true;  // its consumer died: perhaps running it
+        // Each delivery but this claim may have been an attempt, the first of a fresh job
+        // included, which records nothing: the death in it counts too.
+        const auto entry = std::ranges::find(entries, std::to_string(job.id),
+                                             [](const auto& e) { return e.first; });
+        if (entry == entries.end()) continue;
+        const auto delivered = deliveries[entry->second.entry];
+        if (delivered > 1 && static_cast<unsigned>(delivered - 1) > job.attempts) {
+            job.attempts = static_cast<unsigned>(delivered - 1);
+            job.last_error = died_during(job.attempts);
+        }
+    }
     claimed_.fetch_add(jobs.size(), std::memory_order_relaxed);
     return jobs;
+}
+
+// The times each entry from `entries[first]` on (of `kind`, just claimed) was delivered,
+// XAUTOCLAIM's included, by stream entry id. One round trip per kind and claim; an entry the
+// reply leaves out (more of this instance's own pending in the range) counts as delivered once.
+void RedisJobStore::count_deliveries(RedisConnection& connection, const std::string& kind,
+                                     const std::vector<std::pair<std::string, Taken>>& entries,
+                                     std::size_t first, std::map<std::string, long long>& out) {
+    const auto n = entries.size() - first;
+    const auto pending = connection.command(
+        {"XPENDING", key("stream:" + kind), kGroup, entries[first].second.entry,
+         entries.back().second.entry, std::to_string(4 * n + 100), options_.instance});
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+        const auto* row = pending.element(i);
+        out[reply_string(reply_element(row, 0))] = reply_integer(reply_element(row, 3));
+    }
 }
 
 bool RedisJobStore::claim_scan_done(const std::map<std::string, std::size_t>& room) const {

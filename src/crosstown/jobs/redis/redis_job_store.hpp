@@ -153,6 +153,9 @@ class RedisJobStore final : public JobStore {
     // Runs `write` now, or saves it, unsent, for beat() when the server cannot be reached.
     void write_or_save(Write write);
     void send_unsent(RedisConnection& connection);
+    void count_deliveries(RedisConnection& connection, const std::string& kind,
+                          const std::vector<std::pair<std::string, Taken>>& entries,
+                          std::size_t first, std::map<std::string, long long>& out);
     std::vector<StoredJob> load(RedisConnection& connection,
                                 const std::vector<std::pair<std::string, Taken>>& entries);
     std::string key(std::string_view what) const;
