@@ -561,7 +561,9 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
 std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& room) {
     auto connection = lease();
     std::vector<std::pair<std::string, Taken>> entries;
-    std::map<std::string, long long> deliveries;  // by stream entry id
+    // By kind and stream entry id: entry ids are per stream, and one commit's jobs of several
+    // kinds often share one.
+    std::map<std::pair<std::string, std::string>, long long> deliveries;
     for (const auto& [kind, count] : room) {
         // Each call scans at most ten times COUNT pending entries: the cursor carries on
         // where the last one stopped, so a dead consumer's entries behind many live ones are
@@ -592,7 +594,16 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
             entries.push_back({reply_string(reply_element(fields, 1)),
                                {kind, reply_string(reply_element(entry, 0))}});
         }
-        if (entries.size() > first) count_deliveries(*connection, kind, entries, first, deliveries);
+        if (entries.size() > first) {
+            // Optional: the entries are taken now, so a failure here must not lose them; their
+            // recorded attempts stand.
+            try {
+                count_deliveries(*connection, kind, entries, first, deliveries);
+            } catch (const JournalError& e) {
+                failed_commands_.fetch_add(1, std::memory_order_relaxed);
+                log::warn("{}; the claimed jobs keep their recorded attempts", e.what());
+            }
+        }
     }
     auto jobs = load(*connection, entries);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
@@ -603,7 +614,7 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
         const auto entry = std::ranges::find(entries, std::to_string(job.id),
                                              [](const auto& e) { return e.first; });
         if (entry == entries.end()) continue;
-        const auto delivered = deliveries[entry->second.entry];
+        const auto delivered = deliveries[{entry->second.kind, entry->second.entry}];
         if (delivered > 1 && static_cast<unsigned>(delivered - 1) > job.attempts) {
             job.attempts = static_cast<unsigned>(delivered - 1);
             job.last_error = died_during(job.attempts);
@@ -616,16 +627,17 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
 // The times each entry from `entries[first]` on (of `kind`, just claimed) was delivered,
 // XAUTOCLAIM's included, by stream entry id. One round trip per kind and claim; an entry the
 // reply leaves out (more of this instance's own pending in the range) counts as delivered once.
-void RedisJobStore::count_deliveries(RedisConnection& connection, const std::string& kind,
-                                     const std::vector<std::pair<std::string, Taken>>& entries,
-                                     std::size_t first, std::map<std::string, long long>& out) {
+void RedisJobStore::count_deliveries(
+    RedisConnection& connection, const std::string& kind,
+    const std::vector<std::pair<std::string, Taken>>& entries, std::size_t first,
+    std::map<std::pair<std::string, std::string>, long long>& out) {
     const auto n = entries.size() - first;
     const auto pending = connection.command(
         {"XPENDING", key("stream:" + kind), kGroup, entries[first].second.entry,
          entries.back().second.entry, std::to_string(4 * n + 100), options_.instance});
     for (std::size_t i = 0; i < pending.size(); ++i) {
         const auto* row = pending.element(i);
-        out[reply_string(reply_element(row, 0))] = reply_integer(reply_element(row, 3));
+        out[{kind, reply_string(reply_element(row, 0))}] = reply_integer(reply_element(row, 3));
     }
 }
 

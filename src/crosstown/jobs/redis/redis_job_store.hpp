@@ -155,7 +155,8 @@ class RedisJobStore final : public JobStore {
     void send_unsent(RedisConnection& connection);
     void count_deliveries(RedisConnection& connection, const std::string& kind,
                           const std::vector<std::pair<std::string, Taken>>& entries,
-                          std::size_t first, std::map<std::string, long long>& out);
+                          std::size_t first,
+                          std::map<std::pair<std::string, std::string>, long long>& out);
     std::vector<StoredJob> load(RedisConnection& connection,
                                 const std::vector<std::pair<std::string, Taken>>& entries);
     std::string key(std::string_view what) const;
