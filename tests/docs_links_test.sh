@@ -26,8 +26,8 @@ fi
 
 # Prints LINE<TAB>TARGET for each link of a Markdown file, outside fenced code blocks and code
 # spans: inline links and images, [text](target "title"), and reference definitions.
-links_of() {
-    awk '
+# Fenced code blocks (``` or ~~~, closed by a run at least as long): both readers skip them.
+fences='
         function fence_open(line) {
             if (match(line, /^ ? ? ?(```+|~~~+)/)) {
                 marker = substr(line, RSTART, RLENGTH); sub(/^ +/, "", marker)
@@ -40,6 +40,10 @@ links_of() {
             run = substr(line, RSTART, RLENGTH); sub(/^ +/, "", run); sub(/[ \t]+$/, "", run)
             return substr(run, 1, 1) == substr(marker, 1, 1) && length(run) >= length(marker)
         }
+'
+
+links_of() {
+    awk "$fences"'
         function emit(target) {
             sub(/^[ \t]+/, "", target)
             if (target ~ /^</) { sub(/^</, "", target); sub(/>.*$/, "", target) }
@@ -65,7 +69,7 @@ links_of() {
 # Prints the anchors a Markdown file's headings produce, one a line, by GitHub's rules; also
 # the names of <a name="..."> and id="..." anchors.
 anchors_of() {
-    awk '
+    awk "$fences"'
         function slug(text) {
             sub(/^[ \t]+/, "", text); sub(/[ \t]+$/, "", text)
             while (match(text, /!?\[[^]]*\]\([^)]*\)/)) {   # a link or image: its text only
@@ -81,18 +85,6 @@ anchors_of() {
         }
         function add(s) {
             if (s in seen) { print s "-" seen[s]; seen[s]++ } else { print s; seen[s] = 1 }
-        }
-        function fence_open(line) {
-            if (match(line, /^ ? ? ?(```+|~~~+)/)) {
-                marker = substr(line, RSTART, RLENGTH); sub(/^ +/, "", marker)
-                return 1
-            }
-            return 0
-        }
-        function fence_closes(line,   run) {
-            if (!match(line, /^ ? ? ?(```+|~~~+)[ \t]*$/)) return 0
-            run = substr(line, RSTART, RLENGTH); sub(/^ +/, "", run); sub(/[ \t]+$/, "", run)
-            return substr(run, 1, 1) == substr(marker, 1, 1) && length(run) >= length(marker)
         }
         {
             if (in_fence) { if (fence_closes($0)) in_fence = 0; previous = ""; next }
