@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "support/app_checks.hpp"
+#include "support/calls_load.hpp"
 #include "support/nginx_stack.hpp"
 
 namespace crosstown::test {
@@ -100,73 +101,17 @@ std::vector<Placed> placed_of(const std::string& witness, const std::string& bat
 
 // ---- 1. kill -9 under load --------------------------------------------------------------------
 
-// Loopback clients posting durable /calls batches of 1..5 calls, each pausing `pause` between
-// requests, until told to stop; they go on through a dead app (502s). Only 202s count as
-// accepted. Unpaced, four clients commit a few thousand calls a second, more than 64 calls of
-// 300 ms at a time can place: the pause keeps the backlog (and the test's time) bounded.
-class DurableLoad {
-  public:
-    DurableLoad(int port, int latency_ms, int fail_first, std::chrono::milliseconds pause,
-                int clients) {
-        for (int i = 0; i < clients; ++i) {
-            threads_.emplace_back([this, port, latency_ms, fail_first, pause, i] {
-                std::mt19937 random(static_cast<unsigned>(i) * 7919U + 1);
-                while (!stop_.load()) {
-                    const int count = 1 + static_cast<int>(random() % 5);
-                    const auto reply = http(port, "POST",
-                                            "/calls?durable=1&count=" + std::to_string(count) +
-                                                "&latency_ms=" + std::to_string(latency_ms) +
-                                                "&fail_first=" + std::to_string(fail_first),
-                                            {}, {}, 10s);
-                    const auto batch = reply.status == 202 ? batch_of(reply) : std::string();
-                    {
-                        std::lock_guard lock(mutex_);
-                        if (reply.status == 202 && !batch.empty()) {
-                            accepted_.emplace_back(batch, count);
-                        } else {
-                            ++refused_[reply.status];
-                        }
-                    }
-                    std::this_thread::sleep_for(reply.status == 202 ? pause : 20ms);
-                }
-            });
-        }
-    }
-    ~DurableLoad() { finish(); }
-    void finish() {
-        stop_.store(true);
-        for (auto& thread : threads_) {
-            if (thread.joinable()) thread.join();
-        }
-    }
-    std::vector<std::pair<std::string, int>> accepted() const {
-        std::lock_guard lock(mutex_);
-        return accepted_;
-    }
-    std::size_t accepted_requests() const {
-        std::lock_guard lock(mutex_);
-        return accepted_.size();
-    }
-    std::map<int, long> refused() const {
-        std::lock_guard lock(mutex_);
-        return refused_;
-    }
-
-  private:
-    std::atomic<bool> stop_{false};
-    mutable std::mutex mutex_;
-    std::vector<std::pair<std::string, int>> accepted_;  // batch, calls
-    std::map<int, long> refused_;                        // by status; 0: no reply
-    std::vector<std::thread> threads_;
-};
-
+// Four clients post durable batches of 1..5 calls, pausing between requests; they go on
+// through a dead app (502s). Unpaced, they commit a few thousand calls a second, more than 64
+// calls of 300 ms at a time can place: the pause keeps the backlog (and the test's time)
+// bounded.
 struct KillPoint {
     const char* name;
     int latency_ms;
     int fail_first;
     std::chrono::milliseconds pause;  // each client's, between requests
     // When to kill: the load has gone on long enough to be at this point.
-    bool (*reached)(NginxStack& stack, const DurableLoad& load, const std::string& witness);
+    bool (*reached)(NginxStack& stack, const CallsLoad& load, const std::string& witness);
 };
 
 void PrintTo(const KillPoint& point, std::ostream* out) { *out << point.name; }
@@ -174,17 +119,17 @@ void PrintTo(const KillPoint& point, std::ostream* out) { *out << point.name; }
 const KillPoint kKillPoints[] = {
     // Right after the load starts: requests are committing all the time.
     {"DuringCommits", 20, 0, 0ms,
-     [](NginxStack&, const DurableLoad& load, const std::string&) {
+     [](NginxStack&, const CallsLoad& load, const std::string&) {
          return load.accepted_requests() >= 25;
      }},
     // Calls of 300 ms: most accepted calls are running, some are placed.
     {"MidRun", 300, 0, 50ms,
-     [](NginxStack&, const DurableLoad& load, const std::string& witness) {
+     [](NginxStack&, const CallsLoad& load, const std::string& witness) {
          return load.accepted_requests() >= 40 && read_witness(witness).size() >= 10;
      }},
     // Each call's first two attempts fail: retries are due, some placed at the third.
     {"DuringRetries", 20, 2, 20ms,
-     [](NginxStack& stack, const DurableLoad& load, const std::string& witness) {
+     [](NginxStack& stack, const CallsLoad& load, const std::string& witness) {
          return load.accepted_requests() >= 30 && read_witness(witness).size() >= 5 &&
                 count_of(stack.app().output(), "retrying in") >= 20;
      }},
@@ -198,7 +143,11 @@ TEST_P(KillNine, EveryAcceptedCallIsPlacedAfterARestartAndOnlyInFlightOnesTwice)
     const auto journal = dir / "jobs.db";
     const auto witness = dir / "witness";
     NginxStack stack(durable_args(dir));
-    DurableLoad load(stack.port(), point.latency_ms, point.fail_first, point.pause, 4);
+    CallsLoad load(stack.port(), {.latency_ms = point.latency_ms,
+                                  .durable = true,
+                                  .max_calls = 5,
+                                  .query = "&fail_first=" + std::to_string(point.fail_first),
+                                  .pause = point.pause});
 
     ASSERT_TRUE(eventually([&] { return point.reached(stack, load, witness); }, 20s, 5ms))
         << "the load did not reach the kill point: " << load.accepted_requests() << " accepted\n"

@@ -18,6 +18,7 @@
 
 #include "crosstown/jobs/redis/redis_connection.hpp"
 #include "support/app_checks.hpp"
+#include "support/calls_load.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
 #include "support/redis_server.hpp"
@@ -71,56 +72,6 @@ class RedisStack {
     NginxStack stack_{NginxStack::Instances{"crosstown-rj"}};
 };
 
-// Clients posting durable batches of 1..5 calls (`query` may add more parameters) until told
-// to stop, or until `budget` calls were sent: the load is bounded, whatever the machine's
-// speed. Only 202s count.
-class Load {
-  public:
-    Load(const RedisStack& stack, int latency_ms, int clients, std::string query = {},
-         long budget = std::numeric_limits<long>::max()) {
-        for (int i = 0; i < clients; ++i) {
-            threads_.emplace_back([this, &stack, latency_ms, i, query, budget] {
-                std::mt19937 random(static_cast<unsigned>(i) + 1);
-                while (!stop_.load()) {
-                    const int count = 1 + static_cast<int>(random() % 5);
-                    if (sent_.fetch_add(count) + count > budget) break;
-                    const auto reply = stack.post_calls(count, latency_ms, query);
-                    std::lock_guard lock(mutex_);
-                    if (reply.status == 202 && !batch_of(reply).empty()) {
-                        accepted_.emplace(batch_of(reply), count);
-                    } else {
-                        ++refused_[reply.status];
-                    }
-                }
-            });
-        }
-    }
-    ~Load() { finish(); }
-    void finish() {
-        stop_.store(true);
-        for (auto& t : threads_) {
-            if (t.joinable()) t.join();
-        }
-    }
-    std::map<std::string, int> accepted() const {
-        std::lock_guard lock(mutex_);
-        return accepted_;
-    }
-    std::map<int, long> refused() const {
-        std::lock_guard lock(mutex_);
-        return refused_;
-    }
-    long sent() const { return sent_.load(); }
-
-  private:
-    std::atomic<bool> stop_{false};
-    std::atomic<long> sent_{0};  // calls asked for so far
-    mutable std::mutex mutex_;
-    std::map<std::string, int> accepted_;  // batch -> calls
-    std::map<int, long> refused_;
-    std::vector<std::thread> threads_;
-};
-
 long count_lines(const std::string& text, const std::string& needle) {
     long n = 0;
     for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
@@ -128,7 +79,7 @@ long count_lines(const std::string& text, const std::string& needle) {
 }
 
 // The accepted calls that the witness does not list yet.
-std::set<std::pair<std::string, long>> unplaced(const std::map<std::string, int>& accepted,
+std::set<std::pair<std::string, long>> unplaced(const std::vector<CallsLoad::Accepted>& accepted,
                                                 const std::string& witness) {
     std::set<std::pair<std::string, long>> missing;
     for (const auto& [batch, count] : accepted) {
@@ -139,7 +90,7 @@ std::set<std::pair<std::string, long>> unplaced(const std::map<std::string, int>
 }
 
 // Every call of every accepted batch is in the witness within `limit`.
-void expect_all_placed(const std::map<std::string, int>& accepted, const std::string& witness,
+void expect_all_placed(const std::vector<CallsLoad::Accepted>& accepted, const std::string& witness,
                        ChildProcess& app, std::chrono::milliseconds limit = 30s) {
     std::set<std::pair<std::string, long>> missing;
     EXPECT_TRUE(eventually(
@@ -250,7 +201,11 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     stack.start_nginx({"one", "two"});
     auto redis_client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
     const auto load_started = std::chrono::steady_clock::now();
-    Load load(stack, 0, 8, "&fail_first=1", kBudget);
+    CallsLoad load(stack.port(), {.clients = 8,
+                                  .durable = true,
+                                  .max_calls = 5,
+                                  .query = "&fail_first=1",
+                                  .budget = kBudget});
     long backlog = 0;
     ASSERT_TRUE(eventually(
         [&] {
@@ -262,8 +217,7 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     ASSERT_GE(backlog, kBacklog) << "the instance to kill never had the backlog the test claims";
     // The two instances kept up with the calls accepted so far (the backlog is what waits for
     // a retry): that rate is what they run at, at the least.
-    long accepted_calls = 0;
-    for (const auto& [batch, count] : load.accepted()) accepted_calls += count;
+    const long accepted_calls = load.accepted_calls();
     const auto load_time =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - load_started).count();
     stack.app("one").signal(SIGKILL);
@@ -343,10 +297,10 @@ TEST(RedisJobs, AJobThatCrashesItsInstanceGoesDeadAndEveryOtherCallIsPlaced) {
     stack.start_app("one", redis.unix_address());
     stack.start_app("two", redis.unix_address());
     stack.start_nginx({"one", "two"});
-    std::map<std::string, int> accepted;  // batch -> calls
+    std::vector<CallsLoad::Accepted> accepted;
     const auto post_ordinary = [&] {
         const auto reply = stack.post_calls(3, 100);
-        if (reply.status == 202) accepted.emplace(batch_of(reply), 3);
+        if (reply.status == 202) accepted.emplace_back(batch_of(reply), 3);
     };
     post_ordinary();
     const auto poison = stack.post_calls(1, 0, "&crash=1");
@@ -491,7 +445,7 @@ TEST(RedisJobs, ARedisKilledAndRestartedMidLoadMeans503sMeanwhileAndNoAcceptedCa
     stack.start_app("one", redis.unix_address());
     stack.start_nginx({"one"});
     // Calls of 300 ms: some are running when Redis goes, and their completions must wait.
-    Load load(stack, 300, 2);
+    CallsLoad load(stack.port(), {.clients = 2, .latency_ms = 300, .durable = true, .max_calls = 5});
     ASSERT_TRUE(eventually([&] { return load.accepted().size() >= 30; }, 20s));
     redis.stop(SIGKILL);
     ASSERT_TRUE(eventually([&] { return load.refused()[503] >= 5; }, 10s))

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/app_checks.hpp"
+#include "support/calls_load.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
 #include "support/process_threads.hpp"
@@ -28,47 +29,9 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-// Loopback clients posting /calls batches until told to stop or refused.
-class Load {
-  public:
-    Load(int port, std::string target, int clients) {
-        for (int i = 0; i < clients; ++i) {
-            threads_.emplace_back([this, port, target] {
-                while (!stop_.load()) {
-                    const auto reply = http(port, "POST", target, {}, {}, 10s);
-                    std::lock_guard lock(mutex_);
-                    statuses_.push_back(reply.status);
-                    if (reply.status != 202) break;  // lost the race: the app is stopping
-                }
-            });
-        }
-    }
-    ~Load() { finish(); }
-    void finish() {
-        stop_.store(true);
-        for (auto& thread : threads_) {
-            if (thread.joinable()) thread.join();
-        }
-    }
-    long count(int status) const {
-        std::lock_guard lock(mutex_);
-        return std::count(statuses_.begin(), statuses_.end(), status);
-    }
-    std::set<int> statuses() const {
-        std::lock_guard lock(mutex_);
-        return {statuses_.begin(), statuses_.end()};
-    }
-
-  private:
-    std::atomic<bool> stop_{false};
-    mutable std::mutex mutex_;
-    std::vector<int> statuses_;
-    std::vector<std::thread> threads_;
-};
-
 // SIGTERM after the load: a clean exit, and a summary line that adds up, in which every call
 // the load got a 202 for (one call each) completed.
-void expect_every_accepted_call_ran(NginxStack& stack, const Load& load) {
+void expect_every_accepted_call_ran(NginxStack& stack, const CallsLoad& load) {
     stack.app().signal(SIGTERM);
     EXPECT_EQ(stack.app().wait(30s), 0);
     const auto counts = summary_counts(stack.app().output());
@@ -80,7 +43,7 @@ TEST(DrainUnderLoad, EveryAcceptedCallIsAccountedForAndExitIsZero) {
     // A queue of 500: SIGTERM finds at most that many calls waiting, a drain of under 1 s.
     NginxStack stack({"--workers", "32", "--queue-capacity", "500", "--drain-timeout", "30s",
                       "--access-log", "off"});
-    Load load(stack.port(), "/calls?count=5&latency_ms=50", 6);
+    CallsLoad load(stack.port(), {.clients = 6, .latency_ms = 50, .min_calls = 5, .max_calls = 5, .stop_at_refusal = true});
     // SIGTERM once the load is well under way: many requests answered, and calls running.
     ASSERT_TRUE(eventually(
         [&] {
@@ -116,7 +79,7 @@ TEST(DrainUnderLoad, EveryAcceptedCallIsAccountedForAndExitIsZero) {
 TEST(DrainUnderLoad, AShortDeadlineCountsAndNamesWhatItAbandons) {
     NginxStack stack({"--workers", "4", "--queue-capacity", "50", "--drain-timeout", "100ms",
                       "--access-log", "off"});
-    Load load(stack.port(), "/calls?count=5&latency_ms=400", 4);
+    CallsLoad load(stack.port(), {.clients = 4, .latency_ms = 400, .min_calls = 5, .max_calls = 5, .stop_at_refusal = true});
     // 15 requests register 75 calls, more than the 4 workers and the queue of 50 hold before
     // the first call ends (400 ms): the queue is full and responders wait for room.
     ASSERT_TRUE(eventually([&] { return load.count(202) >= 15; }));
@@ -278,7 +241,7 @@ TEST(Overload, UnderBlockRequestsThatDeferNothingStayFastWhileThePoolIsSaturated
     NginxStack stack({"--responders", "2", "--workers", "1", "--queue-capacity", "2"});
     // Five clients posting 300 ms calls: one worker runs 3 a second, so the queue stays full
     // and every poster waits for room. Without spares both responders would be waiting.
-    Load load(stack.port(), "/calls?count=1&latency_ms=300", 5);
+    CallsLoad load(stack.port(), {.clients = 5, .latency_ms = 300, .stop_at_refusal = true});
     ASSERT_TRUE(eventually(
         [&] { return metric(stack, "crosstown_deferred_queue_depth") == 2; }, kPatience, 10ms));
     std::vector<double> took_ms;
@@ -328,7 +291,7 @@ TEST(Overload, SpareRespondersStayWhileThePoolStaysSaturated) {
     EXPECT_EQ(threads_named(pid, "ct-responder").size(), 2U);
     EXPECT_TRUE(eventually([&] { return threads_named(pid, "ct-worker").size() == 2; }));
     // 8 clients posting 20 ms calls: 2 workers run 100 a second, so every poster waits.
-    Load load(stack.port(), "/calls?count=1&latency_ms=20", 8);
+    CallsLoad load(stack.port(), {.clients = 8, .latency_ms = 20, .stop_at_refusal = true});
     ASSERT_TRUE(eventually([&] { return !threads_named(pid, "ct-spare").empty(); }, kPatience,
                            10ms))
         << "blocked responders get spares";
@@ -373,7 +336,7 @@ TEST(Overload, UnderBlockTheThreadsWaitingForRoomAreAtMostTheRequestsInFlight) {
     // 6 clients posting calls of 20 ms: 2 workers run 100 a second, so every call waits for
     // room.
     constexpr std::size_t kClients = 6;
-    Load load(stack.port(), "/calls?count=1&latency_ms=20", kClients);
+    CallsLoad load(stack.port(), {.clients = kClients, .latency_ms = 20, .stop_at_refusal = true});
     std::size_t most = 0;
     int hellos = 0;
     for (const auto until = std::chrono::steady_clock::now() + 3s;
