@@ -5,6 +5,9 @@
 #   start COMMAND...        in the background, in a new session
 #   reserve_ports N         N free ports in reserved_ports, held until release_ports
 #   stop_started            TERM, then KILL, then check; in the EXIT trap: stop_started || exit 1
+#   work_dir NAME           makes $work, a private directory, and the EXIT trap that stops
+#                           everything, removes $work and fails the script if anything is left
+#   start_redis             a private redis-server in $work, its socket in redis_socket
 
 # The ids of the sessions or process groups the script started: each leads a session (start)
 # or at least a process group of its own (a job started under set -m, appended by the script).
@@ -76,4 +79,35 @@ sys.stdin.read()  # until the script closes the pipe
 release_ports() {
     local fd=${port_reservation[1]:-}
     [ -z "$fd" ] || exec {fd}>&-
+}
+
+# work_dir NAME: makes $work, a new directory /tmp/crosstown-NAME-XXXXXX that nginx's workers
+# can reach (0711), owned by this run (owned_dirs), and sets the EXIT trap: a stack still up is
+# stopped first (stack.sh), then everything started, then $work goes; the script fails when
+# anything was left running.
+work_dir() {
+    work=$(mktemp -d "/tmp/crosstown-$1-XXXXXX")
+    chmod 711 "$work"
+    owned_dirs+=("$work")
+    trap clean_up EXIT
+}
+
+clean_up() {
+    local code=0
+    ! declare -F stack_clean_up >/dev/null || stack_clean_up
+    stop_started || code=$?
+    rm -rf "$work"
+    [ "$code" -eq 0 ] || exit 1
+}
+
+# start_redis: a private redis-server without persistence listening only on the unix socket
+# $work/redis.sock (in redis_socket), started with start; returns once the socket is there.
+start_redis() {
+    redis_socket=$work/redis.sock
+    start redis-server --port 0 --unixsocket "$redis_socket" --unixsocketperm 700 \
+        --dir "$work" --save '' --appendonly no --daemonize no >"$work/redis.log" 2>&1
+    for _ in $(seq 100); do [ -S "$redis_socket" ] && return 0; sleep 0.05; done
+    echo "redis-server did not start:" >&2
+    cat "$work/redis.log" >&2
+    return 1
 }

@@ -3,6 +3,11 @@
 #   start_stack PORT ACCESS_LOG [fcgi_app args...]   sets stack_dir, stack_app, stack_nginx
 #     ACCESS_LOG: on (nginx's, in stack_dir) or off; fcgi_app's log goes to STACK_LOG or stderr
 #   stop_stack                                       fcgi_app drains; returns its exit code
+# With processes.sh's work_dir, a stack still up when the script exits is stopped and its
+# processes checked with the rest. Start it under set -m: fcgi_app and nginx then each lead a
+# process group that the check covers.
+
+stack_app='' stack_nginx='' stack_dir=''
 
 start_stack() {
     local port=$1 access_log=$2
@@ -48,5 +53,16 @@ stop_stack() {
     wait "$stack_app" || code=$?
     wait "$stack_nginx" 2>/dev/null || true
     rm -rf "$stack_dir"
+    stack_app='' stack_nginx=''
     return "$code"
+}
+
+# stack_clean_up: for clean_up (processes.sh); a stack still up stops, and whatever is left of
+# it counts as started by the script.
+stack_clean_up() {
+    owned_dirs+=(${stack_dir:+"$stack_dir"})
+    [ -z "$stack_app" ] || {
+        leaders+=("$stack_app" ${stack_nginx:+"$stack_nginx"})
+        stop_stack >/dev/null 2>&1 || true
+    }
 }
