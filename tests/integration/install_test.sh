@@ -13,20 +13,31 @@ set -euo pipefail
 mode=$1
 build_dir=$(cd "$2" && pwd)
 source_dir=$(cd "$3" && pwd)
+source "$source_dir/script/lib/processes.sh"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+owned_dirs+=("$work")
+trap 'stop_started; rm -rf "$work"' EXIT
 cache() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt"; }
 cxx=$(cache CMAKE_CXX_COMPILER)
 libdir=$(cache CMAKE_INSTALL_LIBDIR)
 failed=0
 check() { if "$@"; then echo "ok   $*"; else echo "FAIL $*"; failed=1; fi; }
 
-# The code block that follows <!-- snippet: NAME --> in the README.
+# The code block that follows <!-- snippet: NAME --> in the getting-started guide (or FILE).
 snippet() {
     awk -v marker="<!-- snippet: $1 -->" '
         $0 == marker { found = 1; next }
         found && /^```/ { if (inside) exit; inside = 1; next }
-        inside { print }' "$source_dir/README.md"
+        inside { print }' "$source_dir/${2:-doc/getting-started.md}"
+}
+
+# The README repeats the guide's install snippets; they must not drift apart.
+readme_repeats_guide() {
+    local name
+    for name in deb find_package fetchcontent pkg-config; do
+        [ "$(snippet "$name" README.md)" = "$(snippet "$name")" ] ||
+            { echo "README's $name snippet differs from the guide's"; return 1; }
+    done
 }
 
 # Every line of the README's CMake snippet NAME is a line of the example's CMakeLists.txt.
@@ -77,6 +88,63 @@ headers_stand_alone() {
             "$cxx" "$prefix/include" '{}'
 }
 
+# The guide's "Serving it", as written: the example on a unix socket for nginx's workers'
+# group, a copy of the shipped site with its upstream on that socket, the curl line. Here the
+# socket is in $work, the group the one nginx's workers get, and the port one from the kernel.
+serves_behind_nginx() {
+    local app_dir=$1 dir=$work/serve group port serve try reply
+    mkdir -p "$dir/snippets"
+    chmod 711 "$work" "$dir"
+    group=$(id -gn)
+    [ "$(id -u)" -ne 0 ] || group=$(id -gn nobody)
+    serve=$(snippet serve)
+    [[ $serve == "build/signup --listen /tmp/signup.sock --socket-group www-data" ]] ||
+        { echo "the guide's serve command changed: $serve"; return 1; }
+    serve=${serve/build\/signup/$app_dir/signup}
+    serve=${serve/\/tmp\/signup.sock/$dir/signup.sock}
+    start bash -c "exec ${serve/www-data/$group} 2>'$dir/signup.log'"
+    for _ in $(seq 200); do [ -S "$dir/signup.sock" ] && break; sleep 0.02; done
+
+    cp "$source_dir"/deploy/nginx/snippets/*.conf "$dir/snippets/"
+    cp /etc/nginx/fastcgi_params "$dir/"
+    reserve_ports 1
+    port=${reserved_ports[0]}
+    sed -e "s|server unix:.*;|server unix:$dir/signup.sock;|" \
+        -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
+        "$source_dir/deploy/nginx/sites-available/fcgi_app" >"$dir/site"
+    cat >"$dir/nginx.conf" <<CONF
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    include $dir/site;
+}
+CONF
+    start nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
+    release_ports
+    try=$(snippet try)
+    try=${try/http:\/\/localhost/http://127.0.0.1:$port}
+    for _ in $(seq 100); do
+        reply=$(bash -c "$try" 2>/dev/null) && [ -n "$reply" ] && break
+        sleep 0.05
+    done
+    grep -q '^HTTP/1.1 201 Created' <<<"$reply" && grep -q -F '{"id":1}' <<<"$reply" ||
+        { echo "through nginx: $reply"; cat "$dir/error.log" "$dir/signup.log"; return 1; }
+    for _ in $(seq 100); do
+        grep -q -F 'welcome mail sent to ada@example.org (account 1)' "$dir/signup.log" && break
+        sleep 0.05
+    done
+    grep -q -F 'welcome mail sent to ada@example.org (account 1)' "$dir/signup.log" ||
+        { echo "no welcome mail in the log:"; cat "$dir/signup.log"; return 1; }
+    stop_started
+}
+
 against_prefix() {
     local prefix=$1
     check snippet_in_example find_package
@@ -90,6 +158,8 @@ case $mode in
         against_prefix "$work/stage"
         # Once, here: the package's headers are these files, installed by the same rules.
         check headers_stand_alone "$work/stage"
+        check serves_behind_nginx "$work/find_package"
+        check readme_repeats_guide
         # The headers are exactly the public ones, and no private one.
         check diff <(cd "$source_dir/include" && find crosstown -type f | sort) \
             <(cd "$work/stage/include" && find crosstown -type f | sort)
