@@ -1,11 +1,13 @@
-# fcgi_app behind a private, unprivileged nginx on 127.0.0.1, for script/server and
-# script/soak. Sourced; needs a release build of fcgi_app.
+# fcgi_app behind a private, unprivileged nginx on 127.0.0.1 serving the shipped site, for
+# script/server, script/soak and bench/fanout. Sourced; needs a release build of fcgi_app.
 #   start_stack PORT ACCESS_LOG [fcgi_app args...]   sets stack_dir, stack_app, stack_nginx
 #     ACCESS_LOG: on (nginx's, in stack_dir) or off; fcgi_app's log goes to STACK_LOG or stderr
 #   stop_stack                                       fcgi_app drains; returns its exit code
 # With processes.sh's work_dir, a stack still up when the script exits is stopped and its
 # processes checked with the rest. Start it under set -m: fcgi_app and nginx then each lead a
 # process group that the check covers.
+
+source script/lib/nginx.sh
 
 stack_app='' stack_nginx='' stack_dir=''
 
@@ -21,10 +23,8 @@ start_stack() {
     [ "$(id -u)" -ne 0 ] || socket_args=(--socket-group "$(id -gn nobody)")
     [ "$access_log" = off ] || access_log="$stack_dir/access.log"
 
-    sed -e "s|@PREFIX@|${stack_dir}|g" -e "s|@WORKERS@|auto|" -e "s|@ACCESS_LOG@|${access_log}|" \
-        -e "s|@SOCKET@|${socket}|" -e "s|@SOURCE@|${PWD}|g" -e "s|@PORT@|${port}|" \
-        script/lib/nginx.conf.in >"$stack_dir/nginx.conf"
-    ln -s /etc/nginx/fastcgi_params "$stack_dir/fastcgi_params"
+    nginx_prefix "$stack_dir" auto "$access_log"
+    shipped_site fcgi_app "$port" "$socket" >"$stack_dir/site.conf"
 
     build/release/fcgi_app/fcgi_app --listen "$socket" "${socket_args[@]}" "$@" \
         2>>"${STACK_LOG:-/dev/stderr}" &

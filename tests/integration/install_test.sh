@@ -14,6 +14,7 @@ mode=$1
 build_dir=$(cd "$2" && pwd)
 source_dir=$(cd "$3" && pwd)
 source "$source_dir/script/lib/processes.sh"
+source "$source_dir/script/lib/nginx.sh"
 work=$(mktemp -d)
 owned_dirs+=("$work")
 trap 'stop_started; rm -rf "$work"' EXIT
@@ -89,11 +90,12 @@ headers_stand_alone() {
 }
 
 # The guide's "Serving it", as written: the example on a unix socket for nginx's workers'
-# group, a copy of the shipped site with its upstream on that socket, the curl line. Here the
-# socket is in $work, the group the one nginx's workers get, and the port one from the kernel.
+# group, a copy of the shipped site with its upstream on that socket (shipped_site), the curl
+# line. Here the socket is in $work, the group the one nginx's workers get, and the port one
+# from the kernel.
 serves_behind_nginx() {
     local app_dir=$1 dir=$work/serve group port serve try reply
-    mkdir -p "$dir/snippets"
+    mkdir -p "$dir"
     chmod 711 "$work" "$dir"
     group=$(id -gn)
     [ "$(id -u)" -ne 0 ] || group=$(id -gn nobody)
@@ -105,27 +107,10 @@ serves_behind_nginx() {
     start bash -c "exec ${serve/www-data/$group} 2>'$dir/signup.log'"
     for _ in $(seq 200); do [ -S "$dir/signup.sock" ] && break; sleep 0.02; done
 
-    cp "$source_dir"/deploy/nginx/snippets/*.conf "$dir/snippets/"
-    cp /etc/nginx/fastcgi_params "$dir/"
     reserve_ports 1
     port=${reserved_ports[0]}
-    sed -e "s|server unix:.*;|server unix:$dir/signup.sock;|" \
-        -e "s|listen 80;|listen 127.0.0.1:$port;|" -e '/listen \[::\]:80;/d' \
-        "$source_dir/deploy/nginx/sites-available/fcgi_app" >"$dir/site"
-    cat >"$dir/nginx.conf" <<CONF
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events {}
-http {
-    access_log off;
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    include $dir/site;
-}
-CONF
+    (cd "$source_dir" && nginx_prefix "$dir" 1 off &&
+        shipped_site fcgi_app "$port" "$dir/signup.sock" >"$dir/site.conf")
     start nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
     release_ports
     try=$(snippet try)

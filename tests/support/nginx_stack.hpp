@@ -1,7 +1,7 @@
 // A real nginx in front of a real fcgi_app (or several, as one upstream), on a free loopback
-// port and private paths, for integration tests. nginx's config is generated from
-// script/lib/nginx.conf.in (the template script/server uses), which includes the shipped
-// deploy/nginx snippets as they are.
+// port and private paths, for integration tests. nginx serves the shipped site and snippets
+// from deploy/nginx as they are, but for its upstream's sockets and its port, inside
+// script/lib/nginx.conf.in: what script/server runs.
 //
 // Run as root, nginx's workers are `nobody`: fcgi_app's socket then gets nobody's group
 // (--socket-group) and keeps its default mode 0660, as in production with www-data.
@@ -22,6 +22,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/child_process.hpp"
@@ -117,19 +118,7 @@ class NginxStack {
     void start_nginx(std::vector<std::string> upstream) {
         if (port_ == 0) port_ = free_port();
         upstream_ = std::move(upstream);
-        std::string servers = socket_of(upstream_.at(0)) + ";";
-        for (std::size_t i = 1; i < upstream_.size(); ++i) {
-            servers += "\n        server unix:" + socket_of(upstream_[i]) + ";";
-        }
-        auto config = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
-        const std::pair<std::string, std::string> substitutions[] = {
-            {"@SOCKET@;", servers},  {"@PREFIX@", dir_.path()}, {"@WORKERS@", "1"},
-            {"@ACCESS_LOG@", "off"}, {"@SOURCE@", SOURCE_DIR},  {"@PORT@", std::to_string(port_)}};
-        for (const auto& [key, value] : substitutions) config = replace_all(config, key, value);
-        std::ofstream(dir_ / "nginx.conf") << config;
-        if (!std::filesystem::exists(dir_ / "fastcgi_params")) {
-            std::filesystem::create_symlink("/etc/nginx/fastcgi_params", dir_ / "fastcgi_params");
-        }
+        write_config();
         const std::vector<std::string> base{NGINX_PATH, "-p", dir_.path(), "-c",
                                             dir_ / "nginx.conf"};
         {
@@ -171,6 +160,41 @@ class NginxStack {
 
   private:
     static constexpr const char* kOne = "fcgi_app";
+
+    // script/lib/nginx.conf.in in dir_, serving the shipped site with its upstream on the
+    // instances' sockets and its listen on port_ (what script/lib/nginx.sh does for scripts).
+    void write_config() const {
+        std::string servers;
+        for (const auto& name : upstream_) servers += "    server unix:" + socket_of(name) + ";\n";
+        std::istringstream shipped(
+            read_file(std::string(SOURCE_DIR) + "/deploy/nginx/sites-available/fcgi_app"));
+        std::ofstream site(dir_ / "site.conf");
+        for (std::string line; std::getline(shipped, line);) {
+            const auto text = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+            if (text.starts_with("server unix:")) {
+                site << std::exchange(servers, "");
+            } else if (text.starts_with("listen [::]")) {
+                continue;
+            } else if (text.starts_with("listen ")) {
+                site << "    listen 127.0.0.1:" << port_ << ";\n";
+            } else {
+                site << line << "\n";
+            }
+        }
+        auto frame = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
+        frame = replace_all(frame, "@PREFIX@", dir_.path());
+        frame = replace_all(frame, "@WORKERS@", "1");
+        frame = replace_all(frame, "@ACCESS_LOG@", "off");
+        std::ofstream(dir_ / "nginx.conf") << frame;
+        const std::pair<std::string, std::string> links[] = {
+            {"/etc/nginx/fastcgi_params", "fastcgi_params"},
+            {std::string(SOURCE_DIR) + "/deploy/nginx/snippets", "snippets"}};
+        for (const auto& [target, link] : links) {
+            if (!std::filesystem::exists(dir_ / link)) {
+                std::filesystem::create_symlink(target, dir_ / link);
+            }
+        }
+    }
 
     TempDir dir_;  // destroyed last: the children below are stopped first
     int port_ = 0;
