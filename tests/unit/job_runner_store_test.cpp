@@ -133,6 +133,7 @@ class JobRunnerOnEachStore : public ::testing::Test {
         pool_.reset();
     }
     JobRunner& runner() { return *runner_; }
+    JobStore& store() { return *store_; }
 
     // Commits `count` jobs of `kind` (payloads "0", "1", ...) as one request's after a response
     // with `status`, and starts them unless `start` is false (the process dies first); the ids.
@@ -267,6 +268,48 @@ TYPED_TEST(JobRunnerOnEachStore, ASkippedJobLeavesTheStoreWithoutRunning) {
     ASSERT_TRUE(test::eventually([&] { return this->runner().totals().skipped == 2; }));
     EXPECT_TRUE(this->store_empty());
     EXPECT_EQ(ran, 0);
+}
+
+// A long-lived process: what the runner and the store keep about jobs is bounded by the jobs
+// in flight. After many jobs (some retried, some skipped, some failing for good) and once
+// idle, every structure is empty, on every store.
+TYPED_TEST(JobRunnerOnEachStore, ManyJobsLeaveNoBookkeepingBehind) {
+    test::LogCapture quiet;
+    this->kinds.define("mixed", {.max_attempts = 2, .backoff = 1ms, .concurrency = 8},
+                       [](const Job& job, std::stop_token) {
+                           const auto n = std::stoi(job.payload);
+                           if (n % 7 == 0) throw std::runtime_error("always");
+                           if (n % 3 == 0 && job.attempt == 1) throw std::runtime_error("once");
+                       });
+    this->start();
+    constexpr int kRequests = 40;
+    constexpr int kPerRequest = 25;
+    for (int i = 0; i < kRequests; ++i) {
+        this->run("mixed", kPerRequest, {.skip_if_undelivered = true}, /*delivered=*/i % 10 != 0);
+    }
+    const auto& totals = [&] { return this->runner().totals(); };
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            const auto t = totals();
+            return t.succeeded + t.dead + t.skipped == kRequests * kPerRequest;
+        },
+        4 * test::kPatience))
+        << totals().succeeded << " succeeded, " << totals().dead << " dead, " << totals().skipped
+        << " skipped";
+    EXPECT_GT(totals().retried, 0U);
+    EXPECT_GT(totals().dead, 0U);
+    EXPECT_GT(totals().skipped, 0U);
+    const auto empty = [](const std::map<std::string, std::size_t>& sizes) {
+        return std::ranges::all_of(sizes, [](const auto& s) { return s.second == 0; });
+    };
+    // The store's last writes (completions after the count) land within a round or a beat.
+    EXPECT_TRUE(test::eventually([&] { return empty(this->store().bookkeeping()); }))
+        << ::testing::PrintToString(this->store().bookkeeping());
+    EXPECT_TRUE(test::eventually([&] { return empty(this->runner().bookkeeping()); }))
+        << ::testing::PrintToString(this->runner().bookkeeping());
+    // In the store itself, only the dead jobs stay.
+    EXPECT_TRUE(test::eventually(
+        [&] { return this->stores.list().size() == this->stores.list(true).size(); }));
 }
 
 // The process dies between its commit and the jobs' start: the next process runs them (SQLite

@@ -102,6 +102,38 @@ TEST_F(RedisJobStoreTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen
     EXPECT_TRUE(b.take(room, 200ms).empty());
 }
 
+TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReadsNoMore) {
+    const auto consumers = [&] {
+        return raw().command({"XINFO", "CONSUMERS", "t:stream:k", "crosstown"}).size();
+    };
+    const auto first = commit(*a, "done");
+    const auto second = commit(*a, "left running");
+    a->release(first);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    a->complete(first[0]);
+    a->release(second);
+    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(consumers(), 1U) << "a read: a is a consumer";
+    a.reset();  // dies with an entry pending
+
+    // Its pending entry keeps it in the group until another instance claims the entry.
+    std::this_thread::sleep_for(kClaimAfter + 200ms);
+    b.beat();
+    EXPECT_EQ(consumers(), 1U) << "a consumer with an entry pending is kept";
+    ASSERT_EQ(claim_when_due(b).size(), 1U);
+    b.complete(second[0]);
+    // b claimed (a consumer, reading now) and a has nothing pending: a's turn to go, once idle.
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            b.beat();
+            return consumers() == 1U;
+        },
+        3 * kClaimAfter, 100ms))
+        << consumers() << " consumers";
+    const auto left = raw().command({"XINFO", "CONSUMERS", "t:stream:k", "crosstown"});
+    EXPECT_EQ(reply_string(reply_element(reply_element(left.get(), 0), 1)), "b");
+}
+
 TEST_F(RedisJobStoreTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
     const auto ids = commit(*a, "p");
     a->release(ids);

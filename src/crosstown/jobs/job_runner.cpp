@@ -689,4 +689,18 @@ void JobRunner::wait_idle() {
 void set_process_job_runner(JobRunner* runner) { runner_of_process.store(runner); }
 JobRunner* process_job_runner() { return runner_of_process.load(); }
 
+std::map<std::string, std::size_t> JobRunner::bookkeeping() const {
+    std::lock_guard lock(mutex_);
+    std::size_t waiting = 0;
+    std::size_t running = 0;
+    for (const auto& [name, state] : states_) {
+        waiting += state->waiting.size();
+        running += state->running;
+    }
+    return {{"retries", retries_.size()},   {"deadlines", deadlines_.size()},
+            {"launched", launched_.size()}, {"waiting_jobs", waiting_jobs_},
+            {"waiting", waiting},           {"running", running},
+            {"suspects", suspects_.size()}};
+}
+
 }  // namespace crosstown

@@ -110,6 +110,9 @@ class JobRunner {
     // workers) minus those running, and none while some already wait. What a shared store's
     // consumer takes.
     std::map<std::string, std::size_t> room() const;
+    // What the runner keeps about jobs in flight, by name (retries waiting, deadlines, jobs
+    // launched, waiting and running per kind, suspects): all zero once it is idle.
+    std::map<std::string, std::size_t> bookkeeping() const;
     std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
     // Outside a request: commits one job now and starts it. Throws JournalUnavailable,

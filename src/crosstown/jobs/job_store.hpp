@@ -9,7 +9,9 @@
 // process. open_job_store() opens the one that --journal names.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -57,6 +59,10 @@ class JobStore {
     virtual void start(JobRunner& runner, bool take) = 0;
     virtual void stop_taking() {}
     virtual std::uint64_t close() = 0;
+    // What the store keeps in memory about jobs in flight, by name, each bounded by what is in
+    // flight, never by what has ever run: all zero once the store is idle. For tests and the
+    // soak of a long-lived process.
+    virtual std::map<std::string, std::size_t> bookkeeping() const = 0;
 };
 
 }  // namespace crosstown

@@ -34,6 +34,7 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     // Replays live_jobs(), like a journal at start: `runner` takes over from the last one.
     void start(JobRunner& runner, bool take) override;
     std::uint64_t close() override { return 0; }  // every write is done when it returns
+    std::map<std::string, std::size_t> bookkeeping() const override;
 
     std::vector<AdminJob> list(bool dead_only) override;
     std::uint64_t revive(std::optional<std::int64_t> id) override;

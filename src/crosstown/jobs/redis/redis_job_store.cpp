@@ -86,6 +86,27 @@ end
 return n
 )lua"};
 
+// Consumers with nothing pending that have not read for the claim time leave each kind's
+// group: instances that died or were renamed (the default name is new at every start) would
+// otherwise stay in the group for good. Nothing is lost: a consumer's pending entries are what
+// DELCONSUMER drops, and these have none; a live instance that reads again is a consumer
+// again. ARGV: prefix, group, idle ms, kinds...
+constexpr RedisScript kForgetIdleConsumers{R"lua(
+local n = 0
+for i = 4, #ARGV do
+  local stream = ARGV[1] .. ':stream:' .. ARGV[i]
+  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, ARGV[2])) do
+    local f = {}
+    for j = 1, #consumer, 2 do f[consumer[j]] = consumer[j + 1] end
+    if f['pending'] == 0 and f['idle'] > tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', stream, ARGV[2], f['name'])
+      n = n + 1
+    end
+  end
+end
+return n
+)lua"};
+
 constexpr RedisScript kDiscard{R"lua(
 redis.call('SREM', ARGV[1] .. ':held:' .. ARGV[2], ARGV[3])
 return redis.call('DEL', ARGV[1] .. ':job:' .. ARGV[3])
@@ -727,6 +748,16 @@ void RedisJobStore::beat() {
                       address_.text, released);
         }
     });
+    beat_step(*connection, "forgetting idle consumers", [&] {
+        std::vector<std::string> args{options_.prefix, std::string(kGroup),
+                                      std::to_string(options_.claim_after.count())};
+        args.insert(args.end(), kinds_.begin(), kinds_.end());
+        const auto forgotten = connection->eval(kForgetIdleConsumers, args).integer();
+        if (forgotten > 0) {
+            log::info("redis {}: {} consumers with nothing pending left the group", address_.text,
+                      forgotten);
+        }
+    });
 }
 
 // One step of a beat: an error reply (a full server, a lost group, a key of another type) is
@@ -835,6 +866,16 @@ std::vector<RedisStreamFigures> RedisJobStore::streams() const {
                            static_cast<std::uint64_t>(reply_integer(pending.element(0)))});
     }
     return figures;
+}
+
+// The claim cursors are not here: one per kind, whatever has run.
+std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
+    std::lock_guard lock(mutex_);
+    return {{"taken", taken_.size()},
+            {"holding", holding_.size()},
+            {"stranded", stranded_.size()},
+            {"commits_in_flight", commits_in_flight_.size()},
+            {"unsent", unsent_.size()}};
 }
 
 }  // namespace crosstown

@@ -97,6 +97,7 @@ class RedisJobStore final : public JobStore {
     void stop_taking() override;
     // Stops the feed, then leave(); logs and returns the releases and finishes still unsent.
     std::uint64_t close() override;
+    std::map<std::string, std::size_t> bookkeeping() const override;
 
     // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
     // waiting up to `block` for some (0: not at all). Throws JournalError.

@@ -319,4 +319,9 @@ SqliteJobStore::BatchSizes SqliteJobStore::batch_sizes() const {
     return sizes;
 }
 
+std::map<std::string, std::size_t> SqliteJobStore::bookkeeping() const {
+    std::lock_guard lock(mutex_);
+    return {{"changes", changes_.size()}, {"tickets", tickets_.size()}};
+}
+
 }  // namespace crosstown

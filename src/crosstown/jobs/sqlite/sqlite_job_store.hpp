@@ -70,6 +70,7 @@ class SqliteJobStore final : public JobStore {
     void start(JobRunner& runner, bool take) override;
     // Flushes; logs and returns unwritten_finishes().
     std::uint64_t close() override;
+    std::map<std::string, std::size_t> bookkeeping() const override;
 
     const std::string& path() const override { return path_; }
     // From commit() to its transaction's end, and jobs per transaction.
