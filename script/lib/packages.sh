@@ -1,9 +1,10 @@
 # What building crosstown and running its tests needs, as Debian 12 packages.
 build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost-dev
     libboost-program-options-dev libfcgi-dev libsystemd-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-    libbenchmark-dev libsqlite3-dev libhiredis-dev ccache)
-# The durable-jobs tests on Redis start a real server on loopback.
-test_server_packages=(nginx redis-server)
+    libbenchmark-dev libsqlite3-dev libhiredis-dev ccache lld)
+# The durable-jobs tests on Redis start a real server on loopback; the soak's smoke test loads
+# fcgi_app with wrk and reads its figures with curl; kernel-chosen ports come from python3.
+test_server_packages=(nginx redis-server wrk curl python3)
 # The fuzz preset: clang and its libFuzzer runtime.
 fuzz_packages=(clang libclang-rt-14-dev)
 # The status page's integration test renders it in a real browser.

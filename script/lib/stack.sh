@@ -1,7 +1,8 @@
 # fcgi_app behind a private, unprivileged nginx on 127.0.0.1 serving the shipped site, for
 # script/server, script/soak and bench/fanout. Sourced; needs a release build of fcgi_app.
 #   start_stack PORT ACCESS_LOG [fcgi_app args...]   sets stack_dir, stack_app, stack_nginx
-#     ACCESS_LOG: on (nginx's, in stack_dir) or off; fcgi_app's log goes to STACK_LOG or stderr
+#     ACCESS_LOG: on (nginx's, in stack_dir) or off; fcgi_app's log goes to STACK_LOG or stderr;
+#     STACK_APP: the fcgi_app binary (default: the release build's)
 #   stop_stack                                       fcgi_app drains; returns its exit code
 # With processes.sh's work_dir, a stack still up when the script exits is stopped and its
 # processes checked with the rest. Start it under set -m: fcgi_app and nginx then each lead a
@@ -26,7 +27,7 @@ start_stack() {
     nginx_prefix "$stack_dir" auto "$access_log"
     shipped_site fcgi_app "$port" "$socket" >"$stack_dir/site.conf"
 
-    build/release/fcgi_app/fcgi_app --listen "$socket" "${socket_args[@]}" "$@" \
+    "${STACK_APP:-build/release/fcgi_app/fcgi_app}" --listen "$socket" "${socket_args[@]}" "$@" \
         2>>"${STACK_LOG:-/dev/stderr}" &
     stack_app=$!
     for _ in $(seq 500); do
