@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/durable_soak as a smoke test: SECONDS_TOTAL (default 60) of load on each store, the
-# SQLite one and the Redis one side by side, each with the release build's fcgi_app; fails
-# when either soak fails, and shows both.
+# SQLite one and the Redis one side by side, each with the FCGI_APP this build made and a
+# fixed pool of 32 workers; fails when either soak fails, and shows both.
 # Usage: durable_soak_test.sh SOURCE_DIR FCGI_APP
 set -uo pipefail
 source_dir=$1

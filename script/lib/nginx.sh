@@ -6,6 +6,10 @@
 #   shipped_site SITE PORT SOCKET...       the shipped site deploy/nginx/sites-available/SITE
 #                                          on stdout, its upstream on the unix SOCKETs and its
 #                                          only listen on 127.0.0.1:PORT
+#   $NGINX                                 the nginx binary: from PATH, else /usr/sbin (not in
+#                                          a user's PATH on Debian)
+
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 nginx_prefix() {
     local dir=$1 workers=$2 access_log=$3

@@ -35,7 +35,7 @@ start_stack() {
         kill -0 "$stack_app" 2>/dev/null || { wait "$stack_app"; return $?; }
         sleep 0.01
     done
-    local nginx_cmd=(nginx -p "$stack_dir" -c "$stack_dir/nginx.conf")
+    local nginx_cmd=("$NGINX" -p "$stack_dir" -c "$stack_dir/nginx.conf")
     "${nginx_cmd[@]}" -t -q
     "${nginx_cmd[@]}" -g 'daemon off;' &
     stack_nginx=$!
@@ -50,6 +50,10 @@ start_stack() {
 stop_stack() {
     kill -QUIT "$stack_nginx" 2>/dev/null || true
     kill -TERM "$stack_app" 2>/dev/null || true
+    # fcgi_app drains for --drain-timeout (30 s by default) and then exits; one that hangs
+    # past a minute is killed, so that a script (or a test under a timeout) always ends.
+    for _ in $(seq 600); do kill -0 "$stack_app" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$stack_app" 2>/dev/null || true
     local code=0
     wait "$stack_app" || code=$?
     wait "$stack_nginx" 2>/dev/null || true

@@ -1,6 +1,6 @@
 # Figures for the benchmarks' tables. Sourced.
 #   median [FORMAT]   the median of the numbers on stdin (one per line; "nan" when none),
-#                     printed with printf FORMAT (default %.6g, as awk prints)
+#                     printed with printf FORMAT (default %.6g: six significant digits)
 #   to_ms             wrk's latency on stdin ("812.00us", "4.21ms", "1.02s") in milliseconds
 
 median() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs examples/signup the ways the README's "Use crosstown in your project" tells
-# users to, and checks that each README snippet is what the test actually ran.
+# Builds and runs examples/signup the ways the getting-started guide tells users to, and checks
+# that each of the guide's snippets is what the test actually ran (and that the README, which
+# repeats the install snippets, shows the same). NGINX: the nginx binary.
 # Usage: install_test.sh staged BUILD_DIR SOURCE_DIR       cmake --install into a staging
 #                                                          prefix, then find_package and
 #                                                          pkg-config against it, and each
@@ -15,9 +16,7 @@ build_dir=$(cd "$2" && pwd)
 source_dir=$(cd "$3" && pwd)
 source "$source_dir/script/lib/processes.sh"
 source "$source_dir/script/lib/nginx.sh"
-work=$(mktemp -d)
-owned_dirs+=("$work")
-trap 'stop_started; rm -rf "$work"' EXIT
+work_dir install
 cache() { sed -n "s/^$1:[A-Z]*=//p" "$build_dir/CMakeCache.txt"; }
 cxx=$(cache CMAKE_CXX_COMPILER)
 libdir=$(cache CMAKE_INSTALL_LIBDIR)
@@ -41,7 +40,7 @@ readme_repeats_guide() {
     done
 }
 
-# Every line of the README's CMake snippet NAME is a line of the example's CMakeLists.txt.
+# Every line of the guide's CMake snippet NAME is a line of the example's CMakeLists.txt.
 snippet_in_example() {
     local line
     [ -n "$(snippet "$1")" ] || return 1
@@ -70,7 +69,7 @@ build_example() {
     "$dir/signup" --version | grep -q -x 'signup 1.0'
 }
 
-# Runs the README's pkg-config lines in a copy of the example (every line must succeed), then
+# Runs the guide's pkg-config lines in a copy of the example (every line must succeed), then
 # the server and the test they built.
 build_with_pkg_config() {
     local prefix=$1
@@ -106,12 +105,15 @@ serves_behind_nginx() {
     serve=${serve/\/tmp\/signup.sock/$dir/signup.sock}
     start bash -c "exec ${serve/www-data/$group} 2>'$dir/signup.log'"
     for _ in $(seq 200); do [ -S "$dir/signup.sock" ] && break; sleep 0.02; done
+    [ -S "$dir/signup.sock" ] || { echo "the example did not listen:"; cat "$dir/signup.log"; return 1; }
 
     reserve_ports 1
     port=${reserved_ports[0]}
     (cd "$source_dir" && nginx_prefix "$dir" 1 off &&
         shipped_site fcgi_app "$port" "$dir/signup.sock" >"$dir/site.conf")
-    start nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
+    start "$NGINX" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;'
+    # The pid file is written once nginx listens: only then may the port go.
+    for _ in $(seq 200); do [ -s "$dir/nginx.pid" ] && break; sleep 0.02; done
     release_ports
     try=$(snippet try)
     try=${try/http:\/\/localhost/http://127.0.0.1:$port}

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/calls_load.hpp"
 #include "support/eventually.hpp"
 #include "support/nginx_stack.hpp"
 
@@ -117,12 +118,6 @@ inline std::vector<Placed> read_witness(const std::string& path) {
         at = eol + 1;
     }
     return placed;
-}
-
-// The batch id of a POST /calls answer; empty when it has none.
-inline std::string batch_of(const HttpReply& reply) {
-    const auto body = nlohmann::json::parse(reply.body, nullptr, false);
-    return body.is_object() && body.contains("batch") ? body["batch"].get<std::string>() : "";
 }
 
 struct Command {

@@ -2,22 +2,19 @@
 
 #include <nlohmann/json.hpp>
 #include <random>
-
-#include "support/http_client.hpp"
+#include <stdexcept>
 
 namespace crosstown::test {
 
-namespace {
-
-// The batch id of a POST /calls answer; empty when it has none.
-std::string batch_in(const std::string& body) {
-    const auto json = nlohmann::json::parse(body, nullptr, false);
+std::string batch_of(const HttpReply& reply) {
+    const auto json = nlohmann::json::parse(reply.body, nullptr, false);
     return json.is_object() && json.contains("batch") ? json["batch"].get<std::string>() : "";
 }
 
-}  // namespace
-
 CallsLoad::CallsLoad(int port, CallsLoadOptions options) : options_(std::move(options)) {
+    if (options_.min_calls < 1 || options_.max_calls < options_.min_calls) {
+        throw std::invalid_argument("CallsLoad: 1 <= min_calls <= max_calls");
+    }
     for (int client = 0; client < options_.clients; ++client) {
         threads_.emplace_back([this, port, client] { run(port, client); });
     }
@@ -34,7 +31,7 @@ void CallsLoad::run(int port, int client) {
                             "&latency_ms=" + std::to_string(options_.latency_ms) +
                             (options_.durable ? "&durable=1" : "") + options_.query;
         const auto reply = http(port, "POST", target, {}, {}, 10s);
-        const auto batch = reply.status == 202 ? batch_in(reply.body) : std::string();
+        const auto batch = reply.status == 202 ? batch_of(reply) : std::string();
         {
             std::lock_guard lock(mutex_);
             if (!batch.empty()) {

@@ -14,14 +14,19 @@
 #include <utility>
 #include <vector>
 
+#include "support/http_client.hpp"
+
 namespace crosstown::test {
+
+// The batch id of a POST /calls answer; empty when it has none.
+std::string batch_of(const HttpReply& reply);
 
 struct CallsLoadOptions {
     int clients = 4;
     int latency_ms = 0;  // each call's latency_ms
     bool durable = false;
     // Each request asks for a number of calls drawn from [min_calls, max_calls], the same
-    // sequence in every run (one seeded generator per client).
+    // sequence in every run (one seeded generator per client). 1 <= min_calls <= max_calls.
     int min_calls = 1;
     int max_calls = 1;
     std::string query;  // more parameters, e.g. "&fail_first=1"
@@ -56,7 +61,7 @@ class CallsLoad {
     // Replies with `status` (202 included), and every status seen.
     long count(int status) const;
     std::set<int> statuses() const;
-    // Calls asked for so far, answered or not.
+    // Calls drawn so far, the budget's count: sent, or drawn past the budget and not sent.
     long sent() const { return sent_.load(); }
 
   private:

@@ -22,7 +22,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "support/child_process.hpp"
@@ -161,38 +160,18 @@ class NginxStack {
   private:
     static constexpr const char* kOne = "fcgi_app";
 
-    // script/lib/nginx.conf.in in dir_, serving the shipped site with its upstream on the
-    // instances' sockets and its listen on port_ (what script/lib/nginx.sh does for scripts).
+    // nginx's configuration in dir_, as script/server's: script/lib/nginx.sh writes it, the
+    // shipped site with its upstream on the instances' sockets and its listen on port_.
     void write_config() const {
-        std::string servers;
-        for (const auto& name : upstream_) servers += "    server unix:" + socket_of(name) + ";\n";
-        std::istringstream shipped(
-            read_file(std::string(SOURCE_DIR) + "/deploy/nginx/sites-available/fcgi_app"));
-        std::ofstream site(dir_ / "site.conf");
-        for (std::string line; std::getline(shipped, line);) {
-            const auto text = line.substr(std::min(line.find_first_not_of(' '), line.size()));
-            if (text.starts_with("server unix:")) {
-                site << std::exchange(servers, "");
-            } else if (text.starts_with("listen [::]")) {
-                continue;
-            } else if (text.starts_with("listen ")) {
-                site << "    listen 127.0.0.1:" << port_ << ";\n";
-            } else {
-                site << line << "\n";
-            }
-        }
-        auto frame = read_file(std::string(SOURCE_DIR) + "/script/lib/nginx.conf.in");
-        frame = replace_all(frame, "@PREFIX@", dir_.path());
-        frame = replace_all(frame, "@WORKERS@", "1");
-        frame = replace_all(frame, "@ACCESS_LOG@", "off");
-        std::ofstream(dir_ / "nginx.conf") << frame;
-        const std::pair<std::string, std::string> links[] = {
-            {"/etc/nginx/fastcgi_params", "fastcgi_params"},
-            {std::string(SOURCE_DIR) + "/deploy/nginx/snippets", "snippets"}};
-        for (const auto& [target, link] : links) {
-            if (!std::filesystem::exists(dir_ / link)) {
-                std::filesystem::create_symlink(target, dir_ / link);
-            }
+        std::vector<std::string> argv{
+            "/bin/bash", "-c",
+            "cd \"$1\" && source script/lib/nginx.sh && nginx_prefix \"$2\" 1 off && "
+            "shipped_site fcgi_app \"$3\" \"${@:4}\" >\"$2/site.conf\"",
+            "nginx_stack", SOURCE_DIR, dir_.path(), std::to_string(port_)};
+        for (const auto& name : upstream_) argv.push_back(socket_of(name));
+        ChildProcess write(argv, dir_ / "nginx-config.log");
+        if (write.wait(std::chrono::seconds(10)) != 0) {
+            throw std::runtime_error("script/lib/nginx.sh failed:\n" + write.output());
         }
     }
 

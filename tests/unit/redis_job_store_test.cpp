@@ -114,7 +114,7 @@ TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReads
     a->release(second);
     ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
     ASSERT_EQ(consumers(), 1U) << "a read: a is a consumer";
-    a.reset();  // dies with an entry pending
+    a.reset();  // gone (a clean leave: its heartbeat goes), an entry still pending
 
     // Its pending entry keeps it in the group until another instance claims the entry.
     std::this_thread::sleep_for(kClaimAfter + 200ms);

@@ -698,9 +698,8 @@ std::map<std::string, std::size_t> JobRunner::bookkeeping() const {
         running += state->running;
     }
     return {{"retries", retries_.size()},   {"deadlines", deadlines_.size()},
-            {"launched", launched_.size()}, {"waiting_jobs", waiting_jobs_},
-            {"waiting", waiting},           {"running", running},
-            {"suspects", suspects_.size()}};
+            {"launched", launched_.size()}, {"waiting", waiting},
+            {"running", running},           {"suspects", suspects_.size()}};
 }
 
 }  // namespace crosstown

@@ -95,7 +95,10 @@ constexpr RedisScript kForgetIdleConsumers{R"lua(
 local n = 0
 for i = 4, #ARGV do
   local stream = ARGV[1] .. ':stream:' .. ARGV[i]
-  for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, ARGV[2])) do
+  -- A stream or group not there (yet, or lost) has no consumer to forget: the next kind.
+  local consumers = redis.pcall('XINFO', 'CONSUMERS', stream, ARGV[2])
+  if consumers['err'] then consumers = {} end
+  for _, consumer in ipairs(consumers) do
     local f = {}
     for j = 1, #consumer, 2 do f[consumer[j]] = consumer[j + 1] end
     if f['pending'] == 0 and f['idle'] > tonumber(ARGV[3]) then
