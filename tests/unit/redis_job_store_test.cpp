@@ -40,7 +40,7 @@ struct RedisJobStoreTest : ::testing::Test {
     std::optional<RedisJobStore> a{std::in_place, server.unix_address(), options_for("a"),
                                    std::vector<std::string>{"k"}};
     RedisJobStore b{server.unix_address(), options_for("b"), {"k"}};
-    const std::map<std::string, std::size_t> room{{"k", 10}};
+    const std::map<std::string, std::size_t> openings{{"k", 10}};
 
     RedisConnection raw() {
         return RedisConnection::open(RedisAddress::parse(server.unix_address()), "", 2s);
@@ -53,7 +53,7 @@ struct RedisJobStoreTest : ::testing::Test {
         std::vector<StoredJob> claimed;
         test::eventually(
             [&] {
-                claimed = journal.claim(room);
+                claimed = journal.claim(openings);
                 return !claimed.empty();
             },
             3 * kClaimAfter, 50ms);
@@ -68,25 +68,25 @@ struct RedisJobStoreTest : ::testing::Test {
 TEST_F(RedisJobStoreTest, HeldJobsReachNoConsumerUntilReleased) {
     const auto ids = commit(*a, "p1");
     ASSERT_EQ(ids.size(), 1U);
-    EXPECT_TRUE(b.take(room, 300ms).empty());
-    EXPECT_TRUE(a->take(room, 100ms).empty());
+    EXPECT_TRUE(b.take(openings, 300ms).empty());
+    EXPECT_TRUE(a->take(openings, 100ms).empty());
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
 
     a->release(ids);
-    const auto jobs = b.take(room, 1000ms);
+    const auto jobs = b.take(openings, 1000ms);
     ASSERT_EQ(jobs.size(), 1U);
     EXPECT_EQ(jobs[0].id, ids[0]);
     EXPECT_EQ(jobs[0].payload, "p1");
     EXPECT_EQ(jobs[0].request_id, "req-1");
     EXPECT_EQ(jobs[0].attempts, 0U);
     EXPECT_GT(jobs[0].enqueued_ms, 0);
-    EXPECT_TRUE(a->take(room, 100ms).empty()) << "one consumer group: taken once";
+    EXPECT_TRUE(a->take(openings, 100ms).empty()) << "one consumer group: taken once";
 }
 
 TEST_F(RedisJobStoreTest, ACompletedJobLeavesNothingBehind) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.take(openings, 1000ms).size(), 1U);
     ASSERT_EQ(b.streams().at(0).pending, 1U);
     b.complete(ids[0]);
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
@@ -99,7 +99,7 @@ TEST_F(RedisJobStoreTest, AJobCommittedForAnUndeliveredResponseIsDiscardedUnseen
     a->complete(ids[0]);  // skip_if_undelivered: never released
     EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0);
     EXPECT_EQ(integer({"SCARD", "t:held:a"}), 0);
-    EXPECT_TRUE(b.take(room, 200ms).empty());
+    EXPECT_TRUE(b.take(openings, 200ms).empty());
 }
 
 TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReadsNoMore) {
@@ -109,10 +109,10 @@ TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReads
     const auto first = commit(*a, "done");
     const auto second = commit(*a, "left running");
     a->release(first);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     a->complete(first[0]);
     a->release(second);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     ASSERT_EQ(consumers(), 1U) << "a read: a is a consumer";
     a.reset();  // gone (a clean leave: its heartbeat goes), an entry still pending
 
@@ -137,20 +137,20 @@ TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReads
 TEST_F(RedisJobStoreTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     a->reschedule(ids[0], 1, 0, "boom");
     // a beats (and touches its entry) for twice the claim time: b cannot claim it.
     const auto until = std::chrono::steady_clock::now() + 2 * kClaimAfter;
     while (std::chrono::steady_clock::now() < until) {
         a->beat();
-        EXPECT_TRUE(b.claim(room).empty()) << "claimed from a live instance";
+        EXPECT_TRUE(b.claim(openings).empty()) << "claimed from a live instance";
         std::this_thread::sleep_for(kClaimAfter / 6);
     }
     a.reset();  // dies: beats no more, leaves nothing
     std::vector<StoredJob> claimed;
     ASSERT_TRUE(test::eventually(
         [&] {
-            claimed = b.claim(room);
+            claimed = b.claim(openings);
             return !claimed.empty();
         },
         5s, 50ms));
@@ -170,7 +170,7 @@ TEST_F(RedisJobStoreTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
     const auto job_key = "t:job:" + std::to_string(ids[0]);
     raw().command({"RENAME", job_key, "t:aside"});
     raw().command({"SET", job_key, "not a hash"});
-    EXPECT_TRUE(a->take(room, 1000ms).empty());
+    EXPECT_TRUE(a->take(openings, 1000ms).empty());
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1) << "the entry was deleted";
     const auto pending = raw().command({"XPENDING", "t:stream:k", "crosstown"});
     EXPECT_EQ(reply_integer(pending.element(0)), 1) << "the entry was acknowledged";
@@ -196,10 +196,10 @@ TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanC
     std::set<std::int64_t> claimed;
     int calls = 0;
     do {
-        for (const auto& job : b.claim(room)) claimed.insert(job.id);
+        for (const auto& job : b.claim(openings)) claimed.insert(job.id);
         ++calls;
-    } while (!b.claim_scan_done(room) && calls < 100);
-    EXPECT_TRUE(b.claim_scan_done(room));
+    } while (!b.claim_scan_done(openings) && calls < 100);
+    EXPECT_TRUE(b.claim_scan_done(openings));
     EXPECT_EQ(claimed.size(), ids.size());
     EXPECT_GE(calls, 3) << "ten at a time: the scan needs several calls";
 }
@@ -210,7 +210,7 @@ TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanC
 TEST_F(RedisJobStoreTest, AClaimCountsTheDeliveryThatDiedAsAnAttempt) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     a.reset();  // dies in the first attempt, recorded nowhere
     const auto claimed = claim_when_due(b);
     ASSERT_EQ(claimed.size(), 1U);
@@ -224,7 +224,7 @@ TEST_F(RedisJobStoreTest, AClaimCountsTheDeliveryThatDiedAsAnAttempt) {
 TEST_F(RedisJobStoreTest, AClaimedJobIsResumedWithTheAttemptRecordedBeforeItsInstanceDied) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    const auto taken = a->take(room, 1000ms);
+    const auto taken = a->take(openings, 1000ms);
     ASSERT_EQ(taken.size(), 1U);
     EXPECT_FALSE(taken[0].resumed);
     a->record_attempt(ids[0], 2);
@@ -249,7 +249,7 @@ TEST_F(RedisJobStoreTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLea
     for (int i = 0; i < 20; ++i) old_held.push_back(commit(*a, "old").at(0));
     const auto released = commit(*a, "old, taken");
     a->release(released);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     old_taken = released;
     raw().command({"FLUSHALL"});
     std::vector<std::int64_t> fresh;
@@ -269,8 +269,8 @@ TEST_F(RedisJobStoreTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLea
     EXPECT_EQ(integer({"SCARD", "t:held:b"}), 21) << "a stale write released a new held job";
 }
 
-// The feed of a survivor whose runner has room for 4 jobs at a time claims a dead consumer's
-// 200 retrying entries (they take no room until due) in one go past the claim time, not 4 per
+// The feed of a survivor whose runner has openings for 4 jobs at a time claims a dead consumer's
+// 200 retrying entries (they take no opening until due) in one go past the claim time, not 4 per
 // beat, nor 4 per blocked read.
 TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
     constexpr std::size_t kBacklog = 200;
@@ -295,9 +295,9 @@ TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
         ASSERT_TRUE(test::eventually([&] { return b.figures().claimed >= kBacklog; }, 20s, 10ms))
             << b.figures().claimed << " claimed";
         const auto took = std::chrono::steady_clock::now() - died;
-        // A beat's room at a time would take 50 beats past the claim time; at once, under one.
+        // A beat's openings at a time would take 50 beats past the claim time; at once, under one.
         EXPECT_LT(took, kClaimAfter + 10 * (kClaimAfter / 4))
-            << "claimed a beat's room at a time: "
+            << "claimed a beat's openings at a time: "
             << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
         feed.stop();
     }
@@ -308,7 +308,7 @@ TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
 TEST_F(RedisJobStoreTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.take(openings, 1000ms).size(), 1U);
     b.bury(ids[0], 3, "gave up");
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
     EXPECT_EQ(integer({"XLEN", "t:dead"}), 1);
@@ -319,7 +319,7 @@ TEST_F(RedisJobStoreTest, ABuriedJobGoesToTheDeadStreamWithItsLastError) {
 TEST_F(RedisJobStoreTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinishedOne) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.take(openings, 1000ms).size(), 1U);
     b.bury(ids[0], 3, "gave up");
     b.reschedule(ids[0], 2, 0, "an older failure, written late");
     const auto job = "t:job:" + std::to_string(ids[0]);
@@ -329,7 +329,7 @@ TEST_F(RedisJobStoreTest, ALateRetryNoteNeitherRevivesADeadJobNorRecreatesAFinis
 
     const auto done = commit(*a, "q");
     a->release(done);
-    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.take(openings, 1000ms).size(), 1U);
     b.complete(done[0]);
     b.reschedule(done[0], 1, 0, "late");
     EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(done[0])}), 0);
@@ -339,16 +339,16 @@ TEST_F(RedisJobStoreTest, HeldJobsOfADeadInstanceAreReleasedOnlyOnceItsHeartbeat
     const auto ids = commit(*a, "p");
     a->beat();
     b.beat();
-    EXPECT_TRUE(b.take(room, 100ms).empty()) << "released while its holder lives";
+    EXPECT_TRUE(b.take(openings, 100ms).empty()) << "released while its holder lives";
     a->beat();
     a.reset();  // a crash between hold and release: the heartbeat outlives it for a while
     b.beat();
-    EXPECT_TRUE(b.take(room, 100ms).empty()) << "released before the heartbeat expired";
+    EXPECT_TRUE(b.take(openings, 100ms).empty()) << "released before the heartbeat expired";
     std::vector<StoredJob> jobs;
     ASSERT_TRUE(test::eventually(
         [&] {
             b.beat();
-            jobs = b.take(room, 50ms);
+            jobs = b.take(openings, 50ms);
             return !jobs.empty();
         },
         5s, 50ms));
@@ -365,9 +365,9 @@ TEST_F(RedisJobStoreTest, AHeldJobWhoseReleaseWasLostIsReleasedByItsOwnInstanceA
     c.command({"SADD", "t:held:a", "900"});
     const auto in_flight = commit(*a, "in flight");  // its response is still being written
     a->beat();
-    EXPECT_TRUE(b.take(room, 100ms).empty()) << "released at the first look";
+    EXPECT_TRUE(b.take(openings, 100ms).empty()) << "released at the first look";
     a->beat();
-    const auto jobs = b.take(room, 1000ms);
+    const auto jobs = b.take(openings, 1000ms);
     ASSERT_EQ(jobs.size(), 1U);
     EXPECT_EQ(jobs[0].id, 900);
     EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(in_flight[0])}), 1)
@@ -395,27 +395,27 @@ TEST_F(RedisJobStoreTest, ANameInUseIsRefusedAndAReusedNameReleasesWhatItsPredec
     c.command({"DEL", "t:alive:a"});  // a crashed and its heartbeat expired, in effect
     a.reset();
     RedisJobStore again(server.unix_address(), options_for("a"), {"k"});
-    const auto jobs = b.take(room, 1000ms);
+    const auto jobs = b.take(openings, 1000ms);
     ASSERT_EQ(jobs.size(), 1U) << "the predecessor's held job was not released";
     EXPECT_EQ(jobs[0].id, ids[0]);
 }
 
 TEST_F(RedisJobStoreTest, ALostConsumerGroupIsCreatedAgain) {
     raw().command({"DEL", "t:stream:k"});             // a server that lost its data, say
-    EXPECT_THROW(b.take(room, 100ms), JournalError);  // NOGROUP: the group is created again
+    EXPECT_THROW(b.take(openings, 100ms), JournalError);  // NOGROUP: the group is created again
     const auto ids = commit(*a, "p");
     a->release(ids);
-    EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
+    EXPECT_EQ(b.take(openings, 1000ms).size(), 1U);
 }
 
 // A feed that is claiming meets the lost group first: the claim creates it again (so that the
 // feed's reads go on) instead of failing at every turn.
 TEST_F(RedisJobStoreTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
     raw().command({"DEL", "t:stream:k"});
-    EXPECT_TRUE(b.claim(room).empty());
+    EXPECT_TRUE(b.claim(openings).empty());
     const auto ids = commit(*a, "p");
     a->release(ids);
-    EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
+    EXPECT_EQ(b.take(openings, 1000ms).size(), 1U);
 }
 
 TEST_F(RedisJobStoreTest, AServerOutOfMemoryRefusesHolds) {
@@ -439,20 +439,20 @@ TEST_F(RedisJobStoreTest, AReleaseRefusedForNowIsKeptAndWrittenOnceTheServerTake
     c.command({"REPLICAOF", "NO", "ONE"});
     a->beat();
     EXPECT_EQ(a->figures().unwritten, 0U);
-    EXPECT_EQ(b.take(room, 1000ms).size(), 1U);
+    EXPECT_EQ(b.take(openings, 1000ms).size(), 1U);
 }
 
 TEST_F(RedisJobStoreTest, ACleanLeaveLetsOthersReleaseAtOnce) {
     commit(*a, "p");  // held, and never released by a (its release failed, say)
     a->leave();
     b.beat();
-    EXPECT_EQ(b.take(room, 500ms).size(), 1U);
+    EXPECT_EQ(b.take(openings, 500ms).size(), 1U);
 }
 
 TEST_F(RedisJobStoreTest, AnUnreachableServerRefusesCommitsAndKeepsFinishesForLater) {
     const auto ids = commit(*a, "p");
     a->release(ids);
-    ASSERT_EQ(a->take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
     server.stop();
     EXPECT_THROW(commit(*a, "q"), JournalUnavailable);
     a->complete(ids[0]);
@@ -478,7 +478,7 @@ TEST_F(RedisJobStoreTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInst
     const auto ids = commit(*a, "p");
     const auto held = commit(*a, "held");
     a->release(std::span(ids.data(), 1));
-    ASSERT_EQ(b.take(room, 1000ms).size(), 1U);
+    ASSERT_EQ(b.take(openings, 1000ms).size(), 1U);
     b.bury(ids[0], 3, "gave up");
     RedisJobAdmin admin(server.unix_address(), options_for("admin"));
 
@@ -498,7 +498,7 @@ TEST_F(RedisJobStoreTest, TheAdminListsRevivesAndPurgesDeadJobsBesideRunningInst
 
     EXPECT_EQ(admin.revive(held[0]), 0U) << "a job that is not dead is left alone";
     EXPECT_EQ(admin.revive(std::nullopt), 1U);
-    const auto again = b.take(room, 1000ms);
+    const auto again = b.take(openings, 1000ms);
     ASSERT_EQ(again.size(), 1U) << "a revived job goes back to its stream";
     EXPECT_EQ(again[0].id, ids[0]);
     EXPECT_EQ(again[0].attempts, 0U);

@@ -3,13 +3,13 @@
 //   server.jobs().define("place-call", {.max_attempts = 8, .timeout = 30s, .concurrency = 50},
 //                        [](const crosstown::Job& job, std::stop_token stop) { ... });
 //
-// A handler that throws, or is still running at `timeout` (its stop token is requested then),
-// has failed the attempt, even if it returns normally after that; one still running 500 ms
-// later is given up, and its kind's slot freed for the next job. The job runs again after a
-// backoff (doubling from `backoff`, capped at `max_backoff`, with jitter), until
+// A handler that throws, or is still running at `timeout` (its stop token is requested then), has
+// failed the attempt, even if it returns normally after that; one still running 500 ms later is
+// given up, and its place in the kind's concurrency freed for the next job. The job runs again
+// after a backoff (doubling from `backoff`, capped at `max_backoff`, with jitter), until
 // `max_attempts`; then it is dead, kept in the journal with its last error (`fcgi_app jobs list
-// --dead`, `jobs retry`). The defaults suit a web application's side work: ten
-// attempts over about nine minutes, not the days a batch queue would retry for.
+// --dead`, `jobs retry`). The defaults suit a web application's side work: ten attempts over about
+// nine minutes, not the days a batch queue would retry for.
 #pragma once
 
 #include <chrono>

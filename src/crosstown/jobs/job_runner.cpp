@@ -536,7 +536,8 @@ void JobRunner::record(Entry& entry) {
 }
 
 // Under mutex_: requests stop on attempts past their timeout, and gives up those still running
-// kStopGrace later, freeing their kinds' slots (the clock then starts what waits for them).
+// kStopGrace later, freeing their places in their kinds' concurrency (the clock then starts
+// what waits for them).
 void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_source>& overdue,
                                 std::vector<Entry>& given_up) {
     for (auto& [serial, deadline] : deadlines_) {
@@ -639,18 +640,18 @@ std::vector<KindReport> JobRunner::report() const {
     return reports;
 }
 
-std::map<std::string, std::size_t> JobRunner::room() const {
-    std::map<std::string, std::size_t> room;
+std::map<std::string, std::size_t> JobRunner::openings() const {
+    std::map<std::string, std::size_t> openings;
     const std::size_t workers = pool_.config().workers;
     std::lock_guard lock(mutex_);
-    if (stopping_ || isolating()) return room;  // suspects run alone: take nothing new
+    if (stopping_ || isolating()) return openings;  // suspects run alone: take nothing new
     for (const auto& [name, state] : states_) {
         if (!state->waiting.empty()) continue;
         const std::size_t limit =
             state->kind->options.concurrency != 0 ? state->kind->options.concurrency : workers;
-        if (state->running < limit) room.emplace(name, limit - state->running);
+        if (state->running < limit) openings.emplace(name, limit - state->running);
     }
-    return room;
+    return openings;
 }
 
 void JobRunner::wait_for_room(std::string_view kind) {

@@ -18,17 +18,17 @@
 // poison job do not die with it again and again until they too are dead. (A suspect given up
 // past its timeout stops being waited for: the others go on beside its thread.)
 //
-// Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's
-// drain deadline). A job that returns is deleted from the journal; one that throws or timed
-// out is rescheduled with backoff, or buried as dead after max_attempts. A handler still
-// running kStopGrace after its timeout's stop request is given up: its attempt fails then
-// (rescheduled or buried), its kind's slot is freed for the next job, and it is counted as
-// stuck and logged once; if it returns later its result is ignored. So a handler that ignores
-// its stop token holds one worker (the elastic pool grows around it), never its kind. At most
-// `concurrency` jobs of a kind run at once; the others wait here, in order. A durable job never
-// waits for room in the pool's queue either: when the queue is full it waits here (it is on disk
-// already), and a clock thread feeds it to the pool as room appears. So no responder ever
-// blocks on a durable job after its response, whatever the overflow policy.
+// Each attempt gets a stop token that is requested at the kind's timeout (and at the pool's drain
+// deadline). A job that returns is deleted from the journal; one that throws or timed out is
+// rescheduled with backoff, or buried as dead after max_attempts. A handler still running
+// kStopGrace after its timeout's stop request is given up: its attempt fails then (rescheduled or
+// buried), its place in its kind's concurrency goes to the next job, and it is counted as stuck and
+// logged once; if it returns later its result is ignored. So a handler that ignores its stop token
+// holds one worker (the elastic pool grows around it), never its kind. At most `concurrency` jobs
+// of a kind run at once; the others wait here, in order. A durable job never waits for room in the
+// pool's queue either: when the queue is full it waits here (it is on disk already), and a clock
+// thread feeds it to the pool as room appears. So no responder ever blocks on a durable job after
+// its response, whatever the overflow policy.
 //
 // At shutdown (stop(), after the pool's drain), whatever has not finished simply stays in the
 // journal: kept, and run at the next start. An attempt cut short by the drain is not counted
@@ -106,10 +106,10 @@ class JobRunner {
     void replay(std::vector<StoredJob> jobs);
     // Jobs a shared store's consumer took for this instance (RedisJobFeed).
     void receive(std::vector<StoredJob> jobs);
-    // The kinds that could start jobs now, and how many: their concurrency (or the pool's
-    // workers) minus those running, and none while some already wait. What a shared store's
-    // consumer takes.
-    std::map<std::string, std::size_t> room() const;
+    // The openings: the kinds that could start jobs now, and how many (their concurrency, or
+    // the pool's workers, minus those running; none while some already wait). What a shared
+    // store's consumer takes.
+    std::map<std::string, std::size_t> openings() const;
     // What the runner keeps about jobs in flight, by name (retries waiting, deadlines, jobs
     // launched, waiting and running per kind, suspects): all zero once it is idle.
     std::map<std::string, std::size_t> bookkeeping() const;
@@ -160,7 +160,7 @@ class JobRunner {
         std::stop_source source;  // a handle on the attempt's stop state
         Entry* entry = nullptr;   // the attempt's, on its worker's stack while the handler runs
         bool fired = false;       // stop requested
-        bool given_up = false;    // kStopGrace later, still running: failed, its slot freed
+        bool given_up = false;    // kStopGrace later, still running: failed, its place freed
     };
 
     KindState& state_of(const std::string& kind);

@@ -51,7 +51,7 @@ class JobStore {
 
     // A server runs its jobs from one store, in three steps. start(): once `runner` is built,
     // before READY=1, the store gives it what is its to run: the jobs a previous process left
-    // (replayed), or a feed that takes released jobs as the runner has room (a shared store;
+    // (replayed), or a feed that takes released jobs as the runner has openings (a shared store;
     // `take` false: it only beats, for --role web). stop_taking(): at the first stop signal, no
     // more jobs are taken; those running go on. close(): once the runner has stopped, what
     // start() began ends and what is queued is written; returns how many finishes (or

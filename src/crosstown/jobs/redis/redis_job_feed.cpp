@@ -12,7 +12,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kLongestBlock = std::chrono::milliseconds(200);
-constexpr auto kNoRoomPause = std::chrono::milliseconds(5);
+constexpr auto kNoOpeningsPause = std::chrono::milliseconds(5);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(100);
 constexpr auto kLongestBackoff = std::chrono::milliseconds(2'000);
 
@@ -69,22 +69,22 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
         nap(stop, next_beat - Clock::now());
         return;
     }
-    auto room = runner_.room();
-    if (room.empty()) {
-        std::this_thread::sleep_for(kNoRoomPause);
+    auto openings = runner_.openings();
+    if (openings.empty()) {
+        std::this_thread::sleep_for(kNoOpeningsPause);
         return;
     }
-    // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has room for
-    // it, taking turns with new jobs so that neither starves the other; the look ends once every
-    // kind's scan of the pending entries has come round.
+    // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has
+    // openings for it, taking turns with new jobs so that neither starves the other; the look
+    // ends once every kind's scan of the pending entries has come round.
     bool claimed = false;
     if (claiming_) {
-        auto jobs = store_.claim(room);
+        auto jobs = store_.claim(openings);
         claimed = !jobs.empty();
         runner_.receive(std::move(jobs));
-        claiming_ = !store_.claim_scan_done(room);
-        room = runner_.room();
-        if (room.empty()) return;
+        claiming_ = !store_.claim_scan_done(openings);
+        openings = runner_.openings();
+        if (openings.empty()) return;
     }
     // Right after a claim that found entries, new jobs are only looked at: Redis times a
     // blocked read out in its 100 ms cron, so even a 1 ms block would hold the next claim back
@@ -95,7 +95,7 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     const auto block = claimed
                            ? std::chrono::milliseconds(0)
                            : std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
-    runner_.receive(store_.take(room, block));
+    runner_.receive(store_.take(openings, block));
 }
 
 }  // namespace crosstown

@@ -5,12 +5,12 @@
 // instance still runs, releases the held jobs of instances that stopped beating and writes what
 // failed before. Every instance beats, whether it runs jobs or not: one that holds jobs for its
 // responses must, or others would release them before the responses are finished. An instance
-// that runs jobs also takes as many of each kind as the runner has room for (XREADGROUP,
+// that runs jobs also takes as many of each kind as the runner has openings for (XREADGROUP,
 // blocking up to 200 ms, so a released job starts within a round trip on whichever instance is
 // free) and, from each beat on, claims those of consumers that died: a batch as large as the
-// runner's room per turn, in turns with new jobs, until the scan of the pending entries has come
-// round. So a dead instance's backlog runs at the survivor's full rate, not a beat's room at a
-// time. While the server is
+// runner's openings per turn, in turns with new jobs, until the scan of the pending entries has
+// come round. So a dead instance's backlog runs at the survivor's full rate, not a beat's worth
+// at a time. While the server is
 // unreachable it tries again with backoff, up to 2 s; jobs already taken keep running.
 //
 // Stopping is in two steps: stop_taking() at the first stop signal (no new jobs while the pool

@@ -330,7 +330,7 @@ void RedisJobStore::ensure_groups(RedisConnection& connection) {
 RedisJobStore::~RedisJobStore() = default;
 
 // Nothing is replayed: the feed takes released jobs (this instance's, and those of instances
-// that died) as the runner has room. An instance that does not take (web role, or no kinds)
+// that died) as the runner has openings. An instance that does not take (web role, or no kinds)
 // beats all the same.
 void RedisJobStore::start(JobRunner& runner, bool take) {
     feed_ = std::make_unique<RedisJobFeed>(*this, runner, take);
@@ -538,18 +538,18 @@ void RedisJobStore::record_attempt(std::int64_t id, unsigned attempt) {
     lease()->eval(kRecordAttempt, args);
 }
 
-std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size_t>& room,
+std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size_t>& openings,
                                            std::chrono::milliseconds block) {
-    if (room.empty()) return {};
+    if (openings.empty()) return {};
     if (!feed_connection_ || feed_connection_->broken()) feed_connection_.emplace(connect());
-    std::size_t count = room.begin()->second;
-    for (const auto& [kind, n] : room) count = std::min(count, n);
+    std::size_t count = openings.begin()->second;
+    for (const auto& [kind, n] : openings) count = std::min(count, n);
     std::vector<std::string> args{"XREADGROUP",      "GROUP", std::string(kGroup),
                                   options_.instance, "COUNT", std::to_string(count)};
     if (block.count() > 0) args.insert(args.end(), {"BLOCK", std::to_string(block.count())});
     args.emplace_back("STREAMS");
-    for (const auto& [kind, n] : room) args.push_back(key("stream:" + kind));
-    for (std::size_t i = 0; i < room.size(); ++i) args.emplace_back(">");
+    for (const auto& [kind, n] : openings) args.push_back(key("stream:" + kind));
+    for (std::size_t i = 0; i < openings.size(); ++i) args.emplace_back(">");
     feed_connection_->set_timeout(block + kCommandTimeout);
     std::vector<std::pair<std::string, Taken>> entries;
     try {
@@ -582,13 +582,13 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
     return load(*feed_connection_, entries);
 }
 
-std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& room) {
+std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& openings) {
     auto connection = lease();
     std::vector<std::pair<std::string, Taken>> entries;
     // By kind and stream entry id: entry ids are per stream, and one commit's jobs of several
     // kinds often share one.
     std::map<std::pair<std::string, std::string>, long long> deliveries;
-    for (const auto& [kind, count] : room) {
+    for (const auto& [kind, count] : openings) {
         // Each call scans at most ten times COUNT pending entries: the cursor carries on
         // where the last one stopped, so a dead consumer's entries behind many live ones are
         // reached too.
@@ -665,8 +665,8 @@ void RedisJobStore::count_deliveries(
     }
 }
 
-bool RedisJobStore::claim_scan_done(const std::map<std::string, std::size_t>& room) const {
-    return std::ranges::all_of(room, [&](const auto& kind) {
+bool RedisJobStore::claim_scan_done(const std::map<std::string, std::size_t>& openings) const {
+    return std::ranges::all_of(openings, [&](const auto& kind) {
         const auto cursor = claim_cursors_.find(kind.first);
         return cursor == claim_cursors_.end() || cursor->second == "0-0";
     });

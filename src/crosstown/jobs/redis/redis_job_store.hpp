@@ -99,16 +99,16 @@ class RedisJobStore final : public JobStore {
     std::uint64_t close() override;
     std::map<std::string, std::size_t> bookkeeping() const override;
 
-    // For the feed, from one thread. New jobs of the kinds with room (kind -> how many),
+    // For the feed, from one thread. New jobs of the kinds with openings (kind -> how many),
     // waiting up to `block` for some (0: not at all). Throws JournalError.
-    std::vector<StoredJob> take(const std::map<std::string, std::size_t>& room,
+    std::vector<StoredJob> take(const std::map<std::string, std::size_t>& openings,
                                 std::chrono::milliseconds block);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
     // consumer group is created again (nothing was pending in it any more).
-    std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& room);
-    // True once the scan of pending entries of each kind in `room` has come round to the start
+    std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& openings);
+    // True once the scan of pending entries of each kind in `openings` has come round to the start
     // (claim() carries each on from where its last call stopped).
-    bool claim_scan_done(const std::map<std::string, std::size_t>& room) const;
+    bool claim_scan_done(const std::map<std::string, std::size_t>& openings) const;
     // Writes the releases and finishes that failed before, beats, touches what this instance
     // still runs and releases stranded and dead instances' held jobs; each step on its own, so
     // that one failing does not stop the others. Throws JournalError when the heartbeat could
