@@ -55,14 +55,21 @@ TEST(SocketActivation, ServesTheSocketSystemdPassesAndLeavesItInPlace) {
                            dir / "app.log");
     ASSERT_TRUE(wait_for_file(socket, 5s));
     test::CgiReply reply;
-    // The socket exists before fcgi_app runs: the first connections may go unanswered.
+    std::string refused;
+    // The socket file appears at bind(), an instant before listen(): until then a connection
+    // is refused. Then fcgi_app runs, and the first connections may go unanswered.
     test::eventually(
         [&] {
-            reply = hello(socket);
+            try {
+                reply = hello(socket);
+            } catch (const std::runtime_error& e) {
+                refused = e.what();
+                return false;
+            }
             return reply.ended;
         },
         test::kPatience, 10ms);
-    EXPECT_EQ(reply.status, 200);
+    EXPECT_EQ(reply.status, 200) << refused;
     EXPECT_THAT(reply.body, HasSubstr("hello"));
     EXPECT_THAT(app.output(), HasSubstr("socket activation: serving systemd socket " + socket));
 
