@@ -159,8 +159,8 @@ case $mode in
         check snippet_in_example fetchcontent
         # Neither optimised nor with debug information (build type None: the compiler's
         # defaults), and in a unity build: what is checked is that the fetched library builds
-        # and links into the example, in a fifth of a release build's time; the release
-        # preset compiles each of its files on its own.
+        # and links into the example, in about a third of a release build's processor time;
+        # the release preset compiles each of its files on its own.
         check build_example "$work/fetchcontent" -DSIGNUP_FETCH_CROSSTOWN=ON \
             -DFETCHCONTENT_SOURCE_DIR_CROSSTOWN="$source_dir" -DCMAKE_BUILD_TYPE=None \
             -DCMAKE_UNITY_BUILD=ON
