@@ -63,6 +63,9 @@ expect fcgi_app.service 'KillMode=mixed'
 expect fcgi_app.service 'NonBlocking=yes'
 expect fcgi_app.socket 'SocketMode=0660'
 expect fcgi_app.socket 'SocketGroup=www-data'
+# The units' malloc settings are the ones the test and bench stacks run with.
+tunables=$(sed -n 's/^stack_malloc_tunables=//p' "$source_dir/script/lib/stack.sh")
+expect fcgi_app.service "Environment=GLIBC_TUNABLES=${tunables:?not found in script/lib/stack.sh}"
 # TimeoutStopSec above the default --drain-timeout (30s).
 stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' fcgi_app.service)
 if [ "${stop:-0}" -gt 30 ]; then echo "ok   TimeoutStopSec=${stop}s > drain 30s"; else echo "FAIL TimeoutStopSec=${stop:-?}"; failed=1; fi
