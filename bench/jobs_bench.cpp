@@ -3,15 +3,28 @@
 // iteration ends when every job has run and its completion is written (the row deleted). Beside
 // it, in the same binary and run, the same requests with an in-memory follow_response
 // callback instead, so the figure reads as a ratio. The argument is --journal-sync: 0 normal,
-// 1 full. The journal lives in a fresh directory under /tmp.
+// 1 full. The journal lives in a fresh directory under /tmp (JOURNAL_DIR to choose another
+// filesystem; the label names the one used).
+//
+// The ceiling for full: each commit waits for one fdatasync, so 8 committers and a group
+// commit that always groups make at most 8 / (fdatasync's latency) jobs/s. The bench measures
+// that latency on the journal's filesystem (fdatasync_us) and reports the ceiling
+// (full_ceiling_per_s) and the share of it reached (of_ceiling).
 //
 //   build/release/bench/jobs_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <latch>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,12 +45,49 @@ constexpr int kJobs = kThreads * kRequestsPerThread;
 struct ScratchJournal {
     std::filesystem::path dir;
     ScratchJournal() {
-        std::string pattern = "/tmp/jobs_bench-XXXXXX";
-        dir = ::mkdtemp(pattern.data());
+        const char* parent = std::getenv("JOURNAL_DIR");
+        std::string pattern = std::string(parent != nullptr ? parent : "/tmp") + "/jobs_bench-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
+        dir = pattern;
     }
     ~ScratchJournal() { std::filesystem::remove_all(dir); }
     std::string path() const { return (dir / "jobs.db").string(); }
 };
+
+// The median latency of fdatasync after rewriting one 4 KiB page in place, as a commit to the
+// WAL does once the WAL has wrapped, in `dir`.
+double median_fdatasync_seconds(const std::filesystem::path& dir) {
+    const auto path = dir / "fdatasync-probe";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) throw std::runtime_error("open " + path.string());
+    std::array<char, 4096> page{};
+    std::vector<double> seconds;
+    for (int i = 0; i < 200; ++i) {
+        page[0] = static_cast<char>(i);
+        const auto start = std::chrono::steady_clock::now();
+        if (::pwrite(fd, page.data(), page.size(), (i % 16) * 4096) < 0 || ::fdatasync(fd) != 0)
+            throw std::runtime_error("pwrite/fdatasync " + path.string());
+        seconds.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    ::close(fd);
+    std::filesystem::remove(path);
+    std::nth_element(seconds.begin(), seconds.begin() + 100, seconds.end());
+    return seconds[100];
+}
+
+std::string filesystem_of(const std::filesystem::path& dir) {
+    struct statfs fs{};
+    if (::statfs(dir.c_str(), &fs) != 0) return "unknown";
+    switch (static_cast<unsigned long>(fs.f_type)) {
+        case 0xEF53: return "ext4";
+        case 0x01021994: return "tmpfs";
+        case 0x58465342: return "xfs";
+        case 0x9123683E: return "btrfs";
+        case 0x794C7630: return "overlayfs";
+        default: return "filesystem 0x" + std::to_string(fs.f_type);
+    }
+}
 
 // Runs `request(thread, i)` kRequestsPerThread times on each of kThreads threads.
 template <class Request>
@@ -62,7 +112,9 @@ void durable_noop_jobs(benchmark::State& state) {
     crosstown::JobRunner runner(kinds, writer, pool);
     const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
         crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});
+    std::chrono::steady_clock::duration elapsed{};
     for (auto _ : state) {
+        const auto start = std::chrono::steady_clock::now();
         from_threads([&](int, int) {
             crosstown::JobBatch batch(&kinds, 1);
             batch.add("noop", "{}", {});
@@ -70,11 +122,21 @@ void durable_noop_jobs(benchmark::State& state) {
         });
         runner.wait_idle();
         writer.flush();
+        elapsed += std::chrono::steady_clock::now() - start;
     }
     state.SetItemsProcessed(state.iterations() * kJobs);
     const auto sizes = writer.batch_sizes();
     state.counters["jobs_per_commit"] =
         sizes.count == 0 ? 0.0 : static_cast<double>(sizes.sum) / static_cast<double>(sizes.count);
+    state.SetLabel("journal on " + filesystem_of(scratch.dir));
+    if (sync != crosstown::JournalSync::full) return;
+    const double fdatasync = median_fdatasync_seconds(scratch.dir);
+    const double ceiling = kThreads / fdatasync;
+    const double jobs_per_s = static_cast<double>(state.iterations() * kJobs) /
+                              std::chrono::duration<double>(elapsed).count();
+    state.counters["fdatasync_us"] = fdatasync * 1e6;
+    state.counters["full_ceiling_per_s"] = ceiling;
+    state.counters["of_ceiling"] = jobs_per_s / ceiling;
 }
 
 void in_memory_noop_callbacks(benchmark::State& state) {

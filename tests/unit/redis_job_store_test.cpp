@@ -183,6 +183,18 @@ TEST_F(RedisJobStoreTest, AnErrorReplyReadingATakenJobKeepsItForALaterClaim) {
     EXPECT_EQ(claimed[0].payload, "p");
 }
 
+// Round trips are what batching saves, so they are counted: a pipeline of many commands is
+// one, and each command alone is one.
+TEST_F(RedisJobStoreTest, CountsAPipelineOfCommandsAsOneRoundTrip) {
+    const auto before = a->figures().round_trips;
+    const auto streams = a->streams();  // XLEN and XPENDING of each kind, in one pipeline
+    ASSERT_FALSE(streams.empty());
+    EXPECT_EQ(a->figures().round_trips - before, 1U);
+    const auto ids = commit(*a, "p");
+    ASSERT_EQ(ids.size(), 1U);
+    EXPECT_GT(a->figures().round_trips - before, 1U);
+}
+
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
 // where it stopped, and says when the scan has come round, so the feed claims them all at once.
 TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {

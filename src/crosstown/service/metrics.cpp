@@ -151,6 +151,9 @@ void redis_metrics(Out out, const RedisJobStore& redis) {
         {"crosstown_redis_failed_commands_total", "counter",
          "Round trips to Redis that failed (server unreachable, timeout).",
          figures.failed_commands},
+        {"crosstown_redis_round_trips_total", "counter",
+         "Round trips to Redis: a command, a script or a whole pipeline each.",
+         figures.round_trips},
         {"crosstown_redis_unwritten", "gauge",
          "Releases and finishes not written yet, tried again at each beat.", figures.unwritten}};
     for (const auto& [name, type, help, value] : rows) {

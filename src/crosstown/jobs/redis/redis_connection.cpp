@@ -153,13 +153,20 @@ RedisConnection RedisConnection::open(const RedisAddress& address, const std::st
     return connection;
 }
 
+void RedisConnection::count_round_trip() {
+    if (round_trips_ != nullptr) round_trips_->fetch_add(1, std::memory_order_relaxed);
+}
+
 RedisConnection::RedisConnection(redisContext* context, std::string address)
     : context_(context), address_(std::move(address)) {}
 RedisConnection::RedisConnection(RedisConnection&& o) noexcept
-    : context_(std::exchange(o.context_, nullptr)), address_(std::move(o.address_)) {}
+    : context_(std::exchange(o.context_, nullptr)),
+      address_(std::move(o.address_)),
+      round_trips_(o.round_trips_) {}
 RedisConnection& RedisConnection::operator=(RedisConnection&& o) noexcept {
     std::swap(context_, o.context_);
     std::swap(address_, o.address_);
+    std::swap(round_trips_, o.round_trips_);
     return *this;
 }
 RedisConnection::~RedisConnection() {
@@ -198,6 +205,7 @@ RedisReply RedisConnection::command(std::span<const std::string> args) {
         argv.push_back(a.data());
         lengths.push_back(a.size());
     }
+    count_round_trip();
     return checked(static_cast<redisReply*>(
         redisCommandArgv(context_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
 }
@@ -247,6 +255,7 @@ std::vector<RedisReply> RedisConnection::pipeline(
             throw JournalError(fmt::format("redis {}: {}", address_, context_->errstr));
         }
     }
+    count_round_trip();
     std::vector<RedisReply> replies;
     replies.reserve(commands.size());
     for (std::size_t i = 0; i < commands.size(); ++i) {

@@ -6,7 +6,9 @@
 // RedisReplyError and leaves it usable.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -91,6 +93,9 @@ class RedisConnection {
     std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
     // Socket timeout for the next replies (a blocking XREADGROUP needs more than its BLOCK).
     void set_timeout(std::chrono::milliseconds timeout);
+    // Adds one to `counter` at each round trip from now on: a command, a script or a whole
+    // pipeline. The counter must outlive the connection.
+    void count_round_trips(std::atomic<std::uint64_t>* counter) { round_trips_ = counter; }
     bool broken() const;
     // Closes it: it is broken() from now on (a server that answers READONLY may be a demoted
     // primary, and a new connection may reach the new one).
@@ -99,8 +104,10 @@ class RedisConnection {
   private:
     RedisConnection(redisContext* context, std::string address);
     RedisReply checked(redisReply* reply);
+    void count_round_trip();
     redisContext* context_ = nullptr;
     std::string address_;
+    std::atomic<std::uint64_t>* round_trips_ = nullptr;
 };
 
 }  // namespace crosstown

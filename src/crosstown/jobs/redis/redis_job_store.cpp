@@ -365,7 +365,9 @@ std::string RedisJobStore::key(std::string_view what) const {
 }
 
 RedisConnection RedisJobStore::connect() const {
-    return RedisConnection::open(address_, password_, kCommandTimeout);
+    auto connection = RedisConnection::open(address_, password_, kCommandTimeout);
+    connection.count_round_trips(&round_trips_);
+    return connection;
 }
 
 // An idle connection, or a new one; while the server was unreachable a moment ago, fails at
@@ -851,7 +853,8 @@ RedisJournalFigures RedisJobStore::figures() const {
     }
     return {claimed_.load(std::memory_order_relaxed),
             orphans_released_.load(std::memory_order_relaxed),
-            failed_commands_.load(std::memory_order_relaxed), unwritten.size()};
+            failed_commands_.load(std::memory_order_relaxed),
+            round_trips_.load(std::memory_order_relaxed), unwritten.size()};
 }
 
 std::vector<RedisStreamFigures> RedisJobStore::streams() const {

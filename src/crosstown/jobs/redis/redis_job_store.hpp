@@ -49,6 +49,7 @@ struct RedisJournalFigures {
     std::uint64_t claimed = 0;           // entries taken over from dead consumers, by this instance
     std::uint64_t orphans_released = 0;  // held jobs of dead instances released by this one
     std::uint64_t failed_commands = 0;   // round trips that failed (server unreachable, ...)
+    std::uint64_t round_trips = 0;       // every round trip: a command, script or pipeline
     std::size_t unwritten = 0;           // releases and finishes waiting to be written
 };
 
@@ -185,6 +186,7 @@ class RedisJobStore final : public JobStore {
     // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.
     detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
+    mutable std::atomic<std::uint64_t> round_trips_{0};
     std::unique_ptr<RedisJobFeed> feed_;  // last: gone first, with its thread
 };
 
