@@ -195,6 +195,31 @@ TEST_F(RedisJobStoreTest, CountsAPipelineOfCommandsAsOneRoundTrip) {
     EXPECT_GT(a->figures().round_trips - before, 1U);
 }
 
+// Finishes go out in groups: while one is on its way to the server (held here by CLIENT PAUSE),
+// the others queue, and the next group carries them all in one round trip.
+TEST_F(RedisJobStoreTest, FinishesQueuedWhileOneIsOnItsWayGoOutTogether) {
+    constexpr std::size_t kJobs = 8;
+    std::vector<std::int64_t> ids;
+    for (std::size_t i = 0; i < kJobs; ++i) ids.push_back(commit(*a, "p").at(0));
+    a->release(ids);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), kJobs);
+    a->streams();  // leaves an idle connection: no connecting inside the pause
+    raw().command({"CLIENT", "PAUSE", "5000", "WRITE"});  // scripts wait, reads do not
+    const auto before = a->figures().round_trips;
+    {
+        std::vector<std::jthread> finishing;
+        for (const auto id : ids) finishing.emplace_back([&, id] { a->complete(id); });
+        const bool queued = test::eventually(
+            [&] { return a->bookkeeping().at("queued") == kJobs - 1; }, 4s, 1ms);
+        raw().command({"CLIENT", "UNPAUSE"});
+        ASSERT_TRUE(queued) << a->bookkeeping().at("queued") << " queued";
+    }
+    EXPECT_EQ(a->figures().round_trips - before, 2U) << "the first finish, then the other seven";
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+    EXPECT_EQ(a->streams().at(0).pending, 0U);
+    EXPECT_EQ(a->bookkeeping().at("unsent"), 0U);
+}
+
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
 // where it stopped, and says when the scan has come round, so the feed claims them all at once.
 TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {

@@ -241,6 +241,13 @@ RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std:
     }
 }
 
+std::vector<std::string> redis_eval_command(const RedisScript& script,
+                                            std::span<const std::string> args) {
+    std::vector<std::string> command{"EVAL", std::string(script.text), "0"};
+    command.insert(command.end(), args.begin(), args.end());
+    return command;
+}
+
 std::vector<RedisReply> RedisConnection::pipeline(
     const std::vector<std::vector<std::string>>& commands) {
     for (const auto& args : commands) {

@@ -76,6 +76,12 @@ struct RedisScript {
     std::string_view text;
 };
 
+// The command that runs `script` by its text (EVAL), for pipeline(): a server that lost its
+// scripts (a restart, a failover) still runs every one of a pipeline, in order, where EVALSHA
+// would refuse some and run the others.
+std::vector<std::string> redis_eval_command(const RedisScript& script,
+                                            std::span<const std::string> args);
+
 class RedisConnection {
   public:
     // Connects, authenticates (password, when not empty) and selects the database. Throws

@@ -444,27 +444,69 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
 // after a newer one (a retry's attempts after its completion); others go at once, so that one
 // refused write does not hold back the rest.
 void RedisJobStore::write_or_save(Write write) {
-    {
-        std::lock_guard lock(mutex_);
-        if (unsent_for(write.ids)) {
-            unsent_.push_back(std::move(write));
-            return;
+    std::unique_lock lock(mutex_);
+    if (unsent_for(write.ids)) {
+        unsent_.push_back(std::move(write));
+        return;
+    }
+    queued_.push_back(std::move(write));
+    const auto mine = ++queued_count_;
+    while (written_count_ < mine) {
+        if (writing_) {
+            written_cv_.wait(lock);
+        } else {
+            write_group(lock);
         }
     }
+}
+
+// The group is what was queued: a write about jobs that a failed group left unsent meanwhile
+// goes behind them instead.
+void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
+    writing_ = true;
+    std::vector<Write> group;
+    for (auto& write : queued_) {
+        if (unsent_for(write.ids)) {
+            unsent_.push_back(std::move(write));
+        } else {
+            group.push_back(std::move(write));
+        }
+    }
+    queued_.clear();
+    const auto last = queued_count_;
+    lock.unlock();
+    send_group(group);
+    lock.lock();
+    written_count_ = last;
+    writing_ = false;
+    written_cv_.notify_all();
+}
+
+// One pipeline. A write refused for now (READONLY, ...) is unsent, and the connection dropped:
+// it may reach a demoted primary; one refused for good is logged, as writing it again cannot
+// help. When the server cannot be reached, the whole group is unsent (the scripts are safe to
+// run twice, should some have run).
+void RedisJobStore::send_group(std::vector<Write>& group) {
+    if (group.empty()) return;
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(group.size());
+    for (const auto& write : group) commands.push_back(redis_eval_command(*write.script, write.args));
     try {
         auto connection = lease();
-        try {
-            write.run(*connection);
-        } catch (const RedisReplyError& e) {
-            if (!transient(e)) {
-                log::error("{}", e.what());  // refused for good: writing it again cannot help
-                return;
+        const auto replies = connection->pipeline(commands);
+        for (std::size_t i = 0; i < group.size(); ++i) {
+            if (!replies[i].is_error()) continue;
+            const RedisReplyError refused(
+                fmt::format("redis {}: {}", address_.text, reply_string(replies[i].get())));
+            if (!transient(refused)) {
+                log::error("{}", refused.what());
+                continue;
             }
-            connection->abandon();  // READONLY: this connection may reach a demoted primary
-            save_unsent(std::move(write));
+            connection->abandon();
+            save_unsent(std::move(group[i]));
         }
     } catch (const JournalError&) {
-        save_unsent(std::move(write));
+        for (auto& write : group) save_unsent(std::move(write));
     }
 }
 
@@ -488,9 +530,7 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_save({{ids.begin(), ids.end()}, true, [args = std::move(args)](RedisConnection& c) {
-                       c.eval(kRelease, args);
-                   }});
+    write_or_save({{ids.begin(), ids.end()}, true, &kRelease, std::move(args)});
 }
 
 void RedisJobStore::complete(std::int64_t id) {
@@ -502,22 +542,19 @@ void RedisJobStore::complete(std::int64_t id) {
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
         std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
-        write_or_save(
-            {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kDiscard, args); }});
+        write_or_save({{id}, true, &kDiscard, std::move(args)});
         return;
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,
                                   std::to_string(id)};
-    write_or_save(
-        {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kComplete, args); }});
+    write_or_save({{id}, true, &kComplete, std::move(args)});
 }
 
 void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                std::string error) {
     std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
                                   std::to_string(run_at_ms), std::move(error)};
-    write_or_save(
-        {{id}, false, [args = std::move(args)](RedisConnection& c) { c.eval(kReschedule, args); }});
+    write_or_save({{id}, false, &kReschedule, std::move(args)});
 }
 
 void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) {
@@ -530,8 +567,7 @@ void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) 
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
                                   taken->entry,    std::to_string(id),  std::to_string(attempts),
                                   std::move(error)};
-    write_or_save(
-        {{id}, true, [args = std::move(args)](RedisConnection& c) { c.eval(kBury, args); }});
+    write_or_save({{id}, true, &kBury, std::move(args)});
 }
 
 void RedisJobStore::record_attempt(std::int64_t id, unsigned attempt) {
@@ -817,14 +853,16 @@ void RedisJobStore::release_stranded(RedisConnection& connection) {
 // drops one refused for good.
 void RedisJobStore::send_unsent(RedisConnection& connection) {
     for (;;) {
-        std::function<void(RedisConnection&)> run;
+        const RedisScript* script = nullptr;
+        std::vector<std::string> args;
         {
             std::lock_guard lock(mutex_);
             if (unsent_.empty()) return;
-            run = unsent_.front().run;
+            script = unsent_.front().script;
+            args = unsent_.front().args;
         }
         try {
-            run(connection);
+            connection.eval(*script, args);
         } catch (const RedisReplyError& e) {
             if (transient(e)) throw;
             log::error("{}", e.what());
@@ -881,7 +919,8 @@ std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
             {"holding", holding_.size()},
             {"stranded", stranded_.size()},
             {"commits_in_flight", commits_in_flight_.size()},
-            {"unsent", unsent_.size()}};
+            {"unsent", unsent_.size()},
+            {"queued", queued_.size()}};
 }
 
 }  // namespace crosstown

@@ -26,9 +26,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -138,7 +138,8 @@ class RedisJobStore final : public JobStore {
     struct Write {
         std::vector<std::int64_t> ids;
         bool finishes = true;
-        std::function<void(RedisConnection&)> run;
+        const RedisScript* script = nullptr;
+        std::vector<std::string> args;
     };
 
     RedisConnection connect() const;
@@ -152,8 +153,13 @@ class RedisJobStore final : public JobStore {
     void release_stranded(RedisConnection& connection);
     Lease lease() const;
     void give_back(RedisConnection connection) const;
-    // Runs `write` now, or saves it, unsent, for beat() when the server cannot be reached.
+    // Writes `write`, or saves it, unsent, for beat() when the server cannot be reached; returns
+    // once either is done. Writes go out in groups, as the SQLite journal's commits do: a
+    // caller that finds no group on its way writes every write queued so far in one round trip
+    // (a pipeline), and the callers meanwhile wait for theirs.
     void write_or_save(Write write);
+    void write_group(std::unique_lock<std::mutex>& lock);  // requires mutex_, keeps it
+    void send_group(std::vector<Write>& group);
     void send_unsent(RedisConnection& connection);
     void count_deliveries(RedisConnection& connection, const std::string& kind,
                           const std::vector<std::pair<std::string, Taken>>& entries,
@@ -179,6 +185,12 @@ class RedisJobStore final : public JobStore {
     // guarded by mutex_; failed, to write again in order. Only the feed thread removes
     // (send_unsent), and only from the front, once the write succeeded.
     std::deque<Write> unsent_;
+    // guarded by mutex_; the next group to write, and the writes queued and written so far,
+    // counted: a caller waits until the count written reaches its own.
+    std::vector<Write> queued_;
+    std::uint64_t queued_count_ = 0, written_count_ = 0;
+    bool writing_ = false;  // guarded by mutex_; a group is on its way
+    std::condition_variable written_cv_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
