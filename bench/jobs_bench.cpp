@@ -46,7 +46,8 @@ struct ScratchJournal {
     std::filesystem::path dir;
     ScratchJournal() {
         const char* parent = std::getenv("JOURNAL_DIR");
-        std::string pattern = std::string(parent != nullptr ? parent : "/tmp") + "/jobs_bench-XXXXXX";
+        std::string pattern =
+            std::string(parent != nullptr ? parent : "/tmp") + "/jobs_bench-XXXXXX";
         if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp " + pattern);
         dir = pattern;
     }

@@ -474,40 +474,66 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
     }
     queued_.clear();
     const auto last = queued_count_;
+    // However the group ends (out of memory, even), its callers stop waiting and the next
+    // group may go; otherwise every later write would wait forever.
+    const auto end_group = [&] {
+        lock.lock();
+        written_count_ = last;
+        writing_ = false;
+        written_cv_.notify_all();
+    };
     lock.unlock();
-    send_group(group);
-    lock.lock();
-    written_count_ = last;
-    writing_ = false;
-    written_cv_.notify_all();
+    try {
+        send_group(group);
+    } catch (...) {
+        end_group();
+        throw;
+    }
+    end_group();
 }
 
 // One pipeline. A write refused for now (READONLY, ...) is unsent, and the connection dropped:
 // it may reach a demoted primary; one refused for good is logged, as writing it again cannot
-// help. When the server cannot be reached, the whole group is unsent (the scripts are safe to
-// run twice, should some have run).
+// help. When the server cannot be reached, or refuses the connection's own setup (LOADING,
+// a RedisReplyError, is a JournalError too), the whole group is unsent (the scripts are safe
+// to run twice, should some have run). Either counts as one failed round trip.
 void RedisJobStore::send_group(std::vector<Write>& group) {
     if (group.empty()) return;
     std::vector<std::vector<std::string>> commands;
     commands.reserve(group.size());
-    for (const auto& write : group) commands.push_back(redis_eval_command(*write.script, write.args));
+    for (const auto& write : group) {
+        commands.push_back(redis_eval_command(*write.script, write.args));
+    }
+    std::vector<RedisReply> replies;
     try {
         auto connection = lease();
-        const auto replies = connection->pipeline(commands);
-        for (std::size_t i = 0; i < group.size(); ++i) {
-            if (!replies[i].is_error()) continue;
-            const RedisReplyError refused(
-                fmt::format("redis {}: {}", address_.text, reply_string(replies[i].get())));
-            if (!transient(refused)) {
-                log::error("{}", refused.what());
-                continue;
-            }
-            connection->abandon();
-            save_unsent(std::move(group[i]));
-        }
+        replies = connection->pipeline(commands);
+        const bool refused_for_now = std::ranges::any_of(replies, [&](const RedisReply& reply) {
+            return reply.is_error() && transient(refused(reply));
+        });
+        if (refused_for_now) connection->abandon();
     } catch (const JournalError&) {
+        failed_commands_.fetch_add(1, std::memory_order_relaxed);
         for (auto& write : group) save_unsent(std::move(write));
+        return;
     }
+    bool counted = false;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+        if (!replies[i].is_error()) continue;
+        const auto error = refused(replies[i]);
+        if (!transient(error)) {
+            log::error("{}", error.what());
+            continue;
+        }
+        if (!std::exchange(counted, true)) {
+            failed_commands_.fetch_add(1, std::memory_order_relaxed);
+        }
+        save_unsent(std::move(group[i]));
+    }
+}
+
+RedisReplyError RedisJobStore::refused(const RedisReply& reply) const {
+    return RedisReplyError(fmt::format("redis {}: {}", address_.text, reply_string(reply.get())));
 }
 
 bool RedisJobStore::unsent_for(const std::vector<std::int64_t>& ids) const {
@@ -517,7 +543,6 @@ bool RedisJobStore::unsent_for(const std::vector<std::int64_t>& ids) const {
 }
 
 void RedisJobStore::save_unsent(Write write) {
-    failed_commands_.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
     unsent_.push_back(std::move(write));
 }

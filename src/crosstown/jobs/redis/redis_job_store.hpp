@@ -160,6 +160,7 @@ class RedisJobStore final : public JobStore {
     void write_or_save(Write write);
     void write_group(std::unique_lock<std::mutex>& lock);  // requires mutex_, keeps it
     void send_group(std::vector<Write>& group);
+    RedisReplyError refused(const RedisReply& error_reply) const;  // naming the server
     void send_unsent(RedisConnection& connection);
     void count_deliveries(RedisConnection& connection, const std::string& kind,
                           const std::vector<std::pair<std::string, Taken>>& entries,
