@@ -12,7 +12,8 @@ source script/lib/nginx.sh
 
 stack_app='' stack_nginx='' stack_dir=''
 # glibc's malloc as the shipped systemd units set it (their Environment=GLIBC_TUNABLES, which
-# a test keeps equal to this); a GLIBC_TUNABLES in the environment wins.
+# a test keeps equal to this); a GLIBC_TUNABLES in the environment wins (GLIBC_TUNABLES= for
+# glibc's defaults).
 stack_malloc_tunables=glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0
 
 start_stack() {
@@ -30,7 +31,7 @@ start_stack() {
     nginx_prefix "$stack_dir" auto "$access_log"
     shipped_site fcgi_app "$port" "$socket" >"$stack_dir/site.conf"
 
-    GLIBC_TUNABLES=${GLIBC_TUNABLES:-$stack_malloc_tunables} \
+    GLIBC_TUNABLES=${GLIBC_TUNABLES-$stack_malloc_tunables} \
         "${STACK_APP:-build/release/fcgi_app/fcgi_app}" --listen "$socket" "${socket_args[@]}" "$@" \
         2>>"${STACK_LOG:-/dev/stderr}" &
     stack_app=$!
