@@ -1,5 +1,5 @@
 // crosstown::detail::BlockingObserver: told when a thread is about to wait for room in the
-// pool's full queue, and when the wait ends.
+// pool's full queue, or for the commit of its request's durable jobs, and when the wait ends.
 //
 // Caution for handlers: under Overflow::block, follow_response may wait for room. A handler
 // that holds a lock its own callbacks take, while it registers them, can deadlock with them.

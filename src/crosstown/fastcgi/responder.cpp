@@ -201,9 +201,9 @@ void Responder::start_thread(bool spare) {
     }
 }
 
-// This thread is about to wait for room in the pool (called with the pool's lock held): the
-// sentry watches at once if nobody does, and if fewer than config_.threads would be left to
-// serve, a spare starts.
+// This thread is about to wait, for room in the pool (called with the pool's lock held) or for
+// its request's commit: the sentry watches at once if nobody does, and if fewer than
+// config_.threads would be left to serve, a spare starts.
 // Decided under threads_mutex_, which a thread leaving as surplus also takes: checked outside
 // it, a leaving thread and a blocking one could each see the other's old count, and neither
 // start a spare nor stay. The thread starts under the pool's lock (the observer's caller): a
@@ -379,9 +379,13 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
 
 // Before the response is written: the request's durable jobs go to the journal, or the
 // response becomes a 503 (and then its in-memory callbacks are gated by that 503 too).
+// While this thread waits for its commit it does not count against those serving, as in a
+// wait for room: another thread takes the next request at once (and a spare starts when every
+// thread waits), so that request's commit can join the group this one waits for.
 std::vector<CommittedJob> Responder::commit_jobs(JobBatch& jobs, Exchange& exchange) {
     if (jobs_ == nullptr || jobs.empty()) return {};
     try {
+        const detail::BlockingNotice waiting_for_commit;
         return jobs_->commit(jobs, exchange.response.status(), exchange.request->id());
     } catch (const JournalUnavailable& e) {
         exchange.response = journal_unavailable(*exchange.request, e);

@@ -20,12 +20,14 @@
 //
 // A responder that waits for room in the pool's full queue (Overflow::block: at registration,
 // for a request's first in-memory callback or a durable job, or at dispatch for callbacks that
-// found no room to keep) does not count against the `threads` serving: the responder starts a
-// spare thread, up to 8 x `threads` in all, so requests that defer nothing are served as fast
-// as ever while the pool is saturated. A thread leaves once enough others have been free to
-// serve for a while (kSpareLinger): leaving as soon as that was true made a saturated pool
-// start and end a thread for nearly every request. Any thread may leave, so after a
-// saturation the threads named ct-spare may be the ones that stayed.
+// found no room to keep), or for the commit of its request's durable jobs, does not count
+// against the `threads` serving: the responder starts a spare thread, up to 8 x `threads` in
+// all, so requests that defer nothing are served as fast as ever while the pool is saturated,
+// and requests that arrive during a commit join the next one instead of queueing behind it.
+// A thread leaves once enough others have been free to serve for a while (kSpareLinger):
+// leaving as soon as that was true made a saturated pool start and end a thread for nearly
+// every request. Any thread may leave, so after a saturation the threads named ct-spare may be
+// the ones that stayed.
 //
 // Running out of file descriptors (EMFILE/ENFILE) is transient: the thread logs (rate-limited),
 // backs off and keeps serving. Connections get read/write timeouts so a stalled peer cannot
