@@ -5,8 +5,9 @@ build_packages=(build-essential cmake ninja-build pkg-config libfmt-dev libboost
 # The durable-jobs tests on Redis start a real server on loopback; the soak's smoke test loads
 # fcgi_app with wrk and reads its figures with curl; kernel-chosen ports come from python3.
 test_server_packages=(nginx redis-server wrk curl python3)
-# The fuzz preset: clang and its libFuzzer runtime.
-fuzz_packages=(clang libclang-rt-14-dev)
+# The sanitizer and fuzz presets: clang, its sanitizer and libFuzzer runtimes, and
+# llvm-symbolizer, which puts file names and lines in their reports.
+clang_packages=(clang libclang-rt-14-dev llvm)
 # The status page's integration test renders it in a real browser.
 browser_packages=(chromium)
 

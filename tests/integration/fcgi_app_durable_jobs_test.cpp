@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "support/app_checks.hpp"
+#include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
 #include "support/nginx_stack.hpp"
 
@@ -283,7 +284,7 @@ struct Refusal {
 };
 
 Refusal start_on(const TempDir& dir, const std::string& journal) {
-    ChildProcess app({FCGI_APP_PATH, "--listen", dir / "refused.sock", "--journal", journal},
+    ChildProcess app({fcgi_app_path(), "--listen", dir / "refused.sock", "--journal", journal},
                      dir / "refused.log");
     const auto code = app.wait(15s);
     return {code.value_or(-1), app.output()};
@@ -309,7 +310,7 @@ TEST(JournalFaults, ACorruptFileIsRefusedWithExit2NamingIt) {
 void make_journal_with_header_field(const TempDir& dir, const std::string& journal, int offset,
                                     std::uint32_t value) {
     {
-        ChildProcess app({FCGI_APP_PATH, "--listen", dir / "maker.sock", "--journal", journal},
+        ChildProcess app({fcgi_app_path(), "--listen", dir / "maker.sock", "--journal", journal},
                          dir / "maker.log");
         ASSERT_TRUE(eventually([&] {
             return app.output().find(" listening on ") != std::string::npos;

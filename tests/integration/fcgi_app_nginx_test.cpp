@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "support/app_checks.hpp"
+#include "support/app_under_test.hpp"
 #include "support/eventually.hpp"
 #include "support/nginx_stack.hpp"
 #include "support/temp_dir.hpp"
@@ -214,14 +215,14 @@ TEST(FcgiAppThroughNginx, KeepConnNeverStallsWithMoreCachedConnectionsThanThread
 
 TEST(FcgiAppCommandLine, BadConfigNamesTheOptionAndExits2) {
     const TempDir dir("crosstown-cli");
-    ChildProcess app({FCGI_APP_PATH, "--workers", "many"}, dir / "fcgi_app.log");
+    ChildProcess app({fcgi_app_path(), "--workers", "many"}, dir / "fcgi_app.log");
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("--workers: 'many' is not a whole number"));
 }
 
 TEST(FcgiAppCommandLine, UnusableSocketPathExits2) {
     const TempDir dir("crosstown-cli");
-    ChildProcess app({FCGI_APP_PATH, "--listen", "/nonexistent-dir/app.sock"},
+    ChildProcess app({fcgi_app_path(), "--listen", "/nonexistent-dir/app.sock"},
                      dir / "fcgi_app.log");
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("--listen: cannot listen on /nonexistent-dir/app.sock"));

@@ -18,6 +18,7 @@
 
 #include "crosstown/jobs/redis/redis_connection.hpp"
 #include "support/app_checks.hpp"
+#include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
@@ -119,7 +120,7 @@ std::map<std::string, long> pending_by_consumer(RedisConnection& redis, const st
 TEST(RedisJobs, NoServerAtStartExits2NamingTheAddress) {
     TempDir dir("crosstown-rj");
     const auto address = "redis://127.0.0.1:" + std::to_string(free_port());
-    ChildProcess app({FCGI_APP_PATH, "--listen", dir / "app.sock", "--journal", address},
+    ChildProcess app({fcgi_app_path(), "--listen", dir / "app.sock", "--journal", address},
                      dir / "app.log");
     EXPECT_EQ(app.wait(10s), 2) << app.output();
     EXPECT_THAT(app.output(), HasSubstr(address));

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/app_checks.hpp"
+#include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
@@ -256,12 +257,8 @@ TEST(Overload, UnderBlockRequestsThatDeferNothingStayFastWhileThePoolIsSaturated
     std::sort(took_ms.begin(), took_ms.end());
     // Without spares a GET /hello waits for a 300 ms call (seconds, measured); sanitizers slow
     // everything else down a few times.
-#ifdef CROSSTOWN_SANITIZED
-    constexpr double kSlowestMs = 250;
-#else
-    constexpr double kSlowestMs = 150;
-#endif
-    EXPECT_LT(took_ms.back(), kSlowestMs) << "the slowest GET /hello, ms";
+    const double slowest_ms = fcgi_app_sanitized() ? 250 : 150;
+    EXPECT_LT(took_ms.back(), slowest_ms) << "the slowest GET /hello, ms";
     EXPECT_EQ(load.statuses(), std::set<int>{202});
 
     expect_every_accepted_call_ran(stack, load);
@@ -361,9 +358,9 @@ TEST(Overload, UnderBlockTheThreadsWaitingForRoomAreAtMostTheRequestsInFlight) {
 }
 
 TEST(Faults, RunningOutOfDescriptorsUnderLoadKillsNoThreadAndServingResumes) {
-#ifdef CROSSTOWN_SANITIZE_UNDEFINED
-    GTEST_SKIP() << "UBSan needs descriptors of its own for its checks (see responder_test)";
-#endif
+    if (fcgi_app_has_ubsan()) {
+        GTEST_SKIP() << "UBSan needs descriptors of its own for its checks (see responder_test)";
+    }
     NginxStack stack({"--responders", "4", "--access-log", "off"});
     const pid_t pid = stack.app().pid();
     ASSERT_EQ(stack.get("/hello").status, 200);

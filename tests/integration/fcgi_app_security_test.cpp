@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/app_under_test.hpp"
 #include "support/child_process.hpp"
 #include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
@@ -49,7 +50,7 @@ bool logged(test::ChildProcess& app, const std::string& text) {
 
 TEST_F(Security, ANonLoopbackTcpListenIsRefusedWithoutAllowRemote) {
     const int port = test::free_port();
-    test::ChildProcess app({FCGI_APP_PATH, "--listen", "0.0.0.0:" + std::to_string(port)},
+    test::ChildProcess app({test::fcgi_app_path(), "--listen", "0.0.0.0:" + std::to_string(port)},
                            log_path());
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("--allow-remote"));
@@ -58,9 +59,9 @@ TEST_F(Security, ANonLoopbackTcpListenIsRefusedWithoutAllowRemote) {
 
 TEST_F(Security, AllowRemoteServesAndWarns) {
     const int port = test::free_port();
-    test::ChildProcess app(
-        {FCGI_APP_PATH, "--listen", "0.0.0.0:" + std::to_string(port), "--allow-remote", "on"},
-        log_path());
+    test::ChildProcess app({test::fcgi_app_path(), "--listen", "0.0.0.0:" + std::to_string(port),
+                            "--allow-remote", "on"},
+                           log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     EXPECT_THAT(app.output(), HasSubstr("accepts connections from anyone who can reach it"));
     app.signal(SIGTERM);
@@ -69,7 +70,7 @@ TEST_F(Security, AllowRemoteServesAndWarns) {
 
 TEST_F(Security, LoopbackTcpNeedsNoAllowRemote) {
     const int port = test::free_port();
-    test::ChildProcess app({FCGI_APP_PATH, "--listen", "127.0.0.1:" + std::to_string(port)},
+    test::ChildProcess app({test::fcgi_app_path(), "--listen", "127.0.0.1:" + std::to_string(port)},
                            log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     app.signal(SIGTERM);
@@ -78,8 +79,8 @@ TEST_F(Security, LoopbackTcpNeedsNoAllowRemote) {
 
 TEST_F(Security, PeersNotInFcgiWebServerAddrsAreDisconnectedUnanswered) {
     const int port = test::free_port();
-    test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.2,::1", FCGI_APP_PATH,
-                            "--listen", "127.0.0.1:" + std::to_string(port)},
+    test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.2,::1",
+                            test::fcgi_app_path(), "--listen", "127.0.0.1:" + std::to_string(port)},
                            log_path());
     // Serving, so that a closed connection is a refusal, not an app still starting.
     ASSERT_TRUE(logged(app, "listening on")) << app.output();
@@ -94,8 +95,8 @@ TEST_F(Security, PeersNotInFcgiWebServerAddrsAreDisconnectedUnanswered) {
 
 TEST_F(Security, PeersInFcgiWebServerAddrsAreServed) {
     const int port = test::free_port();
-    test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.1", FCGI_APP_PATH,
-                            "--listen", "127.0.0.1:" + std::to_string(port)},
+    test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.1",
+                            test::fcgi_app_path(), "--listen", "127.0.0.1:" + std::to_string(port)},
                            log_path());
     EXPECT_EQ(hello_over_tcp(port).status, 200);
     app.signal(SIGTERM);
@@ -104,7 +105,7 @@ TEST_F(Security, PeersInFcgiWebServerAddrsAreServed) {
 
 TEST_F(Security, ABadFcgiWebServerAddrsIsNamedAndExits2) {
     test::ChildProcess app({"/usr/bin/env", "FCGI_WEB_SERVER_ADDRS=127.0.0.1,webserver",
-                            FCGI_APP_PATH, "--listen", "127.0.0.1:1"},
+                            test::fcgi_app_path(), "--listen", "127.0.0.1:1"},
                            log_path());
     EXPECT_EQ(app.wait(10s), 2);
     EXPECT_THAT(app.output(), HasSubstr("FCGI_WEB_SERVER_ADDRS: 'webserver' is not a numeric"));

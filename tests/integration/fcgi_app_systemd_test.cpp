@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/app_under_test.hpp"
 #include "support/child_process.hpp"
 #include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
@@ -42,7 +43,8 @@ test::CgiReply hello(const std::string& socket) {
 // Runs fcgi_app under systemd-socket-activate, which creates the socket and, at the first
 // connection, execs fcgi_app (same pid) with LISTEN_FDS=1 and fd 3.
 std::vector<std::string> activated(const std::string& socket, std::vector<std::string> args) {
-    std::vector<std::string> argv{SOCKET_ACTIVATE_PATH, "--listen=" + socket, FCGI_APP_PATH};
+    std::vector<std::string> argv{SOCKET_ACTIVATE_PATH, "--listen=" + socket,
+                                  test::fcgi_app_path()};
     argv.insert(argv.end(), args.begin(), args.end());
     return argv;
 }
@@ -101,7 +103,7 @@ void knock(const std::string& socket) {
 TEST(SocketActivation, MoreThanOneSocketIsAClearErrorAndExit2) {
     test::TempDir dir("crosstown-systemd");
     test::ChildProcess app({SOCKET_ACTIVATE_PATH, "--listen=" + (dir / "a.sock"),
-                            "--listen=" + (dir / "b.sock"), FCGI_APP_PATH},
+                            "--listen=" + (dir / "b.sock"), test::fcgi_app_path()},
                            dir / "app.log");
     knock(dir / "b.sock");
     EXPECT_EQ(app.wait(10s), 2);
@@ -111,7 +113,7 @@ TEST(SocketActivation, MoreThanOneSocketIsAClearErrorAndExit2) {
 TEST(SocketActivation, ADatagramSocketIsAClearErrorAndExit2) {
     test::TempDir dir("crosstown-systemd");
     test::ChildProcess app(
-        {SOCKET_ACTIVATE_PATH, "--datagram", "--listen=" + (dir / "d.sock"), FCGI_APP_PATH},
+        {SOCKET_ACTIVATE_PATH, "--datagram", "--listen=" + (dir / "d.sock"), test::fcgi_app_path()},
         dir / "app.log");
     ASSERT_TRUE(wait_for_file(dir / "d.sock", 5s));
     const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -130,7 +132,7 @@ std::vector<std::string> notified(const test::NotifySocket& notify, const std::s
     std::vector<std::string> argv{"/usr/bin/env",
                                   "NOTIFY_SOCKET=" + notify.path(),
                                   "WATCHDOG_USEC=400000",
-                                  FCGI_APP_PATH,
+                                  test::fcgi_app_path(),
                                   "--listen",
                                   socket};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -195,7 +197,7 @@ TEST(ServiceNotifier, AWedgedPoolStopsTheWatchdogPings) {
 TEST(ServiceNotifier, SilentWithoutNotifySocket) {
     test::TempDir dir("crosstown-systemd");
     const auto socket = dir / "app.sock";
-    test::ChildProcess app({FCGI_APP_PATH, "--listen", socket}, dir / "app.log");
+    test::ChildProcess app({test::fcgi_app_path(), "--listen", socket}, dir / "app.log");
     ASSERT_TRUE(logged(app, "listening on")) << app.output();
     EXPECT_EQ(hello(socket).status, 200);
     app.signal(SIGTERM);

@@ -4,7 +4,8 @@
 # conffiles, library dependencies found by dpkg-shlibdeps, shipped files unchanged, and a
 # binary that runs. libcrosstown-dev: the public headers and nothing private, both libraries,
 # the CMake and pkg-config files, Depends on the -dev packages, and the example application
-# built and tested against the extracted package.
+# built, tested and served through nginx against the extracted package, as the getting-started
+# guide tells users to (install_test.sh prefix).
 # Usage: package_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build_dir=$1

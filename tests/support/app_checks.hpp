@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
 #include "support/eventually.hpp"
 #include "support/nginx_stack.hpp"
@@ -129,7 +130,7 @@ struct Command {
 // `fcgi_app jobs ARGS...`: its exit code, stdout and stderr.
 inline Command jobs_command(const std::vector<std::string>& args) {
     TempDir dir("crosstown-jobs");
-    std::vector<std::string> argv{FCGI_APP_PATH, "jobs"};
+    std::vector<std::string> argv{fcgi_app_path(), "jobs"};
     argv.insert(argv.end(), args.begin(), args.end());
     ChildProcess child(argv, dir / "out", dir / "err");
     const auto code = child.wait(std::chrono::seconds(20));

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "support/app_under_test.hpp"
 #include "support/child_process.hpp"
 #include "support/eventually.hpp"
 #include "support/http_client.hpp"
@@ -89,7 +90,7 @@ class NginxStack {
     // logs to a file of its own: app(name).output() is the current start's log.
     void start_app(const std::string& name, std::vector<std::string> args) {
         args_[name] = args;
-        std::vector<std::string> argv{FCGI_APP_PATH, "--listen", socket_of(name)};
+        std::vector<std::string> argv{fcgi_app_path(), "--listen", socket_of(name)};
         if (::geteuid() == 0) {  // nginx's workers run as nobody: the socket is for its group
             const passwd* nobody = ::getpwnam("nobody");
             const group* group = nobody ? ::getgrgid(nobody->pw_gid) : nullptr;

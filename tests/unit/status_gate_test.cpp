@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(Tokens, BadFilter,
 
 TEST(StatusGate, BadFilterFailsWhereTheOptionsAreWritten) {
     // The handler's registration line is where a typo surfaces, not a pool thread later.
-    EXPECT_THROW((DeferredOptions{.name = "x", .run_on = "20x"}), std::invalid_argument);
+    EXPECT_THROW((void)(DeferredOptions{.name = "x", .run_on = "20x"}), std::invalid_argument);
 }
 
 }  // namespace

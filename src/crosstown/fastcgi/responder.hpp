@@ -66,7 +66,7 @@ struct ResponderConfig {
     std::optional<WebServerAddrs> web_server_addrs;
 };
 
-class Responder : private detail::BlockingObserver {
+class Responder final : private detail::BlockingObserver {
   public:
     // Starts the threads on `listen_fd` (non-blocking, already listening; not owned).
     // FCGX_Init() must have been called.
