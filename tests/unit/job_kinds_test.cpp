@@ -35,6 +35,8 @@ TEST(JobKinds, DefineRefusesWhatCannotRun) {
     EXPECT_THAT(refusal({.backoff = -5ms}), HasSubstr("backoff"));
     EXPECT_THAT(refusal({.backoff = 10s, .max_backoff = 1s}), HasSubstr("max_backoff"));
     EXPECT_THAT(refusal({.max_backoff = JobKindOptions::kLongest + 1ms}), HasSubstr("max_backoff"));
+    EXPECT_THAT(refusal({.unique_for = -1ms}), HasSubstr("unique_for"));
+    EXPECT_THAT(refusal({.unique_for = JobKindOptions::kLongest + 1ms}), HasSubstr("unique_for"));
     EXPECT_TRUE(kinds.empty()) << "a refused kind was defined all the same";
     kinds.define("k", {}, noop);
     EXPECT_THROW(kinds.define("k", {}, noop), std::invalid_argument);

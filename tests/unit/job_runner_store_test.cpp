@@ -270,6 +270,31 @@ TYPED_TEST(JobRunnerOnEachStore, ASkippedJobLeavesTheStoreWithoutRunning) {
     EXPECT_EQ(ran, 0);
 }
 
+// A request retried with the same unique key makes no second job: counted, never run; the key
+// of a job skipped because its response was lost is free for the client's retry at once.
+TYPED_TEST(JobRunnerOnEachStore, ADuplicateIsCountedAndNeverRunsAndASkippedJobFreesItsKey) {
+    std::atomic<int> ran{0};
+    this->kinds.define("charge", {}, [&](const Job&, std::stop_token) { ++ran; });
+    this->start();
+    EXPECT_EQ(this->run("charge", 1, {.unique_key = "order-1"}).size(), 1U);
+    EXPECT_TRUE(this->run("charge", 1, {.unique_key = "order-1"}).empty());
+    EXPECT_EQ(this->run("charge", 2, {.unique_key = "order-2"}).size(), 1U)
+        << "two jobs with one key in one request";
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 2; }));
+    EXPECT_EQ(this->runner().totals().deduplicated, 2U);
+    EXPECT_EQ(this->runner().totals().enqueued, 2U);
+    EXPECT_TRUE(this->run("charge", 1, {.unique_key = "order-1"}).empty())
+        << "the key outlives the job that succeeded";
+
+    this->run("charge", 1, {.skip_if_undelivered = true, .unique_key = "lost"}, false);
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().skipped == 1; }));
+    ASSERT_TRUE(test::eventually([&] {
+        return this->run("charge", 1, {.unique_key = "lost"}).size() == 1;
+    })) << "the retry of a request whose response was lost was deduplicated";
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 3; }));
+    EXPECT_EQ(ran, 3);
+}
+
 // A long-lived process: what the runner and the store keep about jobs is bounded by the jobs
 // in flight. After many jobs (some retried, some skipped, some failing for good) and once
 // idle, every structure is empty, on every store.

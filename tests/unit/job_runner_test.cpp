@@ -360,7 +360,7 @@ TEST(JobRunner, ReplayRunsTheJournalsLiveJobsWithTheirNextAttempt) {
         future = journal.insert({"work", "future", "r3"}, now - 5000);
         journal.reschedule(future, 1, future_due, "x");
         dead = journal.insert({"work", "dead", "r4"}, now - 5000);
-        journal.bury(dead, 10, "gave up");
+        journal.bury(dead, 10, "gave up", 0);
         unknown = journal.insert({"removed-kind", "?", "r5"}, now - 5000);
     }
     JobKinds kinds;
@@ -628,7 +628,7 @@ TEST(JobRunner, StopKeepsWhatHasNotFinishedInTheJournal) {
     EXPECT_EQ(totals.outstanding, 6U);  // 4 held + 1 flaky + 1 late
     EXPECT_EQ(totals.summary(),
               "jobs enqueued=7 replayed=0 received=0 succeeded=1 retried=1 dead=0 skipped=0 "
-              "kept=6");
+              "deduplicated=0 kept=6");
 
     const auto jobs = h.journal();
     std::vector<std::int64_t> expected(held.begin() + 1, held.end());
@@ -899,17 +899,17 @@ TEST(JobRunner, ReportGivesEachKindsCounts) {
 }
 
 TEST(JobCounts, SummaryNamesEveryCountAndAddsUp) {
-    JobCounts a{1, 2, 3, 4, 5, 6, 7, 8};
+    JobCounts a{1, 2, 3, 4, 5, 6, 7, 8, 9};
     EXPECT_EQ(a.summary(),
               "jobs enqueued=1 replayed=2 received=3 succeeded=4 retried=5 dead=6 skipped=7 "
-              "kept=8");
-    a += JobCounts{10, 20, 30, 40, 50, 60, 70, 80};
+              "deduplicated=8 kept=9");
+    a += JobCounts{10, 20, 30, 40, 50, 60, 70, 80, 90};
     EXPECT_EQ(a.summary(),
               "jobs enqueued=11 replayed=22 received=33 succeeded=44 retried=55 dead=66 "
-              "skipped=77 kept=88");
+              "skipped=77 deduplicated=88 kept=99");
     EXPECT_EQ(JobCounts{}.summary(),
               "jobs enqueued=0 replayed=0 received=0 succeeded=0 retried=0 dead=0 skipped=0 "
-              "kept=0");
+              "deduplicated=0 kept=0");
 }
 
 }  // namespace

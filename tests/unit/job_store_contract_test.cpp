@@ -173,6 +173,12 @@ class JobStoreContract : public ::testing::Test {
         for (const auto& p : payloads) jobs.push_back({"k", p, request_id});
         return backend.store().commit(jobs);
     }
+    // One job of kind "k" with `key` as its unique key, kept `unique_for` once finished.
+    std::int64_t commit_unique(std::string_view key, std::chrono::milliseconds unique_for = 1h) {
+        const NewJob job{"k", "p", "req-1", key, unique_for.count()};
+        const auto ids = backend.store().commit(std::span(&job, 1));
+        return ids.size() == 1 ? ids[0] : -1;
+    }
     std::optional<AdminJob> find(std::int64_t id, bool dead_only = false) {
         for (auto& row : backend.list(dead_only)) {
             if (row.job.id == id) return row;
@@ -229,11 +235,11 @@ TYPED_TEST(JobStoreContract, ACompletedJobIsGone) {
     EXPECT_TRUE(this->find(ids[1]).has_value());
 }
 
-// Committed for a response that did not reach the client (skip_if_undelivered): completed
+// Committed for a response that did not reach the client (skip_if_undelivered): discarded
 // before it was ever run, it is gone and nobody runs it.
-TYPED_TEST(JobStoreContract, AJobCompletedBeforeItRanIsGoneUnrun) {
+TYPED_TEST(JobStoreContract, AJobDiscardedBeforeItRanIsGoneUnrun) {
     const auto ids = this->commit({"never"});
-    this->backend.store().complete(ids[0]);
+    this->backend.store().discard(ids[0]);
     this->backend.store().flush();
     EXPECT_FALSE(this->find(ids[0]).has_value());
 }
@@ -371,6 +377,80 @@ TYPED_TEST(JobStoreContract, IdsAreNeverReusedAfterTheProcessDies) {
     this->backend.resume();
     const auto after = this->commit({"a", "b", "c"});
     for (const auto id : after) EXPECT_EQ(std::ranges::count(before, id), 0) << id;
+}
+
+// DurableOptions::unique_key: one job per (kind, key) while it lives, whoever commits it.
+TYPED_TEST(JobStoreContract, AUniqueKeyKeepsOneJobWhileItLives) {
+    const auto first = this->commit_unique("order-1");
+    ASSERT_GT(first, 0);
+    EXPECT_EQ(this->commit_unique("order-1"), JobStore::kDuplicate);
+    const auto other = this->commit_unique("order-2");
+    EXPECT_GT(other, 0);
+    const NewJob unkeyed{"k", "p", "req-1"};
+    EXPECT_GT(this->backend.store().commit(std::span(&unkeyed, 1)).at(0), 0) << "no key, no limit";
+    const auto jobs = this->backend.run({first, other});
+    EXPECT_EQ(jobs.size(), 2U);
+    EXPECT_EQ(this->backend.list().size(), 3U) << "the duplicate left nothing behind";
+    this->backend.store().reschedule(first, 1, unix_ms_now() + 60'000, "503");
+    this->backend.store().flush();
+    EXPECT_EQ(this->commit_unique("order-1"), JobStore::kDuplicate) << "a retrying job lives";
+}
+
+TYPED_TEST(JobStoreContract, OfTwoJobsWithOneKeyInACommitTheFirstIsKept) {
+    const std::vector<NewJob> jobs{{"k", "a", "r", "same", 3'600'000},
+                                   {"k", "b", "r", "same", 3'600'000},
+                                   {"k", "c", "r", "other", 3'600'000}};
+    const auto ids = this->backend.store().commit(jobs);
+    ASSERT_EQ(ids.size(), 3U);
+    EXPECT_GT(ids[0], 0);
+    EXPECT_EQ(ids[1], JobStore::kDuplicate);
+    EXPECT_GT(ids[2], 0);
+    const auto run = this->backend.run({ids[0], ids[2]});
+    ASSERT_EQ(run.size(), 2U);
+    for (const auto& job : run) EXPECT_EQ(job.payload, job.id == ids[0] ? "a" : "c");
+}
+
+// A finished job (succeeded or dead) keeps its key for unique_for, then frees it.
+TYPED_TEST(JobStoreContract, AFinishedJobKeepsItsKeyForUniqueForThenFreesIt) {
+    constexpr auto kUniqueFor = 1500ms;
+    const auto done = this->commit_unique("done", kUniqueFor);
+    const auto dead = this->commit_unique("dead", kUniqueFor);
+    this->backend.run({done, dead});
+    const auto finished = std::chrono::steady_clock::now();
+    this->backend.store().complete(done);
+    this->backend.store().bury(dead, 3, "gave up");
+    this->backend.store().flush();
+    EXPECT_EQ(this->commit_unique("done", kUniqueFor), JobStore::kDuplicate);
+    EXPECT_EQ(this->commit_unique("dead", kUniqueFor), JobStore::kDuplicate);
+    std::int64_t again = JobStore::kDuplicate;
+    ASSERT_TRUE(
+        test::eventually([&] { return (again = this->commit_unique("done", kUniqueFor)) > 0; },
+                         10 * kUniqueFor, 50ms))
+        << "the key of a job that succeeded was never freed";
+    EXPECT_GE(std::chrono::steady_clock::now() - finished, kUniqueFor - 100ms)
+        << "freed before unique_for";
+    EXPECT_TRUE(test::eventually([&] { return this->commit_unique("dead", kUniqueFor) > 0; },
+                                 10 * kUniqueFor, 50ms))
+        << "the key of a dead job was never freed";
+}
+
+// Discarded (its response was not delivered): the client will retry, so the key is free now.
+TYPED_TEST(JobStoreContract, ADiscardedJobFreesItsKeyAtOnce) {
+    const auto discarded = this->commit_unique("retry-me");
+    this->backend.store().discard(discarded);
+    this->backend.store().flush();
+    const auto retried = this->commit_unique("retry-me");
+    EXPECT_GT(retried, 0);
+    EXPECT_NE(retried, discarded);
+}
+
+// The key is the store's, not the process's: a job taken over after a death still holds it.
+TYPED_TEST(JobStoreContract, AKeyOutlivesTheProcessThatCommittedIt) {
+    const auto id = this->commit_unique("order-9");
+    this->backend.run({id});
+    const auto resumed = this->backend.resume();
+    ASSERT_EQ(resumed.size(), 1U);
+    EXPECT_EQ(this->commit_unique("order-9"), JobStore::kDuplicate);
 }
 
 }  // namespace

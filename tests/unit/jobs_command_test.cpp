@@ -62,9 +62,9 @@ class JobsCommand : public ::testing::Test {
         // 2033-05-18T03:33:20Z
         journal.reschedule(retry_, 2, 2'000'000'000'000, "busy signal");
         dead_ = journal.insert({"place-call", "556", "req-dead"}, 1'700'000'000'000);
-        journal.bury(dead_, 10, "number disconnected");
+        journal.bury(dead_, 10, "number disconnected", 0);
         dead2_ = journal.insert({"email", "to nobody", "req-dead-2"}, 1'700'000'000'000);
-        journal.bury(dead2_, 3, "mailbox full");
+        journal.bury(dead2_, 3, "mailbox full", 0);
     }
 
     test::TempDir dir_;

@@ -442,6 +442,25 @@ TEST(SqliteJobDatabase, AnotherSchemaVersionIsRefused) {
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("schema version 7"));
 }
 
+// A journal written before unique keys existed (version 1: the jobs table alone) is read as
+// it is, and a writer's open adds the table and keeps every job.
+TEST(SqliteJobDatabase, AVersion1JournalIsReadAndAWriterUpgradesItKeepingItsJobs) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t id = 0;
+    { id = open_rw(path).insert({"k", "before", "r"}, 1); }
+    run_sql(path, "DROP TABLE unique_keys; PRAGMA user_version=1");
+    ASSERT_EQ(open_ro(path).live_jobs().size(), 1U);
+    auto journal = open_rw(path);
+    const auto jobs = journal.live_jobs();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, id);
+    EXPECT_EQ(jobs[0].payload, "before");
+    const NewJob keyed{"k", "after", "r", "key", 60'000};
+    EXPECT_GT(journal.insert(keyed, 2), 0);
+    EXPECT_EQ(journal.insert(keyed, 3), 0) << "the upgraded journal keeps unique keys";
+}
+
 TEST(SqliteJobDatabase, ReadOnlyOpenOfAMissingFileIsRefused) {
     test::TempDir dir;
     const auto path = dir / "missing.db";

@@ -30,6 +30,12 @@ struct DurableOptions {
     StatusGate run_on{};
     // Drop the job (it was committed) when the response did not reach nginx.
     bool skip_if_undelivered = false;
+    // At most one job per (kind, unique_key) while it lives and for its kind's unique_for after
+    // it finished (succeeded or dead), across every instance sharing the store: a later one is
+    // not committed, and the request goes on as if it were (counted as deduplicated). Empty:
+    // none. So a client retrying a request whose response it lost makes no second job. A job
+    // skipped because its response was not delivered frees its key at once.
+    std::string unique_key{};
 };
 
 // Durable jobs registered while the journal is off (--journal off).

@@ -24,7 +24,7 @@ namespace crosstown {
 using JobHandler = std::function<void(const Job&, std::stop_token)>;
 
 struct JobKindOptions {
-    // The longest timeout, backoff or max_backoff that define() takes: 30 days.
+    // The longest timeout, backoff, max_backoff or unique_for that define() takes: 30 days.
     static constexpr std::chrono::milliseconds kLongest{30LL * 24 * 3'600'000};
 
     unsigned max_attempts = 10;
@@ -34,6 +34,8 @@ struct JobKindOptions {
     // At most this many jobs of the kind run at once (0: as many as the pool has workers), so
     // one slow kind cannot take every worker.
     unsigned concurrency = 0;
+    // How long a job's unique key (DurableOptions::unique_key) stays taken after it finished.
+    std::chrono::milliseconds unique_for{24LL * 3'600'000};
 };
 
 struct JobKind {

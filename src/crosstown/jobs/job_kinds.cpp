@@ -27,6 +27,7 @@ void JobKinds::define(std::string name, JobKindOptions options, JobHandler handl
     check("timeout", options.timeout, std::chrono::milliseconds(1));
     check("backoff", options.backoff, std::chrono::milliseconds(1));
     check("max_backoff", options.max_backoff, options.backoff);
+    check("unique_for", options.unique_for, std::chrono::milliseconds(0));
     if (kinds_.contains(name)) {
         throw std::invalid_argument(
             fmt::format("JobKinds::define: kind '{}' is defined twice", name));

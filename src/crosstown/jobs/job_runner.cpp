@@ -45,15 +45,15 @@ struct JobRunner::KindState {
     unsigned stuck = 0;         // guarded by the runner's mutex_
     std::deque<Entry> waiting;  // guarded by the runner's mutex_
     std::atomic<std::uint64_t> enqueued{0}, replayed{0}, received{0}, succeeded{0}, retried{0},
-        dead{0}, skipped{0}, outstanding{0};
+        dead{0}, skipped{0}, deduplicated{0}, outstanding{0};
 
     bool has_turn() const {
         return kind->options.concurrency == 0 || running < kind->options.concurrency;
     }
     JobCounts counts() const {
         const auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
-        return {load(enqueued), load(replayed), load(received), load(succeeded),
-                load(retried),  load(dead),     load(skipped),  load(outstanding)};
+        return {load(enqueued), load(replayed), load(received),     load(succeeded),  load(retried),
+                load(dead),     load(skipped),  load(deduplicated), load(outstanding)};
     }
 };
 
@@ -65,6 +65,7 @@ JobCounts& JobCounts::operator+=(const JobCounts& o) {
     retried += o.retried;
     dead += o.dead;
     skipped += o.skipped;
+    deduplicated += o.deduplicated;
     outstanding += o.outstanding;
     return *this;
 }
@@ -72,8 +73,8 @@ JobCounts& JobCounts::operator+=(const JobCounts& o) {
 std::string JobCounts::summary() const {
     return fmt::format(
         "jobs enqueued={} replayed={} received={} succeeded={} retried={} dead={} skipped={} "
-        "kept={}",
-        enqueued, replayed, received, succeeded, retried, dead, skipped, outstanding);
+        "deduplicated={} kept={}",
+        enqueued, replayed, received, succeeded, retried, dead, skipped, deduplicated, outstanding);
 }
 
 JobRunner::JobRunner(const JobKinds& kinds, JobStore& store, Pool& pool)
@@ -171,12 +172,19 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
     if (registrations.empty()) return {};
     std::vector<NewJob> jobs;
     jobs.reserve(registrations.size());
-    for (const auto& r : registrations) jobs.push_back({r.kind, r.payload, request_id});
+    for (const auto& r : registrations) {
+        const auto unique_for = state_of(r.kind).kind->options.unique_for;
+        jobs.push_back({r.kind, r.payload, request_id, r.options.unique_key, unique_for.count()});
+    }
     const auto ids = store_.commit(jobs);
     std::vector<CommittedJob> committed;
     committed.reserve(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
         auto& state = state_of(registrations[i].kind);
+        if (ids[i] == JobStore::kDuplicate) {
+            add(state.deduplicated);
+            continue;
+        }
         add(state.enqueued);
         add(state.outstanding);
         committed.push_back({ids[i], std::move(registrations[i])});
@@ -196,7 +204,7 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
     for (auto& [id, registration] : jobs) {
         auto& state = state_of(registration.kind);
         if (registration.options.skip_if_undelivered && !outcome->delivered) {
-            store_.complete(id);
+            store_.discard(id);
             add(state.skipped);
             state.outstanding.fetch_sub(1, std::memory_order_relaxed);
             continue;
@@ -224,7 +232,7 @@ void JobRunner::release(std::vector<CommittedJob>& jobs, const ResponseOutcome& 
         auto& state = state_of(registration.kind);
         state.outstanding.fetch_sub(1, std::memory_order_relaxed);
         if (registration.options.skip_if_undelivered && !outcome.delivered) {
-            store_.complete(id);
+            store_.discard(id);
             add(state.skipped);
             continue;
         }

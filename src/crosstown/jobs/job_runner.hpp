@@ -70,10 +70,13 @@ struct JobCounts {
     std::uint64_t retried = 0;  // failed attempts rescheduled
     std::uint64_t dead = 0;
     std::uint64_t skipped = 0;  // skip_if_undelivered, and the response was not delivered
+    // Not committed: their unique key was taken (DurableOptions::unique_key). Not in enqueued.
+    std::uint64_t deduplicated = 0;
     std::uint64_t outstanding = 0;
 
     JobCounts& operator+=(const JobCounts& other);
-    // "jobs enqueued=N replayed=N received=N succeeded=N retried=N dead=N skipped=N kept=N"
+    // "jobs enqueued=N replayed=N received=N succeeded=N retried=N dead=N skipped=N
+    // deduplicated=N kept=N"
     std::string summary() const;
 };
 

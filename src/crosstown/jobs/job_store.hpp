@@ -26,8 +26,14 @@ class JobStore {
   public:
     virtual ~JobStore() = default;
 
+    // The id commit() gives a job it did not keep: its (kind, unique_key) is taken, by a job
+    // not finished, one that finished less than its unique_for ago, or one before it in the
+    // same commit.
+    static constexpr std::int64_t kDuplicate = 0;
+
     // Durably keeps a request's jobs before its response is written, and returns their ids in
-    // order. Throws JournalUnavailable when it cannot (the response becomes a 503).
+    // order (kDuplicate for those not kept). Throws JournalUnavailable when it cannot (the
+    // response becomes a 503).
     virtual std::vector<std::int64_t> commit(std::span<const NewJob> jobs) = 0;
     // True when committed jobs are run by whichever instance takes them from the store (after
     // release), false when the committing process runs them itself.
@@ -35,10 +41,14 @@ class JobStore {
     // After the response: a shared store makes the jobs visible to consumers. Never throws;
     // what cannot be released now is released later, by this instance or another.
     virtual void release(std::span<const std::int64_t> ids) = 0;
-    // The job succeeded, or was committed and is not to run (skip_if_undelivered): gone.
+    // The job succeeded: gone; its unique key stays taken for its unique_for.
     virtual void complete(std::int64_t id) = 0;
+    // The job was committed and is not to run (skip_if_undelivered): gone, and its unique key
+    // free at once, for the client's retry.
+    virtual void discard(std::int64_t id) = 0;
     virtual void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                             std::string error) = 0;
+    // Dead after its last attempt; its unique key stays taken for its unique_for.
     virtual void bury(std::int64_t id, unsigned attempts, std::string error) = 0;
     // Before the first attempt of a resumed job (StoredJob::resumed) in this process: records
     // that attempt `attempt` runs, and returns once it is written, so that a death during it

@@ -15,8 +15,24 @@ std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
     const auto now = unix_now_ms();
     std::vector<std::int64_t> ids;
     std::lock_guard lock(mutex_);
+    // The holds of finished jobs go once expired; swept when they outnumber the live ones, so
+    // that the sweeps cost O(1) a commit over time.
+    if (holds_.size() > 2 * key_of_.size() + 1024) {
+        std::erase_if(holds_, [now](const auto& h) {
+            return h.second.expires_ms != 0 && h.second.expires_ms <= now;
+        });
+    }
     for (const auto& job : jobs) {
+        UniqueKey key{std::string(job.kind), std::string(job.unique_key)};
+        if (!job.unique_key.empty() && !key_free(key, now)) {
+            ids.push_back(kDuplicate);
+            continue;
+        }
         const auto id = ++last_id_;
+        if (!job.unique_key.empty()) {
+            holds_.insert_or_assign(key, UniqueHold{id, job.unique_for_ms});
+            key_of_.emplace(id, std::move(key));
+        }
         StoredJob stored;
         stored.id = id;
         stored.kind = job.kind;
@@ -30,9 +46,34 @@ std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
     return ids;
 }
 
+bool MemoryJobStore::key_free(const UniqueKey& key, std::int64_t now) {
+    const auto it = holds_.find(key);
+    if (it == holds_.end()) return true;
+    if (it->second.expires_ms == 0 || it->second.expires_ms > now) return false;
+    holds_.erase(it);
+    return true;
+}
+
+void MemoryJobStore::finish_key(std::int64_t id, std::int64_t now, bool free_now) {
+    const auto node = key_of_.extract(id);
+    if (!node) return;
+    const auto hold = holds_.find(node.mapped());
+    if (hold == holds_.end() || hold->second.job_id != id) return;
+    if (free_now) {
+        holds_.erase(hold);
+    } else {
+        hold->second.expires_ms = now + hold->second.unique_for_ms;
+    }
+}
+
 void MemoryJobStore::complete(std::int64_t id) {
     std::lock_guard lock(mutex_);
-    jobs_.erase(id);
+    if (jobs_.erase(id) > 0) finish_key(id, unix_now_ms(), false);
+}
+
+void MemoryJobStore::discard(std::int64_t id) {
+    std::lock_guard lock(mutex_);
+    if (jobs_.erase(id) > 0) finish_key(id, unix_now_ms(), true);
 }
 
 void MemoryJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
@@ -53,6 +94,7 @@ void MemoryJobStore::bury(std::int64_t id, unsigned attempts, std::string error)
     it->second.state = JobState::dead;
     it->second.attempts = attempts;
     it->second.last_error = std::move(error);
+    finish_key(id, unix_now_ms(), false);
 }
 
 void MemoryJobStore::record_attempt(std::int64_t id, unsigned attempt) {
@@ -102,7 +144,8 @@ std::vector<StoredJob> MemoryJobStore::live_jobs() const {
     return live;
 }
 
-// Its jobs are its contents, as the file is a journal's, and it keeps nothing beside them.
+// Its jobs and keys are its contents, as the file is a journal's, and it keeps nothing beside
+// them.
 std::map<std::string, std::size_t> MemoryJobStore::bookkeeping() const { return {}; }
 
 }  // namespace crosstown

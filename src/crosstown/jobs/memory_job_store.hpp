@@ -12,6 +12,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crosstown/jobs/job_admin.hpp"
@@ -25,6 +26,7 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     bool shared() const override { return false; }
     void release(std::span<const std::int64_t>) override {}  // this process runs them
     void complete(std::int64_t id) override;
+    void discard(std::int64_t id) override;
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
@@ -45,10 +47,24 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     std::vector<StoredJob> live_jobs() const;
 
   private:
+    using UniqueKey = std::pair<std::string, std::string>;  // kind, key
+    struct UniqueHold {
+        std::int64_t job_id;
+        std::int64_t unique_for_ms;
+        std::int64_t expires_ms = 0;  // 0 while the job lives
+    };
+    // Under mutex_: true when `key` is free at `now` (an expired hold is forgotten).
+    bool key_free(const UniqueKey& key, std::int64_t now);
+    // Under mutex_: the job's key, if any, stays taken for its unique_for from `now`, or is
+    // freed at once.
+    void finish_key(std::int64_t id, std::int64_t now, bool free_now);
+
     const std::string path_ = "memory";
     mutable std::mutex mutex_;
-    std::int64_t last_id_ = 0;                // guarded by mutex_
-    std::map<std::int64_t, StoredJob> jobs_;  // guarded by mutex_; by id, so oldest first
+    std::int64_t last_id_ = 0;                  // guarded by mutex_
+    std::map<std::int64_t, StoredJob> jobs_;    // guarded by mutex_; by id, so oldest first
+    std::map<UniqueKey, UniqueHold> holds_;     // guarded by mutex_
+    std::map<std::int64_t, UniqueKey> key_of_;  // guarded by mutex_; the live jobs' keys
 };
 
 }  // namespace crosstown

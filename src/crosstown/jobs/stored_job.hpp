@@ -35,6 +35,8 @@ struct NewJob {
     std::string_view kind;
     std::string_view payload;
     std::string_view request_id;
+    std::string_view unique_key{};   // empty: none
+    std::int64_t unique_for_ms = 0;  // how long the key stays taken once the job finished
 };
 
 }  // namespace crosstown

@@ -187,9 +187,9 @@ void job_metrics(Out out, const JobRunner& jobs) {
     for (const auto& kind : kinds) {
         const auto& c = kind.counts;
         const std::pair<std::string_view, std::uint64_t> outcomes[] = {
-            {"enqueued", c.enqueued},   {"replayed", c.replayed}, {"received", c.received},
-            {"succeeded", c.succeeded}, {"retried", c.retried},   {"dead", c.dead},
-            {"skipped", c.skipped}};
+            {"enqueued", c.enqueued},   {"replayed", c.replayed},        {"received", c.received},
+            {"succeeded", c.succeeded}, {"retried", c.retried},          {"dead", c.dead},
+            {"skipped", c.skipped},     {"deduplicated", c.deduplicated}};
         for (const auto& [outcome, value] : outcomes) {
             fmt::format_to(out, "crosstown_jobs_total{{kind=\"{}\",outcome=\"{}\"}} {}\n",
                            escape_label_value(kind.kind), outcome, value);

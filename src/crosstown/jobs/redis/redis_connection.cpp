@@ -106,6 +106,7 @@ RedisAddress RedisAddress::parse(std::string_view text) {
 RedisReply::RedisReply(redisReply* reply) : reply_(reply) {}
 void RedisReply::Free::operator()(redisReply* r) const { freeReplyObject(r); }
 bool RedisReply::is_nil() const { return reply_->type == REDIS_REPLY_NIL; }
+bool RedisReply::is_integer() const { return reply_->type == REDIS_REPLY_INTEGER; }
 bool RedisReply::is_array() const { return reply_->type == REDIS_REPLY_ARRAY; }
 bool RedisReply::is_error() const { return reply_->type == REDIS_REPLY_ERROR; }
 long long RedisReply::integer() const { return reply_integer(reply_.get()); }

@@ -45,6 +45,7 @@ class RedisReply {
   public:
     explicit RedisReply(redisReply* reply);
     bool is_nil() const;
+    bool is_integer() const;
     bool is_array() const;
     bool is_error() const;       // an error reply (only pipeline() returns them)
     long long integer() const;   // an integer reply (0 otherwise)

@@ -31,21 +31,35 @@ constexpr std::size_t kIdleConnections = 8;
 // with the server's data (a restart from an older snapshot, FLUSHALL, a lagging replica
 // promoted), and new jobs would then get ids that live instances still hold, so that their
 // writes about old jobs would land on new ones. An id in use is refused before anything is
-// written (all or none), and the instance draws new ones.
+// written (all or none), and the instance draws new ones: the reply is 0. Otherwise it is one
+// character per job: '1' held, '0' not kept, its unique key taken. A unique key is
+// "<prefix>:unique:<kind>:<key>", holding the id of the job that took it: without expiry while
+// the job lives, for its unique_for once it finished (kComplete, kBury), deleted when the job
+// is discarded.
 constexpr RedisScript kHold{R"lua(
 local p, inst, now = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 6 do
   if redis.call('EXISTS', p .. ':job:' .. ARGV[i]) == 1 then return 0 end
 end
-for i = 4, #ARGV, 4 do
-  local id = ARGV[i]
-  redis.call('HSET', p .. ':job:' .. id, 'kind', ARGV[i + 1], 'payload', ARGV[i + 2],
-             'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0, 'run_at_ms', 0,
-             'state', 'held')
-  redis.call('SADD', p .. ':held:' .. inst, id)
+local held = {}
+for i = 4, #ARGV, 6 do
+  local id, kind, unique = ARGV[i], ARGV[i + 1], ARGV[i + 4]
+  local key = unique ~= '' and (p .. ':unique:' .. kind .. ':' .. unique) or nil
+  if key and not redis.call('SET', key, id, 'NX') then
+    held[#held + 1] = '0'
+  else
+    redis.call('HSET', p .. ':job:' .. id, 'kind', kind, 'payload', ARGV[i + 2],
+               'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0, 'run_at_ms', 0,
+               'state', 'held')
+    if key then
+      redis.call('HSET', p .. ':job:' .. id, 'unique', key, 'unique_for', ARGV[i + 5])
+    end
+    redis.call('SADD', p .. ':held:' .. inst, id)
+    held[#held + 1] = '1'
+  end
 end
 redis.call('SADD', p .. ':instances', inst)
-return 1
+return table.concat(held)
 )lua"};
 
 constexpr RedisScript kRelease{R"lua(
@@ -110,16 +124,26 @@ end
 return n
 )lua"};
 
+// Its unique key goes with it, if the job still holds it.
 constexpr RedisScript kDiscard{R"lua(
+local job = ARGV[1] .. ':job:' .. ARGV[3]
 redis.call('SREM', ARGV[1] .. ':held:' .. ARGV[2], ARGV[3])
-return redis.call('DEL', ARGV[1] .. ':job:' .. ARGV[3])
+local key = redis.call('HGET', job, 'unique')
+if key and redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
+return redis.call('DEL', job)
 )lua"};
 
+// Its unique key, if the job still holds it, stays taken for its unique_for.
 constexpr RedisScript kComplete{R"lua(
 local stream = ARGV[1] .. ':stream:' .. ARGV[3]
+local job = ARGV[1] .. ':job:' .. ARGV[5]
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
-return redis.call('DEL', ARGV[1] .. ':job:' .. ARGV[5])
+local key = redis.call('HGET', job, 'unique')
+if key and redis.call('GET', key) == ARGV[5] then
+  redis.call('PEXPIRE', key, redis.call('HGET', job, 'unique_for'))
+end
+return redis.call('DEL', job)
 )lua"};
 
 constexpr RedisScript kBury{R"lua(
@@ -131,6 +155,10 @@ local state = redis.call('HGET', p .. ':job:' .. id, 'state')
 if state and state ~= 'dead' then
   redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6], 'last_error', ARGV[7])
   redis.call('XADD', p .. ':dead', '*', 'id', id, 'kind', kind, 'error', ARGV[7])
+  local key = redis.call('HGET', p .. ':job:' .. id, 'unique')
+  if key and redis.call('GET', key) == id then
+    redis.call('PEXPIRE', key, redis.call('HGET', p .. ':job:' .. id, 'unique_for'))
+  end
 end
 return 1
 )lua"};
@@ -404,6 +432,7 @@ void RedisJobStore::give_back(RedisConnection connection) const {
 }
 
 std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
+    if (jobs.empty()) return {};
     std::vector<std::int64_t> ids;
     std::vector<std::string> args;
     const auto draw = [&] {
@@ -415,6 +444,8 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
             args.emplace_back(job.kind);
             args.emplace_back(job.payload);
             args.emplace_back(job.request_id);
+            args.emplace_back(job.unique_key);
+            args.push_back(std::to_string(job.unique_for_ms));
         }
     };
     draw();
@@ -427,7 +458,18 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
     }
     try {
         auto connection = lease();
-        while (connection->eval(kHold, args).integer() == 0) draw();  // an id in use: redraw
+        for (;;) {
+            const auto reply = connection->eval(kHold, args);
+            if (reply.is_integer()) {
+                draw();  // an id in use: redraw
+                continue;
+            }
+            const auto held = reply.string();
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                if (i >= held.size() || held[i] != '1') ids[i] = kDuplicate;
+            }
+            break;
+        }
     } catch (const JournalError& e) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
         std::lock_guard lock(mutex_);
@@ -435,7 +477,9 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         throw JournalUnavailable(e.what());
     }
     std::lock_guard lock(mutex_);
-    holding_.insert(ids.begin(), ids.end());
+    for (const auto id : ids) {
+        if (id != kDuplicate) holding_.insert(id);
+    }
     commits_in_flight_.erase(in_flight);
     return ids;
 }
@@ -558,6 +602,15 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     write_or_save({{ids.begin(), ids.end()}, true, &kRelease, std::move(args)});
 }
 
+void RedisJobStore::discard(std::int64_t id) {
+    {
+        std::lock_guard lock(mutex_);
+        holding_.erase(id);
+    }
+    std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
+    write_or_save({{id}, true, &kDiscard, std::move(args)});
+}
+
 void RedisJobStore::complete(std::int64_t id) {
     std::optional<Taken> taken;
     {
@@ -566,8 +619,7 @@ void RedisJobStore::complete(std::int64_t id) {
         holding_.erase(id);
     }
     if (!taken) {  // held, never released: committed for a response that did not go out
-        std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
-        write_or_save({{id}, true, &kDiscard, std::move(args)});
+        discard(id);
         return;
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,

@@ -85,6 +85,7 @@ class RedisJobStore final : public JobStore {
     bool shared() const override { return true; }
     void release(std::span<const std::int64_t> ids) override;
     void complete(std::int64_t id) override;
+    void discard(std::int64_t id) override;
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;

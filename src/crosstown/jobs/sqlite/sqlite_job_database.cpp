@@ -13,9 +13,23 @@ namespace {
 
 // 'crst': marks the file as a crosstown journal, so a database of something else is refused.
 constexpr int kApplicationId = 0x63727374;
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
-constexpr const char* kSchema = R"(
+// Version 2 added unique_keys; a journal of version 1 gets the table when a writer opens it.
+constexpr const char* kUniqueKeys = R"(
+CREATE TABLE unique_keys (
+    kind       TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    job_id     INTEGER NOT NULL,
+    unique_for INTEGER NOT NULL,
+    expires_at INTEGER,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX unique_keys_by_job ON unique_keys (job_id);
+CREATE INDEX unique_keys_by_expiry ON unique_keys (expires_at) WHERE expires_at IS NOT NULL;
+)";
+
+constexpr const char* kJobs = R"(
 CREATE TABLE jobs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     kind        TEXT    NOT NULL,
@@ -95,6 +109,16 @@ class Statement {
     sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Binds `value` to ?1 and runs `statement`; reset again when it throws.
+void run_with(Statement& statement, std::int64_t value) {
+    try {
+        statement.bind(1, value).run();
+    } catch (...) {
+        statement.reset();
+        throw;
+    }
+}
+
 // Payloads may hold personal data: a new journal is the owner's alone (0600), whatever the
 // umask, and SQLite gives its -wal and -shm files the database file's mode. An existing file
 // keeps the mode its owner gave it. ":memory:" is SQLite's name for no file.
@@ -112,6 +136,8 @@ void create_private(const std::string& path) {
 
 struct SqliteJobDatabase::Statements {
     Statement insert, remove, reschedule, bury, record_attempt;
+    // A key's hold: taken by a live job (expires_at NULL) or until expires_at.
+    Statement key_taken, key_hold, key_finish, key_free, keys_expired;
 };
 
 std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
@@ -172,7 +198,18 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET attempts = ?2, last_error = ?3 "
-                            "WHERE id = ?1 AND state != 'dead'"}});
+                            "WHERE id = ?1 AND state != 'dead'"},
+                           {db,
+                            "SELECT 1 FROM unique_keys WHERE kind = ?1 AND key = ?2 AND "
+                            "(expires_at IS NULL OR expires_at > ?3)"},
+                           {db,
+                            "INSERT OR REPLACE INTO unique_keys (kind, key, job_id, unique_for) "
+                            "VALUES (?1, ?2, ?3, ?4)"},
+                           {db,
+                            "UPDATE unique_keys SET expires_at = ?2 + unique_for "
+                            "WHERE job_id = ?1 AND expires_at IS NULL"},
+                           {db, "DELETE FROM unique_keys WHERE job_id = ?1"},
+                           {db, "DELETE FROM unique_keys WHERE expires_at <= ?1"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -252,7 +289,8 @@ void SqliteJobDatabase::check_identity(Access access) {
         if (id == 0 && empty) {
             if (access == Access::read_only) fail("is empty: no journal was written there yet");
             exec("BEGIN IMMEDIATE");
-            exec(kSchema);
+            exec(kJobs);
+            exec(kUniqueKeys);
             exec(fmt::format("PRAGMA application_id={}", kApplicationId).c_str());
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
@@ -261,9 +299,15 @@ void SqliteJobDatabase::check_identity(Access access) {
         if (id != kApplicationId) {
             fail("is a SQLite database of another application, not a crosstown journal");
         }
-        if (schema != kSchemaVersion) {
-            fail(fmt::format("has schema version {}; this crosstown reads version {}", schema,
+        if (schema < 1 || schema > kSchemaVersion) {
+            fail(fmt::format("has schema version {}; this crosstown reads versions 1 to {}", schema,
                              kSchemaVersion));
+        }
+        if (schema == 1 && access == Access::read_write) {
+            exec("BEGIN IMMEDIATE");
+            exec(kUniqueKeys);
+            exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
+            exec("COMMIT");
         }
         Statement check(db_, "PRAGMA quick_check");
         if (check.step() && check.text(0) != "ok") {
@@ -283,6 +327,46 @@ void SqliteJobDatabase::rollback() noexcept {
 }
 
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
+    if (!job.unique_key.empty() && key_taken(job, now_ms)) return 0;
+    const auto id = insert_row(job, now_ms);
+    if (!job.unique_key.empty()) {
+        auto& s = statements_->key_hold;
+        try {
+            s.bind(1, job.kind)
+                .bind(2, job.unique_key)
+                .bind(3, id)
+                .bind(4, job.unique_for_ms)
+                .run();
+        } catch (const ValueRefused& e) {
+            s.reset();
+            throw JobRefused(fmt::format("journal {}: job of kind '{}' refused: its unique key: {}",
+                                         path_, job.kind, e.what()));
+        } catch (const std::exception& e) {
+            s.reset();
+            fail(e.what());
+        }
+    }
+    return id;
+}
+
+bool SqliteJobDatabase::key_taken(const NewJob& job, std::int64_t now_ms) {
+    auto& s = statements_->key_taken;
+    try {
+        s.bind(1, job.kind).bind(2, job.unique_key).bind(3, now_ms);
+        const bool taken = s.step();
+        s.reset();
+        return taken;
+    } catch (const ValueRefused& e) {
+        s.reset();
+        throw JobRefused(fmt::format("journal {}: job of kind '{}' refused: its unique key: {}",
+                                     path_, job.kind, e.what()));
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+}
+
+std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
     try {
         s.bind(1, job.kind).bind_blob(2, job.payload).bind(3, job.request_id).bind(4, now_ms).run();
@@ -297,11 +381,38 @@ std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
     return sqlite3_last_insert_rowid(db_);
 }
 
-void SqliteJobDatabase::remove(std::int64_t id) {
+void SqliteJobDatabase::remove(std::int64_t id, std::int64_t now_ms) {
     try {
-        statements_->remove.bind(1, id).run();
+        run_with(statements_->remove, id);
     } catch (const std::exception& e) {
-        statements_->remove.reset();
+        fail(e.what());
+    }
+    finish_key(id, now_ms);
+}
+
+void SqliteJobDatabase::discard(std::int64_t id) {
+    try {
+        run_with(statements_->remove, id);
+        run_with(statements_->key_free, id);
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+}
+
+void SqliteJobDatabase::finish_key(std::int64_t id, std::int64_t now_ms) {
+    auto& s = statements_->key_finish;
+    try {
+        s.bind(1, id).bind(2, now_ms).run();
+    } catch (const std::exception& e) {
+        s.reset();
+        fail(e.what());
+    }
+}
+
+void SqliteJobDatabase::forget_expired_keys(std::int64_t now_ms) {
+    try {
+        run_with(statements_->keys_expired, now_ms);
+    } catch (const std::exception& e) {
         fail(e.what());
     }
 }
@@ -317,7 +428,8 @@ void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int6
     }
 }
 
-void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_view error) {
+void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_view error,
+                             std::int64_t now_ms) {
     auto& s = statements_->bury;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).run();
@@ -325,6 +437,7 @@ void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_vie
         s.reset();
         fail(e.what());
     }
+    finish_key(id, now_ms);
 }
 
 void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {

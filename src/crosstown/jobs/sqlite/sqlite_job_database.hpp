@@ -58,11 +58,18 @@ class SqliteJobDatabase {
     void begin();
     void commit();
     void rollback() noexcept;
+    // The new job's id, or 0 when its unique key is taken (nothing is written then).
     std::int64_t insert(const NewJob& job, std::int64_t now_ms);
-    void remove(std::int64_t id);
+    // Succeeded: the row goes, and its unique key stays taken for its unique_for from now_ms.
+    void remove(std::int64_t id, std::int64_t now_ms);
+    // Not to run: the row goes, and its unique key with it.
+    void discard(std::int64_t id);
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string_view error);
-    void bury(std::int64_t id, unsigned attempts, std::string_view error);
+    // Dead: kept, and its unique key stays taken for its unique_for from now_ms.
+    void bury(std::int64_t id, unsigned attempts, std::string_view error, std::int64_t now_ms);
+    // The unique keys of jobs that finished longer than their unique_for ago go.
+    void forget_expired_keys(std::int64_t now_ms);
     // Attempt `attempt` starts: `attempts` becomes it and `last_error` says it was cut short,
     // as they stay if the process dies in it (a dead job is left alone).
     void record_attempt(std::int64_t id, unsigned attempt);
@@ -78,6 +85,9 @@ class SqliteJobDatabase {
 
   private:
     SqliteJobDatabase(std::string path, sqlite3* db);
+    bool key_taken(const NewJob& job, std::int64_t now_ms);
+    std::int64_t insert_row(const NewJob& job, std::int64_t now_ms);
+    void finish_key(std::int64_t id, std::int64_t now_ms);
     void exec(const char* sql);
     void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;

@@ -84,6 +84,8 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
 
 void SqliteJobStore::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
 
+void SqliteJobStore::discard(std::int64_t id) { hand_over({Change::Type::discard, id, 0, 0, {}}); }
+
 void SqliteJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                 std::string error) {
     hand_over({Change::Type::reschedule, id, attempts, run_at_ms, std::move(error)});
@@ -233,6 +235,27 @@ bool SqliteJobStore::write(std::vector<Ticket*>& tickets, std::vector<Change>& c
         journal_.begin();
         try {
             const auto now = detail::unix_now_ms();
+            // The changes first: a key discarded in this round is free for its commits.
+            for (const auto& change : changes) {
+                switch (change.type) {
+                    case Change::Type::remove:
+                        journal_.remove(change.id, now);
+                        break;
+                    case Change::Type::discard:
+                        journal_.discard(change.id);
+                        break;
+                    case Change::Type::reschedule:
+                        journal_.reschedule(change.id, change.attempts, change.run_at_ms,
+                                            change.error);
+                        break;
+                    case Change::Type::bury:
+                        journal_.bury(change.id, change.attempts, change.error, now);
+                        break;
+                    case Change::Type::record_attempt:
+                        journal_.record_attempt(change.id, change.attempts);
+                        break;
+                }
+            }
             std::size_t inserted = 0;
             for (std::size_t i = 0; with_tickets && i < live.size(); ++i) {
                 auto* ticket = live[i];
@@ -246,23 +269,7 @@ bool SqliteJobStore::write(std::vector<Ticket*>& tickets, std::vector<Change>& c
                 }
                 inserted += ticket->jobs.size();
             }
-            for (const auto& change : changes) {
-                switch (change.type) {
-                    case Change::Type::remove:
-                        journal_.remove(change.id);
-                        break;
-                    case Change::Type::reschedule:
-                        journal_.reschedule(change.id, change.attempts, change.run_at_ms,
-                                            change.error);
-                        break;
-                    case Change::Type::bury:
-                        journal_.bury(change.id, change.attempts, change.error);
-                        break;
-                    case Change::Type::record_attempt:
-                        journal_.record_attempt(change.id, change.attempts);
-                        break;
-                }
-            }
+            journal_.forget_expired_keys(now);
             journal_.commit();
             if (inserted > 0) record_batch(inserted);
         } catch (...) {

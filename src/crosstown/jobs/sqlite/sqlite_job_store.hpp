@@ -56,6 +56,7 @@ class SqliteJobStore final : public JobStore {
     bool shared() const override { return false; }
     void release(std::span<const std::int64_t>) override {}  // this process runs them
     void complete(std::int64_t id) override;
+    void discard(std::int64_t id) override;
     void reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
@@ -86,7 +87,7 @@ class SqliteJobStore final : public JobStore {
         bool written = false;
     };
     struct Change {
-        enum class Type { remove, reschedule, bury, record_attempt } type;
+        enum class Type { remove, discard, reschedule, bury, record_attempt } type;
         std::int64_t id;
         unsigned attempts;
         std::int64_t run_at_ms;
