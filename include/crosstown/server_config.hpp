@@ -46,6 +46,8 @@ struct ServerConfig {
     std::chrono::milliseconds io_timeout{30'000};
     RequestLimits limits;
     bool access_log = true;
+    // Its value is the default unique key of a request's durable jobs; empty ("off"): none.
+    std::string idempotency_header = "Idempotency-Key";
     PoolConfig pool;
     // On SIGTERM, how long requests in hand and queued callbacks may still take.
     std::chrono::milliseconds drain_timeout{30'000};

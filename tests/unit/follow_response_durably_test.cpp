@@ -338,6 +338,33 @@ TEST_F(TestClientDurableJobs, CapturesDurableJobsWithTheirResponsesStatus) {
     EXPECT_TRUE(ran().empty());  // captured, not run
 }
 
+// The request's Idempotency-Key keys each of its durable jobs by kind and place, unless a job
+// has its own key; without the header, or with the option off, no key.
+TEST_F(TestClientDurableJobs, AnIdempotencyKeyHeaderKeysTheRequestsJobs) {
+    router_.post("/orders", [](Request& req, Response& res) {
+        req.follow_response_durably("email", "a");
+        req.follow_response_durably("email", "b");
+        req.follow_response_durably("email", "c", {.unique_key = "own"});
+        res.status(201).text("ok\n");
+    });
+    testing::TestClient client(router_);
+    client.post("/orders", {}, {{"Idempotency-Key", "8e03978e"}});
+    client.post("/orders");
+    testing::TestClient other(router_, {.idempotency_header = "X-Retry"});
+    other.post("/orders", {}, {{"X-Retry", "r1"}, {"Idempotency-Key", "ignored"}});
+    testing::TestClient off(router_, {.idempotency_header = ""});
+    off.post("/orders", {}, {{"Idempotency-Key", "8e03978e"}});
+    const auto keys = [](const testing::TestClient& c) {
+        std::vector<std::string> keys;
+        for (const auto& job : c.durable_jobs()) keys.push_back(job.options.unique_key);
+        return keys;
+    };
+    EXPECT_EQ(keys(client), (std::vector<std::string>{"8e03978e/email/0", "8e03978e/email/1", "own",
+                                                      "", "", "own"}));
+    EXPECT_EQ(keys(other), (std::vector<std::string>{"r1/email/0", "r1/email/1", "own"}));
+    EXPECT_EQ(keys(off), (std::vector<std::string>{"", "", "own"}));
+}
+
 TEST_F(TestClientDurableJobs, RunDurableJobsRunsThoseWhoseGatePassedTheirResponse) {
     testing::TestClient client(router_);
     const auto created = client.post("/calls");

@@ -114,7 +114,9 @@ TEST(ServerConfig, ReadsEveryOption) {
                           "--log-level",
                           "warn",
                           "--access-log",
-                          "off"});
+                          "off",
+                          "--idempotency-header",
+                          "X-Retry-Key"});
     ASSERT_TRUE(r.parsed.config) << r.err;
     const auto& c = *r.parsed.config;
     EXPECT_EQ(c.listen, "127.0.0.1:9000");
@@ -133,6 +135,10 @@ TEST(ServerConfig, ReadsEveryOption) {
     EXPECT_EQ(c.io_timeout, 2min);
     EXPECT_EQ(c.log_level, log::Level::warn);
     EXPECT_FALSE(c.access_log);
+    EXPECT_EQ(c.idempotency_header, "X-Retry-Key");
+    const auto off = parse({"--idempotency-header", "off"});
+    ASSERT_TRUE(off.parsed.config) << off.err;
+    EXPECT_EQ(off.parsed.config->idempotency_header, "");
 }
 
 TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
@@ -158,6 +164,7 @@ TEST(ServerConfig, BadValuesNameTheOptionAndExit2) {
         {{"--socket-group", "no-such-group-here"}, "--socket-group: no such group"},
         {{"--log-level", "loud"}, "--log-level: 'loud' is not one of"},
         {{"--access-log", "maybe"}, "--access-log: 'maybe' is not on or off"},
+        {{"--idempotency-header", "Idempotency Key"}, "--idempotency-header: must be a header"},
         {{"--io-timeout", "10ms"}, "--io-timeout: must be at least 100ms"},
         {{"--listen", "nowhere"}, "--listen: 'nowhere' is neither"},
         {{"--max-deferred-per-request", ""}, "--max-deferred-per-request:"},

@@ -46,6 +46,8 @@ struct TestClientOptions {
     // production; when not, every durable job is captured.
     const JobKinds* job_kinds = nullptr;
     bool run_deferred_after_each_response = false;
+    // As the server's --idempotency-header: its value keys the request's durable jobs.
+    std::string idempotency_header = "Idempotency-Key";
 };
 
 class TestClient {

@@ -398,6 +398,7 @@ void Responder::handle(FCGX_Request& fcgi) {
     DeferredRegistry deferred(config_.limits.max_deferred_per_request);
     JobBatch jobs(jobs_ != nullptr ? &jobs_->kinds() : nullptr,
                   config_.limits.max_deferred_per_request, config_.limits.max_job_payload);
+    jobs.set_idempotency_header(config_.idempotency_header);
     auto exchange = run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in), config_.limits,
                                  deferred, jobs);
     auto committed = commit_jobs(jobs, exchange);

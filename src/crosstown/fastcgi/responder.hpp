@@ -62,6 +62,9 @@ struct ResponderConfig {
     std::chrono::milliseconds io_timeout{30'000};
     RequestLimits limits;
     bool access_log = true;
+    // The header whose value is the default unique key of a request's durable jobs (JobBatch);
+    // empty: none.
+    std::string idempotency_header = "Idempotency-Key";
     // FCGI_WEB_SERVER_ADDRS: TCP peers not on the list are disconnected at once.
     std::optional<WebServerAddrs> web_server_addrs;
 };

@@ -198,6 +198,11 @@ Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
         refusal = error_response(e);
     }
     exchange.request = std::make_shared<Request>(std::move(parts));
+    if (const auto& name = jobs.idempotency_header(); !name.empty()) {
+        if (const auto value = exchange.request->header(name); value && !value->empty()) {
+            jobs.set_idempotency_key(std::string(*value));
+        }
+    }
     if (refusal) {
         exchange.response = std::move(*refusal);
     } else {

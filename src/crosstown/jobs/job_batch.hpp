@@ -33,6 +33,14 @@ class JobBatch {
     // Accepts any kind: a test capture, whose jobs are checked when they are run.
     static JobBatch unchecked(std::size_t max_jobs, std::size_t max_payload = kMaxPayload);
 
+    // The request header whose value makes the default unique key of its durable jobs
+    // ("Idempotency-Key"; empty: none), and that value once the request is read: a job added
+    // without a unique_key then gets "VALUE/KIND/N", N its place among the request's jobs, so
+    // a client retrying the same request with the same header makes no second job.
+    void set_idempotency_header(std::string name) { idempotency_header_ = std::move(name); }
+    const std::string& idempotency_header() const { return idempotency_header_; }
+    void set_idempotency_key(std::string value) { idempotency_key_ = std::move(value); }
+
     // Throws DurableJobsOff, UnknownJobKind, DeferredLimitExceeded past max_jobs, or
     // JobPayloadTooLarge past max_payload bytes.
     void add(std::string_view kind, std::string payload, DurableOptions options);
@@ -50,6 +58,8 @@ class JobBatch {
     std::size_t max_jobs_;
     std::size_t max_payload_;
     bool check_;
+    std::string idempotency_header_;
+    std::string idempotency_key_;
     std::vector<DurableRegistration> jobs_;
 };
 

@@ -117,6 +117,7 @@ ResponderConfig responder_config(const ServerConfig& config) {
         .io_timeout = config.io_timeout,
         .limits = config.limits,
         .access_log = config.access_log,
+        .idempotency_header = config.idempotency_header,
         .web_server_addrs = config.web_server_addrs.empty()
                                 ? std::nullopt
                                 : std::optional(WebServerAddrs::parse(config.web_server_addrs))};

@@ -209,6 +209,9 @@ po::options_description describe_options(const ProgramInfo& program) {
     add("io-timeout", format_duration(d.io_timeout), "read/write timeout on nginx connections");
     add("log-level", format_log_level(d.log_level), "debug, info, warn or error");
     add("access-log", format_on_off(d.access_log), "one log line per request: on or off");
+    add("idempotency-header", d.idempotency_header.empty() ? "off" : d.idempotency_header,
+        "request header whose value keys the request's durable jobs (VALUE/KIND/N), so that a "
+        "retry makes no second job; off: none");
     add("allow-remote", format_on_off(d.allow_remote),
         "on: allow --listen on a TCP address other than loopback (FastCGI has no "
         "authentication; restrict peers with FCGI_WEB_SERVER_ADDRS)");
@@ -311,6 +314,16 @@ ServerConfig to_config(const po::variables_map& v, const ProgramInfo& program) {
     });
     take(v, "log-level", [&](const std::string& s) { c.log_level = log_level(s); });
     take(v, "access-log", [&](const std::string& s) { c.access_log = on_off(s); });
+    take(v, "idempotency-header", [&](const std::string& s) {
+        c.idempotency_header = s == "off" ? "" : s;
+        const auto is_token = [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) ||
+                   std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+        };
+        if (s.empty() || !std::ranges::all_of(s, is_token)) {
+            throw BadValue("must be a header name (letters, digits, -) or off");
+        }
+    });
     take(v, "allow-remote", [&](const std::string& s) { c.allow_remote = on_off(s); });
     if (c.role != Role::both && !c.journal.is_redis()) {
         throw BadValue(

@@ -88,6 +88,7 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
     const auto payload_cap = options_.limits.max_job_payload;
     auto jobs = options_.job_kinds != nullptr ? JobBatch(options_.job_kinds, cap, payload_cap)
                                               : JobBatch::unchecked(cap, payload_cap);
+    jobs.set_idempotency_header(options_.idempotency_header);
     auto exchange = run_exchange(router_, cgi_for(method, target, body, headers), reader_of(body),
                                  options_.limits, deferred, jobs);
     const auto& response = exchange.response;
