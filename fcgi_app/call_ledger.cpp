@@ -65,11 +65,17 @@ CallBatch::View CallBatch::view() const {
     return v;
 }
 
-std::shared_ptr<CallBatch> CallLedger::open(std::uint64_t count) {
+std::shared_ptr<CallBatch> CallLedger::open(std::uint64_t count, std::string_view given) {
     thread_local std::mt19937 random{std::random_device{}()};
     std::lock_guard lock(mutex_);
+    if (!given.empty()) {
+        if (const auto it = batches_.find(std::string(given)); it != batches_.end()) {
+            return it->second;
+        }
+    }
     // A sequence number for order, a random tail so ids cannot be guessed from each other.
-    auto id = fmt::format("b{}-{:06x}", next_++, random() & 0xffffff);
+    auto id = !given.empty() ? std::string(given)
+                             : fmt::format("b{}-{:06x}", next_++, random() & 0xffffff);
     auto batch = std::make_shared<CallBatch>(id, count);
     batches_.emplace(id, batch);
     order_.push_back(std::move(id));

@@ -64,7 +64,9 @@ class CallLedger {
   public:
     explicit CallLedger(std::size_t capacity = 1024) : capacity_(capacity) {}
 
-    std::shared_ptr<CallBatch> open(std::uint64_t count);
+    // A new batch; or, with an `id` (a retried request's), the batch of that id if the ledger
+    // still has it, else a new one of that id.
+    std::shared_ptr<CallBatch> open(std::uint64_t count, std::string_view id = {});
     // nullptr for an unknown or forgotten batch.
     std::shared_ptr<const CallBatch> find(std::string_view id) const;
     // The same, for a durable call that reports to its batch.

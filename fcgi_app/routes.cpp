@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <condition_variable>
 #include <crosstown/deferred/follow_response.hpp>
@@ -117,13 +119,28 @@ std::string accepted(const CallBatch& batch, std::uint64_t count, std::uint64_t 
     return body.dump();
 }
 
+// A request with an Idempotency-Key names its batch after the key ("k-KEY"), so that a client
+// retrying it hears of the same batch; the server keys its durable calls by the header, so
+// none is placed twice. The id goes into URLs and logs: letters, digits, '-', '_', '.' only.
+std::string batch_id_of(const Request& req) {
+    const auto key = req.header("Idempotency-Key");
+    if (!key || key->empty()) return {};
+    const auto plain = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    };
+    if (key->size() > 64 || !std::ranges::all_of(*key, plain)) {
+        throw HttpError(400, "Idempotency-Key: at most 64 letters, digits, '-', '_' or '.'");
+    }
+    return "k-" + std::string(*key);
+}
+
 void post_calls(const App& app, Request& req, Response& res) {
     const auto count = number(req, "count", 1, 1, app.max_calls);
     const auto pad_kb = number(req, "pad_kb", 0, 0, 16 * 1024);
     const auto latency_ms = number(req, "latency_ms", 100, 0, kMaxLatencyMs);
     const auto latency = std::chrono::milliseconds(latency_ms);
     const auto faults = call_faults(req, app.max_calls);
-    auto batch = app.ledger.open(count);
+    auto batch = app.ledger.open(count, batch_id_of(req));
     if (number(req, "durable", 0, 0, 1) == 1) {
         register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
                                number(req, "crash", 0, 0, 1) == 1);

@@ -275,6 +275,50 @@ TEST(DurableJobs, CallsStartOnlyAfterTheResponseIsFinished) {
     EXPECT_EQ(placed_of(dir / "witness", batch_of(reply)).size(), 5u);
 }
 
+// A client retrying POST /calls with one Idempotency-Key hears of the same batch, and each call
+// is placed once: three times in a row, then eight at once.
+TEST(DurableJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnce) {
+    TempDir dir("crosstown-dj");
+    NginxStack stack(durable_args(dir));
+    const auto post = [&](const std::string& key) {
+        return http(stack.port(), "POST", "/calls?durable=1&count=5&latency_ms=0", {},
+                    {{"Idempotency-Key", key}}, 10s);
+    };
+    for (int i = 0; i < 3; ++i) {
+        const auto reply = post("in-a-row");
+        ASSERT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-in-a-row");
+    }
+    std::vector<HttpReply> replies(8);
+    {
+        std::vector<std::jthread> clients;
+        for (auto& reply : replies) clients.emplace_back([&] { reply = post("at-once"); });
+    }
+    for (const auto& reply : replies) {
+        EXPECT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-at-once");
+    }
+    const auto deduplicated = [&] {
+        return metric(stack, "crosstown_jobs_total{kind=\"place-call\",outcome=\"deduplicated\"}");
+    };
+    const auto succeeded = [&] {
+        return metric(stack, "crosstown_jobs_total{kind=\"place-call\",outcome=\"succeeded\"}");
+    };
+    ASSERT_TRUE(eventually([&] { return succeeded() == 10; }, kPatience))
+        << succeeded().value_or(-1) << " calls succeeded";
+    EXPECT_EQ(deduplicated(), 2 * 5 + 7 * 5);
+    for (const std::string batch : {"k-in-a-row", "k-at-once"}) {
+        const auto placed = placed_of(dir / "witness", batch);
+        std::set<long> calls;
+        for (const auto& p : placed) calls.insert(p.call);
+        EXPECT_EQ(placed.size(), 5U) << batch;
+        EXPECT_EQ(calls, (std::set<long>{1, 2, 3, 4, 5})) << batch;
+    }
+    EXPECT_EQ(
+        http(stack.port(), "POST", "/calls?durable=1", {}, {{"Idempotency-Key", "a b"}}).status,
+        400);
+}
+
 // ---- 3. journals that cannot be used ----------------------------------------------------------
 
 // fcgi_app started directly on `journal` (no nginx): its exit code, or -1 when it kept running.

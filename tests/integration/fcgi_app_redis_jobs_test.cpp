@@ -151,6 +151,59 @@ TEST(RedisJobs, AcceptedCallsArePlacedAndTheSummaryAddsUp) {
     EXPECT_EQ(counts.at("kept"), 0);
 }
 
+// Two instances behind one upstream: a client retrying POST /calls with one Idempotency-Key,
+// three times in a row and then eight at once, has each call placed once, whichever instance
+// took each request; each instance counts the duplicates it refused.
+TEST(RedisJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnceAcrossInstances) {
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("one", redis.unix_address());
+    stack.start_app("two", redis.unix_address());
+    stack.start_nginx({"one", "two"});
+    const auto post = [&](const std::string& key) {
+        return http(stack.port(), "POST", "/calls?durable=1&count=5&latency_ms=0", {},
+                    {{"Idempotency-Key", key}}, 10s);
+    };
+    for (int i = 0; i < 3; ++i) {
+        const auto reply = post("in-a-row");
+        ASSERT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-in-a-row");
+    }
+    std::vector<HttpReply> replies(8);
+    {
+        std::vector<std::jthread> clients;
+        for (auto& reply : replies) clients.emplace_back([&] { reply = post("at-once"); });
+    }
+    for (const auto& reply : replies) {
+        EXPECT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-at-once");
+    }
+    ASSERT_TRUE(eventually([&] { return read_witness(stack.witness()).size() >= 10; }))
+        << stack.app("one").output() << stack.app("two").output();
+    // The witness line is written before the job is acknowledged: wait for that too.
+    EXPECT_TRUE(eventually([&] {
+        const auto metrics = http_get(stack.port(), "/metrics").body;
+        return metric_value(metrics, "crosstown_redis_stream_length{kind=\"place-call\"}") == 0 &&
+               metric_value(metrics, "crosstown_redis_pending{kind=\"place-call\"}") == 0;
+    }));
+    std::map<std::string, long> totals;
+    for (const std::string name : {"one", "two"}) {
+        stack.app(name).signal(SIGTERM);
+        ASSERT_EQ(stack.app(name).wait(15s), 0) << stack.app(name).output();
+        for (const auto& [count, n] : summary_counts(stack.app(name).output(), "jobs enqueued=")) {
+            totals[count] += n;
+        }
+    }
+    EXPECT_EQ(totals["enqueued"], 10);
+    EXPECT_EQ(totals["deduplicated"], 2 * 5 + 7 * 5);
+    std::map<std::string, std::set<long>> calls;
+    const auto placed = read_witness(stack.witness());
+    for (const auto& p : placed) calls[p.batch].insert(p.call);
+    EXPECT_EQ(placed.size(), 10U);
+    EXPECT_EQ(calls["k-in-a-row"], (std::set<long>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(calls["k-at-once"], (std::set<long>{1, 2, 3, 4, 5}));
+}
+
 TEST(RedisJobs, AWebInstanceRunsNothingAndAWorkerWithoutASocketDrainsTheBacklog) {
     RedisServer redis;
     RedisStack stack;
