@@ -119,11 +119,14 @@ std::string accepted(const CallBatch& batch, std::uint64_t count, std::uint64_t 
     return body.dump();
 }
 
-// A request with an Idempotency-Key names its batch after the key ("k-KEY"), so that a client
-// retrying it hears of the same batch; the server keys its durable calls by the header, so
-// none is placed twice. The id goes into URLs and logs: letters, digits, '-', '_', '.' only.
+// A durable request with an Idempotency-Key names its batch after the key ("k-KEY"), so that a
+// client retrying it hears of the same batch; the server keys its durable calls by the header,
+// so none is placed twice. The id goes into URLs and logs: letters, digits, '-', '_', '.' only.
 std::string batch_id_of(const Request& req) {
-    const auto key = req.header("Idempotency-Key");
+    auto key = req.header("Idempotency-Key");
+    if (key && key->size() >= 2 && key->front() == '"' && key->back() == '"') {
+        key = key->substr(1, key->size() - 2);  // the draft's quoted string
+    }
     if (!key || key->empty()) return {};
     const auto plain = [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
@@ -140,8 +143,10 @@ void post_calls(const App& app, Request& req, Response& res) {
     const auto latency_ms = number(req, "latency_ms", 100, 0, kMaxLatencyMs);
     const auto latency = std::chrono::milliseconds(latency_ms);
     const auto faults = call_faults(req, app.max_calls);
-    auto batch = app.ledger.open(count, batch_id_of(req));
-    if (number(req, "durable", 0, 0, 1) == 1) {
+    // Only durable calls are deduplicated: an in-memory retry is a batch of its own.
+    const bool durable = number(req, "durable", 0, 0, 1) == 1;
+    auto batch = app.ledger.open(count, durable ? batch_id_of(req) : std::string());
+    if (durable) {
         register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
                                number(req, "crash", 0, 0, 1) == 1);
         // When the response was finished, for GET /calls/{batch}: the calls may run in another

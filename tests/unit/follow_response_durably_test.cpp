@@ -173,6 +173,12 @@ TEST_F(FollowResponseDurably, OutsideARequestTheServersRunnerCommitsAndRunsItNow
     EXPECT_GT(jobs[0].id, 0);
     EXPECT_EQ(h.runner.totals().enqueued, 1U);
     EXPECT_TRUE(h.journal().empty());
+    // Its unique key holds outside a request too.
+    follow_response_durably("email", "nightly", {.unique_key = "2026-12-07"});
+    follow_response_durably("email", "nightly again", {.unique_key = "2026-12-07"});
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 2; }));
+    EXPECT_EQ(h.runner.totals().deduplicated, 1U);
+    EXPECT_EQ(ran().size(), 2U);
     set_process_job_runner(nullptr);
 }
 

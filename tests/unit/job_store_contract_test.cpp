@@ -412,7 +412,7 @@ TYPED_TEST(JobStoreContract, OfTwoJobsWithOneKeyInACommitTheFirstIsKept) {
 
 // A finished job (succeeded or dead) keeps its key for unique_for, then frees it.
 TYPED_TEST(JobStoreContract, AFinishedJobKeepsItsKeyForUniqueForThenFreesIt) {
-    constexpr auto kUniqueFor = 1500ms;
+    constexpr auto kUniqueFor = 3000ms;  // the two checks right after must fit in it, sanitized
     const auto done = this->commit_unique("done", kUniqueFor);
     const auto dead = this->commit_unique("dead", kUniqueFor);
     this->backend.run({done, dead});

@@ -204,7 +204,7 @@ TEST(SqliteJobDatabase, ReopeningKeepsTheJobs) {
         auto journal = open_rw(path);
         a = journal.insert({"email", "to ada", "r1"}, 1000);
         b = journal.insert({"email", "to grace", "r2"}, 1001);
-        journal.bury(b, 3, "smtp down");
+        journal.bury(b, 3, "smtp down", 0);
     }
     auto journal = open_rw(path);
     const auto jobs = journal.list();
@@ -224,9 +224,9 @@ TEST(SqliteJobDatabase, RemoveDeletesOnlyThatJob) {
     const auto a = journal.insert({"k", "a", "r"}, 1);
     const auto b = journal.insert({"k", "b", "r"}, 2);
     const auto c = journal.insert({"k", "c", "r"}, 3);
-    journal.remove(b);
+    journal.remove(b, 0);
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{a, c}));
-    journal.remove(b);  // gone already: nothing happens
+    journal.remove(b, 0);  // gone already: nothing happens
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{a, c}));
 }
 
@@ -252,7 +252,7 @@ TEST(SqliteJobDatabase, BuryMakesItDeadAndKeepsItOutOfTheLiveJobs) {
     const auto retry = journal.insert({"k", "2", "r"}, 2);
     const auto dead = journal.insert({"k", "3", "r"}, 3);
     journal.reschedule(retry, 1, 10, "once");
-    journal.bury(dead, 10, "for good");
+    journal.bury(dead, 10, "for good", 0);
     EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{ready, retry}));
     const auto buried = journal.list(JobState::dead);
     ASSERT_EQ(buried.size(), 1U);
@@ -272,9 +272,9 @@ TEST(SqliteJobDatabase, StatsCountByKindAndState) {
     journal.insert({"audit", "", "r"}, 1);
     const auto c1 = journal.insert({"call", "", "r"}, 1);
     const auto c2 = journal.insert({"call", "", "r"}, 1);
-    journal.bury(a1, 1, "x");
+    journal.bury(a1, 1, "x", 0);
     journal.reschedule(c1, 1, 1, "y");
-    journal.bury(c2, 1, "z");
+    journal.bury(c2, 1, "z", 0);
     const auto stats = journal.stats();
     ASSERT_EQ(stats.rows.size(), 4U);
     auto row = [&](std::size_t i) {
@@ -296,8 +296,8 @@ TEST(SqliteJobDatabase, ReviveOneDeadJobResetsItsAttempts) {
     const auto a = journal.insert({"k", "a", "r"}, 1);
     const auto b = journal.insert({"k", "b", "r"}, 1);
     const auto live = journal.insert({"k", "c", "r"}, 1);
-    journal.bury(a, 4, "x");
-    journal.bury(b, 4, "y");
+    journal.bury(a, 4, "x", 0);
+    journal.bury(b, 4, "y", 0);
     EXPECT_EQ(journal.revive(a), 1U);
     EXPECT_EQ(journal.revive(a), 0U);     // not dead any more
     EXPECT_EQ(journal.revive(live), 0U);  // never was
@@ -316,8 +316,8 @@ TEST(SqliteJobDatabase, ReviveAllMakesEveryDeadJobReady) {
     const auto a = journal.insert({"k", "a", "r"}, 1);
     const auto b = journal.insert({"k", "b", "r"}, 1);
     const auto c = journal.insert({"k", "c", "r"}, 1);
-    journal.bury(a, 2, "x");
-    journal.bury(c, 2, "y");
+    journal.bury(a, 2, "x", 0);
+    journal.bury(c, 2, "y", 0);
     EXPECT_EQ(journal.revive(std::nullopt), 2U);
     EXPECT_TRUE(journal.list(JobState::dead).empty());
     EXPECT_EQ(ids_of(journal.live_jobs()), (std::vector<std::int64_t>{a, b, c}));
@@ -330,9 +330,9 @@ TEST(SqliteJobDatabase, PurgeDeletesOnlyTheDead) {
     const auto a = journal.insert({"k", "a", "r"}, 1);
     const auto b = journal.insert({"k", "b", "r"}, 1);
     const auto c = journal.insert({"k", "c", "r"}, 1);
-    journal.bury(a, 1, "x");
+    journal.bury(a, 1, "x", 0);
     journal.reschedule(b, 1, 1, "y");
-    journal.bury(c, 1, "z");
+    journal.bury(c, 1, "z", 0);
     EXPECT_EQ(journal.purge_dead(), 2U);
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{b}));
     EXPECT_EQ(journal.purge_dead(), 0U);
@@ -346,11 +346,11 @@ TEST(SqliteJobDatabase, IdsAreNeverReusedAfterADelete) {
         auto journal = open_rw(path);
         journal.insert({"k", "a", "r"}, 1);
         last = journal.insert({"k", "b", "r"}, 1);
-        journal.remove(last);  // the highest id: a plain rowid would hand it out again
+        journal.remove(last, 0);  // the highest id: a plain rowid would hand it out again
         const auto next = journal.insert({"k", "c", "r"}, 1);
         EXPECT_GT(next, last);
         last = next;
-        journal.remove(next);
+        journal.remove(next, 0);
     }
     auto journal = open_rw(path);  // and across a reopen
     EXPECT_GT(journal.insert({"k", "d", "r"}, 1), last);
@@ -362,7 +362,7 @@ TEST(SqliteJobDatabase, RollbackDropsTheTransaction) {
     const auto kept = journal.insert({"k", "kept", "r"}, 1);
     journal.begin();
     journal.insert({"k", "dropped", "r"}, 1);
-    journal.remove(kept);
+    journal.remove(kept, 0);
     journal.rollback();
     EXPECT_EQ(ids_of(journal.list()), (std::vector<std::int64_t>{kept}));
     journal.begin();

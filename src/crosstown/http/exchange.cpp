@@ -199,9 +199,12 @@ Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
     }
     exchange.request = std::make_shared<Request>(std::move(parts));
     if (const auto& name = jobs.idempotency_header(); !name.empty()) {
-        if (const auto value = exchange.request->header(name); value && !value->empty()) {
-            jobs.set_idempotency_key(std::string(*value));
+        // The draft sends it as a quoted string ("8e03978e..."); the key is what is inside.
+        auto value = exchange.request->header(name).value_or("");
+        if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+            value = value.substr(1, value.size() - 2);
         }
+        if (!value.empty()) jobs.set_idempotency_key(std::string(value));
     }
     if (refusal) {
         exchange.response = std::move(*refusal);

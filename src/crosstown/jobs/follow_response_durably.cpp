@@ -21,8 +21,8 @@ std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_m
 // committed. Under the other policies a full queue, or as many jobs of its kind waiting in
 // the runner, makes it wait here, before its response, as an in-memory callback would under
 // block, so that durable work too pushes back on the clients that make it. Not while the
-// request has reserved room in the queue for its in-memory callbacks (Pool::reserve_room): that room
-// is part of what it would wait for, so it could wait for itself; it has waited already.
+// request has reserved room in the queue for its in-memory callbacks (Pool::reserve_room): that
+// room is part of what it would wait for, so it could wait for itself; it has waited already.
 void make_room(std::string_view kind) {
     Pool* pool = process_pool();
     if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
@@ -57,7 +57,7 @@ void follow_response_durably(std::string_view kind, std::string payload, Durable
         }
     }
     if (auto* runner = process_job_runner()) {
-        runner->enqueue_now(kind, std::move(payload));
+        runner->enqueue_now(kind, std::move(payload), options.unique_key);
         return;
     }
     throw NoCurrentRequest(

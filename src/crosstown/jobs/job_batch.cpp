@@ -39,7 +39,9 @@ void JobBatch::add(std::string_view kind, std::string payload, DurableOptions op
         throw DeferredLimitExceeded(
             fmt::format("crosstown: more than {} durable jobs in one request", max_jobs_));
     }
-    if (options.unique_key.empty() && !idempotency_key_.empty()) {
+    // Not a job dropped when its response is lost: the client's retry, deduplicated against it
+    // before it is dropped, would run nothing.
+    if (options.unique_key.empty() && !idempotency_key_.empty() && !options.skip_if_undelivered) {
         options.unique_key = fmt::format("{}/{}/{}", idempotency_key_, kind, jobs_.size());
     }
     jobs_.push_back({std::string(kind), std::move(payload), std::move(options)});

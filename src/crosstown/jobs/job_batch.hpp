@@ -35,8 +35,9 @@ class JobBatch {
 
     // The request header whose value makes the default unique key of its durable jobs
     // ("Idempotency-Key"; empty: none), and that value once the request is read: a job added
-    // without a unique_key then gets "VALUE/KIND/N", N its place among the request's jobs, so
-    // a client retrying the same request with the same header makes no second job.
+    // without a unique_key (nor skip_if_undelivered) then gets "VALUE/KIND/N", N its place
+    // among the request's jobs, so a client retrying the same request with the same header
+    // makes no second job.
     void set_idempotency_header(std::string name) { idempotency_header_ = std::move(name); }
     const std::string& idempotency_header() const { return idempotency_header_; }
     void set_idempotency_key(std::string value) { idempotency_key_ = std::move(value); }

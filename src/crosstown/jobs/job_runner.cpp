@@ -241,14 +241,19 @@ void JobRunner::release(std::vector<CommittedJob>& jobs, const ResponseOutcome& 
     store_.release(ids);
 }
 
-void JobRunner::enqueue_now(std::string_view kind_name, std::string payload) {
+void JobRunner::enqueue_now(std::string_view kind_name, std::string payload,
+                            std::string_view unique_key) {
     const auto* kind = kinds_.find(kind_name);
     if (kind == nullptr) {
         throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind_name));
     }
-    const NewJob job{kind_name, payload, {}};
+    const NewJob job{kind_name, payload, {}, unique_key, kind->options.unique_for.count()};
     const auto ids = store_.commit(std::span(&job, 1));
     auto& state = state_of(kind->name);
+    if (ids.front() == JobStore::kDuplicate) {
+        add(state.deduplicated);
+        return;
+    }
     add(state.enqueued);
     if (store_.shared()) {
         store_.release(ids);

@@ -118,9 +118,9 @@ class JobRunner {
     std::map<std::string, std::size_t> bookkeeping() const;
     std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
-    // Outside a request: commits one job now and starts it. Throws JournalUnavailable,
-    // UnknownJobKind.
-    void enqueue_now(std::string_view kind, std::string payload);
+    // Outside a request: commits one job now and starts it, unless its unique key is taken
+    // (counted deduplicated). Throws JournalUnavailable, UnknownJobKind.
+    void enqueue_now(std::string_view kind, std::string payload, std::string_view unique_key = {});
     // No more starts or retries; returns how many jobs stay in the journal unfinished.
     std::uint64_t stop();
     // Waits while as many jobs of `kind` wait in its line as the pool's queue holds (its

@@ -15,12 +15,13 @@ std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
     const auto now = unix_now_ms();
     std::vector<std::int64_t> ids;
     std::lock_guard lock(mutex_);
-    // The holds of finished jobs go once expired; swept when they outnumber the live ones, so
-    // that the sweeps cost O(1) a commit over time.
-    if (holds_.size() > 2 * key_of_.size() + 1024) {
+    // The holds of finished jobs go once expired: swept at most once a second, when they may
+    // outnumber the live ones.
+    if (holds_.size() > 2 * key_of_.size() + 1024 && now >= next_sweep_ms_) {
         std::erase_if(holds_, [now](const auto& h) {
             return h.second.expires_ms != 0 && h.second.expires_ms <= now;
         });
+        next_sweep_ms_ = now + 1000;
     }
     for (const auto& job : jobs) {
         UniqueKey key{std::string(job.kind), std::string(job.unique_key)};

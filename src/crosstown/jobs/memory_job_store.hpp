@@ -65,6 +65,7 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     std::map<std::int64_t, StoredJob> jobs_;    // guarded by mutex_; by id, so oldest first
     std::map<UniqueKey, UniqueHold> holds_;     // guarded by mutex_
     std::map<std::int64_t, UniqueKey> key_of_;  // guarded by mutex_; the live jobs' keys
+    std::int64_t next_sweep_ms_ = 0;            // guarded by mutex_
 };
 
 }  // namespace crosstown

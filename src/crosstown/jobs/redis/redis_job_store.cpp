@@ -124,12 +124,20 @@ end
 return n
 )lua"};
 
-// Its unique key goes with it, if the job still holds it.
+// A held job that goes without running. Its unique key, if it still names the job, goes with it
+// (ARGV[4] "free": discarded, for the client's retry) or stays taken for its unique_for ("keep":
+// completed, a job run twice whose other run finished first).
 constexpr RedisScript kDiscard{R"lua(
 local job = ARGV[1] .. ':job:' .. ARGV[3]
 redis.call('SREM', ARGV[1] .. ':held:' .. ARGV[2], ARGV[3])
 local key = redis.call('HGET', job, 'unique')
-if key and redis.call('GET', key) == ARGV[3] then redis.call('DEL', key) end
+if key and redis.call('GET', key) == ARGV[3] then
+  if ARGV[4] == 'free' then
+    redis.call('DEL', key)
+  else
+    redis.call('PEXPIRE', key, redis.call('HGET', job, 'unique_for'))
+  end
+end
 return redis.call('DEL', job)
 )lua"};
 
@@ -602,12 +610,15 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     write_or_save({{ids.begin(), ids.end()}, true, &kRelease, std::move(args)});
 }
 
-void RedisJobStore::discard(std::int64_t id) {
+void RedisJobStore::discard(std::int64_t id) { drop_held(id, "free"); }
+
+void RedisJobStore::drop_held(std::int64_t id, const char* key_action) {
     {
         std::lock_guard lock(mutex_);
         holding_.erase(id);
     }
-    std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id)};
+    std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id),
+                                  key_action};
     write_or_save({{id}, true, &kDiscard, std::move(args)});
 }
 
@@ -618,8 +629,8 @@ void RedisJobStore::complete(std::int64_t id) {
         if (auto node = taken_.extract(id)) taken = std::move(node.mapped());
         holding_.erase(id);
     }
-    if (!taken) {  // held, never released: committed for a response that did not go out
-        discard(id);
+    if (!taken) {  // not taken here: held, never released, or a second run's end
+        drop_held(id, "keep");
         return;
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,

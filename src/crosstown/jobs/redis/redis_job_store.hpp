@@ -129,6 +129,9 @@ class RedisJobStore final : public JobStore {
 
   private:
     class Lease;  // a connection lent to one caller
+    // A job this instance did not take goes (held, never released; or run twice, its other run
+    // finished): its unique key "free" now, or "keep" for its unique_for.
+    void drop_held(std::int64_t id, const char* key_action);
     struct Taken {
         std::string kind;
         std::string entry;  // the stream entry's id

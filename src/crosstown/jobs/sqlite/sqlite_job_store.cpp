@@ -135,7 +135,8 @@ void SqliteJobStore::flush() {
 std::size_t SqliteJobStore::unwritten_finishes() const {
     std::lock_guard lock(mutex_);
     return static_cast<std::size_t>(std::ranges::count_if(changes_, [](const Change& c) {
-        return c.type == Change::Type::remove || c.type == Change::Type::bury;
+        return c.type == Change::Type::remove || c.type == Change::Type::discard ||
+               c.type == Change::Type::bury;
     }));
 }
 
