@@ -280,24 +280,7 @@ TEST(DurableJobs, CallsStartOnlyAfterTheResponseIsFinished) {
 TEST(DurableJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnce) {
     TempDir dir("crosstown-dj");
     NginxStack stack(durable_args(dir));
-    const auto post = [&](const std::string& key) {
-        return http(stack.port(), "POST", "/calls?durable=1&count=5&latency_ms=0", {},
-                    {{"Idempotency-Key", key}}, 10s);
-    };
-    for (int i = 0; i < 3; ++i) {
-        const auto reply = post("in-a-row");
-        ASSERT_EQ(reply.status, 202) << reply.body;
-        EXPECT_EQ(batch_of(reply), "k-in-a-row");
-    }
-    std::vector<HttpReply> replies(8);
-    {
-        std::vector<std::jthread> clients;
-        for (auto& reply : replies) clients.emplace_back([&] { reply = post("at-once"); });
-    }
-    for (const auto& reply : replies) {
-        EXPECT_EQ(reply.status, 202) << reply.body;
-        EXPECT_EQ(batch_of(reply), "k-at-once");
-    }
+    post_calls_with_one_idempotency_key(stack.port());
     const auto deduplicated = [&] {
         return metric(stack, "crosstown_jobs_total{kind=\"place-call\",outcome=\"deduplicated\"}");
     };

@@ -160,24 +160,7 @@ TEST(RedisJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnceAcrossInstances) {
     stack.start_app("one", redis.unix_address());
     stack.start_app("two", redis.unix_address());
     stack.start_nginx({"one", "two"});
-    const auto post = [&](const std::string& key) {
-        return http(stack.port(), "POST", "/calls?durable=1&count=5&latency_ms=0", {},
-                    {{"Idempotency-Key", key}}, 10s);
-    };
-    for (int i = 0; i < 3; ++i) {
-        const auto reply = post("in-a-row");
-        ASSERT_EQ(reply.status, 202) << reply.body;
-        EXPECT_EQ(batch_of(reply), "k-in-a-row");
-    }
-    std::vector<HttpReply> replies(8);
-    {
-        std::vector<std::jthread> clients;
-        for (auto& reply : replies) clients.emplace_back([&] { reply = post("at-once"); });
-    }
-    for (const auto& reply : replies) {
-        EXPECT_EQ(reply.status, 202) << reply.body;
-        EXPECT_EQ(batch_of(reply), "k-at-once");
-    }
+    post_calls_with_one_idempotency_key(stack.port());
     ASSERT_TRUE(eventually([&] { return read_witness(stack.witness()).size() >= 10; }))
         << stack.app("one").output() << stack.app("two").output();
     // The witness line is written before the job is acknowledged: wait for that too.

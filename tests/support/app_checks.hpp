@@ -16,6 +16,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/app_under_test.hpp"
@@ -74,6 +75,30 @@ inline nlohmann::json wait_for_batch(const NginxStack& stack, const std::string&
                                      std::chrono::milliseconds limit) {
     return wait_for_batch(stack, batch, limit,
                           [](const nlohmann::json& status) { return status["pending"] == 0; });
+}
+
+// The same POST /calls?durable=1&count=5 sent with one Idempotency-Key three times in a row
+// (key "in-a-row"), then with another eight times at once ("at-once"): each reply is a 202
+// naming the key's batch, k-KEY.
+inline void post_calls_with_one_idempotency_key(int port) {
+    const auto post = [port](const std::string& key) {
+        return http(port, "POST", "/calls?durable=1&count=5&latency_ms=0", {},
+                    {{"Idempotency-Key", key}}, std::chrono::seconds(10));
+    };
+    for (int i = 0; i < 3; ++i) {
+        const auto reply = post("in-a-row");
+        EXPECT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-in-a-row");
+    }
+    std::vector<HttpReply> replies(8);
+    {
+        std::vector<std::jthread> clients;
+        for (auto& reply : replies) clients.emplace_back([&] { reply = post("at-once"); });
+    }
+    for (const auto& reply : replies) {
+        EXPECT_EQ(reply.status, 202) << reply.body;
+        EXPECT_EQ(batch_of(reply), "k-at-once");
+    }
 }
 
 // The value of one series in Prometheus text, e.g. `crosstown_pool_busy_workers` or

@@ -329,7 +329,7 @@ void SqliteJobDatabase::rollback() noexcept {
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
     if (!job.unique_key.empty() && key_taken(job, now_ms)) return 0;
     const auto id = insert_row(job, now_ms);
-    if (!job.unique_key.empty()) {
+    if (!job.unique_key.empty()) {  // key_taken bound the same values: none is refused here
         auto& s = statements_->key_hold;
         try {
             s.bind(1, job.kind)
@@ -337,10 +337,6 @@ std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
                 .bind(3, id)
                 .bind(4, job.unique_for_ms)
                 .run();
-        } catch (const ValueRefused& e) {
-            s.reset();
-            throw JobRefused(fmt::format("journal {}: job of kind '{}' refused: its unique key: {}",
-                                         path_, job.kind, e.what()));
         } catch (const std::exception& e) {
             s.reset();
             fail(e.what());
