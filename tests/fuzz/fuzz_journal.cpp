@@ -44,8 +44,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         journal.begin();
         const auto id = journal.insert({"kind", "payload", "request"}, 1);
         journal.reschedule(id, 1, 2, "error");
-        journal.remove(id);
-        for (const auto& job : jobs) journal.bury(job.id, job.attempts + 1, "fuzz");
+        journal.remove(id, 3);
+        const auto keyed = journal.insert({"kind", "payload", "request", "key", 60'000}, 4);
+        journal.discard(keyed);
+        for (const auto& job : jobs) journal.bury(job.id, job.attempts + 1, "fuzz", 5);
+        journal.forget_expired_keys(6);
         journal.commit();
     } catch (const crosstown::JournalError&) {
     }
