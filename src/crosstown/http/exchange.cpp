@@ -198,7 +198,7 @@ Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
         refusal = error_response(e);
     }
     exchange.request = std::make_shared<Request>(std::move(parts));
-    if (const auto& name = jobs.idempotency_header(); !name.empty()) {
+    if (const auto name = jobs.idempotency_header(); !name.empty()) {
         // The draft sends it as a quoted string ("8e03978e..."); the key is what is inside.
         auto value = exchange.request->header(name).value_or("");
         if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {

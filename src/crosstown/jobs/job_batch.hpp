@@ -38,8 +38,10 @@ class JobBatch {
     // without a unique_key (nor skip_if_undelivered) then gets "VALUE/KIND/N", N its place
     // among the request's jobs, so a client retrying the same request with the same header
     // makes no second job.
-    void set_idempotency_header(std::string name) { idempotency_header_ = std::move(name); }
-    const std::string& idempotency_header() const { return idempotency_header_; }
+    // `name` is the server's (or test client's) setting, which outlives the request: not copied
+    // for each request.
+    void set_idempotency_header(std::string_view name) { idempotency_header_ = name; }
+    std::string_view idempotency_header() const { return idempotency_header_; }
     void set_idempotency_key(std::string value) { idempotency_key_ = std::move(value); }
 
     // Throws DurableJobsOff, UnknownJobKind, DeferredLimitExceeded past max_jobs, or
@@ -59,7 +61,7 @@ class JobBatch {
     std::size_t max_jobs_;
     std::size_t max_payload_;
     bool check_;
-    std::string idempotency_header_;
+    std::string_view idempotency_header_;
     std::string idempotency_key_;
     std::vector<DurableRegistration> jobs_;
 };
