@@ -53,11 +53,11 @@ struct Harness {
         runner.start(std::move(committed), outcome(request_id, true, status));
         return ids;
     }
-    // Nothing runs, waits or is due for a retry.
+    // Nothing runs, waits, or waits for its time.
     bool idle() const {
         const auto reports = runner.report();
         return std::ranges::all_of(reports, [](const KindReport& r) {
-            return r.running == 0 && r.waiting == 0 && r.retrying == 0;
+            return r.running == 0 && r.waiting == 0 && r.retrying == 0 && r.scheduled == 0;
         });
     }
     std::vector<StoredJob> journal() {

@@ -356,5 +356,50 @@ TYPED_TEST(JobRunnerOnEachStore, JobsADeadProcessCommittedRunOnTheNextOne) {
     }
 }
 
+// A job with a delay is committed with its request, and starts no earlier than its delay after
+// the response, and soon after that: within a look of the Redis feed (it blocks for at most
+// 200 ms), on every store. Meanwhile it takes no worker.
+TYPED_TEST(JobRunnerOnEachStore, ADelayedJobStartsItsDelayAfterTheResponse) {
+    constexpr auto kDelay = 600ms;
+    auto& attempts = this->attempts;
+    this->kinds.define("remind", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    this->start();
+    const auto responded = Clock::now();
+    const auto ids = this->run("remind", 1, {.delay = kDelay});
+    ASSERT_EQ(ids.size(), 1U);
+    if (!this->store().shared()) {
+        const auto reports = this->runner().report();
+        EXPECT_EQ(reports.at(0).scheduled, 1U);
+        EXPECT_EQ(reports.at(0).running, 0U);
+    }
+    ASSERT_TRUE(test::eventually([&] { return attempts.size() == 1; }, kDelay + test::kPatience));
+    const auto started = attempts.list().at(0).at - responded;
+    EXPECT_GE(started, kDelay);
+    EXPECT_LT(started, kDelay + 1s)
+        << "late by "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(started - kDelay).count() << " ms";
+    EXPECT_EQ(attempts.list().at(0).job.attempt, 1U);
+    EXPECT_TRUE(this->store_empty());
+}
+
+// A job scheduled ahead whose process dies before its time runs on the next process, at its
+// time (counted from its commit, the time the store keeps), not before.
+TYPED_TEST(JobRunnerOnEachStore, AScheduledJobOfADeadProcessRunsOnTheNextOneAtItsTime) {
+    constexpr auto kDelay = 1500ms;
+    auto& attempts = this->attempts;
+    this->kinds.define("remind", {}, [&](const Job& job, std::stop_token) { attempts.add(job); });
+    this->start();
+    const auto committed = Clock::now();
+    const auto ids = this->run("remind", 1, {.delay = kDelay});
+    this->die();
+    this->start();
+    ASSERT_TRUE(test::eventually([&] { return attempts.size() == 1; },
+                                 kDelay + 10 * RedisStores::kClaimAfter));
+    const auto seen = attempts.list().at(0);
+    EXPECT_EQ(seen.job.id, ids.at(0));
+    EXPECT_GE(seen.at - committed, kDelay) << "ran before its time";
+    EXPECT_TRUE(this->store_empty());
+}
+
 }  // namespace
 }  // namespace crosstown

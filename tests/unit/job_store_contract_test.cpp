@@ -57,6 +57,7 @@ class MemoryBackend {
         }
         return jobs;
     }
+    void hand_over(const Ids&) {}  // the committing process runs them
     std::vector<StoredJob> resume() { return store_.live_jobs(); }
     std::uint64_t revive(std::optional<std::int64_t> id) { return store_.revive(id); }
     std::uint64_t purge_dead() { return store_.purge_dead(); }
@@ -82,6 +83,7 @@ class SqliteBackend {
         }
         return jobs;
     }
+    void hand_over(const Ids&) {}  // the committing process runs them
     // The process dies; the next one replays what is not dead, and writes from then on.
     std::vector<StoredJob> resume() {
         writer_->flush();
@@ -121,18 +123,22 @@ class RedisBackend {
     std::vector<AdminJob> list(bool dead_only = false) {
         return RedisJobAdmin(server_.unix_address(), options("admin")).list(dead_only);
     }
-    // Released after the response, then taken from the stream by whichever instance is free.
+    // Released after the response, then taken from the stream by whichever instance is free,
+    // once due.
     std::vector<StoredJob> run(const Ids& ids) {
+        hand_over(ids);
         auto& journal = live_ ? *live_ : b_;
-        journal.release(ids);
         std::vector<StoredJob> jobs;
         test::eventually([&] {
+            journal.promote_due();
             for (auto& job : journal.take({{"k", 100}}, 100ms)) jobs.push_back(std::move(job));
             return jobs.size() >= ids.size();
         });
         return jobs;
     }
-    // `a` dies with its jobs taken; `b` claims them once `a` has been silent for the claim time.
+    void hand_over(const Ids& ids) { (live_ ? *live_ : b_).release(ids); }
+    // `a` dies with its jobs taken; `b` claims them once `a` has been silent for the claim
+    // time, and takes the retries that are due.
     std::vector<StoredJob> resume() {
         live_.reset();
         std::vector<StoredJob> jobs;
@@ -142,6 +148,8 @@ class RedisBackend {
                 return !jobs.empty() && b_.claim_scan_done({{"k", 100}});
             },
             4 * kClaimAfter, 20ms);
+        b_.promote_due();
+        for (auto& job : b_.take({{"k", 100}}, 100ms)) jobs.push_back(std::move(job));
         return jobs;
     }
     std::uint64_t revive(std::optional<std::int64_t> id) {
@@ -303,12 +311,13 @@ TYPED_TEST(JobStoreContract, ARecordedAttemptIsWhatADeathLeavesAndADeadJobIsLeft
 }
 
 // The process that ran them dies: every job not finished comes back, with its recorded
-// attempt and error, to the process that takes over; a finished or dead one does not.
+// attempt and error, to the process that takes over (a due retry included); a finished or
+// dead one does not.
 TYPED_TEST(JobStoreContract, AfterItsProcessDiesEveryUnfinishedJobComesBackAsLeft) {
     const auto ids = this->commit({"fresh", "retrying", "running", "finished", "dead"});
     this->backend.run(ids);
     auto& store = this->backend.store();
-    store.reschedule(ids[1], 1, unix_ms_now() + 60'000, "try later");
+    store.reschedule(ids[1], 1, unix_ms_now(), "try later");
     store.record_attempt(ids[2], 2);
     store.complete(ids[3]);
     store.bury(ids[4], 1, "gave up");
@@ -451,6 +460,43 @@ TYPED_TEST(JobStoreContract, AKeyOutlivesTheProcessThatCommittedIt) {
     const auto resumed = this->backend.resume();
     ASSERT_EQ(resumed.size(), 1U);
     EXPECT_EQ(this->commit_unique("order-9"), JobStore::kDuplicate);
+}
+
+// A job committed with a time ahead is kept with it, and a store that hands jobs out itself
+// (Redis) hands it out no earlier.
+TYPED_TEST(JobStoreContract, AJobWithATimeAheadKeepsItAndIsHandedOutOnlyThen) {
+    const auto due = unix_ms_now() + 400;
+    NewJob job{"k", "p", "req-1"};
+    job.run_at_ms = due;
+    const auto ids = this->backend.store().commit(std::span(&job, 1));
+    const auto row = this->find(ids.at(0));
+    ASSERT_TRUE(row.has_value());
+    EXPECT_EQ(row->job.run_at_ms, due);
+    const auto jobs = this->backend.run(ids);
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].run_at_ms, due);
+    EXPECT_EQ(jobs[0].attempts, 0U);
+    if (std::is_same_v<TypeParam, RedisBackend>) {
+        EXPECT_GE(unix_ms_now(), due) << "handed out early";
+    }
+}
+
+// A job scheduled an hour ahead outlives the process that committed it, with its time.
+TYPED_TEST(JobStoreContract, AScheduledJobOutlivesItsProcessWithItsTime) {
+    const auto due = unix_ms_now() + 3'600'000;
+    NewJob job{"k", "later", "req-1"};
+    job.run_at_ms = due;
+    const auto ids = this->backend.store().commit(std::span(&job, 1));
+    const auto other = this->commit({"now"});
+    this->backend.run(other);  // something for the process to die with
+    this->backend.hand_over(ids);
+    this->backend.store().flush();
+    this->backend.resume();
+    const auto row = this->find(ids.at(0));
+    ASSERT_TRUE(row.has_value()) << "lost with its process";
+    EXPECT_EQ(row->job.run_at_ms, due);
+    EXPECT_EQ(row->job.payload, "later");
+    EXPECT_NE(row->state, "dead");
 }
 
 }  // namespace

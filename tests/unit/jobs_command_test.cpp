@@ -111,6 +111,21 @@ TEST_F(JobsCommand, StatsCountByKindAndState) {
     EXPECT_THAT(r.out, testing::ContainsRegex("place-call +dead +1"));
 }
 
+// A ready job whose time is ahead (a delay, run_at) is scheduled, with its time.
+TEST_F(JobsCommand, AJobWhoseTimeIsAheadIsListedAndCountedAsScheduled) {
+    {
+        auto journal = open_rw(path_);
+        NewJob later{"report", "monthly", "req-later"};
+        later.run_at_ms = 2'100'000'000'000;  // 2036-07-18T13:20:00Z
+        journal.insert(later, 1'700'000'000'000);
+    }
+    const auto list = jobs({"list", "--journal", path_});
+    EXPECT_EQ(list.code, 0) << list.err;
+    EXPECT_THAT(list.out, testing::ContainsRegex("report +scheduled +0 +2036-07-18T13:20:00Z"));
+    const auto stats = jobs({"stats", "--journal", path_});
+    EXPECT_THAT(stats.out, HasSubstr("ready 2, retry 1, dead 2, scheduled 1\n"));
+}
+
 TEST_F(JobsCommand, ListAndStatsWorkWhileAServerOwnsTheJournal) {
     auto owner = JournalOwner::acquire(path_);
     auto writer = open_rw(path_);  // as the server holds it

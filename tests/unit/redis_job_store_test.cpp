@@ -1,6 +1,6 @@
 // RedisJobStore against a real redis-server: the post-response rule (held jobs are invisible to
-// every consumer until released), finishes, retries that stay with a live instance, claims
-// from a dead one, held jobs of a dead instance, and an unreachable server.
+// every consumer until released), finishes, retries and delayed jobs that any instance takes
+// when due, claims from a dead one, held jobs of a dead instance, and an unreachable server.
 #include "crosstown/jobs/redis/redis_job_store.hpp"
 
 #include <gmock/gmock.h>
@@ -134,32 +134,66 @@ TEST_F(RedisJobStoreTest, AConsumerLeavesTheGroupOnceItHasNothingPendingAndReads
     EXPECT_EQ(reply_string(reply_element(reply_element(left.get(), 0), 1)), "b");
 }
 
-TEST_F(RedisJobStoreTest, ARetryStaysWithALiveInstanceAndMovesToAnotherWhenItDies) {
+// A failed attempt's job leaves the instance that ran it: its entry is acknowledged, and the
+// retry waits in the scheduled set until due, then goes to whichever instance takes it, here b
+// while a is alive and beating.
+TEST_F(RedisJobStoreTest, ARetryGoesToWhicheverInstanceTakesItWhenDue) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
-    a->reschedule(ids[0], 1, 0, "boom");
-    // a beats (and touches its entry) for twice the claim time: b cannot claim it.
-    const auto until = std::chrono::steady_clock::now() + 2 * kClaimAfter;
-    while (std::chrono::steady_clock::now() < until) {
-        a->beat();
-        EXPECT_TRUE(b.claim(openings).empty()) << "claimed from a live instance";
-        std::this_thread::sleep_for(kClaimAfter / 6);
-    }
-    a.reset();  // dies: beats no more, leaves nothing
-    std::vector<StoredJob> claimed;
+    const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch() + 500ms)
+                         .count();
+    a->reschedule(ids[0], 1, due, "boom");
+    a->beat();
+    EXPECT_EQ(reply_integer(raw().command({"XPENDING", "t:stream:k", "crosstown"}).element(0)), 0)
+        << "the retry stays taken by the instance that failed it";
+    EXPECT_EQ(integer({"ZCARD", "t:scheduled"}), 1);
+    b.promote_due();
+    EXPECT_TRUE(b.take(openings, 100ms).empty()) << "taken before its retry was due";
+    std::vector<StoredJob> taken;
     ASSERT_TRUE(test::eventually(
         [&] {
-            claimed = b.claim(openings);
-            return !claimed.empty();
+            std::this_thread::sleep_for(b.promote_due());
+            taken = b.take(openings, 50ms);
+            return !taken.empty();
         },
-        5s, 50ms));
-    ASSERT_EQ(claimed.size(), 1U);
-    EXPECT_EQ(claimed[0].id, ids[0]);
-    EXPECT_EQ(claimed[0].attempts, 1U);
-    EXPECT_EQ(claimed[0].state, JobState::retry);
-    EXPECT_EQ(claimed[0].last_error, "boom");
-    EXPECT_EQ(b.figures().claimed, 1U);
+        5s, 1ms));
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    EXPECT_GE(now, due);
+    ASSERT_EQ(taken.size(), 1U);
+    EXPECT_EQ(taken[0].id, ids[0]);
+    EXPECT_EQ(taken[0].attempts, 1U);
+    EXPECT_EQ(taken[0].state, JobState::retry);
+    EXPECT_EQ(taken[0].last_error, "boom");
+    EXPECT_FALSE(taken[0].resumed) << "a retry is no claim from a dead instance";
+    EXPECT_EQ(b.figures().claimed, 0U);
+    EXPECT_EQ(integer({"ZCARD", "t:scheduled"}), 0);
+}
+
+// A job released with a delay waits in the scheduled set for that long after its release, by
+// the server's clock, then goes to its stream.
+TEST_F(RedisJobStoreTest, ADelayCountsFromTheRelease) {
+    NewJob job{"k", "p", "req-1"};
+    job.delay_ms = 400;
+    const auto ids = a->commit(std::span(&job, 1));
+    std::this_thread::sleep_for(300ms);  // the response takes its time
+    const auto released = std::chrono::steady_clock::now();
+    a->release(ids);
+    EXPECT_EQ(integer({"ZCARD", "t:scheduled"}), 1);
+    std::vector<StoredJob> taken;
+    ASSERT_TRUE(test::eventually(
+        [&] {
+            std::this_thread::sleep_for(b.promote_due());
+            taken = b.take(openings, 20ms);
+            return !taken.empty();
+        },
+        5s, 1ms));
+    EXPECT_GE(std::chrono::steady_clock::now() - released, 400ms - 5ms)  // clocks' grain
+        << "the delay counted from the commit";
+    EXPECT_EQ(taken.at(0).attempts, 0U);
 }
 
 // A transient error reading the job (here WRONGTYPE, from a key of another type for a moment)
@@ -308,8 +342,8 @@ TEST_F(RedisJobStoreTest, AfterTheServerLostItsDataNewIdsDifferAndStaleWritesLea
 }
 
 // The feed of a survivor whose runner has openings for 4 jobs at a time claims a dead consumer's
-// 200 retrying entries (they take no opening until due) in one go past the claim time, not 4 per
-// beat, nor 4 per blocked read.
+// 200 entries, taken and not finished, in one look past the claim time, as fast as it runs them:
+// not 4 per beat, nor 4 per blocked read.
 TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
     constexpr std::size_t kBacklog = 200;
     std::vector<std::int64_t> ids;
@@ -317,10 +351,6 @@ TEST_F(RedisJobStoreTest, AFeedClaimsADeadConsumersWholeBacklogAtOnce) {
     a->release(ids);
     std::size_t taken = 0;
     while (taken < kBacklog) taken += a->take({{"k", kBacklog}}, 200ms).size();
-    const auto far = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch() + 1h)
-                         .count();
-    for (const auto id : ids) a->reschedule(id, 1, far, "waits for its retry");
     a.reset();  // dies with its backlog taken
     const auto died = std::chrono::steady_clock::now();
 

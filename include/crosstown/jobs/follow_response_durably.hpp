@@ -3,6 +3,7 @@
 //
 //   crosstown::follow_response_durably("place-call", number);
 //   crosstown::follow_response_durably("audit", json, {.run_on = crosstown::always});
+//   crosstown::follow_response_durably("reminder", json, {.delay = std::chrono::minutes(10)});
 //
 // In a handler, the job joins the current request. When the handler has returned, the
 // request's jobs whose gate passes are committed to the journal in one transaction before the
@@ -17,6 +18,7 @@
 // thrown when none does.
 #pragma once
 
+#include <chrono>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -36,6 +38,13 @@ struct DurableOptions {
     // none. So a client retrying a request whose response it lost makes no second job. A job
     // skipped because its response was not delivered frees its key at once.
     std::string unique_key{};
+    // Not before this long after the response (counted from FCGX_Finish_r), nor before run_at:
+    // the job is committed with the request as always, and waits in the store, not in a worker,
+    // until then. After a crash its time stands as committed (commit time + delay), so a job
+    // replayed may start those few milliseconds of the response earlier. Zero and the epoch
+    // (the defaults): at once. On Redis any instance runs it when due.
+    std::chrono::milliseconds delay{0};
+    std::chrono::system_clock::time_point run_at{};
 };
 
 // Durable jobs registered while the journal is off (--journal off).

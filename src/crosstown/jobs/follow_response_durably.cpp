@@ -57,7 +57,7 @@ void follow_response_durably(std::string_view kind, std::string payload, Durable
         }
     }
     if (auto* runner = process_job_runner()) {
-        runner->enqueue_now(kind, std::move(payload), options.unique_key);
+        runner->enqueue_now(kind, std::move(payload), options);
         return;
     }
     throw NoCurrentRequest(

@@ -23,6 +23,17 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
 
 // Doubling from the kind's backoff, capped, then spread over +-20% so that jobs that failed
 // together (a remote API down) do not all come back in the same instant.
+// When a job registered with `options` is due, its response having just finished at `now`.
+std::chrono::steady_clock::time_point due_after(const DurableOptions& options,
+                                                std::chrono::steady_clock::time_point now) {
+    auto due = now + std::max(options.delay, std::chrono::milliseconds(0));
+    if (options.run_at != std::chrono::system_clock::time_point{}) {
+        const auto ahead = options.run_at - std::chrono::system_clock::now();
+        due = std::max(due, now + std::chrono::duration_cast<std::chrono::milliseconds>(ahead));
+    }
+    return due;
+}
+
 std::chrono::milliseconds backoff(const JobKindOptions& options, unsigned failed_attempts) {
     const auto doublings = std::min(failed_attempts - 1, 30U);
     const double base = std::min(
@@ -126,7 +137,9 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
             to_bury.push_back(std::move(stored));
             continue;
         }
-        const bool fresh = received && stored.attempts == 0 && !stored.resumed;
+        // Not a scheduled one: its start delay would be its schedule.
+        const bool fresh = received && stored.attempts == 0 && !stored.resumed &&
+                           stored.run_at_ms <= stored.enqueued_ms;
         const auto committed_at = fresh ? now - std::chrono::milliseconds(std::max<std::int64_t>(
                                                     0, now_ms - stored.enqueued_ms))
                                         : now;
@@ -140,12 +153,9 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
                     false,
                     stored.resumed && stored.attempts > 0 &&
                         stored.last_error == died_during(stored.attempts)};
-        if (stored.run_at_ms > now_ms) {
-            retries_.emplace(now + std::chrono::milliseconds(stored.run_at_ms - now_ms),
-                             std::move(entry));
-        } else {
-            launch_locked(std::move(entry), to_pool);
-        }
+        const auto due =
+            now + std::chrono::milliseconds(std::max<std::int64_t>(0, stored.run_at_ms - now_ms));
+        launch_when_due(std::move(entry), due, to_pool);
     }
     rescan_ = true;
     lock.unlock();
@@ -174,7 +184,8 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
     jobs.reserve(registrations.size());
     for (const auto& r : registrations) {
         const auto unique_for = state_of(r.kind).kind->options.unique_for;
-        jobs.push_back({r.kind, r.payload, request_id, r.options.unique_key, unique_for.count()});
+        jobs.push_back({r.kind, r.payload, request_id, r.options.unique_key, unique_for.count(),
+                        unix_ms(r.options.run_at), r.options.delay.count()});
     }
     const auto ids = store_.commit(jobs);
     std::vector<CommittedJob> committed;
@@ -209,13 +220,14 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
             state.outstanding.fetch_sub(1, std::memory_order_relaxed);
             continue;
         }
-        launch_locked({{id, std::move(registration.kind), std::move(registration.payload), 1,
-                        outcome->request_id},
-                       state.kind,
-                       now,
-                       true,
-                       outcome},
-                      to_pool);
+        const auto due = due_after(registration.options, now);
+        launch_when_due({{id, std::move(registration.kind), std::move(registration.payload), 1,
+                          outcome->request_id},
+                         state.kind,
+                         now,
+                         due == now,  // fresh: a scheduled job's start delay is its schedule
+                         outcome},
+                        due, to_pool);
     }
     const bool wake = std::exchange(clock_woken_, false);
     lock.unlock();
@@ -242,12 +254,18 @@ void JobRunner::release(std::vector<CommittedJob>& jobs, const ResponseOutcome& 
 }
 
 void JobRunner::enqueue_now(std::string_view kind_name, std::string payload,
-                            std::string_view unique_key) {
+                            const DurableOptions& options) {
     const auto* kind = kinds_.find(kind_name);
     if (kind == nullptr) {
         throw UnknownJobKind(fmt::format("durable job kind '{}' is not defined", kind_name));
     }
-    const NewJob job{kind_name, payload, {}, unique_key, kind->options.unique_for.count()};
+    const NewJob job{kind_name,
+                     payload,
+                     {},
+                     options.unique_key,
+                     kind->options.unique_for.count(),
+                     unix_ms(options.run_at),
+                     options.delay.count()};
     const auto ids = store_.commit(std::span(&job, 1));
     auto& state = state_of(kind->name);
     if (ids.front() == JobStore::kDuplicate) {
@@ -260,20 +278,29 @@ void JobRunner::enqueue_now(std::string_view kind_name, std::string payload,
         return;
     }
     add(state.outstanding);
-    launch(
-        {{ids.front(), kind->name, std::move(payload), 1, {}}, kind, Clock::now(), true, nullptr});
-}
-
-void JobRunner::launch(Entry entry) {
+    const auto now = Clock::now();
+    const auto due = due_after(options, now);
     std::vector<Entry> to_pool;
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        launch_locked(std::move(entry), to_pool);
+        launch_when_due(
+            {{ids.front(), kind->name, std::move(payload), 1, {}}, kind, now, due == now, nullptr},
+            due, to_pool);
         wake = std::exchange(clock_woken_, false);
     }
     if (wake) clock_cv_.notify_all();
     submit(std::move(to_pool));
+}
+
+void JobRunner::launch_when_due(Entry entry, Clock::time_point due, std::vector<Entry>& to_pool) {
+    if (due <= Clock::now()) {
+        launch_locked(std::move(entry), to_pool);
+        return;
+    }
+    if (stopping_) return;  // stays in the journal: kept
+    later_.emplace(due, std::move(entry));
+    wake_clock_by(due);
 }
 
 // To the pool now, or to the back of its kind's line: behind others of the kind (order), while
@@ -490,17 +517,21 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
     store_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
                       error);
     add(state.retried);
+    if (store_.shared()) {  // the store hands the retry to whichever instance is free then
+        state.outstanding.fetch_sub(1, std::memory_order_relaxed);
+        return;
+    }
     Entry retry{entry.job, entry.kind, entry.committed_at, false, nullptr};
     ++retry.job.attempt;
+    std::vector<Entry> to_pool;
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        const auto due = Clock::now() + delay;
-        if (!stopping_) retries_.emplace(due, std::move(retry));
-        wake_clock_by(due);
+        launch_when_due(std::move(retry), Clock::now() + delay, to_pool);
         wake = std::exchange(clock_woken_, false);
     }
     if (wake) clock_cv_.notify_all();
+    submit(std::move(to_pool));
 }
 
 // Starts due retries, requests stop on attempts past their timeout, and feeds spilled jobs to
@@ -516,8 +547,8 @@ void JobRunner::clock_loop(std::stop_token stop) {
         clock_wakes_at_ = Clock::time_point::min();  // awake: nobody needs to wake it
         const auto now = Clock::now();
         std::vector<Entry> to_pool;
-        while (!retries_.empty() && retries_.begin()->first <= now) {
-            auto node = retries_.extract(retries_.begin());
+        while (!later_.empty() && later_.begin()->first <= now) {
+            auto node = later_.extract(later_.begin());
             launch_locked(std::move(node.mapped()), to_pool);
         }
         std::vector<std::stop_source> overdue;
@@ -606,7 +637,7 @@ void JobRunner::wake_clock_by(Clock::time_point at) {
 // in the pool, every few milliseconds; notify_all() on clock_cv_ makes it look again.
 JobRunner::Clock::time_point JobRunner::next_wake() const {
     auto wake = Clock::now() + std::chrono::seconds(1);
-    if (!retries_.empty()) wake = std::min(wake, retries_.begin()->first);
+    if (!later_.empty()) wake = std::min(wake, later_.begin()->first);
     for (const auto& [serial, deadline] : deadlines_) {
         if (!deadline.fired) {
             wake = std::min(wake, deadline.at);
@@ -622,7 +653,7 @@ std::uint64_t JobRunner::stop() {
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
-        retries_.clear();
+        later_.clear();
         suspects_.clear();
         for (auto& [name, state] : states_) state->waiting.clear();
         waiting_jobs_ = 0;
@@ -647,8 +678,11 @@ std::vector<KindReport> JobRunner::report() const {
         reports.push_back(
             {name, state->counts(), state->running, state->stuck, state->waiting.size(), 0});
     }
-    for (const auto& [due, entry] : retries_) {
-        for (auto& r : reports) r.retrying += r.kind == entry.job.kind ? 1 : 0;
+    for (const auto& [due, entry] : later_) {
+        for (auto& r : reports) {
+            if (r.kind != entry.job.kind) continue;
+            ++(entry.job.attempt > 1 ? r.retrying : r.scheduled);
+        }
     }
     return reports;
 }
@@ -693,7 +727,7 @@ void JobRunner::wait_idle() {
     std::unique_lock lock(mutex_);
     idle_cv_.wait(lock, [&] {
         if (stopping_) return true;
-        if (!retries_.empty() || isolating()) return false;
+        if (!later_.empty() || isolating()) return false;
         return std::ranges::all_of(states_, [](const auto& s) {
             return s.second->running == 0 && s.second->waiting.empty();
         });
@@ -711,7 +745,7 @@ std::map<std::string, std::size_t> JobRunner::bookkeeping() const {
         waiting += state->waiting.size();
         running += state->running;
     }
-    return {{"retries", retries_.size()},   {"deadlines", deadlines_.size()},
+    return {{"later", later_.size()},       {"deadlines", deadlines_.size()},
             {"launched", launched_.size()}, {"waiting", waiting},
             {"running", running},           {"suspects", suspects_.size()}};
 }

@@ -8,6 +8,10 @@
 //             receive() on whichever instance takes it.
 //   replay()  at start, before READY=1: the journal's jobs that are not dead are queued again.
 //
+// A job with a delay or run_at (DurableOptions) and a failed attempt's retry wait for their
+// time here, with a store that runs its own jobs; with a shared store they wait in the store,
+// which hands them to whichever instance takes them when due.
+//
 // A job taken over from a process that may have died running it (replayed, or claimed from a
 // dead Redis consumer) has its attempt recorded before it runs; one whose recorded attempts
 // reached max_attempts is dead at once, "the process died during attempt N". So a job that
@@ -85,9 +89,10 @@ struct KindReport {
     std::string kind;
     JobCounts counts;
     unsigned running = 0;
-    unsigned stuck = 0;        // given up past their timeout, their handlers still running
-    std::size_t waiting = 0;   // for a worker, or for room in the pool
-    std::size_t retrying = 0;  // waiting for a retry's due time
+    unsigned stuck = 0;         // given up past their timeout, their handlers still running
+    std::size_t waiting = 0;    // for a worker, or for room in the pool
+    std::size_t retrying = 0;   // waiting here for a retry's due time
+    std::size_t scheduled = 0;  // waiting here for a delayed first attempt's time
 };
 
 // A request's jobs as committed: their ids, for start().
@@ -120,7 +125,8 @@ class JobRunner {
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
     // Outside a request: commits one job now and starts it, unless its unique key is taken
     // (counted deduplicated). Throws JournalUnavailable, UnknownJobKind.
-    void enqueue_now(std::string_view kind, std::string payload, std::string_view unique_key = {});
+    void enqueue_now(std::string_view kind, std::string payload,
+                     const DurableOptions& options = {});
     // No more starts or retries; returns how many jobs stay in the journal unfinished.
     std::uint64_t stop();
     // Waits while as many jobs of `kind` wait in its line as the pool's queue holds (its
@@ -169,8 +175,9 @@ class JobRunner {
     KindState& state_of(const std::string& kind);
     void queue_stored(std::vector<StoredJob> jobs, bool received);
     void release(std::vector<CommittedJob>& jobs, const ResponseOutcome& outcome);
-    void launch(Entry entry);
     void launch_locked(Entry entry, std::vector<Entry>& to_pool);
+    // Under mutex_: launch_locked once `due`, now or later (later_).
+    void launch_when_due(Entry entry, Clock::time_point due, std::vector<Entry>& to_pool);
     void launch_waiting(KindState& state, std::vector<Entry>& to_pool);
     void start_suspect(std::vector<Entry>& to_pool);
     bool isolating() const { return suspect_running_ || !suspects_.empty(); }  // under mutex_
@@ -199,7 +206,9 @@ class JobRunner {
     std::condition_variable_any clock_cv_;
     std::condition_variable idle_cv_;
     std::condition_variable room_cv_;  // waiting_jobs_ went below the pool's queue capacity
-    std::multimap<Clock::time_point, Entry> retries_;  // guarded by mutex_; by due time
+    // guarded by mutex_; by due time: retries and delayed first attempts (with a shared store
+    // both wait in the store instead, for any instance)
+    std::multimap<Clock::time_point, Entry> later_;
     // guarded by mutex_; running attempts, by serial: a given-up attempt may still run beside
     // its job's retry
     std::map<std::uint64_t, Deadline> deadlines_;

@@ -2,10 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace crosstown {
 
 std::string died_during(unsigned attempt) {
     return fmt::format("the process died during attempt {}", attempt);
+}
+
+std::int64_t first_due_ms(const NewJob& job, std::int64_t now_ms) {
+    return std::max({now_ms, job.run_at_ms, now_ms + job.delay_ms});
 }
 
 JobState job_state_named(std::string_view name) {

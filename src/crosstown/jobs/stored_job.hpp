@@ -37,6 +37,13 @@ struct NewJob {
     std::string_view request_id;
     std::string_view unique_key{};   // empty: none
     std::int64_t unique_for_ms = 0;  // how long the key stays taken once the job finished
+    // Not before this unix time, nor before delay_ms after its release (a shared store counts
+    // the delay from then; one that runs its own jobs, from the commit). 0: at once.
+    std::int64_t run_at_ms = 0;
+    std::int64_t delay_ms = 0;
 };
+
+// When a job committed at `now_ms` is first due, as a store that runs its own jobs keeps it.
+std::int64_t first_due_ms(const NewJob& job, std::int64_t now_ms);
 
 }  // namespace crosstown

@@ -196,13 +196,14 @@ void job_metrics(Out out, const JobRunner& jobs) {
         }
     }
     family(out, "crosstown_jobs", "gauge",
-           "Durable jobs by kind and state now (outstanding: in the journal, not finished; at "
-           "shutdown these are kept).");
+           "Durable jobs by kind and state now (retrying, scheduled: waiting here for their time; "
+           "outstanding: in the journal, not finished; at shutdown these are kept).");
     for (const auto& kind : kinds) {
         const std::pair<std::string_view, std::uint64_t> states[] = {
             {"running", kind.running},
             {"waiting", kind.waiting},
             {"retrying", kind.retrying},
+            {"scheduled", kind.scheduled},
             {"outstanding", kind.counts.outstanding}};
         for (const auto& [state, value] : states) {
             fmt::format_to(out, "crosstown_jobs{{kind=\"{}\",state=\"{}\"}} {}\n",

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/journal/open_job_admin.hpp"
 #include "crosstown/jobs/journal_error.hpp"
 
@@ -95,40 +96,53 @@ std::string when(std::int64_t unix_ms) {
 }
 
 void print_header(std::ostream& out) {
-    fmt::print(out, "{:>19}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", "id", "kind", "state",
+    fmt::print(out, "{:>19}  {:<16} {:<9} {:>8}  {:<20}  {:<16}  {}\n", "id", "kind", "state",
                "attempts", "next attempt (UTC)", "request", "last error");
 }
 
+// A ready job whose time is still ahead (DurableOptions::delay, run_at) is scheduled; a Redis
+// journal says so itself.
+std::string_view shown_state(const AdminJob& row, std::int64_t now_ms) {
+    if (row.state == "ready" && row.job.run_at_ms > now_ms) return "scheduled";
+    return row.state;
+}
+
 void print_job(std::ostream& out, const StoredJob& job, std::string_view state) {
-    fmt::print(out, "{:>19}  {:<16} {:<6} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind, state,
-               job.attempts, job.state == JobState::retry ? when(job.run_at_ms) : "-",
+    const bool timed = state == "retry" || state == "scheduled";
+    fmt::print(out, "{:>19}  {:<16} {:<9} {:>8}  {:<20}  {:<16}  {}\n", job.id, job.kind, state,
+               job.attempts, timed ? when(job.run_at_ms) : "-",
                job.request_id.empty() ? "-" : job.request_id,
                job.last_error.empty() ? "-" : job.last_error);
 }
 
 void list(JobAdmin& admin, bool dead, std::ostream& out) {
     const auto jobs = admin.list(dead);
+    const auto now = detail::unix_now_ms();
     print_header(out);
-    for (const auto& row : jobs) print_job(out, row.job, row.state);
+    for (const auto& row : jobs) print_job(out, row.job, shown_state(row, now));
     fmt::print(out, "{} jobs\n", jobs.size());
 }
 
 void stats(JobAdmin& admin, std::ostream& out) {
     std::map<std::pair<std::string, std::string>, std::uint64_t> by_kind_state;
     std::map<std::string, std::uint64_t> by_state;
+    const auto now = detail::unix_now_ms();
     for (const auto& row : admin.list(false)) {
-        ++by_kind_state[{row.job.kind, row.state}];
-        ++by_state[row.state];
+        const std::string state(shown_state(row, now));
+        ++by_kind_state[{row.job.kind, state}];
+        ++by_state[state];
     }
-    fmt::print(out, "{:<24} {:<6} {:>8}\n", "kind", "state", "jobs");
+    fmt::print(out, "{:<24} {:<9} {:>8}\n", "kind", "state", "jobs");
     for (const auto& [key, n] : by_kind_state) {
-        fmt::print(out, "{:<24} {:<6} {:>8}\n", key.first, key.second, n);
+        fmt::print(out, "{:<24} {:<9} {:>8}\n", key.first, key.second, n);
     }
     for (const auto& line : admin.details()) fmt::print(out, "{}\n", line);
     // Held jobs exist only where others could see them: a shared (Redis) journal.
-    fmt::print(out, "ready {}, retry {}, dead {}{}\n", by_state["ready"], by_state["retry"],
-               by_state["dead"],
-               by_state["held"] > 0 ? fmt::format(", held {}", by_state["held"]) : "");
+    const auto also = [&](const char* state) {
+        return by_state[state] > 0 ? fmt::format(", {} {}", state, by_state[state]) : "";
+    };
+    fmt::print(out, "ready {}, retry {}, dead {}{}{}\n", by_state["ready"], by_state["retry"],
+               by_state["dead"], also("scheduled"), also("held"));
 }
 
 int retry(JobAdmin& admin, const Arguments& args, std::string_view program, std::ostream& out,

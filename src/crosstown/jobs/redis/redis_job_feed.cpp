@@ -65,8 +65,9 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
         next_beat = Clock::now() + beat_every;
         claiming_ = true;  // each beat looks again for dead consumers' entries
     }
+    const auto until_promote = store_.promote_due();
     if (!taking_.load()) {
-        nap(stop, next_beat - Clock::now());
+        nap(stop, std::min<Clock::duration>(next_beat - Clock::now(), until_promote));
         return;
     }
     auto openings = runner_.openings();
@@ -92,9 +93,9 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // read blocks as usual, so that the feed does not spin against the server.
     const auto until_beat =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
-    const auto block = claimed
-                           ? std::chrono::milliseconds(0)
-                           : std::clamp(until_beat, std::chrono::milliseconds(1), kLongestBlock);
+    const auto block = claimed ? std::chrono::milliseconds(0)
+                               : std::clamp(std::min(until_beat, until_promote),
+                                            std::chrono::milliseconds(1), kLongestBlock);
     runner_.receive(store_.take(openings, block));
 }
 

@@ -24,6 +24,10 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kCommandTimeout = std::chrono::milliseconds(2'000);
 constexpr auto kReconnectPause = std::chrono::milliseconds(200);
 constexpr std::size_t kIdleConnections = 8;
+// Scheduled jobs moved to their streams per look, and the longest time between looks (for
+// jobs other instances scheduled: a look learns when the next is due).
+constexpr std::size_t kPromoteBatch = 1'000;
+constexpr auto kPromoteLook = std::chrono::milliseconds(1'000);
 
 // Keys are "<prefix>:<what>"; the scripts build them from the prefix they are given, so they
 // need one server (or a primary), not a Cluster.
@@ -35,22 +39,23 @@ constexpr std::size_t kIdleConnections = 8;
 // character per job: '1' held, '0' not kept, its unique key taken. A unique key is
 // "<prefix>:unique:<kind>:<key>", holding the id of the job that took it: without expiry while
 // the job lives, for its unique_for once it finished (kComplete, kBury), deleted when the job
-// is discarded.
+// is discarded. A job's run_at_ms is its DurableOptions::run_at (0: none) and delay_ms its
+// delay, counted from its release (kToStreamOrSchedule).
 constexpr RedisScript kHold{R"lua(
 local p, inst, now = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV, 6 do
+for i = 4, #ARGV, 8 do
   if redis.call('EXISTS', p .. ':job:' .. ARGV[i]) == 1 then return 0 end
 end
 local held = {}
-for i = 4, #ARGV, 6 do
+for i = 4, #ARGV, 8 do
   local id, kind, unique = ARGV[i], ARGV[i + 1], ARGV[i + 4]
   local key = unique ~= '' and (p .. ':unique:' .. kind .. ':' .. unique) or nil
   if key and not redis.call('SET', key, id, 'NX') then
     held[#held + 1] = '0'
   else
     redis.call('HSET', p .. ':job:' .. id, 'kind', kind, 'payload', ARGV[i + 2],
-               'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0, 'run_at_ms', 0,
-               'state', 'held')
+               'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0,
+               'run_at_ms', ARGV[i + 6], 'delay_ms', ARGV[i + 7], 'state', 'held')
     if key then
       redis.call('HSET', p .. ':job:' .. id, 'unique', key, 'unique_for', ARGV[i + 5])
     end
@@ -62,34 +67,61 @@ redis.call('SADD', p .. ':instances', inst)
 return table.concat(held)
 )lua"};
 
-constexpr RedisScript kRelease{R"lua(
+// Lua shared by the scripts that release held jobs: a job due now goes to its kind's stream,
+// one with a time ahead to the sorted set "<prefix>:scheduled" (scored by its due time, unix
+// ms by the server's clock, one clock for every instance), from which kPromote moves it when
+// due.
+constexpr std::string_view kToStreamOrSchedule{R"lua(
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function to_stream_or_schedule(p, id, kind, now)
+  local job = p .. ':job:' .. id
+  local due = math.max(tonumber(redis.call('HGET', job, 'run_at_ms') or 0) or 0,
+                       now + (tonumber(redis.call('HGET', job, 'delay_ms') or 0) or 0))
+  redis.call('HDEL', job, 'delay_ms')
+  if due > now then
+    redis.call('HSET', job, 'state', 'scheduled', 'run_at_ms', due)
+    redis.call('ZADD', p .. ':scheduled', due, id)
+  else
+    redis.call('HSET', job, 'state', 'ready')
+    redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
+  end
+end
+)lua"};
+
+std::string releasing(std::string_view body) { return std::string(kToStreamOrSchedule) += body; }
+
+const std::string kReleaseText = releasing(R"lua(
 local p, inst = ARGV[1], ARGV[2]
+local now = server_now()
 local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
   if redis.call('SREM', p .. ':held:' .. inst, id) == 1 then
     local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
     if kind then
-      redis.call('HSET', p .. ':job:' .. id, 'state', 'ready')
-      redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
+      to_stream_or_schedule(p, id, kind, now)
       n = n + 1
     end
   end
 end
 return n
-)lua"};
+)lua");
+const RedisScript kRelease{kReleaseText};
 
 // The held jobs of every instance whose heartbeat expired go to their streams.
-constexpr RedisScript kReleaseOrphans{R"lua(
+const std::string kReleaseOrphansText = releasing(R"lua(
 local p = ARGV[1]
+local now = server_now()
 local n = 0
 for _, inst in ipairs(redis.call('SMEMBERS', p .. ':instances')) do
   if redis.call('EXISTS', p .. ':alive:' .. inst) == 0 then
     for _, id in ipairs(redis.call('SMEMBERS', p .. ':held:' .. inst)) do
       local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
       if kind then
-        redis.call('HSET', p .. ':job:' .. id, 'state', 'ready')
-        redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
+        to_stream_or_schedule(p, id, kind, now)
         n = n + 1
       end
     end
@@ -98,7 +130,8 @@ for _, inst in ipairs(redis.call('SMEMBERS', p .. ':instances')) do
   end
 end
 return n
-)lua"};
+)lua");
+const RedisScript kReleaseOrphans{kReleaseOrphansText};
 
 // Consumers with nothing pending that have not read for the claim time leave each kind's
 // group: instances that died or were renamed (the default name is new at every start) would
@@ -141,12 +174,14 @@ end
 return redis.call('DEL', job)
 )lua"};
 
-// Its unique key, if the job still holds it, stays taken for its unique_for.
+// Its unique key, if the job still holds it, stays taken for its unique_for. (A job run twice
+// may have a retry of its other run scheduled.)
 constexpr RedisScript kComplete{R"lua(
 local stream = ARGV[1] .. ':stream:' .. ARGV[3]
 local job = ARGV[1] .. ':job:' .. ARGV[5]
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
+redis.call('ZREM', ARGV[1] .. ':scheduled', ARGV[5])
 local key = redis.call('HGET', job, 'unique')
 if key and redis.call('GET', key) == ARGV[5] then
   redis.call('PEXPIRE', key, redis.call('HGET', job, 'unique_for'))
@@ -159,6 +194,7 @@ local p, kind, id = ARGV[1], ARGV[3], ARGV[5]
 local stream = p .. ':stream:' .. kind
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
+redis.call('ZREM', p .. ':scheduled', id)
 local state = redis.call('HGET', p .. ':job:' .. id, 'state')
 if state and state ~= 'dead' then
   redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6], 'last_error', ARGV[7])
@@ -171,16 +207,48 @@ end
 return 1
 )lua"};
 
-// Only a job that still exists and is not dead: a duplicate's completion may have deleted it,
-// or its death been written, meanwhile.
+// A failed attempt's job leaves its consumer: its entry is acknowledged, and the job waits in
+// the scheduled set for its retry, which whichever instance looks when it is due moves to the
+// stream (kPromote). Only a job that still exists and is not dead: a duplicate's completion
+// may have deleted it, or its death been written, meanwhile. ARGV: prefix, group, kind, entry
+// ('' when this instance had not taken it), id, attempts, run_at_ms, error.
 constexpr RedisScript kReschedule{R"lua(
-local job = ARGV[1] .. ':job:' .. ARGV[2]
+local p, id = ARGV[1], ARGV[5]
+if ARGV[4] ~= '' then
+  local stream = p .. ':stream:' .. ARGV[3]
+  redis.call('XACK', stream, ARGV[2], ARGV[4])
+  redis.call('XDEL', stream, ARGV[4])
+end
+local job = p .. ':job:' .. id
 local state = redis.call('HGET', job, 'state')
 if not state or state == 'dead' then return 0 end
-redis.call('HSET', job, 'attempts', ARGV[3], 'run_at_ms', ARGV[4], 'state', 'retry',
-           'last_error', ARGV[5])
+redis.call('HSET', job, 'attempts', ARGV[6], 'run_at_ms', ARGV[7], 'state', 'retry',
+           'last_error', ARGV[8])
+redis.call('ZADD', p .. ':scheduled', ARGV[7], id)
 return 1
 )lua"};
+
+// Moves the scheduled jobs that are due (at most ARGV[2]) to their streams: a first attempt as
+// ready, a retry as it was. A job gone (finished by a second run) or dead only leaves the set.
+// Returns how long until the next is due, in ms (0: more are due now; -1: none is scheduled).
+const std::string kPromoteText = releasing(R"lua(
+local p = ARGV[1]
+local set = p .. ':scheduled'
+local now = server_now()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, ARGV[2])) do
+  redis.call('ZREM', set, id)
+  local job = p .. ':job:' .. id
+  local state = redis.call('HGET', job, 'state')
+  if state == 'scheduled' or state == 'retry' then
+    if state == 'scheduled' then redis.call('HSET', job, 'state', 'ready') end
+    redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id)
+  end
+end
+local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+if #first == 0 then return -1 end
+return math.max(0, tonumber(first[2]) - now)
+)lua");
+const RedisScript kPromote{kPromoteText};
 
 // Attempt ARGV[3] of a job that exists and is not dead starts: what stays if its process dies.
 constexpr RedisScript kRecordAttempt{R"lua(
@@ -454,6 +522,8 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
             args.emplace_back(job.request_id);
             args.emplace_back(job.unique_key);
             args.push_back(std::to_string(job.unique_for_ms));
+            args.push_back(std::to_string(job.run_at_ms));
+            args.push_back(std::to_string(job.delay_ms));
         }
     };
     draw();
@@ -483,6 +553,10 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         std::lock_guard lock(mutex_);
         commits_in_flight_.erase(in_flight);
         throw JournalUnavailable(e.what());
+    }
+    const auto now = unix_now_ms();
+    for (const auto& job : jobs) {
+        if (job.run_at_ms > now || job.delay_ms > 0) promote_by(first_due_ms(job, now));
     }
     std::lock_guard lock(mutex_);
     for (const auto id : ids) {
@@ -607,7 +681,7 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_save({{ids.begin(), ids.end()}, true, &kRelease, std::move(args)});
+    write_or_save({{ids.begin(), ids.end()}, &kRelease, std::move(args)});
 }
 
 void RedisJobStore::discard(std::int64_t id) { drop_held(id, "free"); }
@@ -619,7 +693,7 @@ void RedisJobStore::drop_held(std::int64_t id, const char* key_action) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id),
                                   key_action};
-    write_or_save({{id}, true, &kDiscard, std::move(args)});
+    write_or_save({{id}, &kDiscard, std::move(args)});
 }
 
 void RedisJobStore::complete(std::int64_t id) {
@@ -635,14 +709,46 @@ void RedisJobStore::complete(std::int64_t id) {
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,
                                   std::to_string(id)};
-    write_or_save({{id}, true, &kComplete, std::move(args)});
+    write_or_save({{id}, &kComplete, std::move(args)});
 }
 
 void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                std::string error) {
-    std::vector<std::string> args{options_.prefix, std::to_string(id), std::to_string(attempts),
-                                  std::to_string(run_at_ms), std::move(error)};
-    write_or_save({{id}, false, &kReschedule, std::move(args)});
+    std::optional<Taken> taken;
+    {
+        std::lock_guard lock(mutex_);
+        if (auto node = taken_.extract(id)) taken = std::move(node.mapped());
+    }
+    std::vector<std::string> args{options_.prefix,
+                                  std::string(kGroup),
+                                  taken ? taken->kind : std::string(),
+                                  taken ? taken->entry : std::string(),
+                                  std::to_string(id),
+                                  std::to_string(attempts),
+                                  std::to_string(run_at_ms),
+                                  std::move(error)};
+    write_or_save({{id}, &kReschedule, std::move(args)});
+    promote_by(run_at_ms);
+}
+
+std::chrono::milliseconds RedisJobStore::promote_due() {
+    const auto now = unix_now_ms();
+    if (const auto at = next_promote_ms_.load(); now < at) {
+        return std::chrono::milliseconds(at - now);
+    }
+    // Set before the look: a schedule of ours that comes meanwhile moves it earlier again.
+    next_promote_ms_.store(now + kPromoteLook.count());
+    const auto next =
+        lease()->eval(kPromote, std::vector{options_.prefix, std::to_string(kPromoteBatch)});
+    const auto after = unix_now_ms();
+    if (next.integer() >= 0) promote_by(after + next.integer());
+    return std::chrono::milliseconds(std::max<std::int64_t>(0, next_promote_ms_.load() - after));
+}
+
+void RedisJobStore::promote_by(std::int64_t due_ms) {
+    auto at = next_promote_ms_.load();
+    while (due_ms < at && !next_promote_ms_.compare_exchange_weak(at, due_ms)) {
+    }
 }
 
 void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) {
@@ -655,7 +761,7 @@ void RedisJobStore::bury(std::int64_t id, unsigned attempts, std::string error) 
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind,
                                   taken->entry,    std::to_string(id),  std::to_string(attempts),
                                   std::move(error)};
-    write_or_save({{id}, true, &kBury, std::move(args)});
+    write_or_save({{id}, &kBury, std::move(args)});
 }
 
 void RedisJobStore::record_attempt(std::int64_t id, unsigned attempt) {
@@ -975,7 +1081,7 @@ RedisJournalFigures RedisJobStore::figures() const {
     std::lock_guard lock(mutex_);
     std::set<std::int64_t> unwritten;
     for (const auto& write : unsent_) {
-        if (write.finishes) unwritten.insert(write.ids.begin(), write.ids.end());
+        unwritten.insert(write.ids.begin(), write.ids.end());
     }
     return {claimed_.load(std::memory_order_relaxed),
             orphans_released_.load(std::memory_order_relaxed),

@@ -6,12 +6,14 @@
 // to their kind's stream, again in one script. So no instance can see a job before the
 // response that made it has gone out. Every instance reads the streams with one consumer group
 // and runs what it takes; a finished job is acknowledged and deleted with its hash, a dead one
-// goes to the dead stream with its last error, and a failed attempt stays taken by the same
-// instance until its retry.
+// goes to the dead stream with its last error. A failed attempt's job, and one released with a
+// time ahead (DurableOptions::delay, run_at), wait in a sorted set scored by their due time;
+// every instance moves those due to their streams (promote()), so a retry runs on whichever
+// instance is free then, not on the one that failed it.
 //
 // An instance beats (a key that expires after claim_after). When it stops beating, any other
 // releases the jobs it held and, with XAUTOCLAIM, claims those it had taken and not finished.
-// An instance touches the entries it still runs or retries at every beat, so a job that
+// An instance touches the entries it still runs at every beat, so a job that
 // legitimately runs longer than claim_after is not claimed from a live instance: the claim
 // time follows the instance's heartbeat, not the kind's timeout.
 //
@@ -105,6 +107,11 @@ class RedisJobStore final : public JobStore {
     // waiting up to `block` for some (0: not at all). Throws JournalError.
     std::vector<StoredJob> take(const std::map<std::string, std::size_t>& openings,
                                 std::chrono::milliseconds block);
+    // For the feed: when a scheduled job may be due (the next one's time at the last look, a
+    // retry or delayed job of this instance's since, or a second after the last look, for other
+    // instances' jobs), moves those due to their streams. Returns how long the feed may wait
+    // before it calls again. Throws JournalError.
+    std::chrono::milliseconds promote_due();
     // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
     // consumer group is created again (nothing was pending in it any more).
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& openings);
@@ -137,11 +144,10 @@ class RedisJobStore final : public JobStore {
         std::string entry;  // the stream entry's id
     };
     // A write after the response, with the jobs it is about: a write waits behind unsent ones
-    // only when they share a job. `finishes`: it ends the jobs here (release, completion,
-    // death), so while unsent its jobs count as kept at shutdown; a retry's note does not.
+    // only when they share a job. Each ends the jobs here (a release, a completion, a retry
+    // handed to the scheduled set, a death), so while unsent its jobs count as kept at shutdown.
     struct Write {
         std::vector<std::int64_t> ids;
-        bool finishes = true;
         const RedisScript* script = nullptr;
         std::vector<std::string> args;
     };
@@ -181,7 +187,7 @@ class RedisJobStore final : public JobStore {
 
     mutable std::mutex mutex_;
     mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
-    std::map<std::int64_t, Taken> taken_;        // guarded by mutex_; running or retrying here
+    std::map<std::int64_t, Taken> taken_;        // guarded by mutex_; running here
     std::set<std::int64_t> holding_;   // guarded by mutex_; held, their response in progress
     std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last look
     std::uint64_t beats_ = 0;          // guarded by mutex_; looks for stranded jobs so far
@@ -200,6 +206,9 @@ class RedisJobStore final : public JobStore {
     std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
+    // Unix ms when promote_due() looks next; moved earlier by this instance's own schedules.
+    std::atomic<std::int64_t> next_promote_ms_{0};
+    void promote_by(std::int64_t due_ms);
     // Failed beat steps repeat at every beat while their cause lasts: a line per 5 s is enough.
     detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};

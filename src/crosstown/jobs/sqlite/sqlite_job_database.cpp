@@ -188,7 +188,7 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
             journal.statements_ = std::make_unique<Statements>(
                 Statements{{db,
                             "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at) "
-                            "VALUES (?1, ?2, ?3, ?4, ?4)"},
+                            "VALUES (?1, ?2, ?3, ?4, ?5)"},
                            {db, "DELETE FROM jobs WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
@@ -365,7 +365,12 @@ bool SqliteJobDatabase::key_taken(const NewJob& job, std::int64_t now_ms) {
 std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
     try {
-        s.bind(1, job.kind).bind_blob(2, job.payload).bind(3, job.request_id).bind(4, now_ms).run();
+        s.bind(1, job.kind)
+            .bind_blob(2, job.payload)
+            .bind(3, job.request_id)
+            .bind(4, now_ms)
+            .bind(5, first_due_ms(job, now_ms))
+            .run();
     } catch (const ValueRefused& e) {
         s.reset();
         throw JobRefused(
