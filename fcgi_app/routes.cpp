@@ -29,6 +29,7 @@ using crosstown::Response;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t kMaxLatencyMs = 60'000;
+constexpr std::uint64_t kMaxDelayMs = 24ULL * 3'600'000;  // a day
 
 // A whole-number query parameter in [low, high], or `fallback` when absent; 400 otherwise.
 std::uint64_t number(const Request& req, std::string_view name, std::uint64_t fallback,
@@ -92,14 +93,15 @@ CallFaults call_faults(const Request& req, std::size_t max_calls) {
 
 // Durable calls: a payload each, committed before the response. `crash`: each attempt aborts
 // the process, as a segfault or the OOM killer would (a "poison" job).
+// `delay`: each call starts that long after the response.
 void register_durable_calls(const CallBatch& batch, std::uint64_t count, std::uint64_t latency_ms,
-                            std::uint64_t fail_first, bool crash) {
+                            std::uint64_t fail_first, bool crash, std::chrono::milliseconds delay) {
     const auto id = batch.view().id;
     for (std::uint64_t i = 1; i <= count; ++i) {
         nlohmann::json payload{
             {"batch", id}, {"call", i}, {"latency_ms", latency_ms}, {"fail_first", fail_first}};
         if (crash) payload["crash"] = true;
-        crosstown::follow_response_durably("place-call", payload.dump());
+        crosstown::follow_response_durably("place-call", payload.dump(), {.delay = delay});
     }
 }
 
@@ -147,8 +149,10 @@ void post_calls(const App& app, Request& req, Response& res) {
     const bool durable = number(req, "durable", 0, 0, 1) == 1;
     auto batch = app.ledger.open(count, durable ? batch_id_of(req) : std::string());
     if (durable) {
-        register_durable_calls(*batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
-                               number(req, "crash", 0, 0, 1) == 1);
+        register_durable_calls(
+            *batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
+            number(req, "crash", 0, 0, 1) == 1,
+            std::chrono::milliseconds(number(req, "delay_ms", 0, 0, kMaxDelayMs)));
         // When the response was finished, for GET /calls/{batch}: the calls may run in another
         // instance (a shared journal), which cannot know it.
         crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {

@@ -24,6 +24,7 @@
 #include "support/app_checks.hpp"
 #include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
+#include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
 
 namespace crosstown::test {
@@ -86,10 +87,12 @@ std::vector<std::string> durable_args(const TempDir& dir, std::vector<std::strin
     return args;
 }
 
-HttpReply post_durable(const NginxStack& stack, int count, int latency_ms, int fail_first = 0) {
+HttpReply post_durable(const NginxStack& stack, int count, int latency_ms, int fail_first = 0,
+                       const std::string& more_query = {}) {
     return http(stack.port(), "POST",
-                "/calls?durable=1&count=" + std::to_string(count) + "&latency_ms=" +
-                    std::to_string(latency_ms) + "&fail_first=" + std::to_string(fail_first),
+                "/calls?durable=1&count=" + std::to_string(count) +
+                    "&latency_ms=" + std::to_string(latency_ms) +
+                    "&fail_first=" + std::to_string(fail_first) + more_query,
                 {}, {}, 10s);
 }
 
@@ -275,6 +278,47 @@ TEST(DurableJobs, CallsStartOnlyAfterTheResponseIsFinished) {
     EXPECT_EQ(placed_of(dir / "witness", batch_of(reply)).size(), 5u);
 }
 
+// A call with a delay starts no earlier than its delay after its response, and soon after.
+TEST(DurableJobs, ADelayedCallStartsItsDelayAfterTheResponse) {
+    constexpr auto kDelay = 2s;
+    TempDir dir("crosstown-dj");
+    NginxStack stack(durable_args(dir));
+    const auto reply = post_durable(stack, 3, 0, 0, "&delay_ms=2000");
+    ASSERT_EQ(reply.status, 202) << reply.body;
+    const auto batch = wait_for_batch(stack, batch_of(reply), kDelay + kPatience);
+    EXPECT_EQ(batch["placed"], 3) << batch.dump();
+    ASSERT_TRUE(batch["min_start_delay_ms"].is_number()) << batch.dump();
+    const auto after_response = batch["min_start_delay_ms"].get<double>();
+    EXPECT_GE(after_response, 2000) << batch.dump();
+    EXPECT_LT(after_response, 3000) << batch.dump();
+}
+
+// A call scheduled 5 s ahead is in the journal with its time: the process is killed, started
+// again, and the call starts at its time, not before, not much after.
+TEST(DurableJobs, ACallScheduledAheadSurvivesKillNineAndRunsOnTime) {
+    constexpr auto kDelay = 5s;
+    TempDir dir("crosstown-dj");
+    NginxStack stack(durable_args(dir));
+    const auto sent = std::chrono::steady_clock::now();
+    const auto reply = post_durable(stack, 1, 0, 0, "&delay_ms=5000");
+    const auto answered = std::chrono::steady_clock::now();
+    ASSERT_EQ(reply.status, 202) << reply.body;
+    EXPECT_EQ(metric(stack, "crosstown_jobs{kind=\"place-call\",state=\"scheduled\"}"), 1);
+    ASSERT_EQ(stack.stop_app(SIGKILL), 128 + SIGKILL);
+    ASSERT_LT(std::chrono::steady_clock::now() - answered, kDelay / 2)
+        << "too slow to kill before the call's time: the test shows nothing";
+    stack.restart_app();
+    const auto witness = dir / "witness";
+    ASSERT_TRUE(eventually([&] { return placed_of(witness, batch_of(reply)).size() == 1; },
+                           kDelay + kPatience, 20ms))
+        << stack.app().output();
+    const auto started = std::chrono::steady_clock::time_point(
+        std::chrono::nanoseconds(placed_of(witness, batch_of(reply))[0].started_ns));
+    EXPECT_GE(started - sent, kDelay) << "ran before its time";
+    EXPECT_LT(started - answered, kDelay + 1s) << "late";
+    EXPECT_EQ(jobs_replayed(stack.app().output()), 1) << stack.app().output();
+}
+
 // A client retrying POST /calls with one Idempotency-Key hears of the same batch, and each call
 // is placed once: three times in a row, then eight at once.
 TEST(DurableJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnce) {
@@ -300,6 +344,45 @@ TEST(DurableJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnce) {
     EXPECT_EQ(
         http(stack.port(), "POST", "/calls?durable=1", {}, {{"Idempotency-Key", "a b"}}).status,
         400);
+}
+
+// The process dies between its commit and its response: a client that reads nothing holds a
+// 4 MiB response (and FCGX_Finish_r) back, straight on the app's socket, so the calls are in
+// the journal and no response went out when kill -9 comes. Through nginx the client would see
+// a 502, and retries with the same Idempotency-Key: the restarted process runs the calls it
+// replays, the retry is deduplicated, and each call is placed once.
+TEST(DurableJobs, ARetryAfterKillNineBetweenCommitAndResponsePlacesEachCallOnce) {
+    TempDir dir("crosstown-dj");
+    NginxStack stack(durable_args(dir));
+    FastCgiConnection fastcgi(stack.socket());
+    const Params post{{"REQUEST_METHOD", "POST"},
+                      {"DOCUMENT_URI", "/calls"},
+                      {"QUERY_STRING", "durable=1&count=5&latency_ms=0&pad_kb=4096"},
+                      {"HTTP_IDEMPOTENCY_KEY", "after-a-crash"},
+                      {"CONTENT_LENGTH", "0"}};
+    ASSERT_TRUE(fastcgi.send_request(post));
+    ASSERT_TRUE(eventually([&] { return journal_ids(dir / "jobs.db").size() == 5; }))
+        << "the calls were never committed\n"
+        << stack.app().output();
+    ASSERT_EQ(stack.stop_app(SIGKILL), 128 + SIGKILL);
+    EXPECT_TRUE(read_witness(dir / "witness").empty()) << "calls ran before their response";
+    stack.restart_app();
+    const auto retry = http(stack.port(), "POST", "/calls?durable=1&count=5&latency_ms=0", {},
+                            {{"Idempotency-Key", "after-a-crash"}}, 10s);
+    ASSERT_EQ(retry.status, 202) << retry.body;
+    EXPECT_EQ(batch_of(retry), "k-after-a-crash");
+    ASSERT_TRUE(eventually([&] {
+        return metric(stack, "crosstown_jobs_total{kind=\"place-call\",outcome=\"succeeded\"}") ==
+               5;
+    })) << stack.app().output();
+    EXPECT_EQ(metric(stack, "crosstown_jobs_total{kind=\"place-call\",outcome=\"deduplicated\"}"),
+              5);
+    EXPECT_EQ(jobs_replayed(stack.app().output()), 5) << stack.app().output();
+    const auto placed = placed_of(dir / "witness", "k-after-a-crash");
+    std::set<long> calls;
+    for (const auto& p : placed) calls.insert(p.call);
+    EXPECT_EQ(placed.size(), 5U);
+    EXPECT_EQ(calls, (std::set<long>{1, 2, 3, 4, 5}));
 }
 
 // ---- 3. journals that cannot be used ----------------------------------------------------------
