@@ -319,6 +319,21 @@ TEST(DurableJobs, ACallScheduledAheadSurvivesKillNineAndRunsOnTime) {
     EXPECT_EQ(jobs_replayed(stack.app().output()), 1) << stack.app().output();
 }
 
+// A request's W3C traceparent, through nginx, stays with its durable calls: the log line of a
+// failed attempt names it, so a tracer's trace id finds the work that followed the request.
+TEST(DurableJobs, TheLogLinesOfACallsAttemptsCarryItsRequestsTraceContext) {
+    const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    TempDir dir("crosstown-dj");
+    NginxStack stack(durable_args(dir));
+    const auto reply =
+        http(stack.port(), "POST", "/calls?durable=1&count=1&latency_ms=0&fail_first=1", {},
+             {{"traceparent", trace}}, 10s);
+    ASSERT_EQ(reply.status, 202) << reply.body;
+    ASSERT_TRUE(eventually([&] { return placed_of(dir / "witness", batch_of(reply)).size() == 1; }))
+        << stack.app().output();
+    EXPECT_THAT(stack.app().output(), HasSubstr("trace " + trace + ") attempt 1 of 5 failed"));
+}
+
 // A client retrying POST /calls with one Idempotency-Key hears of the same batch, and each call
 // is placed once: three times in a row, then eight at once.
 TEST(DurableJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnce) {

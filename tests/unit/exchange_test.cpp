@@ -225,6 +225,28 @@ TEST_F(ExchangeTest, RequestIdComesFromTheClientThenNginxThenIsGenerated) {
     EXPECT_NE(run(cgi("GET", "/hello")).request->id(), run(cgi("GET", "/hello")).request->id());
 }
 
+// W3C Trace Context: a well-formed traceparent is kept (for the request's jobs and callbacks);
+// anything else is dropped rather than passed on.
+TEST_F(ExchangeTest, AWellFormedTraceparentIsKeptAndAnyOtherDropped) {
+    const std::string good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const auto trace_of = [&](std::string value) {
+        return run(cgi("GET", "/hello", {{"HTTP_TRACEPARENT", std::move(value)}}))
+            .request->trace_parent();
+    };
+    EXPECT_EQ(trace_of(good), good);
+    EXPECT_EQ(run(cgi("GET", "/hello")).request->trace_parent(), "");
+    EXPECT_EQ(trace_of("01" + good.substr(2) + "-later-fields"), "01" + good.substr(2))
+        << "a later version's extra fields";
+    EXPECT_EQ(trace_of(good + "-x"), "") << "version 00 has exactly four fields";
+    EXPECT_EQ(trace_of("ff" + good.substr(2)), "") << "version ff";
+    EXPECT_EQ(trace_of("00-00000000000000000000000000000000-b7ad6b7169203331-01"), "");
+    EXPECT_EQ(trace_of("00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01"), "");
+    EXPECT_EQ(trace_of("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"), "")
+        << "upper-case hex";
+    EXPECT_EQ(trace_of("00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01"), "");
+    EXPECT_EQ(trace_of(good.substr(0, 54)), "");
+}
+
 TEST_F(ExchangeTest, HeadersBecomeLowerCaseNames) {
     const auto ex =
         run(cgi("GET", "/hello", {{"HTTP_ACCEPT_LANGUAGE", "de"}, {"CONTENT_TYPE", "a/b"}}));

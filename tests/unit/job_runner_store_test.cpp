@@ -401,5 +401,32 @@ TYPED_TEST(JobRunnerOnEachStore, AScheduledJobOfADeadProcessRunsOnTheNextOneAtIt
     EXPECT_TRUE(this->store_empty());
 }
 
+// The request's trace context reaches each attempt's Job, a retry's included, and the runner's
+// log lines about the job carry it.
+TYPED_TEST(JobRunnerOnEachStore, EveryAttemptSeesItsRequestsTraceContextAndItsLogLinesCarryIt) {
+    const std::string trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    test::LogCapture logs;
+    auto& attempts = this->attempts;
+    this->kinds.define("traced", {.backoff = 1ms}, [&](const Job& job, std::stop_token) {
+        attempts.add(job);
+        if (job.attempt == 1) throw std::runtime_error("once");
+    });
+    this->start();
+    JobBatch batch(&this->kinds, 10);
+    batch.set_trace_parent(trace);
+    batch.add("traced", "p", {});
+    auto committed = this->runner().commit(batch, 200, "req-1");
+    this->runner().start(std::move(committed),
+                         std::make_shared<const ResponseOutcome>(
+                             ResponseOutcome{"req-1", 200, true, nullptr, Clock::now(), trace}));
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == 1; }));
+    ASSERT_EQ(attempts.size(), 2U);
+    for (const auto& seen : attempts.list()) {
+        EXPECT_EQ(seen.job.trace_parent, trace) << "attempt " << seen.job.attempt;
+    }
+    EXPECT_TRUE(logs.contains("request req-1, trace " + trace + ") attempt 1 of 10 failed"))
+        << ::testing::PrintToString(logs.lines());
+}
+
 }  // namespace
 }  // namespace crosstown

@@ -234,6 +234,23 @@ TYPED_TEST(JobStoreContract, APayloadKeepsEveryByte) {
     for (const auto& job : jobs) EXPECT_EQ(job.payload, job.id == ids[0] ? bytes : "");
 }
 
+// A job keeps its request's trace context to every process that runs it: the one that took it,
+// and the one that takes over after a death.
+TYPED_TEST(JobStoreContract, AJobKeepsItsTraceContextThroughADeath) {
+    const std::string trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    NewJob traced{"k", "traced", "req-1"};
+    traced.trace_parent = trace;
+    const auto ids = this->backend.store().commit(std::span(&traced, 1));
+    const auto untraced = this->commit({"untraced"});
+    const auto jobs = this->backend.run({ids.at(0), untraced.at(0)});
+    ASSERT_EQ(jobs.size(), 2U);
+    for (const auto& job : jobs) EXPECT_EQ(job.trace_parent, job.id == ids[0] ? trace : "");
+    this->backend.store().flush();
+    const auto resumed = this->backend.resume();
+    ASSERT_EQ(resumed.size(), 2U);
+    for (const auto& job : resumed) EXPECT_EQ(job.trace_parent, job.id == ids[0] ? trace : "");
+}
+
 TYPED_TEST(JobStoreContract, ACompletedJobIsGone) {
     const auto ids = this->commit({"done", "stays"});
     this->backend.run(ids);

@@ -449,7 +449,9 @@ TEST(SqliteJobDatabase, AVersion1JournalIsReadAndAWriterUpgradesItKeepingItsJobs
     const auto path = dir / "jobs.db";
     std::int64_t id = 0;
     { id = open_rw(path).insert({"k", "before", "r"}, 1); }
-    run_sql(path, "DROP TABLE unique_keys; PRAGMA user_version=1");
+    run_sql(path,
+            "DROP TABLE unique_keys; ALTER TABLE jobs DROP COLUMN trace_parent; "
+            "PRAGMA user_version=1");
     ASSERT_EQ(open_ro(path).live_jobs().size(), 1U);
     auto journal = open_rw(path);
     const auto jobs = journal.live_jobs();
@@ -459,6 +461,28 @@ TEST(SqliteJobDatabase, AVersion1JournalIsReadAndAWriterUpgradesItKeepingItsJobs
     const NewJob keyed{"k", "after", "r", "key", 60'000};
     EXPECT_GT(journal.insert(keyed, 2), 0);
     EXPECT_EQ(journal.insert(keyed, 3), 0) << "the upgraded journal keeps unique keys";
+}
+
+// A journal written before jobs kept their trace context (version 2) is read as it is, with no
+// trace, and a writer's open adds the column and keeps every job.
+TEST(SqliteJobDatabase, AVersion2JournalIsReadAndAWriterUpgradesItKeepingItsJobs) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t id = 0;
+    { id = open_rw(path).insert({"k", "before", "r"}, 1); }
+    run_sql(path, "ALTER TABLE jobs DROP COLUMN trace_parent; PRAGMA user_version=2");
+    const auto read = open_ro(path).live_jobs();
+    ASSERT_EQ(read.size(), 1U);
+    EXPECT_EQ(read[0].trace_parent, "");
+    auto journal = open_rw(path);
+    ASSERT_EQ(journal.live_jobs().size(), 1U);
+    EXPECT_EQ(journal.live_jobs()[0].id, id);
+    NewJob traced{"k", "after", "r"};
+    traced.trace_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const auto traced_id = journal.insert(traced, 2);
+    for (const auto& job : journal.live_jobs()) {
+        EXPECT_EQ(job.trace_parent, job.id == traced_id ? traced.trace_parent : "") << job.id;
+    }
 }
 
 TEST(SqliteJobDatabase, ReadOnlyOpenOfAMissingFileIsRefused) {

@@ -2,6 +2,8 @@
 
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/deferred/response_outcome.hpp>
+#include <crosstown/jobs/follow_response_durably.hpp>
+#include <crosstown/jobs/job_kinds.hpp>
 #include <crosstown/testing/test_client.hpp>
 #include <stdexcept>
 
@@ -136,6 +138,28 @@ TEST_F(TestClientTest, ResponsesCountAsDelivered) {
     TestClient client(router_, {.run_deferred_after_each_response = true});
     client.get("/delivered");
     EXPECT_EQ(log_, (std::vector<std::string>{"delivered"}));
+}
+
+// A request's traceparent reaches its callbacks (ResponseOutcome) and its jobs' Job.
+TEST_F(TestClientTest, CallbacksAndJobsSeeTheRequestsTraceContext) {
+    const std::string trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    JobKinds kinds;
+    std::string job_trace = "unset";
+    kinds.define("audit", {},
+                 [&](const Job& job, std::stop_token) { job_trace = job.trace_parent; });
+    router_.get("/traced", [this](Request&, Response&) {
+        follow_response([this] { log_.push_back(current_response_outcome()->trace_parent); });
+        follow_response_durably("audit", "{}");
+    });
+    TestClient client(router_, {.run_deferred_after_each_response = true});
+    client.get("/traced", {{"traceparent", trace}});
+    EXPECT_EQ(log_, (std::vector<std::string>{trace}));
+    ASSERT_EQ(client.durable_jobs().size(), 1U);
+    EXPECT_EQ(client.durable_jobs()[0].trace_parent, trace);
+    const auto report = client.run_durable_jobs(kinds);
+    EXPECT_EQ(report.ran, 1U);
+    EXPECT_EQ(report.failed, 0U);
+    EXPECT_EQ(job_trace, trace);
 }
 
 TEST_F(TestClientTest, SendsHeadersAndGoesThroughTheSameErrorPath) {

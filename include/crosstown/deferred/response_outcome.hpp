@@ -19,6 +19,8 @@ struct ResponseOutcome {
     std::shared_ptr<const void> keep_alive;  // the request's data; freed with the last callback
     // When FCGX_Finish_r returned: the earliest any callback of the request may start.
     std::chrono::steady_clock::time_point finished_at{};
+    // The request's W3C traceparent (Request::trace_parent), for a callback's own tracing.
+    std::string trace_parent{};
 };
 
 // Inside a deferred callback: whether its request's response reached nginx.

@@ -30,6 +30,7 @@ class Request {
   public:
     struct Parts {
         std::string id;            // X-Request-Id, nginx's $request_id, or generated
+        std::string trace_parent;  // the W3C traceparent header when well-formed, else empty
         std::string method;        // "GET"
         std::string path;          // decoded, as nginx normalised it: "/calls/b12"
         std::string query_string;  // raw, undecoded
@@ -41,6 +42,10 @@ class Request {
     explicit Request(Parts parts) : parts_(std::move(parts)) {}
 
     const std::string& id() const { return parts_.id; }
+    // The request's W3C trace context ("00-<trace id>-<parent id>-<flags>"), kept with each
+    // durable job it registers and given to its callbacks (ResponseOutcome), so a tracer can
+    // join the request and the work that followed it. Empty when absent or malformed.
+    const std::string& trace_parent() const { return parts_.trace_parent; }
     const std::string& method() const { return parts_.method; }
     const std::string& path() const { return parts_.path; }
     const std::string& query_string() const { return parts_.query_string; }

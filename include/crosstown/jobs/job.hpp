@@ -19,6 +19,9 @@ struct Job {
     std::string payload;     // bytes; JSON text by convention
     unsigned attempt = 1;    // 1 on the first run, 2 on the first retry, ...
     std::string request_id;  // of the request that registered it
+    // The W3C traceparent of that request (empty: it had none), kept with the job, so a
+    // tracer can join each attempt to the request; the runner's log lines about it carry it.
+    std::string trace_parent;
 };
 
 }  // namespace crosstown

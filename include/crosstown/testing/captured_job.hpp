@@ -20,6 +20,7 @@ struct CapturedJob {
     // The status of the response it follows, when there was one (TestClient).
     std::optional<int> response_status;
     std::string request_id;
+    std::string trace_parent;  // its request's W3C traceparent (TestClient), else empty
 
     // Whether it will be committed and run after the response it follows.
     bool will_run() const { return response_status && options.run_on.allows(*response_status); }

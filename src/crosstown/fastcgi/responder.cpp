@@ -419,7 +419,8 @@ void Responder::handle(FCGX_Request& fcgi) {
 
     const auto registered = deferred.callbacks().size() + committed.size();
     const int status = exchange.response.status();
-    ResponseOutcome outcome{exchange.request->id(), status, delivered, exchange.request, finished};
+    ResponseOutcome outcome{exchange.request->id(), status,   delivered,
+                            exchange.request,       finished, exchange.request->trace_parent()};
     if (!committed.empty()) {
         jobs_->start(std::move(committed), std::make_shared<const ResponseOutcome>(outcome));
     }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <random>
 
@@ -42,6 +43,30 @@ std::string request_id(const Fields& cgi) {
     return generated_request_id();
 }
 
+// A traceparent as the W3C Trace Context defines it: version-traceid-parentid-flags in lower-case
+// hex (2-32-16-2), version ff and all-zero ids invalid. A later version may append fields
+// after a '-': the first four are read. Anything else is dropped, not passed on.
+bool lower_hex(std::string_view s) {
+    return std::ranges::all_of(
+        s, [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string trace_parent(const Fields& cgi) {
+    const auto value = find(cgi, "HTTP_TRACEPARENT");
+    if (value.size() < 55 || (value.size() > 55 && value[55] != '-')) return {};
+    const auto version = value.substr(0, 2);
+    const auto trace_id = value.substr(3, 32);
+    const auto parent_id = value.substr(36, 16);
+    const auto flags = value.substr(53, 2);
+    if (value[2] != '-' || value[35] != '-' || value[52] != '-') return {};
+    if (!lower_hex(version) || !lower_hex(trace_id) || !lower_hex(parent_id) || !lower_hex(flags)) {
+        return {};
+    }
+    if (version == "ff" || (version == "00" && value.size() != 55)) return {};
+    if (trace_id == std::string(32, '0') || parent_id == std::string(16, '0')) return {};
+    return std::string(value.substr(0, 55));
+}
+
 // "HTTP_X_REQUEST_ID" -> "x-request-id"
 std::string header_name(std::string_view cgi_name) {
     std::string name(cgi_name);
@@ -64,6 +89,7 @@ std::string request_path(const Fields& cgi) {
 Request::Parts parts_from(Fields cgi) {
     Request::Parts parts;
     parts.id = request_id(cgi);
+    parts.trace_parent = trace_parent(cgi);
     parts.method = std::string(find(cgi, "REQUEST_METHOD"));
     parts.query_string = std::string(find(cgi, "QUERY_STRING"));
     for (const auto& [key, value] : cgi) {
@@ -206,6 +232,7 @@ Exchange run_exchange(const Router& router, Fields cgi, const BodyReader& body,
         }
         if (!value.empty()) jobs.set_idempotency_key(std::string(value));
     }
+    jobs.set_trace_parent(exchange.request->trace_parent());
     if (refusal) {
         exchange.response = std::move(*refusal);
     } else {

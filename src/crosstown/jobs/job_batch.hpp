@@ -43,6 +43,10 @@ class JobBatch {
     void set_idempotency_header(std::string_view name) { idempotency_header_ = name; }
     std::string_view idempotency_header() const { return idempotency_header_; }
     void set_idempotency_key(std::string value) { idempotency_key_ = std::move(value); }
+    // The request's W3C traceparent (Request::trace_parent), kept with each of its jobs. A view
+    // of the request's own string, which outlives the batch.
+    void set_trace_parent(std::string_view value) { trace_parent_ = value; }
+    std::string_view trace_parent() const { return trace_parent_; }
 
     // Throws DurableJobsOff, UnknownJobKind, DeferredLimitExceeded past max_jobs, or
     // JobPayloadTooLarge past max_payload bytes.
@@ -63,6 +67,7 @@ class JobBatch {
     bool check_;
     std::string_view idempotency_header_;
     std::string idempotency_key_;
+    std::string_view trace_parent_;
     std::vector<DurableRegistration> jobs_;
 };
 

@@ -44,6 +44,17 @@ std::chrono::milliseconds backoff(const JobKindOptions& options, unsigned failed
     return std::chrono::milliseconds(static_cast<std::int64_t>(base * jitter(random)));
 }
 
+// "job 12 (place-call, request R, trace T)": how every log line names a job; the trace part
+// only when its request had one, so a tracer's id finds each attempt's lines.
+std::string job_name(std::int64_t id, std::string_view kind, std::string_view request_id,
+                     std::string_view trace_parent) {
+    return fmt::format("job {} ({}, request {}{}{})", id, kind, request_id,
+                       trace_parent.empty() ? "" : ", trace ", trace_parent);
+}
+std::string job_name(const Job& job) {
+    return job_name(job.id, job.kind, job.request_id, job.trace_parent);
+}
+
 void add(std::atomic<std::uint64_t>& counter, std::int64_t n = 1) {
     counter.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
 }
@@ -143,16 +154,17 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
         const auto committed_at = fresh ? now - std::chrono::milliseconds(std::max<std::int64_t>(
                                                     0, now_ms - stored.enqueued_ms))
                                         : now;
-        Entry entry{{stored.id, std::move(stored.kind), std::move(stored.payload),
-                     stored.attempts + 1, std::move(stored.request_id)},
-                    kind,
-                    committed_at,
-                    fresh,
-                    nullptr,
-                    stored.resumed,
-                    false,
-                    stored.resumed && stored.attempts > 0 &&
-                        stored.last_error == died_during(stored.attempts)};
+        Entry entry{
+            {stored.id, std::move(stored.kind), std::move(stored.payload), stored.attempts + 1,
+             std::move(stored.request_id), std::move(stored.trace_parent)},
+            kind,
+            committed_at,
+            fresh,
+            nullptr,
+            stored.resumed,
+            false,
+            stored.resumed && stored.attempts > 0 &&
+                stored.last_error == died_during(stored.attempts)};
         const auto due =
             now + std::chrono::milliseconds(std::max<std::int64_t>(0, stored.run_at_ms - now_ms));
         launch_when_due(std::move(entry), due, to_pool);
@@ -169,8 +181,8 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
 void JobRunner::bury_resumed(const StoredJob& job) {
     auto& state = state_of(job.kind);
     const auto error = job.last_error.empty() ? died_during(job.attempts) : job.last_error;
-    log::error("job {} ({}, request {}) is dead after {} attempts: {}", job.id, job.kind,
-               job.request_id, job.attempts, error);
+    log::error("{} is dead after {} attempts: {}",
+               job_name(job.id, job.kind, job.request_id, job.trace_parent), job.attempts, error);
     store_.bury(job.id, job.attempts, error);
     add(state.dead);
     state.outstanding.fetch_sub(1, std::memory_order_relaxed);
@@ -185,7 +197,7 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
     for (const auto& r : registrations) {
         const auto unique_for = state_of(r.kind).kind->options.unique_for;
         jobs.push_back({r.kind, r.payload, request_id, r.options.unique_key, unique_for.count(),
-                        unix_ms(r.options.run_at), r.options.delay.count()});
+                        unix_ms(r.options.run_at), r.options.delay.count(), batch.trace_parent()});
     }
     const auto ids = store_.commit(jobs);
     std::vector<CommittedJob> committed;
@@ -222,7 +234,7 @@ void JobRunner::start(std::vector<CommittedJob> jobs,
         }
         const auto due = due_after(registration.options, now);
         launch_when_due({{id, std::move(registration.kind), std::move(registration.payload), 1,
-                          outcome->request_id},
+                          outcome->request_id, outcome->trace_parent},
                          state.kind,
                          now,
                          due == now,  // fresh: a scheduled job's start delay is its schedule
@@ -265,7 +277,8 @@ void JobRunner::enqueue_now(std::string_view kind_name, std::string payload,
                      options.unique_key,
                      kind->options.unique_for.count(),
                      unix_ms(options.run_at),
-                     options.delay.count()};
+                     options.delay.count(),
+                     {}};
     const auto ids = store_.commit(std::span(&job, 1));
     auto& state = state_of(kind->name);
     if (ids.front() == JobStore::kDuplicate) {
@@ -445,14 +458,12 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
         if (given_up) --state_of(entry.job.kind).stuck;
     }
     if (given_up) {  // failed at its timeout already; its job may have run again since
-        log::warn(
-            "job {} ({}, request {}) attempt {} returned {} ms after it was given up; "
-            "ignored{}{}",
-            entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt,
-            std::chrono::duration_cast<std::chrono::milliseconds>(
-                Clock::now() - started - entry.kind->options.timeout - kStopGrace)
-                .count(),
-            error ? ": " : "", error.value_or(""));
+        log::warn("{} attempt {} returned {} ms after it was given up; ignored{}{}",
+                  job_name(entry.job), entry.job.attempt,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      Clock::now() - started - entry.kind->options.timeout - kStopGrace)
+                      .count(),
+                  error ? ": " : "", error.value_or(""));
         idle_cv_.notify_all();
         return;
     }
@@ -468,9 +479,8 @@ void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
 void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_short) {
     auto& state = state_of(entry.job.kind);
     if (cut_short) {
-        log::warn("job {} ({}) attempt {} cut short by shutdown; it stays in the journal{}{}",
-                  entry.job.id, entry.job.kind, entry.job.attempt, error ? ": " : "",
-                  error.value_or(""));
+        log::warn("{} attempt {} cut short by shutdown; it stays in the journal{}{}",
+                  job_name(entry.job), entry.job.attempt, error ? ": " : "", error.value_or(""));
         if (entry.recorded) {  // not a death: the attempt does not count
             store_.reschedule(entry.job.id, entry.job.attempt - 1,
                               unix_ms(std::chrono::system_clock::now()),
@@ -503,16 +513,14 @@ void JobRunner::fail(Entry& entry, const std::string& error) {
     auto& state = state_of(entry.job.kind);
     const auto attempt = entry.job.attempt;
     if (attempt >= entry.kind->options.max_attempts) {
-        log::error("job {} ({}, request {}) is dead after {} attempts: {}", entry.job.id,
-                   entry.job.kind, entry.job.request_id, attempt, error);
+        log::error("{} is dead after {} attempts: {}", job_name(entry.job), attempt, error);
         store_.bury(entry.job.id, attempt, error);
         add(state.dead);
         state.outstanding.fetch_sub(1, std::memory_order_relaxed);
         return;
     }
     const auto delay = backoff(entry.kind->options, attempt);
-    log::warn("job {} ({}, request {}) attempt {} of {} failed, retrying in {} ms: {}",
-              entry.job.id, entry.job.kind, entry.job.request_id, attempt,
+    log::warn("{} attempt {} of {} failed, retrying in {} ms: {}", job_name(entry.job), attempt,
               entry.kind->options.max_attempts, delay.count(), error);
     store_.reschedule(entry.job.id, attempt, unix_ms(std::chrono::system_clock::now() + delay),
                       error);
@@ -574,8 +582,8 @@ void JobRunner::record(Entry& entry) {
         store_.record_attempt(entry.job.id, entry.job.attempt);
         entry.recorded = true;
     } catch (const std::exception& e) {
-        log::warn("job {} ({}): attempt {} runs unrecorded: {}", entry.job.id, entry.job.kind,
-                  entry.job.attempt, e.what());
+        log::warn("{}: attempt {} runs unrecorded: {}", job_name(entry.job), entry.job.attempt,
+                  e.what());
     }
 }
 
@@ -605,9 +613,9 @@ void JobRunner::check_deadlines(Clock::time_point now, std::vector<std::stop_sou
 // is written, the others go on beside its thread, rather than wait for it for ever.
 void JobRunner::give_up(Entry& entry) {
     log::error(
-        "job {} ({}, request {}) attempt {} still runs {} ms after its timeout asked it to "
-        "stop: given up, its worker stays taken until it returns",
-        entry.job.id, entry.job.kind, entry.job.request_id, entry.job.attempt, kStopGrace.count());
+        "{} attempt {} still runs {} ms after its timeout asked it to stop: given up, its worker "
+        "stays taken until it returns",
+        job_name(entry.job), entry.job.attempt, kStopGrace.count());
     fail(entry, fmt::format("timed out after {} ms, and did not stop within {} ms",
                             entry.kind->options.timeout.count(), kStopGrace.count()));
     if (entry.suspect) {

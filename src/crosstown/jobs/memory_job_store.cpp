@@ -39,6 +39,7 @@ std::vector<std::int64_t> MemoryJobStore::commit(std::span<const NewJob> jobs) {
         stored.kind = job.kind;
         stored.payload = job.payload;
         stored.request_id = job.request_id;
+        stored.trace_parent = job.trace_parent;
         stored.enqueued_ms = now;
         stored.run_at_ms = first_due_ms(job, now);
         jobs_.emplace(id, std::move(stored));

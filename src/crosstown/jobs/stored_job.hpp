@@ -20,7 +20,8 @@ struct StoredJob {
     std::string kind;
     std::string payload;
     std::string request_id;
-    unsigned attempts = 0;  // attempts made and failed so far
+    std::string trace_parent;  // W3C, of the request that registered it; empty: none
+    unsigned attempts = 0;     // attempts made and failed so far
     JobState state = JobState::ready;
     std::int64_t enqueued_ms = 0;  // unix time
     std::int64_t run_at_ms = 0;    // unix time of the next attempt
@@ -41,6 +42,7 @@ struct NewJob {
     // the delay from then; one that runs its own jobs, from the commit). 0: at once.
     std::int64_t run_at_ms = 0;
     std::int64_t delay_ms = 0;
+    std::string_view trace_parent{};
 };
 
 // When a job committed at `now_ms` is first due, as a store that runs its own jobs keeps it.

@@ -21,9 +21,9 @@ RunReport run_jobs(std::vector<CapturedJob> jobs, const JobKinds& kinds, int sta
                 throw UnknownJobKind(
                     fmt::format("durable job kind '{}' is not defined", captured.kind));
             }
-            kind->handler(
-                Job{++id, captured.kind, std::move(captured.payload), 1, captured.request_id},
-                std::stop_token{});
+            kind->handler(Job{++id, captured.kind, std::move(captured.payload), 1,
+                              captured.request_id, captured.trace_parent},
+                          std::stop_token{});
         } catch (const std::exception& e) {
             ++report.failed;
             report.errors.emplace_back(e.what());

@@ -94,11 +94,12 @@ TestResponse TestClient::request(std::string_view method, std::string_view targe
     const auto& response = exchange.response;
     for (auto& job : jobs.take()) {
         jobs_.push_back({std::move(job.kind), std::move(job.payload), std::move(job.options),
-                         response.status(), exchange.request->id()});
+                         response.status(), exchange.request->id(),
+                         exchange.request->trace_parent()});
     }
     auto outcome = std::make_shared<const ResponseOutcome>(
         ResponseOutcome{exchange.request->id(), response.status(), true, exchange.request,
-                        std::chrono::steady_clock::now()});
+                        std::chrono::steady_clock::now(), exchange.request->trace_parent()});
     if (!deferred.callbacks().empty()) pending_.push_back({deferred.take(), outcome});
     if (options_.run_deferred_after_each_response) add_up(automatic_, run_deferred());
     return {response.status(), response.headers(), response.body(), exchange.request->id(),

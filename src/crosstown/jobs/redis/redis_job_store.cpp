@@ -40,14 +40,14 @@ constexpr auto kPromoteLook = std::chrono::milliseconds(1'000);
 // "<prefix>:unique:<kind>:<key>", holding the id of the job that took it: without expiry while
 // the job lives, for its unique_for once it finished (kComplete, kBury), deleted when the job
 // is discarded. A job's run_at_ms is its DurableOptions::run_at (0: none) and delay_ms its
-// delay, counted from its release (kToStreamOrSchedule).
+// delay, counted from its release (kToStreamOrSchedule); trace_parent is there only when set.
 constexpr RedisScript kHold{R"lua(
 local p, inst, now = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   if redis.call('EXISTS', p .. ':job:' .. ARGV[i]) == 1 then return 0 end
 end
 local held = {}
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   local id, kind, unique = ARGV[i], ARGV[i + 1], ARGV[i + 4]
   local key = unique ~= '' and (p .. ':unique:' .. kind .. ':' .. unique) or nil
   if key and not redis.call('SET', key, id, 'NX') then
@@ -56,6 +56,9 @@ for i = 4, #ARGV, 8 do
     redis.call('HSET', p .. ':job:' .. id, 'kind', kind, 'payload', ARGV[i + 2],
                'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0,
                'run_at_ms', ARGV[i + 6], 'delay_ms', ARGV[i + 7], 'state', 'held')
+    if ARGV[i + 8] ~= '' then
+      redis.call('HSET', p .. ':job:' .. id, 'trace_parent', ARGV[i + 8])
+    end
     if key then
       redis.call('HSET', p .. ':job:' .. id, 'unique', key, 'unique_for', ARGV[i + 5])
     end
@@ -328,6 +331,7 @@ StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields) {
     job.kind = field("kind");
     job.payload = field("payload");
     job.request_id = field("request_id");
+    job.trace_parent = field("trace_parent");
     job.attempts = static_cast<unsigned>(redis_integer(field("attempts")));
     job.state = job_state_named(field("state"));
     job.enqueued_ms = redis_integer(field("enqueued_ms"));
@@ -524,6 +528,7 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
             args.push_back(std::to_string(job.unique_for_ms));
             args.push_back(std::to_string(job.run_at_ms));
             args.push_back(std::to_string(job.delay_ms));
+            args.emplace_back(job.trace_parent);
         }
     };
     draw();

@@ -13,9 +13,10 @@ namespace {
 
 // 'crst': marks the file as a crosstown journal, so a database of something else is refused.
 constexpr int kApplicationId = 0x63727374;
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
-// Version 2 added unique_keys; a journal of version 1 gets the table when a writer opens it.
+// Version 2 added unique_keys, version 3 the jobs' trace_parent; a journal of an older version
+// gets what it lacks when a writer opens it, and a reader reads it as it is.
 constexpr const char* kUniqueKeys = R"(
 CREATE TABLE unique_keys (
     kind       TEXT    NOT NULL,
@@ -39,9 +40,13 @@ CREATE TABLE jobs (
     state       TEXT    NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'retry', 'dead')),
     enqueued_at INTEGER NOT NULL,
     run_at      INTEGER NOT NULL,
-    last_error  TEXT
+    last_error  TEXT,
+    trace_parent TEXT NOT NULL DEFAULT ''
 );
 )";
+
+constexpr const char* kTraceParent =
+    "ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT ''";
 
 // A value a statement cannot take (SQLITE_TOOBIG, SQLITE_RANGE): the value's fault.
 class ValueRefused : public std::runtime_error {
@@ -187,8 +192,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
         try {
             journal.statements_ = std::make_unique<Statements>(
                 Statements{{db,
-                            "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5)"},
+                            "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at, "
+                            "trace_parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
                            {db, "DELETE FROM jobs WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
@@ -222,11 +227,13 @@ SqliteJobDatabase::SqliteJobDatabase(std::string path, sqlite3* db)
 SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
     : path_(std::move(other.path_)),
       sync_(other.sync_),
+      schema_(other.schema_),
       db_(std::exchange(other.db_, nullptr)),
       statements_(std::move(other.statements_)) {}
 SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexcept {
     std::swap(path_, other.path_);
     std::swap(sync_, other.sync_);
+    std::swap(schema_, other.schema_);
     std::swap(db_, other.db_);
     std::swap(statements_, other.statements_);
     return *this;
@@ -294,6 +301,7 @@ void SqliteJobDatabase::check_identity(Access access) {
             exec(fmt::format("PRAGMA application_id={}", kApplicationId).c_str());
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
+            schema_ = kSchemaVersion;
             return;
         }
         if (id != kApplicationId) {
@@ -303,11 +311,14 @@ void SqliteJobDatabase::check_identity(Access access) {
             fail(fmt::format("has schema version {}; this crosstown reads versions 1 to {}", schema,
                              kSchemaVersion));
         }
-        if (schema == 1 && access == Access::read_write) {
+        schema_ = static_cast<int>(schema);
+        if (schema < kSchemaVersion && access == Access::read_write) {
             exec("BEGIN IMMEDIATE");
-            exec(kUniqueKeys);
+            if (schema < 2) exec(kUniqueKeys);
+            if (schema < 3) exec(kTraceParent);
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
+            schema_ = kSchemaVersion;
         }
         Statement check(db_, "PRAGMA quick_check");
         if (check.step() && check.text(0) != "ok") {
@@ -370,6 +381,7 @@ std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_m
             .bind(3, job.request_id)
             .bind(4, now_ms)
             .bind(5, first_due_ms(job, now_ms))
+            .bind(6, job.trace_parent)
             .run();
     } catch (const ValueRefused& e) {
         s.reset();
@@ -454,16 +466,18 @@ void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {
 std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where) {
     std::vector<StoredJob> jobs;
     try {
+        // A journal read as it is may be older than the trace_parent column.
         Statement s(db_, fmt::format("SELECT id, kind, payload, request_id, attempts, state, "
-                                     "enqueued_at, run_at, coalesce(last_error, '') FROM jobs {} "
-                                     "ORDER BY id",
-                                     where)
+                                     "enqueued_at, run_at, coalesce(last_error, ''), {} FROM jobs "
+                                     "{} ORDER BY id",
+                                     schema_ >= 3 ? "trace_parent" : "''", where)
                              .c_str());
         while (s.step()) {
             jobs.push_back({.id = s.integer(0),
                             .kind = s.text(1),
                             .payload = s.text(2),
                             .request_id = s.text(3),
+                            .trace_parent = s.text(9),
                             .attempts = static_cast<unsigned>(s.integer(4)),
                             .state = job_state_named(s.text(5)),
                             .enqueued_ms = s.integer(6),

@@ -96,6 +96,7 @@ class SqliteJobDatabase {
 
     std::string path_;
     JournalSync sync_ = JournalSync::normal;
+    int schema_ = 0;  // the file's schema version, once checked
     sqlite3* db_ = nullptr;
     struct Statements;
     std::unique_ptr<Statements> statements_;
