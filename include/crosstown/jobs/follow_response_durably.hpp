@@ -40,9 +40,11 @@ struct DurableOptions {
     std::string unique_key{};
     // Not before this long after the response (counted from FCGX_Finish_r), nor before run_at:
     // the job is committed with the request as always, and waits in the store, not in a worker,
-    // until then. After a crash its time stands as committed (commit time + delay), so a job
-    // replayed may start those few milliseconds of the response earlier. Zero and the epoch
-    // (the defaults): at once. On Redis any instance runs it when due.
+    // until then. After a crash of the process that committed it, a SQLite journal keeps its
+    // commit time + delay (a job replayed may start those few milliseconds of the response
+    // earlier); on Redis, a job whose response never finished counts its delay from when another
+    // instance releases it. Zero and the epoch (the defaults): at once. On Redis any instance
+    // runs it when due.
     std::chrono::milliseconds delay{0};
     std::chrono::system_clock::time_point run_at{};
 };

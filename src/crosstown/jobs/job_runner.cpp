@@ -21,8 +21,6 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// Doubling from the kind's backoff, capped, then spread over +-20% so that jobs that failed
-// together (a remote API down) do not all come back in the same instant.
 // When a job registered with `options` is due, its response having just finished at `now`.
 std::chrono::steady_clock::time_point due_after(const DurableOptions& options,
                                                 std::chrono::steady_clock::time_point now) {
@@ -34,6 +32,8 @@ std::chrono::steady_clock::time_point due_after(const DurableOptions& options,
     return due;
 }
 
+// Doubling from the kind's backoff, capped, then spread over +-20% so that jobs that failed
+// together (a remote API down) do not all come back in the same instant.
 std::chrono::milliseconds backoff(const JobKindOptions& options, unsigned failed_attempts) {
     const auto doublings = std::min(failed_attempts - 1, 30U);
     const double base = std::min(
@@ -165,8 +165,11 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
             false,
             stored.resumed && stored.attempts > 0 &&
                 stored.last_error == died_during(stored.attempts)};
-        const auto due =
-            now + std::chrono::milliseconds(std::max<std::int64_t>(0, stored.run_at_ms - now_ms));
+        // A shared store hands a job out once it is due by the server's clock, which this
+        // host's may trail: due now.
+        const auto due = received ? now
+                                  : now + std::chrono::milliseconds(
+                                              std::max<std::int64_t>(0, stored.run_at_ms - now_ms));
         launch_when_due(std::move(entry), due, to_pool);
     }
     rescan_ = true;
@@ -485,6 +488,9 @@ void JobRunner::finish(Entry& entry, std::optional<std::string> error, bool cut_
             store_.reschedule(entry.job.id, entry.job.attempt - 1,
                               unix_ms(std::chrono::system_clock::now()),
                               fmt::format("attempt {} cut short by shutdown", entry.job.attempt));
+            // A shared store has it now, for any instance (or counts it unwritten): not kept
+            // here as well.
+            if (store_.shared()) state.outstanding.fetch_sub(1, std::memory_order_relaxed);
         }
     } else if (!error) {
         store_.complete(entry.job.id);

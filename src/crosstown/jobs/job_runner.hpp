@@ -146,7 +146,8 @@ class JobRunner {
     LatencyHistogram::Snapshot start_delay() const { return start_delay_.snapshot(); }
     LatencyHistogram::Snapshot run_time() const { return run_time_.snapshot(); }
     const JobStore& store() const { return store_; }
-    // Blocks until no job runs, waits or is due for a retry (tests and benchmarks).
+    // Blocks until no job runs, waits, or waits here for its time, a retry's or a delay's (tests
+    // and benchmarks; with a shared store those wait in the store, and are not waited for).
     void wait_idle();
 
   private:

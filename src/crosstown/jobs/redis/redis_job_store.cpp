@@ -211,28 +211,33 @@ return 1
 )lua"};
 
 // A failed attempt's job leaves its consumer: its entry is acknowledged, and the job waits in
-// the scheduled set for its retry, which whichever instance looks when it is due moves to the
-// stream (kPromote). Only a job that still exists and is not dead: a duplicate's completion
-// may have deleted it, or its death been written, meanwhile. ARGV: prefix, group, kind, entry
-// ('' when this instance had not taken it), id, attempts, run_at_ms, error.
-constexpr RedisScript kReschedule{R"lua(
+// the scheduled set for its retry, due its backoff from now by the server's clock, which
+// whichever instance looks when it is due moves to the stream (kPromote). Only a job that
+// still exists and is not dead: a duplicate's completion may have deleted it, or its death been
+// written, meanwhile. And only once: a resend of a write whose reply was lost finds its entry
+// acknowledged already, and changes nothing (the retry may be running by then). ARGV: prefix,
+// group, kind, entry ('' when this instance had not taken it), id, attempts, backoff ms, error.
+const std::string kRescheduleText = releasing(R"lua(
 local p, id = ARGV[1], ARGV[5]
 if ARGV[4] ~= '' then
   local stream = p .. ':stream:' .. ARGV[3]
-  redis.call('XACK', stream, ARGV[2], ARGV[4])
+  if redis.call('XACK', stream, ARGV[2], ARGV[4]) == 0 then return 0 end
   redis.call('XDEL', stream, ARGV[4])
 end
 local job = p .. ':job:' .. id
 local state = redis.call('HGET', job, 'state')
 if not state or state == 'dead' then return 0 end
-redis.call('HSET', job, 'attempts', ARGV[6], 'run_at_ms', ARGV[7], 'state', 'retry',
+local due = server_now() + tonumber(ARGV[7])
+redis.call('HSET', job, 'attempts', ARGV[6], 'run_at_ms', due, 'state', 'retry',
            'last_error', ARGV[8])
-redis.call('ZADD', p .. ':scheduled', ARGV[7], id)
+redis.call('ZADD', p .. ':scheduled', due, id)
 return 1
-)lua"};
+)lua");
+const RedisScript kReschedule{kRescheduleText};
 
 // Moves the scheduled jobs that are due (at most ARGV[2]) to their streams: a first attempt as
-// ready, a retry as it was. A job gone (finished by a second run) or dead only leaves the set.
+// ready, a retry as it was, its entry saying its attempts so far (for claim()). A job gone
+// (finished by a second run) or dead only leaves the set.
 // Returns how long until the next is due, in ms (0: more are due now; -1: none is scheduled).
 const std::string kPromoteText = releasing(R"lua(
 local p = ARGV[1]
@@ -242,9 +247,12 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, AR
   redis.call('ZREM', set, id)
   local job = p .. ':job:' .. id
   local state = redis.call('HGET', job, 'state')
-  if state == 'scheduled' or state == 'retry' then
-    if state == 'scheduled' then redis.call('HSET', job, 'state', 'ready') end
+  if state == 'scheduled' then
+    redis.call('HSET', job, 'state', 'ready')
     redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id)
+  elseif state == 'retry' then
+    redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id,
+               'attempts', redis.call('HGET', job, 'attempts'))
   end
 end
 local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
@@ -560,12 +568,14 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         throw JournalUnavailable(e.what());
     }
     const auto now = unix_now_ms();
-    for (const auto& job : jobs) {
-        if (job.run_at_ms > now || job.delay_ms > 0) promote_by(first_due_ms(job, now));
-    }
     std::lock_guard lock(mutex_);
-    for (const auto id : ids) {
-        if (id != kDuplicate) holding_.insert(id);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] == kDuplicate) continue;
+        holding_.insert(ids[i]);
+        // The feed looks when it is due, from its release on (the response may outlast a delay).
+        if (jobs[i].run_at_ms > now || jobs[i].delay_ms > 0) {
+            timed_.emplace(ids[i], std::pair(jobs[i].run_at_ms, jobs[i].delay_ms));
+        }
     }
     commits_in_flight_.erase(in_flight);
     return ids;
@@ -681,8 +691,14 @@ void RedisJobStore::save_unsent(Write write) {
 void RedisJobStore::release(std::span<const std::int64_t> ids) {
     if (ids.empty()) return;
     {
+        const auto now = unix_now_ms();
         std::lock_guard lock(mutex_);
-        for (const auto id : ids) holding_.erase(id);
+        for (const auto id : ids) {
+            holding_.erase(id);
+            if (auto timed = timed_.extract(id)) {
+                promote_by(std::max(timed.mapped().first, now + timed.mapped().second));
+            }
+        }
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
@@ -695,6 +711,7 @@ void RedisJobStore::drop_held(std::int64_t id, const char* key_action) {
     {
         std::lock_guard lock(mutex_);
         holding_.erase(id);
+        timed_.erase(id);
     }
     std::vector<std::string> args{options_.prefix, options_.instance, std::to_string(id),
                                   key_action};
@@ -717,8 +734,11 @@ void RedisJobStore::complete(std::int64_t id) {
     write_or_save({{id}, &kComplete, std::move(args)});
 }
 
+// The due time goes as a backoff from now: the server scores it by its own clock, one clock
+// for every instance.
 void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
                                std::string error) {
+    const auto now = unix_now_ms();
     std::optional<Taken> taken;
     {
         std::lock_guard lock(mutex_);
@@ -730,7 +750,7 @@ void RedisJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t 
                                   taken ? taken->entry : std::string(),
                                   std::to_string(id),
                                   std::to_string(attempts),
-                                  std::to_string(run_at_ms),
+                                  std::to_string(std::max<std::int64_t>(0, run_at_ms - now)),
                                   std::move(error)};
     write_or_save({{id}, &kReschedule, std::move(args)});
     promote_by(run_at_ms);
@@ -852,8 +872,12 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
         for (std::size_t e = 0; e < reply_size(list); ++e) {
             const auto* entry = reply_element(list, e);
             const auto* fields = reply_element(entry, 1);
+            const auto before = reply_size(fields) >= 4
+                                    ? redis_integer(reply_string(reply_element(fields, 3)))
+                                    : 0;
             entries.push_back({reply_string(reply_element(fields, 1)),
-                               {kind, reply_string(reply_element(entry, 0))}});
+                               {kind, reply_string(reply_element(entry, 0)),
+                                static_cast<unsigned>(before)}});
         }
         if (entries.size() > first) {
             // Optional: the entries are taken now, so a failure here must not lose them; their
@@ -870,14 +894,16 @@ std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::siz
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         auto& job = jobs[i];
         job.resumed = true;  // its consumer died: perhaps running it
-        // Each delivery but this claim may have been an attempt, the first of a fresh job
-        // included, which records nothing: the death in it counts too.
+        // Each delivery but this claim may have been an attempt (after those the entry's job
+        // had made before it), the first of a fresh job or of a retry included, which records
+        // nothing: the death in it counts too.
         const auto entry = std::ranges::find(entries, std::to_string(job.id),
                                              [](const auto& e) { return e.first; });
         if (entry == entries.end()) continue;
         const auto delivered = deliveries[{entry->second.kind, entry->second.entry}];
-        if (delivered > 1 && static_cast<unsigned>(delivered - 1) > job.attempts) {
-            job.attempts = static_cast<unsigned>(delivered - 1);
+        const auto died = entry->second.attempts_before + static_cast<unsigned>(delivered - 1);
+        if (delivered > 1 && died > job.attempts) {
+            job.attempts = died;
             job.last_error = died_during(job.attempts);
         }
     }
@@ -1116,6 +1142,7 @@ std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
     std::lock_guard lock(mutex_);
     return {{"taken", taken_.size()},
             {"holding", holding_.size()},
+            {"timed", timed_.size()},
             {"stranded", stranded_.size()},
             {"commits_in_flight", commits_in_flight_.size()},
             {"unsent", unsent_.size()},

@@ -8,7 +8,7 @@
 // and runs what it takes; a finished job is acknowledged and deleted with its hash, a dead one
 // goes to the dead stream with its last error. A failed attempt's job, and one released with a
 // time ahead (DurableOptions::delay, run_at), wait in a sorted set scored by their due time;
-// every instance moves those due to their streams (promote()), so a retry runs on whichever
+// every instance moves those due to their streams (promote_due()), so a retry runs on whichever
 // instance is free then, not on the one that failed it.
 //
 // An instance beats (a key that expires after claim_after). When it stops beating, any other
@@ -37,6 +37,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crosstown/detail/log_throttle.hpp"
@@ -142,6 +143,9 @@ class RedisJobStore final : public JobStore {
     struct Taken {
         std::string kind;
         std::string entry;  // the stream entry's id
+        // The job's attempts when the entry was added (a retry's entry says; else 0): each
+        // delivery of the entry but the last may have been one more, ended by a death.
+        unsigned attempts_before = 0;
     };
     // A write after the response, with the jobs it is about: a write waits behind unsent ones
     // only when they share a job. Each ends the jobs here (a release, a completion, a retry
@@ -188,7 +192,10 @@ class RedisJobStore final : public JobStore {
     mutable std::mutex mutex_;
     mutable std::vector<RedisConnection> idle_;  // guarded by mutex_
     std::map<std::int64_t, Taken> taken_;        // guarded by mutex_; running here
-    std::set<std::int64_t> holding_;   // guarded by mutex_; held, their response in progress
+    std::set<std::int64_t> holding_;  // guarded by mutex_; held, their response in progress
+    // guarded by mutex_; held jobs with a run_at or a delay (unix ms, ms), by id: at their
+    // release the feed is told when they are due
+    std::map<std::int64_t, std::pair<std::int64_t, std::int64_t>> timed_;
     std::set<std::int64_t> stranded_;  // guarded by mutex_; held, not holding_, at the last look
     std::uint64_t beats_ = 0;          // guarded by mutex_; looks for stranded jobs so far
     // guarded by mutex_; commits between their start and holding_, by the looks before them
