@@ -26,7 +26,10 @@ int main(int argc, char** argv) {
                          "and demonstrations)"},
                         {"call-backoff",
                          "durable calls: the wait before a failed call's second attempt, then "
-                         "doubling (default 200ms; tests make failed calls wait longer)"}}};
+                         "doubling (default 200ms; tests make failed calls wait longer)"},
+                        {"call-rate",
+                         "durable calls: at most N starts a second, across every instance "
+                         "sharing a Redis journal, as N or N/BURST (default: no limit)"}}};
     const auto parsed = crosstown::parse_server_config(argc, argv, program);
     if (!parsed.config) return parsed.exit_code;
 
@@ -35,7 +38,11 @@ int main(int argc, char** argv) {
     const auto& options = server.config().app_options;
     std::optional<fcgi_app::Witness> witness;
     auto call_backoff = std::chrono::milliseconds(200);
+    crosstown::JobRate call_rate;
     try {
+        if (const auto it = options.find("call-rate"); it != options.end()) {
+            call_rate = fcgi_app::parse_rate(it->second);
+        }
         witness.emplace(options.contains("witness") ? options.find("witness")->second : "");
         if (const auto it = options.find("call-backoff"); it != options.end()) {
             call_backoff = crosstown::parse_duration(it->second);
@@ -44,12 +51,15 @@ int main(int argc, char** argv) {
     } catch (const std::system_error& e) {
         std::fprintf(stderr, "fcgi_app: %s\n", e.what());
         return 2;
+    } catch (const fcgi_app::BadRate& e) {
+        std::fprintf(stderr, "fcgi_app: --call-rate: %s\n", e.what());
+        return 2;
     } catch (const std::invalid_argument& e) {
         std::fprintf(stderr, "fcgi_app: --call-backoff: %s\n", e.what());
         return 2;
     }
     if (server.config().journal.enabled()) {
-        fcgi_app::define_place_call(server.jobs(), ledger, *witness, call_backoff);
+        fcgi_app::define_place_call(server.jobs(), ledger, *witness, call_backoff, call_rate);
     }
     const fcgi_app::App app{ledger, server.config().limits.max_deferred_per_request,
                             [&server] { return server.metrics(); },

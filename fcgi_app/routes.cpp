@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/deferred/response_outcome.hpp>
@@ -230,8 +231,29 @@ void place_durable_call(CallLedger& ledger, const Witness& witness, const crosst
 
 }  // namespace
 
+crosstown::JobRate parse_rate(std::string_view text) {
+    const auto slash = text.find('/');
+    const auto number = [&](std::string_view part, double& out) {
+        const auto [end, error] = std::from_chars(part.data(), part.data() + part.size(), out);
+        return error == std::errc{} && end == part.data() + part.size();
+    };
+    double per_second = 0;
+    double burst = 0;
+    if (!number(text.substr(0, slash), per_second) || per_second <= 0 || per_second > 1e6) {
+        throw BadRate(
+            fmt::format("'{}': expected N or N/BURST, N above 0 (starts a second)", text));
+    }
+    if (slash == std::string_view::npos) {
+        burst = std::ceil(per_second);
+    } else if (!number(text.substr(slash + 1), burst) || burst < 1 || burst > 1e6 ||
+               burst != std::floor(burst)) {
+        throw BadRate(fmt::format("'{}': BURST must be a whole number, at least 1", text));
+    }
+    return {per_second, static_cast<unsigned>(burst)};
+}
+
 void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness,
-                       std::chrono::milliseconds backoff) {
+                       std::chrono::milliseconds backoff, crosstown::JobRate rate) {
     kinds.define(
         "place-call",
         {.max_attempts = 5,
@@ -240,7 +262,8 @@ void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Wit
          .timeout = std::chrono::seconds(70),
          // No limit of its own: a fan-out of calls may use the whole pool, as the
          // in-memory calls do.
-         .concurrency = 0},
+         .concurrency = 0,
+         .rate = rate},
         [&ledger, &witness](const crosstown::Job& job, std::stop_token stop) {
             place_durable_call(ledger, witness, job, std::move(stop));
         });

@@ -24,7 +24,9 @@
 #include <crosstown/jobs/job_kinds.hpp>
 #include <cstddef>
 #include <functional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "call_ledger.hpp"
 #include "witness.hpp"
@@ -43,8 +45,17 @@ void add_routes(crosstown::Router& router, const App& app);
 
 // The durable kind behind POST /calls?durable=1: a simulated phone call that reports to the
 // ledger (while the batch is known to this process) and, once placed, to the witness.
-// `backoff`: before a failed call's second attempt (then doubling, up to 5 s or `backoff`).
+// `backoff`: before a failed call's second attempt (then doubling, up to 5 s or `backoff`);
+// `rate`: how fast calls may start (JobKindOptions::rate).
 void define_place_call(crosstown::JobKinds& kinds, CallLedger& ledger, const Witness& witness,
-                       std::chrono::milliseconds backoff);
+                       std::chrono::milliseconds backoff, crosstown::JobRate rate = {});
+
+// --call-rate's value: "N" or "N/BURST" (N starts a second, above 0; BURST at least 1, by
+// default N rounded up). Throws BadRate saying what is wrong.
+class BadRate : public std::invalid_argument {
+  public:
+    using std::invalid_argument::invalid_argument;
+};
+crosstown::JobRate parse_rate(std::string_view text);
 
 }  // namespace fcgi_app

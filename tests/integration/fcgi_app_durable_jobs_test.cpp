@@ -418,6 +418,17 @@ Refusal start_on(const TempDir& dir, const std::string& journal) {
     return {code.value_or(-1), app.output()};
 }
 
+TEST(JournalFaults, ABadCallRateIsRefusedWithExit2NamingTheOption) {
+    TempDir dir("crosstown-dj");
+    for (const std::string bad : {"0", "fast", "50/0", "50/2.5"}) {
+        ChildProcess app({fcgi_app_path(), "--listen", dir / "refused.sock", "--journal",
+                          dir / "jobs.db", "--call-rate", bad},
+                         dir / "refused.log");
+        EXPECT_EQ(app.wait(15s), 2) << bad;
+        EXPECT_THAT(app.output(), HasSubstr("--call-rate")) << bad;
+    }
+}
+
 TEST(JournalFaults, ACorruptFileIsRefusedWithExit2NamingIt) {
     TempDir dir("crosstown-dj");
     const auto journal = dir / "jobs.db";

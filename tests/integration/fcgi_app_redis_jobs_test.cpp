@@ -298,6 +298,37 @@ TEST(RedisJobs, ARetryAfterKillNineBetweenHoldAndResponsePlacesEachCallOnce) {
     EXPECT_EQ(calls, (std::set<long>{1, 2, 3, 4, 5}));
 }
 
+// 200 calls of a kind limited to 50 starts a second with a burst of 10, spread over two
+// instances sharing the bucket in Redis: 10 at once, then 190 at 50 a second, so 3.8 s from the
+// first start to the last (3.6 to 5 s allowed); each instance alone at the full rate would take
+// half that.
+TEST(RedisJobs, ARateLimitHoldsAcrossInstances) {
+    const std::vector<std::string> rate{"--call-rate", "50/10"};
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("one", redis.unix_address(), rate);
+    stack.start_app("two", redis.unix_address(), rate);
+    stack.start_nginx({"one", "two"});
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(stack.post_calls(50, 0).status, 202);
+    ASSERT_TRUE(
+        eventually([&] { return read_witness(stack.witness()).size() == 200; }, 5s + kPatience))
+        << read_witness(stack.witness()).size() << " placed\n"
+        << stack.app("one").output();
+    std::vector<std::int64_t> starts;
+    std::set<pid_t> pids;
+    for (const auto& p : read_witness(stack.witness())) {
+        starts.push_back(p.started_ns);
+        pids.insert(p.pid);
+    }
+    std::ranges::sort(starts);
+    const auto spread = std::chrono::nanoseconds(starts.back() - starts.front());
+    EXPECT_GE(spread, 3600ms);
+    EXPECT_LE(spread, 5s);
+    std::cout << "[ figures ] 200 calls at 50/s (burst 10) over two instances: "
+              << std::chrono::duration<double>(spread).count() << " s from first to last start\n";
+    EXPECT_EQ(pids.size(), 2U) << "one instance ran every call: the test shows no sharing";
+}
+
 TEST(RedisJobs, AWebInstanceRunsNothingAndAWorkerWithoutASocketDrainsTheBacklog) {
     RedisServer redis;
     RedisStack stack;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <crosstown/jobs/job_kinds.hpp>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -37,6 +38,10 @@ TEST(JobKinds, DefineRefusesWhatCannotRun) {
     EXPECT_THAT(refusal({.max_backoff = JobKindOptions::kLongest + 1ms}), HasSubstr("max_backoff"));
     EXPECT_THAT(refusal({.unique_for = -1ms}), HasSubstr("unique_for"));
     EXPECT_THAT(refusal({.unique_for = JobKindOptions::kLongest + 1ms}), HasSubstr("unique_for"));
+    EXPECT_THAT(refusal({.rate = {.per_second = -1}}), HasSubstr("rate"));
+    EXPECT_THAT(refusal({.rate = {.per_second = 5, .burst = 0}}), HasSubstr("rate"));
+    EXPECT_THAT(refusal({.rate = {.per_second = std::numeric_limits<double>::quiet_NaN()}}),
+                HasSubstr("rate"));
     EXPECT_TRUE(kinds.empty()) << "a refused kind was defined all the same";
     kinds.define("k", {}, noop);
     EXPECT_THROW(kinds.define("k", {}, noop), std::invalid_argument);

@@ -434,5 +434,30 @@ TYPED_TEST(JobRunnerOnEachStore, EveryAttemptSeesItsRequestsTraceContextAndItsLo
         << ::testing::PrintToString(logs.lines());
 }
 
+// A kind with a rate of 20 starts a second (a burst of 5) starts 25 jobs over at least a
+// second: 5 at once, then one every 50 ms, on every store (on Redis through one bucket in the
+// server). The jobs above the rate wait without a worker: nothing runs while some still wait.
+TYPED_TEST(JobRunnerOnEachStore, AKindsRateSpreadsItsStartsAndHoldsNoWorkerWhileTheyWait) {
+    constexpr int kJobs = 25;
+    auto& attempts = this->attempts;
+    this->kinds.define("metered", {.rate = {.per_second = 20, .burst = 5}},
+                       [&](const Job& job, std::stop_token) { attempts.add(job); });
+    this->start();
+    this->run("metered", kJobs);
+    ASSERT_TRUE(test::eventually([&] {
+        const auto report = this->runner().report().at(0);
+        const auto done = this->runner().totals().succeeded;
+        return report.running == 0 && done >= 5 && done < kJobs;
+    })) << "no moment with jobs left and none running";
+    ASSERT_TRUE(test::eventually([&] { return this->runner().totals().succeeded == kJobs; },
+                                 2s + test::kPatience));
+    auto seen = attempts.list();
+    std::ranges::sort(seen, {}, &test::Seen::at);
+    const auto spread = seen.back().at - seen.front().at;
+    // (25 - 5) starts at 20 a second: a second at the least (a clock's grain less).
+    EXPECT_GE(spread, 1s - 5ms);
+    EXPECT_LT(spread, 1s + 1s) << "far slower than the rate";
+}
+
 }  // namespace
 }  // namespace crosstown

@@ -23,6 +23,13 @@ namespace crosstown {
 
 using JobHandler = std::function<void(const Job&, std::stop_token)>;
 
+// At most `per_second` starts a second on average, and `burst` at once after a quiet spell (a
+// token bucket). per_second 0: no limit.
+struct JobRate {
+    double per_second = 0;
+    unsigned burst = 1;
+};
+
 struct JobKindOptions {
     // The longest timeout, backoff, max_backoff or unique_for that define() takes: 30 days.
     static constexpr std::chrono::milliseconds kLongest{30LL * 24 * 3'600'000};
@@ -36,6 +43,11 @@ struct JobKindOptions {
     unsigned concurrency = 0;
     // How long a job's unique key (DurableOptions::unique_key) stays taken after it finished.
     std::chrono::milliseconds unique_for{24LL * 3'600'000};
+    // Jobs of the kind start at most at this rate (a third-party API's limit): across every
+    // instance sharing a Redis journal, in the process with SQLite or in memory. A job above
+    // the rate waits in the store or in its kind's line, not in a worker, and does not fail.
+    // Jobs taken over from a dead Redis instance start at once.
+    JobRate rate{};
 };
 
 struct JobKind {

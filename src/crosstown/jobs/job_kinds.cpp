@@ -28,6 +28,13 @@ void JobKinds::define(std::string name, JobKindOptions options, JobHandler handl
     check("backoff", options.backoff, std::chrono::milliseconds(1));
     check("max_backoff", options.max_backoff, options.backoff);
     check("unique_for", options.unique_for, std::chrono::milliseconds(0));
+    if (!(options.rate.per_second >= 0 && options.rate.per_second <= 1e6) ||
+        options.rate.burst == 0) {
+        throw std::invalid_argument(fmt::format(
+            "JobKinds::define: kind '{}': rate must be 0 to 1000000 per second with a burst of "
+            "at least 1, not {}/s with a burst of {}",
+            name, options.rate.per_second, options.rate.burst));
+    }
     if (kinds_.contains(name)) {
         throw std::invalid_argument(
             fmt::format("JobKinds::define: kind '{}' is defined twice", name));

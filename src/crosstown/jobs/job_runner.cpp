@@ -63,14 +63,29 @@ void add(std::atomic<std::uint64_t>& counter, std::int64_t n = 1) {
 
 struct JobRunner::KindState {
     const JobKind* kind;
-    unsigned running = 0;       // guarded by the runner's mutex_
-    unsigned stuck = 0;         // guarded by the runner's mutex_
-    std::deque<Entry> waiting;  // guarded by the runner's mutex_
+    // The kind's rate, kept here (a shared store keeps it for every instance instead).
+    bool rate_here = false;
+    double tokens = 0;             // guarded by the runner's mutex_
+    Clock::time_point refilled{};  // guarded by the runner's mutex_
+    unsigned running = 0;          // guarded by the runner's mutex_
+    unsigned stuck = 0;            // guarded by the runner's mutex_
+    std::deque<Entry> waiting;     // guarded by the runner's mutex_
     std::atomic<std::uint64_t> enqueued{0}, replayed{0}, received{0}, succeeded{0}, retried{0},
         dead{0}, skipped{0}, deduplicated{0}, outstanding{0};
 
     bool has_turn() const {
         return kind->options.concurrency == 0 || running < kind->options.concurrency;
+    }
+    // Takes a start from the kind's rate, when it has one here: false while none is left.
+    bool take_token(Clock::time_point now) {
+        if (!rate_here) return true;
+        const auto& rate = kind->options.rate;
+        const std::chrono::duration<double> elapsed = now - refilled;
+        tokens = std::min<double>(rate.burst, tokens + elapsed.count() * rate.per_second);
+        refilled = now;
+        if (tokens < 1) return false;
+        tokens -= 1;
+        return true;
     }
     JobCounts counts() const {
         const auto load = [](const auto& a) { return a.load(std::memory_order_relaxed); };
@@ -104,6 +119,9 @@ JobRunner::JobRunner(const JobKinds& kinds, JobStore& store, Pool& pool)
     for (const auto& name : kinds_.names()) {
         auto state = std::make_unique<KindState>();
         state->kind = kinds_.find(name);
+        state->rate_here = state->kind->options.rate.per_second > 0 && !store_.shared();
+        state->tokens = state->kind->options.rate.burst;
+        state->refilled = Clock::now();
         states_.emplace(name, std::move(state));
     }
     clock_ = std::jthread([this](std::stop_token stop) { clock_loop(std::move(stop)); });
@@ -320,7 +338,7 @@ void JobRunner::launch_when_due(Entry entry, Clock::time_point due, std::vector<
 }
 
 // To the pool now, or to the back of its kind's line: behind others of the kind (order), while
-// the kind is at its concurrency, or while the pool's queue is full (spilled).
+// the kind is at its concurrency or above its rate, or while the pool's queue is full (spilled).
 void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     if (stopping_) return;  // stays in the journal: kept
     if (entry.suspect) {
@@ -331,7 +349,7 @@ void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     }
     auto& state = state_of(entry.job.kind);
     if (isolating() || !state.waiting.empty() || !state.has_turn() ||
-        !pool_.has_room_for(to_pool.size() + 1)) {
+        !pool_.has_room_for(to_pool.size() + 1) || !state.take_token(Clock::now())) {
         state.waiting.push_back(std::move(entry));
         ++waiting_jobs_;
         wake_clock_by(Clock::now() + kSpillPoll);  // it polls for room while jobs wait
@@ -344,8 +362,9 @@ void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
 // Under mutex_: the kind's waiting jobs, in order, as far as its concurrency and the pool's
 // queue let them start, unless suspects are being run alone.
 void JobRunner::launch_waiting(KindState& state, std::vector<Entry>& to_pool) {
+    const auto now = Clock::now();
     while (!isolating() && !state.waiting.empty() && state.has_turn() &&
-           pool_.has_room_for(to_pool.size() + 1)) {
+           pool_.has_room_for(to_pool.size() + 1) && state.take_token(now)) {
         ++state.running;
         to_pool.push_back(std::move(state.waiting.front()));
         state.waiting.pop_front();

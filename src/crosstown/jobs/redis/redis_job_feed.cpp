@@ -93,10 +93,40 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // read blocks as usual, so that the feed does not spin against the server.
     const auto until_beat =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
+    // A kind with a rate takes no more than its rate grants now; with none left it is not read
+    // until the next start is there.
+    std::map<std::string, std::size_t> granted;
+    auto until_start = kLongestBlock;
+    for (auto it = openings.begin(); it != openings.end();) {
+        const auto& rate = runner_.kinds().find(it->first)->options.rate;
+        if (rate.per_second <= 0) {
+            ++it;
+            continue;
+        }
+        const auto starts = store_.take_starts(it->first, rate, it->second);
+        until_start = std::min(until_start, std::max(starts.wait, std::chrono::milliseconds(1)));
+        if (starts.granted == 0) {
+            it = openings.erase(it);
+            continue;
+        }
+        it->second = granted[it->first] = starts.granted;
+        ++it;
+    }
+    if (openings.empty()) {
+        nap(stop, std::min({Clock::duration(until_start), Clock::duration(until_beat),
+                            Clock::duration(until_promote)}));
+        return;
+    }
     const auto block = claimed ? std::chrono::milliseconds(0)
                                : std::clamp(std::min(until_beat, until_promote),
                                             std::chrono::milliseconds(1), kLongestBlock);
-    runner_.receive(store_.take(openings, block));
+    auto jobs = store_.take(openings, block);
+    for (auto& [kind, n] : granted) {
+        const auto got = std::ranges::count(jobs, kind, &StoredJob::kind);
+        store_.give_back_starts(kind, runner_.kinds().find(kind)->options.rate,
+                                n - static_cast<std::size_t>(got));
+    }
+    runner_.receive(std::move(jobs));
 }
 
 }  // namespace crosstown

@@ -235,6 +235,36 @@ return 1
 )lua");
 const RedisScript kReschedule{kRescheduleText};
 
+// A kind's rate across every instance: a token bucket in "<prefix>:rate:<kind>" (tokens, and
+// the server's time in ms when they were counted), refilled by the server's clock. Grants up
+// to ARGV[4] starts; returns {granted, ms until the next token}. ARGV: key, starts per ms,
+// burst, wanted. The key expires once a full bucket would be back.
+constexpr RedisScript kTakeTokens{R"lua(
+local rate, burst, want = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', ARGV[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', ARGV[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', ARGV[1], math.ceil(burst / rate) + 1000)
+local wait = 0
+if tokens < 1 then wait = math.ceil((1 - tokens) / rate) end
+return {granted, wait}
+)lua"};
+
+// Gives back starts a take did not use (fewer jobs were there than granted). ARGV: key, n,
+// burst.
+constexpr RedisScript kReturnTokens{R"lua(
+local tokens = tonumber(redis.call('HGET', ARGV[1], 'tokens'))
+if not tokens then return 0 end
+redis.call('HSET', ARGV[1], 'tokens', math.min(tonumber(ARGV[3]), tokens + tonumber(ARGV[2])))
+return 1
+)lua"};
+
 // Moves the scheduled jobs that are due (at most ARGV[2]) to their streams: a first attempt as
 // ready, a retry as it was, its entry saying its attempts so far (for claim()). A job gone
 // (finished by a second run) or dead only leaves the set.
@@ -768,6 +798,24 @@ std::chrono::milliseconds RedisJobStore::promote_due() {
     const auto after = unix_now_ms();
     if (next.integer() >= 0) promote_by(after + next.integer());
     return std::chrono::milliseconds(std::max<std::int64_t>(0, next_promote_ms_.load() - after));
+}
+
+RedisJobStore::Starts RedisJobStore::take_starts(const std::string& kind, const JobRate& rate,
+                                                 std::size_t wanted) {
+    const std::vector<std::string> args{key("rate:" + kind),
+                                        fmt::format("{}", rate.per_second / 1000),
+                                        std::to_string(rate.burst), std::to_string(wanted)};
+    const auto reply = lease()->eval(kTakeTokens, args);
+    return {static_cast<std::size_t>(reply_integer(reply.element(0))),
+            std::chrono::milliseconds(reply_integer(reply.element(1)))};
+}
+
+void RedisJobStore::give_back_starts(const std::string& kind, const JobRate& rate,
+                                     std::size_t unused) {
+    if (unused == 0) return;
+    const std::vector<std::string> args{key("rate:" + kind), std::to_string(unused),
+                                        std::to_string(rate.burst)};
+    lease()->eval(kReturnTokens, args);
 }
 
 void RedisJobStore::promote_by(std::int64_t due_ms) {
