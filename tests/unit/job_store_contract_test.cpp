@@ -61,6 +61,9 @@ class MemoryBackend {
     std::vector<StoredJob> resume() { return store_.live_jobs(); }
     std::uint64_t revive(std::optional<std::int64_t> id) { return store_.revive(id); }
     std::uint64_t purge_dead() { return store_.purge_dead(); }
+    std::uint64_t cancel(std::optional<std::int64_t> id, std::optional<std::string> kind) {
+        return store_.cancel(id, kind);
+    }
 
   private:
     MemoryJobStore store_;
@@ -104,6 +107,13 @@ class SqliteBackend {
         writer_->flush();
         writer_.reset();
         const auto n = SqliteJobAdmin(path_, true).purge_dead();
+        writer_.emplace(test::open_rw(path_));
+        return n;
+    }
+    std::uint64_t cancel(std::optional<std::int64_t> id, std::optional<std::string> kind) {
+        writer_->flush();
+        writer_.reset();
+        const auto n = SqliteJobAdmin(path_, true).cancel(id, kind);
         writer_.emplace(test::open_rw(path_));
         return n;
     }
@@ -157,6 +167,10 @@ class RedisBackend {
     }
     std::uint64_t purge_dead() {
         return RedisJobAdmin(server_.unix_address(), options("admin")).purge_dead();
+    }
+    // Beside the running instances.
+    std::uint64_t cancel(std::optional<std::int64_t> id, std::optional<std::string> kind) {
+        return RedisJobAdmin(server_.unix_address(), options("admin")).cancel(id, kind);
     }
 
   private:
@@ -232,6 +246,28 @@ TYPED_TEST(JobStoreContract, APayloadKeepsEveryByte) {
     const auto jobs = this->backend.run(ids);
     ASSERT_EQ(jobs.size(), 2U);
     for (const auto& job : jobs) EXPECT_EQ(job.payload, job.id == ids[0] ? bytes : "");
+}
+
+// Cancel takes a job by id, or every job of a kind, that is ready, running or waiting for a
+// retry, and leaves dead jobs and other kinds alone; a cancelled job's unique key is free.
+TYPED_TEST(JobStoreContract, CancelRemovesLiveJobsByIdOrKindAndFreesTheirKeys) {
+    const auto ids = this->commit({"ready", "retrying", "dead"});
+    const NewJob other{"other", "p", "req-1"};
+    const auto other_id = this->backend.store().commit(std::span(&other, 1)).at(0);
+    const auto keyed = this->commit_unique("order-9");
+    this->backend.run({ids[0], ids[1], ids[2], keyed});
+    this->backend.hand_over({other_id});
+    auto& store = this->backend.store();
+    store.reschedule(ids[1], 1, unix_ms_now() + 60'000, "try later");
+    store.bury(ids[2], 1, "gave up");
+    store.flush();
+    EXPECT_EQ(this->backend.cancel(ids[0], std::nullopt), 1U);
+    EXPECT_EQ(this->backend.cancel(ids[2], std::nullopt), 0U) << "a dead job";
+    EXPECT_EQ(this->backend.cancel(std::nullopt, "k"), 2U) << "the retrying one and the keyed one";
+    std::set<std::int64_t> left;
+    for (const auto& row : this->backend.list()) left.insert(row.job.id);
+    EXPECT_EQ(left, (std::set<std::int64_t>{ids[2], other_id}));
+    EXPECT_GT(this->commit_unique("order-9"), 0) << "the cancelled job's key is still taken";
 }
 
 // A job keeps its request's trace context to every process that runs it: the one that took it,

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -178,12 +179,32 @@ TEST_F(JobsCommand, PurgeDeadDeletesTheDead) {
     for (const auto& job : left) EXPECT_NE(job.state, JobState::dead);
 }
 
+// The ready and retrying jobs of a kind go; dead ones stay. A job that is not there is an
+// error naming it.
+TEST_F(JobsCommand, CancelDeletesLiveJobsByIdOrKind) {
+    auto r = jobs({"cancel", std::to_string(ready_), "--journal", path_});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("1 jobs cancelled"));
+    r = jobs({"cancel", "--kind", "place-call", "--journal", path_});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("1 jobs cancelled")) << "the retrying call; not the dead one";
+    r = jobs({"cancel", std::to_string(dead_), "--journal", path_});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_THAT(r.err, HasSubstr("job " + std::to_string(dead_)));
+    std::set<std::int64_t> left;
+    for (const auto& job : stored(path_)) left.insert(job.id);
+    EXPECT_EQ(left.size(), 3U);
+    EXPECT_FALSE(left.contains(ready_));
+    EXPECT_FALSE(left.contains(retry_));
+}
+
 TEST_F(JobsCommand, RetryAndPurgeAreRefusedWhileALiveProcessOwnsTheJournal) {
     auto owner = JournalOwner::acquire(path_);
     const auto pid = "pid " + std::to_string(getpid());
     for (const auto& r : {jobs({"retry", "--dead", "--journal", path_}),
                           jobs({"retry", std::to_string(dead_), "--journal", path_}),
-                          jobs({"purge", "--dead", "--journal", path_})}) {
+                          jobs({"purge", "--dead", "--journal", path_}),
+                          jobs({"cancel", "--kind", "email", "--journal", path_})}) {
         EXPECT_EQ(r.code, 1);
         EXPECT_THAT(r.err, AllOf(HasSubstr("refused"), HasSubstr(pid), HasSubstr(path_)));
         EXPECT_EQ(r.out, "");
@@ -210,6 +231,10 @@ TEST_F(JobsCommand, UsageErrorsExitTwoWithAMessageAndTheUsage) {
         {{"retry", "seven", "--journal", x}, "retry: 'seven' is not a job id"},
         {{"retry", "0", "--journal", x}, "retry: '0' is not a job id"},
         {{"purge", "--journal", x}, "purge takes --dead"},
+        {{"cancel", "--journal", x}, "cancel takes a job id or --kind KIND"},
+        {{"cancel", "7", "--kind", "k", "--journal", x}, "cancel takes a job id or --kind KIND"},
+        {{"cancel", "seven", "--journal", x}, "cancel: 'seven' is not a job id"},
+        {{"list", "--kind", "k", "--journal", x}, "--kind is for cancel"},
         {{"frobnicate", "--journal", x}, "no command 'frobnicate'"},
         {{"list", "--verbose", "--journal", x}, "unexpected '--verbose'"},
     };

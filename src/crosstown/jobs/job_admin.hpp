@@ -41,6 +41,11 @@ class JobAdmin {
     virtual std::uint64_t revive(std::optional<std::int64_t> id) = 0;
     // Deletes the dead jobs; how many.
     virtual std::uint64_t purge_dead() = 0;
+    // Deletes the job `id`, or every job of `kind`, that is ready, scheduled or waiting for a
+    // retry (not dead, not held for a response); its unique key is free again. One running now
+    // finishes its attempt and is not retried. How many.
+    virtual std::uint64_t cancel(std::optional<std::int64_t> id,
+                                 const std::optional<std::string>& kind) = 0;
     // Lines about the store itself that `stats` adds (Redis: each stream's entries).
     virtual std::vector<std::string> details() { return {}; }
     // When revived jobs run, for the operator.

@@ -131,6 +131,25 @@ std::uint64_t MemoryJobStore::revive(std::optional<std::int64_t> id) {
     return revived;
 }
 
+std::uint64_t MemoryJobStore::cancel(std::optional<std::int64_t> id,
+                                     const std::optional<std::string>& kind) {
+    std::uint64_t cancelled = 0;
+    std::lock_guard lock(mutex_);
+    const auto now = unix_now_ms();
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+        const auto& job = it->second;
+        if (job.state == JobState::dead || (id && *id != it->first) ||
+            (kind && *kind != job.kind)) {
+            ++it;
+            continue;
+        }
+        finish_key(it->first, now, true);
+        it = jobs_.erase(it);
+        ++cancelled;
+    }
+    return cancelled;
+}
+
 std::uint64_t MemoryJobStore::purge_dead() {
     std::lock_guard lock(mutex_);
     return static_cast<std::uint64_t>(std::erase_if(

@@ -41,6 +41,8 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     std::vector<AdminJob> list(bool dead_only) override;
     std::uint64_t revive(std::optional<std::int64_t> id) override;
     std::uint64_t purge_dead() override;
+    std::uint64_t cancel(std::optional<std::int64_t> id,
+                         const std::optional<std::string>& kind) override;
     std::string_view revived_run() const override { return "a runner that takes over runs them"; }
 
     // Every job that is not dead, oldest first: what a journal would replay.

@@ -25,8 +25,11 @@ constexpr std::string_view kUsage = R"(Usage: {0} COMMAND --journal PATH|ADDRESS
   stats             jobs by kind and state; safe while the server runs
   retry ID|--dead   make a dead job (or every dead job) ready again, with its attempts reset
   purge --dead      delete the dead jobs
-With a SQLite journal (a file), retry and purge are refused while a live process owns it:
-stop it first. With a Redis journal (redis://HOST:PORT[/DB] or unix:///PATH[?db=N]) every
+  cancel ID|--kind KIND
+                    delete a job (or every job of a kind) that is ready, scheduled or waiting
+                    for a retry; one running now finishes its attempt and is not retried
+With a SQLite journal (a file), retry, purge and cancel are refused while a live process owns
+it: stop it first. With a Redis journal (redis://HOST:PORT[/DB] or unix:///PATH[?db=N]) every
 command is safe beside running instances, which take revived jobs at once; the server's
 --journal-prefix and --journal-password-file (or CROSSTOWN_REDIS_PASSWORD) apply.
 )";
@@ -40,6 +43,7 @@ struct Arguments {
     std::string journal;
     bool dead = false;
     std::optional<std::int64_t> id;
+    std::optional<std::string> kind;  // cancel --kind
     RedisJournalOptions redis;
 };
 
@@ -64,15 +68,18 @@ Arguments parse(int argc, const char* const argv[]) {
             args.redis.prefix = std::move(*prefix);
         } else if (auto file = option("--journal-password-file", i, argc, argv)) {
             args.redis.password_file = std::move(*file);
+        } else if (auto kind = option("--kind", i, argc, argv)) {
+            args.kind = std::move(*kind);
         } else if (arg == "--dead") {
             args.dead = true;
         } else if (args.command.empty() && !arg.starts_with("-")) {
             args.command = arg;
-        } else if (args.command == "retry" && !args.id && !arg.starts_with("-")) {
+        } else if ((args.command == "retry" || args.command == "cancel") && !args.id &&
+                   !arg.starts_with("-")) {
             std::int64_t id = 0;
             const auto [end, error] = std::from_chars(arg.data(), arg.data() + arg.size(), id);
             if (error != std::errc{} || end != arg.data() + arg.size() || id <= 0) {
-                throw Usage(fmt::format("retry: '{}' is not a job id", arg));
+                throw Usage(fmt::format("{}: '{}' is not a job id", args.command, arg));
             }
             args.id = id;
         } else {
@@ -85,6 +92,10 @@ Arguments parse(int argc, const char* const argv[]) {
         throw Usage("retry takes a job id or --dead");
     }
     if (args.command == "purge" && !args.dead) throw Usage("purge takes --dead");
+    if (args.command == "cancel" && args.id.has_value() == args.kind.has_value()) {
+        throw Usage("cancel takes a job id or --kind KIND");
+    }
+    if (args.kind && args.command != "cancel") throw Usage("--kind is for cancel");
     return args;
 }
 
@@ -157,9 +168,22 @@ int retry(JobAdmin& admin, const Arguments& args, std::string_view program, std:
     return 0;
 }
 
+int cancel(JobAdmin& admin, const Arguments& args, std::string_view program, std::ostream& out,
+           std::ostream& err) {
+    const auto n = admin.cancel(args.id, args.kind);
+    if (args.id && n == 0) {
+        fmt::print(err, "{}: cancel: job {} is not in {}, or dead, or held for a response still\n",
+                   program, *args.id, args.journal);
+        return 2;
+    }
+    fmt::print(out, "{} jobs cancelled\n", n);
+    return 0;
+}
+
 // One path for every store: the admin knows what its store allows.
 int run(const Arguments& args, std::string_view program, std::ostream& out, std::ostream& err) {
-    const bool change = args.command == "retry" || args.command == "purge";
+    const bool change =
+        args.command == "retry" || args.command == "purge" || args.command == "cancel";
     std::unique_ptr<JobAdmin> admin;
     try {
         admin = open_job_admin(args.journal, args.redis, change);
@@ -173,6 +197,8 @@ int run(const Arguments& args, std::string_view program, std::ostream& out, std:
         stats(*admin, out);
     } else if (args.command == "retry") {
         return retry(*admin, args, program, out, err);
+    } else if (args.command == "cancel") {
+        return cancel(*admin, args, program, out, err);
     } else {
         fmt::print(out, "{} dead jobs deleted\n", admin->purge_dead());
     }
@@ -192,7 +218,8 @@ int jobs_command(int argc, const char* const argv[], std::string_view program, s
     try {
         const auto args = parse(argc, argv);
         const bool known = args.command == "list" || args.command == "stats" ||
-                           args.command == "retry" || args.command == "purge";
+                           args.command == "retry" || args.command == "purge" ||
+                           args.command == "cancel";
         if (!known) throw Usage(fmt::format("no command '{}'", args.command));
         return run(args, program, out, err);
     } catch (const Usage& e) {

@@ -27,6 +27,19 @@ if redis.call('HGET', job, 'state') ~= 'dead' then return 0 end
 return redis.call('DEL', job)
 )lua"};
 
+// Not a dead job, nor one held for a response (its instance releases it in a moment). Its
+// unique key, if it still names the job, is free again.
+constexpr RedisScript kCancel{R"lua(
+local p, id = ARGV[1], ARGV[2]
+local job = p .. ':job:' .. id
+local state = redis.call('HGET', job, 'state')
+if not state or state == 'dead' or state == 'held' then return 0 end
+redis.call('ZREM', p .. ':scheduled', id)
+local key = redis.call('HGET', job, 'unique')
+if key and redis.call('GET', key) == id then redis.call('DEL', key) end
+return redis.call('DEL', job)
+)lua"};
+
 RedisConnection connect(const std::string& address, const RedisJournalOptions& options) {
     try {
         return RedisConnection::open(RedisAddress::parse(address),
@@ -103,6 +116,25 @@ std::uint64_t RedisJobAdmin::revive(std::optional<std::int64_t> id) {
             connection_.eval(kRevive, std::vector{options_.prefix, one}).integer());
     }
     return revived;
+}
+
+std::uint64_t RedisJobAdmin::cancel(std::optional<std::int64_t> id,
+                                    const std::optional<std::string>& kind) {
+    std::vector<std::string> ids;
+    if (id && !kind) {
+        ids.push_back(std::to_string(*id));
+    } else {
+        for (const auto& row : list(false)) {
+            if ((id && row.job.id != *id) || (kind && row.job.kind != *kind)) continue;
+            ids.push_back(std::to_string(row.job.id));
+        }
+    }
+    std::uint64_t cancelled = 0;
+    for (const auto& one : ids) {
+        cancelled += static_cast<std::uint64_t>(
+            connection_.eval(kCancel, std::vector{options_.prefix, one}).integer());
+    }
+    return cancelled;
 }
 
 std::uint64_t RedisJobAdmin::purge_dead() {

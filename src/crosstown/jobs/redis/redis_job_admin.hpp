@@ -27,6 +27,10 @@ class RedisJobAdmin final : public JobAdmin {
     std::uint64_t revive(std::optional<std::int64_t> id) override;
     // The dead stream goes too.
     std::uint64_t purge_dead() override;
+    // Safe beside running instances: the job's hash goes (and its place in the scheduled set),
+    // so an instance that takes its stream entry drops it, and one running it writes no retry.
+    std::uint64_t cancel(std::optional<std::int64_t> id,
+                         const std::optional<std::string>& kind) override;
     // "stream KIND: N entries, M taken and not finished", a line per kind.
     std::vector<std::string> details() override;
     std::string_view revived_run() const override { return "running instances take them now"; }

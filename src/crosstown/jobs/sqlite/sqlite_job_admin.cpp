@@ -39,4 +39,9 @@ std::uint64_t SqliteJobAdmin::revive(std::optional<std::int64_t> id) { return jo
 
 std::uint64_t SqliteJobAdmin::purge_dead() { return journal_.purge_dead(); }
 
+std::uint64_t SqliteJobAdmin::cancel(std::optional<std::int64_t> id,
+                                     const std::optional<std::string>& kind) {
+    return journal_.cancel(id, kind);
+}
+
 }  // namespace crosstown

@@ -20,6 +20,8 @@ class SqliteJobAdmin final : public JobAdmin {
     std::vector<AdminJob> list(bool dead_only) override;
     std::uint64_t revive(std::optional<std::int64_t> id) override;
     std::uint64_t purge_dead() override;
+    std::uint64_t cancel(std::optional<std::int64_t> id,
+                         const std::optional<std::string>& kind) override;
     std::string_view revived_run() const override { return "they run at the next start"; }
 
   private:

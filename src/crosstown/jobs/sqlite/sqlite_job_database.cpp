@@ -520,6 +520,35 @@ std::uint64_t SqliteJobDatabase::revive(std::optional<std::int64_t> id) {
     return static_cast<std::uint64_t>(sqlite3_changes(db_));
 }
 
+std::uint64_t SqliteJobDatabase::cancel(std::optional<std::int64_t> id,
+                                        const std::optional<std::string>& kind) {
+    std::uint64_t cancelled = 0;
+    exec("BEGIN IMMEDIATE");
+    try {
+        Statement keys(
+            db_,
+            "DELETE FROM unique_keys WHERE job_id IN (SELECT id FROM jobs WHERE "
+            "state != 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR kind = ?2))");
+        Statement jobs(db_,
+                       "DELETE FROM jobs WHERE state != 'dead' AND (?1 IS NULL OR id = ?1) AND "
+                       "(?2 IS NULL OR kind = ?2)");
+        for (auto* s : {&keys, &jobs}) {
+            if (id) s->bind(1, *id);
+            if (kind) s->bind(2, std::string_view(*kind));
+            s->step();
+        }
+        cancelled = static_cast<std::uint64_t>(sqlite3_changes(db_));
+        exec("COMMIT");
+    } catch (const JournalError&) {
+        rollback();
+        throw;
+    } catch (const std::exception& e) {
+        rollback();
+        fail(e.what());
+    }
+    return cancelled;
+}
+
 std::uint64_t SqliteJobDatabase::purge_dead() {
     exec("DELETE FROM jobs WHERE state = 'dead'");
     return static_cast<std::uint64_t>(sqlite3_changes(db_));

@@ -82,6 +82,8 @@ class SqliteJobDatabase {
     std::uint64_t revive(std::optional<std::int64_t> id);
     // Deletes the dead jobs; how many.
     std::uint64_t purge_dead();
+    // JobAdmin::cancel, with the file owned by nobody else.
+    std::uint64_t cancel(std::optional<std::int64_t> id, const std::optional<std::string>& kind);
 
   private:
     SqliteJobDatabase(std::string path, sqlite3* db);
