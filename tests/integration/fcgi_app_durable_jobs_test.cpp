@@ -374,12 +374,7 @@ TEST(DurableJobs, ARetryAfterKillNineBetweenCommitAndResponsePlacesEachCallOnce)
     TempDir dir("crosstown-dj");
     NginxStack stack(durable_args(dir));
     FastCgiConnection fastcgi(stack.socket());
-    const Params post{{"REQUEST_METHOD", "POST"},
-                      {"DOCUMENT_URI", "/calls"},
-                      {"QUERY_STRING", "durable=1&count=5&latency_ms=0&pad_kb=4096"},
-                      {"HTTP_IDEMPOTENCY_KEY", "after-a-crash"},
-                      {"CONTENT_LENGTH", "0"}};
-    ASSERT_TRUE(fastcgi.send_request(post));
+    post_calls_and_hold_the_answer(fastcgi, "after-a-crash");
     ASSERT_TRUE(eventually([&] { return journal_ids(dir / "jobs.db").size() == 5; }))
         << "the calls were never committed\n"
         << stack.app().output();

@@ -261,12 +261,7 @@ TEST(RedisJobs, ARetryAfterKillNineBetweenHoldAndResponsePlacesEachCallOnce) {
     stack.start_nginx({"two"});
     auto client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
     FastCgiConnection fastcgi(stack.socket_of("one"));
-    const Params post{{"REQUEST_METHOD", "POST"},
-                      {"DOCUMENT_URI", "/calls"},
-                      {"QUERY_STRING", "durable=1&count=5&latency_ms=0&pad_kb=4096"},
-                      {"HTTP_IDEMPOTENCY_KEY", "after-a-crash"},
-                      {"CONTENT_LENGTH", "0"}};
-    ASSERT_TRUE(fastcgi.send_request(post));
+    post_calls_and_hold_the_answer(fastcgi, "after-a-crash");
     ASSERT_TRUE(eventually([&] {
         return client.command({"SCARD", "crosstown:held:one"}).integer() == 5;
     })) << "the calls were never held\n"

@@ -22,6 +22,7 @@
 #include "support/app_under_test.hpp"
 #include "support/calls_load.hpp"
 #include "support/eventually.hpp"
+#include "support/fastcgi_client.hpp"
 #include "support/nginx_stack.hpp"
 
 namespace crosstown::test {
@@ -75,6 +76,19 @@ inline nlohmann::json wait_for_batch(const NginxStack& stack, const std::string&
                                      std::chrono::milliseconds limit) {
     return wait_for_batch(stack, batch, limit,
                           [](const nlohmann::json& status) { return status["pending"] == 0; });
+}
+
+// Sends POST /calls?durable=1&count=5, keyed by `idempotency_key`, straight to an app's socket
+// with an answer of 4 MiB that `fastcgi` never reads: the calls are committed and the response
+// (and FCGX_Finish_r) is held back, the window between commit and response kept open.
+inline void post_calls_and_hold_the_answer(FastCgiConnection& fastcgi,
+                                           const std::string& idempotency_key) {
+    const Params post{{"REQUEST_METHOD", "POST"},
+                      {"DOCUMENT_URI", "/calls"},
+                      {"QUERY_STRING", "durable=1&count=5&latency_ms=0&pad_kb=4096"},
+                      {"HTTP_IDEMPOTENCY_KEY", idempotency_key},
+                      {"CONTENT_LENGTH", "0"}};
+    ASSERT_TRUE(fastcgi.send_request(post));
 }
 
 // The same POST /calls?durable=1&count=5 sent with one Idempotency-Key three times in a row
