@@ -62,6 +62,13 @@ class RedisStack {
         stack_.start_app(name, std::move(args));
     }
     void start_nginx(const std::vector<std::string>& upstream) { stack_.start_nginx(upstream); }
+    // Instances "one" and "two", both with `more`, behind one nginx upstream.
+    void start_two_behind_nginx(const std::string& redis,
+                                const std::vector<std::string>& more = {}) {
+        start_app("one", redis, more);
+        start_app("two", redis, more);
+        start_nginx({"one", "two"});
+    }
 
     HttpReply post_calls(int count, int latency_ms, const std::string& query = {}) const {
         return http(port(), "POST",
@@ -158,9 +165,7 @@ TEST(RedisJobs, AcceptedCallsArePlacedAndTheSummaryAddsUp) {
 TEST(RedisJobs, RetriesWithOneIdempotencyKeyPlaceEachCallOnceAcrossInstances) {
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address());
-    stack.start_app("two", redis.unix_address());
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address());
     post_calls_with_one_idempotency_key(stack.port());
     ASSERT_TRUE(eventually([&] { return read_witness(stack.witness()).size() >= 10; }))
         << stack.app("one").output() << stack.app("two").output();
@@ -228,9 +233,7 @@ TEST(RedisJobs, DelayedCallsStartTheirDelayAfterTheResponseOnEitherInstance) {
     constexpr auto kDelay = 2s;
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address());
-    stack.start_app("two", redis.unix_address());
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address());
     const auto sent = std::chrono::steady_clock::now();
     const auto reply = stack.post_calls(4, 0, "&delay_ms=2000");
     const auto answered = std::chrono::steady_clock::now();
@@ -303,9 +306,7 @@ TEST(RedisJobs, ARateLimitHoldsAcrossInstances) {
     const std::vector<std::string> rate{"--call-rate", "50/10"};
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address(), rate);
-    stack.start_app("two", redis.unix_address(), rate);
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address(), rate);
     for (int i = 0; i < 4; ++i) ASSERT_EQ(stack.post_calls(50, 0).status, 202);
     ASSERT_TRUE(
         eventually([&] { return read_witness(stack.witness()).size() == 200; }, 5s + kPatience))
@@ -333,9 +334,7 @@ TEST(RedisJobs, ARateLimitHoldsAcrossInstances) {
 TEST(RedisJobs, CancelBesideRunningInstancesStopsScheduledCallsAndRetries) {
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address());
-    stack.start_app("two", redis.unix_address());
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address());
     auto client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
     ASSERT_EQ(stack.post_calls(3, 0, "&delay_ms=3000").status, 202);
     const auto posted = std::chrono::steady_clock::now();
@@ -409,9 +408,7 @@ TEST(RedisJobs, KillNineOfOneInstanceLosesNoAcceptedCallAndOnlyInFlightOnesRunTw
     const std::vector<std::string> backoff{"--call-backoff", "10s"};
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address(), backoff);
-    stack.start_app("two", redis.unix_address(), backoff);
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address(), backoff);
     auto redis_client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
     const auto load_started = std::chrono::steady_clock::now();
     CallsLoad load(stack.port(), {.clients = 8,
@@ -515,9 +512,7 @@ TEST(RedisJobs, AJobThatCrashesItsInstanceGoesDeadAndEveryOtherCallIsPlaced) {
     constexpr int kMaxAttempts = 5;  // place-call's
     RedisServer redis;
     RedisStack stack;
-    stack.start_app("one", redis.unix_address());
-    stack.start_app("two", redis.unix_address());
-    stack.start_nginx({"one", "two"});
+    stack.start_two_behind_nginx(redis.unix_address());
     std::vector<CallsLoad::Accepted> accepted;
     const auto post_ordinary = [&] {
         const auto reply = stack.post_calls(3, 100);
