@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -555,6 +556,55 @@ TYPED_TEST(JobStoreContract, AScheduledJobOutlivesItsProcessWithItsTime) {
     EXPECT_EQ(row->job.run_at_ms, due);
     EXPECT_EQ(row->job.payload, "later");
     EXPECT_NE(row->state, "dead");
+}
+
+// The census counts what the store keeps, by state: a store that runs its own jobs cannot tell
+// a taken job from one waiting (both are ready there; the runner tells them apart), a shared
+// one can. The dead are listed the last to die first, and a revived job is no longer dead.
+TYPED_TEST(JobStoreContract, ACensusCountsJobsByStateAndListsTheLatestDead) {
+    const bool shared = this->backend.store().shared();
+    const auto ids = this->commit({"runs", "retries", "dies-first", "dies-last"});
+    this->backend.run(ids);
+    this->backend.hand_over(this->commit({"waits-1", "waits-2"}));
+    NewJob later{"k", "later", "req-1"};
+    later.run_at_ms = unix_ms_now() + 3'600'000;
+    this->backend.hand_over(this->backend.store().commit(std::span(&later, 1)));
+    this->backend.store().reschedule(ids[1], 1, unix_ms_now() + 60'000, "503");
+    this->backend.store().bury(ids[2], 5, "first death");
+    std::this_thread::sleep_for(5ms);  // a later death, by the store's clock too
+    this->backend.store().bury(ids[3], 4, "last death");
+    this->backend.store().flush();
+
+    const auto census = this->backend.store().census(10);
+    ASSERT_EQ(census.kinds.size(), 1U);
+    const auto& k = census.kinds[0];
+    EXPECT_EQ(k.kind, "k");
+    EXPECT_EQ(k.ready + k.running, 3U) << "the taken job and the two waiting";
+    EXPECT_EQ(k.running, shared ? 1U : 0U);
+    EXPECT_EQ(k.scheduled, 1U);
+    EXPECT_EQ(k.retrying, 1U);
+    EXPECT_EQ(k.dead, 2U);
+    EXPECT_GT(k.oldest_ready_ms, unix_ms_now() - 60'000);
+    EXPECT_LE(k.oldest_ready_ms, unix_ms_now());
+    EXPECT_FALSE(census.partial);
+    ASSERT_EQ(census.latest_dead.size(), 2U);
+    EXPECT_EQ(census.latest_dead[0].id, ids[3]);
+    EXPECT_EQ(census.latest_dead[0].kind, "k");
+    EXPECT_EQ(census.latest_dead[0].attempts, 4U);
+    EXPECT_EQ(census.latest_dead[0].last_error, "last death");
+    EXPECT_EQ(census.latest_dead[0].request_id, "req-1");
+    EXPECT_EQ(census.latest_dead[1].id, ids[2]);
+    EXPECT_GT(census.latest_dead[0].run_at_ms, census.latest_dead[1].run_at_ms)
+        << "a dead job's run_at is when it died";
+    EXPECT_EQ(this->backend.store().census(1).latest_dead.size(), 1U);
+
+    ASSERT_EQ(this->backend.revive(ids[2]), 1U);
+    const auto after = this->backend.store().census(10);
+    ASSERT_EQ(after.kinds.size(), 1U);
+    EXPECT_EQ(after.kinds[0].dead, 1U);
+    EXPECT_EQ(after.kinds[0].ready + after.kinds[0].running, 4U);
+    ASSERT_EQ(after.latest_dead.size(), 1U);
+    EXPECT_EQ(after.latest_dead[0].id, ids[3]);
 }
 
 }  // namespace

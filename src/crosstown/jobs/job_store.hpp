@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "crosstown/jobs/job_census.hpp"
 #include "crosstown/jobs/stored_job.hpp"
 
 namespace crosstown {
@@ -69,6 +70,11 @@ class JobStore {
     virtual void start(JobRunner& runner, bool take) = 0;
     virtual void stop_taking() {}
     virtual std::uint64_t close() = 0;
+    // Counts what the store keeps, by kind and state, with the `latest_dead` last to die
+    // (JobCensus). A query of its own (SQLite: a read-only connection, one pass over the
+    // table; Redis: one script), for the status page's sampler, never on a request's path.
+    // Throws JournalError when the store cannot be read.
+    virtual JobCensus census(std::size_t latest_dead) const = 0;
     // What the store keeps in memory about jobs in flight, by name, each bounded by what is in
     // flight, never by what has ever run: all zero once the store is idle. For tests and the
     // soak of a long-lived process.

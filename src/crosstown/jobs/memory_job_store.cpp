@@ -1,5 +1,8 @@
 #include "crosstown/jobs/memory_job_store.hpp"
 
+#include <algorithm>
+#include <functional>
+
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/job_runner.hpp"
 
@@ -93,10 +96,41 @@ void MemoryJobStore::bury(std::int64_t id, unsigned attempts, std::string error)
     std::lock_guard lock(mutex_);
     const auto it = jobs_.find(id);
     if (it == jobs_.end()) return;
+    const auto now = unix_now_ms();
     it->second.state = JobState::dead;
     it->second.attempts = attempts;
+    it->second.run_at_ms = now;  // when it died
     it->second.last_error = std::move(error);
-    finish_key(id, unix_now_ms(), false);
+    finish_key(id, now, false);
+}
+
+JobCensus MemoryJobStore::census(std::size_t latest_dead) const {
+    const auto now = unix_now_ms();
+    std::map<std::string, KindCensus, std::less<>> kinds;
+    std::vector<StoredJob> dead;
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, job] : jobs_) {
+        auto& kind = kinds[job.kind];
+        kind.kind = job.kind;
+        if (job.state == JobState::dead) {
+            ++kind.dead;
+            dead.push_back(job);
+        } else if (job.run_at_ms > now) {
+            ++(job.state == JobState::retry ? kind.retrying : kind.scheduled);
+        } else {
+            ++kind.ready;
+            const auto since = std::max(job.run_at_ms, job.enqueued_ms);
+            if (kind.oldest_ready_ms == 0 || since < kind.oldest_ready_ms) {
+                kind.oldest_ready_ms = since;
+            }
+        }
+    }
+    std::ranges::sort(dead, std::greater<>{},
+                      [](const StoredJob& job) { return std::pair(job.run_at_ms, job.id); });
+    if (dead.size() > latest_dead) dead.resize(latest_dead);
+    JobCensus census{.latest_dead = std::move(dead)};
+    for (auto& [name, kind] : kinds) census.kinds.push_back(std::move(kind));
+    return census;
 }
 
 void MemoryJobStore::record_attempt(std::int64_t id, unsigned attempt) {
@@ -119,12 +153,13 @@ std::vector<AdminJob> MemoryJobStore::list(bool dead_only) {
 
 std::uint64_t MemoryJobStore::revive(std::optional<std::int64_t> id) {
     std::uint64_t revived = 0;
+    const auto now = unix_now_ms();
     std::lock_guard lock(mutex_);
     for (auto& [key, job] : jobs_) {
         if (job.state != JobState::dead || (id && *id != key)) continue;
         job.state = JobState::ready;
         job.attempts = 0;
-        job.run_at_ms = 0;
+        job.run_at_ms = now;
         job.last_error.clear();
         ++revived;
     }

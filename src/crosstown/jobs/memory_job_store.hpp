@@ -37,6 +37,7 @@ class MemoryJobStore final : public JobStore, public JobAdmin {
     void start(JobRunner& runner, bool take) override;
     std::uint64_t close() override { return 0; }  // every write is done when it returns
     std::map<std::string, std::size_t> bookkeeping() const override;
+    JobCensus census(std::size_t latest_dead) const override;
 
     std::vector<AdminJob> list(bool dead_only) override;
     std::uint64_t revive(std::optional<std::int64_t> id) override;

@@ -200,7 +200,9 @@ redis.call('XDEL', stream, ARGV[4])
 redis.call('ZREM', p .. ':scheduled', id)
 local state = redis.call('HGET', p .. ':job:' .. id, 'state')
 if state and state ~= 'dead' then
-  redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6], 'last_error', ARGV[7])
+  local t = redis.call('TIME')
+  redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6],
+             'last_error', ARGV[7], 'run_at_ms', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   redis.call('XADD', p .. ':dead', '*', 'id', id, 'kind', kind, 'error', ARGV[7])
   local key = redis.call('HGET', p .. ':job:' .. id, 'unique')
   if key and redis.call('GET', key) == id then
@@ -290,6 +292,78 @@ if #first == 0 then return -1 end
 return math.max(0, tonumber(first[2]) - now)
 )lua");
 const RedisScript kPromote{kPromoteText};
+
+// JobStore::census for every instance, in one script. Per kind (ARGV[5..]): ready are the
+// stream's entries no consumer has taken, running those taken and not finished, and the oldest
+// ready is the first entry after the group's last delivered one (an entry id starts with the
+// server's ms when it was added: released, promoted or revived). Scheduled and retrying jobs are
+// counted from the scheduled set, the soonest due first, and the dead from the dead stream (a
+// job revived and dead again is there twice), the latest first, each up to ARGV[3]; the first
+// ARGV[4] dead found are returned whole. ARGV: prefix, group, limit, latest, kinds...
+// Returns {partial, number of kinds, kinds..., dead jobs...}: a kind as {kind, ready, running,
+// scheduled, retrying, dead, oldest ready ms}, a dead job as {id, kind, attempts, last_error, request_id,
+// run_at_ms, enqueued_ms, trace_parent}.
+constexpr RedisScript kCensus{R"lua(
+local p, group, limit, latest = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local counts, order, partial = {}, {}, 0
+local function of(kind)
+  if not counts[kind] then
+    counts[kind] = {kind, 0, 0, 0, 0, 0, 0}
+    order[#order + 1] = kind
+  end
+  return counts[kind]
+end
+for i = 5, #ARGV do
+  local c = of(ARGV[i])
+  local stream = p .. ':stream:' .. ARGV[i]
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if groups['err'] then groups = {} end
+  for _, g in ipairs(groups) do
+    local f = {}
+    for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+    if f['name'] == group then
+      c[3] = f['pending']
+      c[2] = math.max(0, redis.call('XLEN', stream) - f['pending'])
+      if c[2] > 0 then
+        local first = redis.call('XRANGE', stream, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
+        if #first > 0 then c[7] = tonumber(string.match(first[1][1], '^(%d+)')) end
+      end
+    end
+  end
+end
+local set = p .. ':scheduled'
+if redis.call('ZCARD', set) > limit then partial = 1 end
+for _, id in ipairs(redis.call('ZRANGE', set, 0, limit - 1)) do
+  local f = redis.call('HMGET', p .. ':job:' .. id, 'kind', 'state')
+  if f[1] then
+    local c = of(f[1])
+    if f[2] == 'retry' then c[5] = c[5] + 1 elseif f[2] == 'scheduled' then c[4] = c[4] + 1 end
+  end
+end
+local dead, seen = {}, {}
+local entries = redis.call('XREVRANGE', p .. ':dead', '+', '-', 'COUNT', limit)
+if #entries == limit and redis.call('XLEN', p .. ':dead') > limit then partial = 1 end
+for _, entry in ipairs(entries) do
+  local id = entry[2][2]
+  if not seen[id] then
+    seen[id] = true
+    local f = redis.call('HMGET', p .. ':job:' .. id, 'kind', 'state', 'attempts', 'last_error',
+                         'request_id', 'run_at_ms', 'enqueued_ms', 'trace_parent')
+    if f[2] == 'dead' then
+      local c = of(f[1])
+      c[6] = c[6] + 1
+      if #dead < latest then
+        dead[#dead + 1] = {id, f[1], f[3] or '0', f[4] or '', f[5] or '', f[6] or '0',
+                           f[7] or '0', f[8] or ''}
+      end
+    end
+  end
+end
+local out = {partial, #order}
+for _, kind in ipairs(order) do out[#out + 1] = counts[kind] end
+for _, job in ipairs(dead) do out[#out + 1] = job end
+return out
+)lua"};
 
 // Attempt ARGV[3] of a job that exists and is not dead starts: what stays if its process dies.
 constexpr RedisScript kRecordAttempt{R"lua(
@@ -1166,6 +1240,50 @@ RedisJournalFigures RedisJobStore::figures() const {
             orphans_released_.load(std::memory_order_relaxed),
             failed_commands_.load(std::memory_order_relaxed),
             round_trips_.load(std::memory_order_relaxed), unwritten.size()};
+}
+
+JobCensus RedisJobStore::census(std::size_t latest_dead) const {
+    std::vector<std::string> args{options_.prefix, std::string(kGroup),
+                                  std::to_string(kCensusLimit), std::to_string(latest_dead)};
+    args.insert(args.end(), kinds_.begin(), kinds_.end());
+    const auto reply = lease()->eval(kCensus, args);
+    const auto* r = reply.get();
+    const auto text = [&](const redisReply* row, std::size_t i) {
+        return reply_string(reply_element(row, i));
+    };
+    const auto number = [&](const redisReply* row, std::size_t i) {
+        return reply_integer(reply_element(row, i));
+    };
+    JobCensus census{.partial = number(r, 0) != 0};
+    const auto kinds = static_cast<std::size_t>(number(r, 1));
+    for (std::size_t i = 2; i < reply_size(r); ++i) {
+        const auto* row = reply_element(r, i);
+        if (i < 2 + kinds) {
+            const auto count = [&](std::size_t j) {
+                return static_cast<std::uint64_t>(number(row, j));
+            };
+            census.kinds.push_back({.kind = text(row, 0),
+                                    .ready = count(1),
+                                    .running = count(2),
+                                    .scheduled = count(3),
+                                    .retrying = count(4),
+                                    .dead = count(5),
+                                    .oldest_ready_ms = number(row, 6)});
+            continue;
+        }
+        census.latest_dead.push_back({.id = redis_integer(text(row, 0)),
+                                      .kind = text(row, 1),
+                                      .request_id = text(row, 4),
+                                      .trace_parent = text(row, 7),
+                                      .attempts =
+                                          static_cast<unsigned>(redis_integer(text(row, 2))),
+                                      .state = JobState::dead,
+                                      .enqueued_ms = redis_integer(text(row, 6)),
+                                      .run_at_ms = redis_integer(text(row, 5)),
+                                      .last_error = text(row, 3)});
+    }
+    std::ranges::sort(census.kinds, {}, &KindCensus::kind);
+    return census;
 }
 
 std::vector<RedisStreamFigures> RedisJobStore::streams() const {

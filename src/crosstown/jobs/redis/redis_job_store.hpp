@@ -104,6 +104,9 @@ class RedisJobStore final : public JobStore {
     // Stops the feed, then leave(); logs and returns the releases and finishes still unsent.
     std::uint64_t close() override;
     std::map<std::string, std::size_t> bookkeeping() const override;
+    // Every instance's jobs (see JobCensus), counting up to kCensusLimit scheduled and dead ones.
+    JobCensus census(std::size_t latest_dead) const override;
+    static constexpr std::size_t kCensusLimit = 1000;
 
     // For the feed, from one thread. New jobs of the kinds with openings (kind -> how many),
     // waiting up to `block` for some (0: not at all). Throws JournalError.

@@ -8,6 +8,8 @@
 
 #include <utility>
 
+#include "crosstown/detail/unix_time.hpp"
+
 namespace crosstown {
 namespace {
 
@@ -199,8 +201,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
                             "last_error = ?4 WHERE id = ?1"},
                            {db,
-                            "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3 "
-                            "WHERE id = ?1"},
+                            "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3, "
+                            "run_at = ?4 WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET attempts = ?2, last_error = ?3 "
                             "WHERE id = ?1 AND state != 'dead'"},
@@ -445,7 +447,7 @@ void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_vie
                              std::int64_t now_ms) {
     auto& s = statements_->bury;
     try {
-        s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).run();
+        s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).bind(4, now_ms).run();
     } catch (const std::exception& e) {
         s.reset();
         fail(e.what());
@@ -463,14 +465,14 @@ void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {
     }
 }
 
-std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where) {
+std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where, std::string_view order) {
     std::vector<StoredJob> jobs;
     try {
         // A journal read as it is may be older than the trace_parent column.
         Statement s(db_, fmt::format("SELECT id, kind, payload, request_id, attempts, state, "
                                      "enqueued_at, run_at, coalesce(last_error, ''), {} FROM jobs "
-                                     "{} ORDER BY id",
-                                     schema_ >= 3 ? "trace_parent" : "''", where)
+                                     "{} {}",
+                                     schema_ >= 3 ? "trace_parent" : "''", where, order)
                              .c_str());
         while (s.step()) {
             jobs.push_back({.id = s.integer(0),
@@ -512,10 +514,43 @@ SqliteJobDatabaseStats SqliteJobDatabase::stats() {
     return stats;
 }
 
+// One pass over the table: every kind's states, then the latest dead by the time they died.
+JobCensus SqliteJobDatabase::census(std::int64_t now_ms, std::size_t latest_dead) {
+    JobCensus census;
+    try {
+        Statement s(db_,
+                    "SELECT kind, "
+                    "sum(state != 'dead' AND run_at <= ?1), "
+                    "sum(state = 'ready' AND run_at > ?1), "
+                    "sum(state = 'retry' AND run_at > ?1), "
+                    "sum(state = 'dead'), "
+                    "min(CASE WHEN state != 'dead' AND run_at <= ?1 "
+                    "THEN max(run_at, enqueued_at) END) "
+                    "FROM jobs GROUP BY kind ORDER BY kind");
+        s.bind(1, now_ms);
+        while (s.step()) {
+            const auto count = [&](int column) {
+                return static_cast<std::uint64_t>(s.integer(column));
+            };
+            census.kinds.push_back({.kind = s.text(0),
+                                    .ready = count(1),
+                                    .scheduled = count(2),
+                                    .retrying = count(3),
+                                    .dead = count(4),
+                                    .oldest_ready_ms = s.integer(5)});
+        }
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+    census.latest_dead = select("WHERE state = 'dead'",
+                                fmt::format("ORDER BY run_at DESC, id DESC LIMIT {}", latest_dead));
+    return census;
+}
+
 std::uint64_t SqliteJobDatabase::revive(std::optional<std::int64_t> id) {
     const auto sql = fmt::format(
-        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = 0 WHERE state = 'dead'{}",
-        id ? fmt::format(" AND id = {}", *id) : "");
+        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = {} WHERE state = 'dead'{}",
+        detail::unix_now_ms(), id ? fmt::format(" AND id = {}", *id) : "");
     exec(sql.c_str());
     return static_cast<std::uint64_t>(sqlite3_changes(db_));
 }

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crosstown/jobs/job_census.hpp"
 #include "crosstown/jobs/journal_config.hpp"
 #include "crosstown/jobs/journal_error.hpp"
 #include "crosstown/jobs/stored_job.hpp"
@@ -78,6 +79,9 @@ class SqliteJobDatabase {
     std::vector<StoredJob> live_jobs();
     std::vector<StoredJob> list(std::optional<JobState> only = std::nullopt);
     SqliteJobDatabaseStats stats();
+    // JobStore::census as this file knows it: due jobs are all ready (nothing marks a job as
+    // running), and a dead job's run_at is when it died.
+    JobCensus census(std::int64_t now_ms, std::size_t latest_dead);
     // Makes dead jobs ready again with their attempts reset (one id, or all when empty); how many.
     std::uint64_t revive(std::optional<std::int64_t> id);
     // Deletes the dead jobs; how many.
@@ -94,7 +98,7 @@ class SqliteJobDatabase {
     void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;
     void check_identity(Access access);
-    std::vector<StoredJob> select(const std::string& where);
+    std::vector<StoredJob> select(const std::string& where, std::string_view order = "ORDER BY id");
 
     std::string path_;
     JournalSync sync_ = JournalSync::normal;

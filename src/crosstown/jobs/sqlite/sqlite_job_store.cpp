@@ -327,6 +327,17 @@ SqliteJobStore::BatchSizes SqliteJobStore::batch_sizes() const {
     return sizes;
 }
 
+// A connection of its own, opened at the first census: WAL lets it read beside the writer, and
+// the writer never waits for it.
+JobCensus SqliteJobStore::census(std::size_t latest_dead) const {
+    std::lock_guard lock(census_mutex_);
+    if (!census_reader_) {
+        census_reader_.emplace(SqliteJobDatabase::open(path_, JournalSync::normal,
+                                                       SqliteJobDatabase::Access::read_only));
+    }
+    return census_reader_->census(detail::unix_now_ms(), latest_dead);
+}
+
 std::map<std::string, std::size_t> SqliteJobStore::bookkeeping() const {
     std::lock_guard lock(mutex_);
     return {{"changes", changes_.size()}, {"tickets", tickets_.size()}};

@@ -72,6 +72,7 @@ class SqliteJobStore final : public JobStore {
     // Flushes; logs and returns unwritten_finishes().
     std::uint64_t close() override;
     std::map<std::string, std::size_t> bookkeeping() const override;
+    JobCensus census(std::size_t latest_dead) const override;
 
     const std::string& path() const override { return path_; }
     // From commit() to its transaction's end, and jobs per transaction.
@@ -111,6 +112,9 @@ class SqliteJobStore final : public JobStore {
     std::atomic<std::uint64_t> failed_{0};
     // While the disk stays full the writer retries every 100 ms: one log line per 5 s is enough.
     detail::LogThrottle failure_log_{std::chrono::seconds(5)};
+
+    mutable std::mutex census_mutex_;
+    mutable std::optional<SqliteJobDatabase> census_reader_;  // guarded by census_mutex_
 
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;
