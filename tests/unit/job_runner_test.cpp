@@ -898,6 +898,46 @@ TEST(JobRunner, ReportGivesEachKindsCounts) {
     EXPECT_EQ(&h.runner.store(), &h.writer);
 }
 
+// With a store that runs its own jobs, the census moves what this process runs from ready to
+// running, takes the lag from the kind's line, and names every kind defined, jobs or not.
+TEST(JobRunner, TheCensusTellsRunningFromReadyAndTheLagFromTheLine) {
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate gate;
+    kinds.define("one-at-a-time", {.concurrency = 1},
+                 [&](const Job&, std::stop_token) { gate.wait(); });
+    kinds.define("idle", {}, [](const Job&, std::stop_token) {});
+    Harness h(kinds, dir / "jobs.db");
+    h.run(kinds, "one-at-a-time", 3);
+    h.writer.flush();
+    ASSERT_TRUE(test::eventually([&] {
+        auto reports = h.runner.report();
+        return h.report_of(reports, "one-at-a-time").waiting == 2;
+    }));
+    std::this_thread::sleep_for(50ms);  // the line's lag
+    const auto census = h.runner.census(5);
+    gate.open();
+    ASSERT_EQ(census.kinds.size(), 2U);
+    const auto& busy = census.kinds[1];
+    EXPECT_EQ(busy.kind, "one-at-a-time");
+    EXPECT_EQ(busy.running, 1U);
+    EXPECT_EQ(busy.ready, 2U);
+    const auto unix_now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    EXPECT_LE(busy.oldest_ready_ms, unix_now - 50);
+    EXPECT_GT(busy.oldest_ready_ms, unix_now - 60'000);
+    EXPECT_EQ(census.kinds[0].kind, "idle");
+    EXPECT_EQ(census.kinds[0].ready + census.kinds[0].running, 0U);
+    EXPECT_EQ(census.kinds[0].oldest_ready_ms, 0);
+
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
+    h.writer.flush();
+    const auto after = h.runner.census(5);
+    EXPECT_EQ(after.kinds[1].ready + after.kinds[1].running, 0U);
+    EXPECT_EQ(after.kinds[1].oldest_ready_ms, 0) << "no lag once nothing waits";
+}
+
 TEST(JobCounts, SummaryNamesEveryCountAndAddsUp) {
     JobCounts a{1, 2, 3, 4, 5, 6, 7, 8, 9};
     EXPECT_EQ(a.summary(),

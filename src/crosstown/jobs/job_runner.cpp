@@ -7,6 +7,7 @@
 
 #include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/detail/thread_name.hpp"
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/observe/log.hpp"
 
 namespace crosstown {
@@ -341,6 +342,7 @@ void JobRunner::launch_when_due(Entry entry, Clock::time_point due, std::vector<
 // the kind is at its concurrency or above its rate, or while the pool's queue is full (spilled).
 void JobRunner::launch_locked(Entry entry, std::vector<Entry>& to_pool) {
     if (stopping_) return;  // stays in the journal: kept
+    if (entry.ready_at == Clock::time_point{}) entry.ready_at = Clock::now();
     if (entry.suspect) {
         suspects_.push_back(std::move(entry));
         start_suspect(to_pool);
@@ -718,6 +720,35 @@ std::vector<KindReport> JobRunner::report() const {
         }
     }
     return reports;
+}
+
+JobCensus JobRunner::census(std::size_t latest_dead) const {
+    auto census = store_.census(latest_dead);
+    for (const auto& [name, state] : states_) {
+        if (std::ranges::find(census.kinds, name, &KindCensus::kind) == census.kinds.end()) {
+            census.kinds.push_back({.kind = name});
+        }
+    }
+    std::ranges::sort(census.kinds, {}, &KindCensus::kind);
+    if (store_.shared()) return census;
+    const auto now = Clock::now();
+    const auto unix_now = detail::unix_now_ms();
+    std::lock_guard lock(mutex_);
+    for (auto& kind : census.kinds) {
+        const auto it = states_.find(kind.kind);
+        if (it == states_.end()) continue;
+        const auto& state = *it->second;
+        kind.running = state.running;
+        kind.ready -= std::min<std::uint64_t>(kind.ready, state.running);
+        if (!state.waiting.empty()) {
+            const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+                now - state.waiting.front().ready_at);
+            kind.oldest_ready_ms = unix_now - waited.count();
+        } else if (kind.ready == 0) {
+            kind.oldest_ready_ms = 0;
+        }
+    }
+    return census;
 }
 
 std::map<std::string, std::size_t> JobRunner::openings() const {

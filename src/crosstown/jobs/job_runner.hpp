@@ -142,6 +142,11 @@ class JobRunner {
     const JobKinds& kinds() const { return kinds_; }
     JobCounts totals() const;
     std::vector<KindReport> report() const;
+    // The store's census (JobStore::census), with every kind defined here, and, when the store
+    // runs its own jobs, those this process runs moved from ready to running and the lag taken
+    // from its kinds' lines. A query of the store: for the status page's sampler. Throws
+    // JournalError when the store cannot be read.
+    JobCensus census(std::size_t latest_dead) const;
     // From commit to the first attempt's start, and each attempt's run time.
     LatencyHistogram::Snapshot start_delay() const { return start_delay_.snapshot(); }
     LatencyHistogram::Snapshot run_time() const { return run_time_.snapshot(); }
@@ -163,6 +168,7 @@ class JobRunner {
         // Resumed, and its last recorded attempt ended with its process: it may be what kills
         // it, so it runs alone (suspects_).
         bool suspect = false;
+        Clock::time_point ready_at{};  // when it was first due here: its place in the lag
     };
     struct KindState;
     struct Deadline {
