@@ -48,7 +48,7 @@ class SaturatedProcess {
         for (std::size_t i = 0; i < kQueue; ++i) pool_.submit({[] {}, "queued", outcome, {}});
         for (int i = 0; i < 100'000; ++i) stats_.record(200, 100, 50us, true);
         for (std::size_t i = 0; i < crosstown::SampleRing::kCapacity; ++i) {
-            samples_.add(crosstown::take_sample(stats_, pool_, 8));
+            samples_.add(crosstown::take_sample(stats_, pool_, 8, nullptr));
         }
     }
     ~SaturatedProcess() {

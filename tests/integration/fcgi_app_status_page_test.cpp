@@ -2,6 +2,7 @@
 // through nginx, and every figure on it must be the figure GET /status?json holds; with
 // JavaScript and without. A screenshot is kept for people to look at (SCREENSHOT_PATH, in the
 // build directory). /metrics and ?text are checked against the same JSON.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -21,6 +22,7 @@
 #include "support/eventually.hpp"
 #include "support/headless_chromium.hpp"
 #include "support/nginx_stack.hpp"
+#include "support/temp_dir.hpp"
 
 namespace crosstown::test {
 namespace {
@@ -221,20 +223,6 @@ TEST_F(StatusPageInChromium, WorksWithoutJavaScript) {
     for (const auto& key : kCharts) EXPECT_TRUE(chart_points(dom, key).has_value()) << key;
 }
 
-// A screenshot, for people: what the page looks like after some load (charts, failures).
-TEST_F(StatusPageInChromium, Screenshot) {
-    std::filesystem::remove(SCREENSHOT_PATH);
-    chromium_.screenshot(url(), SCREENSHOT_PATH);
-    ASSERT_TRUE(std::filesystem::exists(SCREENSHOT_PATH)) << SCREENSHOT_PATH;
-    const auto png = read_file(SCREENSHOT_PATH);
-    EXPECT_GT(png.size(), 10'000u) << "more than a blank page";
-    EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
-    // The IHDR chunk comes first: width and height, big-endian, at 16 and 20.
-    const auto at = [&](std::size_t i) { return static_cast<unsigned char>(png.at(i)); };
-    EXPECT_EQ(at(16) << 24 | at(17) << 16 | at(18) << 8 | at(19), 1280);
-    EXPECT_EQ(at(20) << 24 | at(21) << 16 | at(22) << 8 | at(23), 1000);
-}
-
 TEST_F(StatusPageThroughNginx, MetricsCountWhatTheJsonCounts) {
     const auto metrics = stack_.get("/metrics").body;
     const auto now = status_json(stack_);  // at rest: the callbacks' figures stand still
@@ -268,6 +256,154 @@ TEST_F(StatusPageThroughNginx, TextCountsWhatTheJsonCounts) {
     const auto& deferred = now["deferred"];
     EXPECT_EQ(deferred_line_count(text, "completed"), deferred["completed"].get<long>()) << text;
     EXPECT_EQ(deferred_line_count(text, "failed"), deferred["failed"].get<long>()) << text;
+}
+
+// With durable jobs (a SQLite journal): calls that die after their 5 attempts, calls scheduled
+// ten minutes ahead, calls that succeed, and in-memory calls as before, so that the page has
+// something in every section.
+class StatusPageWithJobs : public ::testing::Test {
+  protected:
+    static constexpr long kDead = 3, kScheduled = 2;
+
+    void SetUp() override {
+        serve_load(stack_);
+        const auto post = [&](const std::string& query) {
+            EXPECT_EQ(http(stack_.port(), "POST", "/calls?durable=1&" + query).status, 202)
+                << query;
+        };
+        post("count=3&fail_first=5&latency_ms=0");  // dead after 10+20+40+80 ms of backoff
+        post("count=2&delay_ms=600000&latency_ms=0");
+        post("count=4&latency_ms=0");
+        json last;
+        eventually(
+            [&] {
+                last = status_json(stack_);
+                return at_rest(last) && jobs_at_rest(last);
+            },
+            30s, 100ms);
+        ASSERT_TRUE(at_rest(last) && jobs_at_rest(last)) << last.dump(2);
+    }
+
+    // The census shows the dead and the scheduled calls, nothing else waits or runs, and the
+    // jobs' charts have a few samples.
+    static bool jobs_at_rest(const json& doc) {
+        if (!doc.contains("jobs") || doc["jobs"]["kinds"].size() != 1) return false;
+        const auto& kind = doc["jobs"]["kinds"][0];
+        return kind["dead"] == kDead && kind["scheduled"] == kScheduled && kind["ready"] == 0 &&
+               kind["running"] == 0 && kind["retrying"] == 0 &&
+               doc["charts"]["job_lag_seconds"].size() >= 3;
+    }
+
+    std::string url() const {
+        return "http://127.0.0.1:" + std::to_string(stack_.port()) + "/status";
+    }
+
+    test::TempDir dir_;
+    NginxStack stack_{{"--slow-callback", "100ms", "--workers", "4", "--journal", dir_ / "jobs.db",
+                       "--call-backoff", "10ms"}};
+};
+
+class StatusPageWithJobsInChromium : public StatusPageWithJobs {
+  protected:
+    void SetUp() override {
+        ASSERT_STRNE(CHROMIUM_PATH, "") << "chromium is not installed; script/test installs it";
+        StatusPageWithJobs::SetUp();
+    }
+
+    const HeadlessChromium chromium_{CHROMIUM_PATH};
+};
+
+// At rest the census stands still, but for its time and the runs a second, whose window grows
+// while the runs do not.
+void expect_job_figure_agrees(const std::string& key, const std::string& shown, const json& now) {
+    if (key == "jobs.as_of") {
+        EXPECT_LE(shown, now.get<std::string>()) << key;
+    } else if (key == "jobs.window_seconds") {
+        EXPECT_LE(std::stod(shown), now.get<double>()) << key;
+    } else if (key.ends_with(".runs_per_second")) {
+        EXPECT_GE(std::stod(shown), now.get<double>()) << key;
+    } else {
+        EXPECT_EQ(shown, as_shown(now)) << key;
+    }
+}
+
+TEST_F(StatusPageWithJobsInChromium, EveryJobFigureOnThePageIsTheJsonFigure) {
+    const auto dom = chromium_.dom(url());
+    const auto figures = marked_figures(dom);
+    const auto now = status_json(stack_);
+    std::size_t jobs = 0;
+    for (const auto& [key, shown] : figures) {
+        ASSERT_TRUE(now.contains(pointer(key))) << key << " is on the page, not in the JSON";
+        if (!key.starts_with("jobs.")) continue;
+        ++jobs;
+        expect_job_figure_agrees(key, shown, now.at(pointer(key)));
+    }
+    // When it was counted and over what window, a kind's eight columns, and six fields of each
+    // dead job.
+    EXPECT_GE(jobs, 2 + 8 + 6 * kDead) << "job figures on the page";
+    EXPECT_EQ(figures.at("jobs.kinds.0.kind"), "place-call");
+    EXPECT_EQ(figures.at("jobs.kinds.0.dead"), std::to_string(kDead));
+    EXPECT_EQ(figures.at("jobs.kinds.0.scheduled"), std::to_string(kScheduled));
+    EXPECT_THAT(figures.at("jobs.latest_dead.0.error"), HasSubstr("failed (simulated), attempt 5"));
+    EXPECT_EQ(figures.at("jobs.latest_dead.0.attempts"), "5");
+    for (const auto* key : {"job_runs_per_second", "job_lag_seconds"}) {
+        const auto points = chart_points(dom, key);
+        ASSERT_TRUE(points.has_value()) << "no chart with a polyline for " << key;
+        EXPECT_GE(*points, 3u) << key;
+    }
+}
+
+// A screenshot, for people: what the page looks like after some load (charts, failures, jobs).
+TEST_F(StatusPageWithJobsInChromium, Screenshot) {
+    std::filesystem::remove(SCREENSHOT_PATH);
+    chromium_.screenshot(url(), SCREENSHOT_PATH);
+    ASSERT_TRUE(std::filesystem::exists(SCREENSHOT_PATH)) << SCREENSHOT_PATH;
+    const auto png = read_file(SCREENSHOT_PATH);
+    EXPECT_GT(png.size(), 10'000u) << "more than a blank page";
+    EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+    // The IHDR chunk comes first: width and height, big-endian, at 16 and 20.
+    const auto at = [&](std::size_t i) { return static_cast<unsigned char>(png.at(i)); };
+    EXPECT_EQ(at(16) << 24 | at(17) << 16 | at(18) << 8 | at(19), 1280);
+    EXPECT_EQ(at(20) << 24 | at(21) << 16 | at(22) << 8 | at(23), 1000);
+}
+
+// /metrics reads the same census as the page, so at rest they agree exactly.
+TEST_F(StatusPageWithJobs, MetricsCountWhatTheJsonCounts) {
+    const auto metrics = stack_.get("/metrics").body;
+    const auto now = status_json(stack_);
+    const auto& kind = now["jobs"]["kinds"][0];
+    for (const auto* state : {"ready", "running", "scheduled", "retrying", "dead"}) {
+        const auto series =
+            fmt::format(R"(crosstown_jobs_stored{{kind="place-call",state="{}"}})", state);
+        EXPECT_EQ(metric_value(metrics, series), kind[state].get<double>()) << series;
+    }
+    EXPECT_EQ(metric_value(metrics, R"(crosstown_jobs_lag_seconds{kind="place-call"})"),
+              kind["lag_seconds"].get<double>());
+    // And the runner's own count of the dead agrees with the store's.
+    EXPECT_EQ(metric_value(metrics, R"(crosstown_jobs_total{kind="place-call",outcome="dead"})"),
+              kDead);
+}
+
+TEST_F(StatusPageWithJobs, TextCountsWhatTheJsonCounts) {
+    const auto text = stack_.get("/status?text").body;
+    EXPECT_THAT(text, HasSubstr(fmt::format("jobs      place-call ready 0 running 0 scheduled {} "
+                                            "retrying 0 dead {} lag 0 s",
+                                            kScheduled, kDead)));
+    EXPECT_THAT(text, HasSubstr("attempt 5"));
+    std::size_t dead_lines = 0;
+    for (auto at = text.find("\ndead      job "); at != std::string::npos;
+         at = text.find("\ndead      job ", at + 1)) {
+        ++dead_lines;
+    }
+    EXPECT_EQ(dead_lines, static_cast<std::size_t>(kDead)) << text;
+}
+
+// Without a journal the page has no jobs section and no jobs' charts.
+TEST_F(StatusPageThroughNginx, HasNoJobsSectionWithoutAJournal) {
+    const auto now = status_json(stack_);
+    EXPECT_FALSE(now.contains("jobs"));
+    EXPECT_FALSE(now["charts"].contains("job_lag_seconds"));
+    EXPECT_THAT(stack_.get("/status").body, ::testing::Not(HasSubstr("Durable jobs")));
 }
 
 }  // namespace

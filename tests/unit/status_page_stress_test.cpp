@@ -59,7 +59,7 @@ TEST(StatusPageStress, RendersWhileTheWorkersRun) {
     }
     std::jthread sampler([&] {
         while (!done.load()) {
-            samples.add(take_sample(stats, pool, 0));
+            samples.add(take_sample(stats, pool, 0, nullptr));
             std::this_thread::sleep_for(1ms);
         }
     });

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <crosstown/http/router.hpp>
@@ -42,7 +43,7 @@ class StatusPage : public ::testing::Test {
                       "<script>alert(1)</script>", outcome, {}});
         pool_.submit({[] { throw std::runtime_error("no answer"); }, "call-2", outcome, {}});
         pool_.wait_idle();
-        for (int i = 0; i < 3; ++i) samples_.add(take_sample(stats_, pool_, 1));
+        for (int i = 0; i < 3; ++i) samples_.add(take_sample(stats_, pool_, 1, nullptr));
     }
 
     StatusReport report() const {
@@ -187,6 +188,82 @@ TEST_F(StatusPage, TheQueryChoosesTheFormat) {
     const auto text = client.get("/status?text");
     EXPECT_EQ(text.header("Content-Type"), "text/plain; charset=utf-8");
     EXPECT_EQ(text.body.rfind("crosstown pid ", 0), 0U);
+}
+
+// A report with durable jobs: one kind named to break HTML, lagging, and one dead job.
+StatusReport with_jobs(StatusReport r, std::string error = {}) {
+    auto jobs = std::make_shared<JobsSnapshot>();
+    jobs->taken_at = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+    KindCensus census{.kind = "<b>sms</b>", .ready = 7, .running = 2, .scheduled = 3,
+                      .retrying = 1, .dead = 4, .oldest_ready_ms = 1'799'999'998'500};
+    jobs->kinds.push_back({.census = census, .lag_seconds = 1.5, .runs_per_second = 2.25});
+    StoredJob dead{.id = 42, .kind = "<b>sms</b>", .request_id = "req-9", .attempts = 5};
+    dead.run_at_ms = 1'799'999'990'000;
+    dead.last_error = "gateway said <no> & hung up";
+    jobs->latest_dead.push_back(dead);
+    jobs->partial = true;
+    jobs->error = std::move(error);
+    jobs->window_seconds = 60.4;
+    r.jobs = std::move(jobs);
+    return r;
+}
+
+TEST_F(StatusPage, TheJobsSectionHoldsEachKindAndTheLatestDead) {
+    const auto doc = status_document(with_jobs(report()));
+    const auto& kind = doc["jobs"]["kinds"][0];
+    EXPECT_EQ(kind["kind"], "<b>sms</b>");
+    EXPECT_EQ(kind["ready"], 7);
+    EXPECT_EQ(kind["running"], 2);
+    EXPECT_EQ(kind["scheduled"], 3);
+    EXPECT_EQ(kind["retrying"], 1);
+    EXPECT_EQ(kind["dead"], 4);
+    EXPECT_EQ(kind["lag_seconds"], 1.5);
+    EXPECT_EQ(kind["runs_per_second"], 2.25);
+    EXPECT_EQ(doc["jobs"]["as_of"], "2027-01-15T08:00:00Z");
+    EXPECT_EQ(doc["jobs"]["window_seconds"], 60);
+    EXPECT_TRUE(doc["jobs"]["partial"].get<bool>());
+    const auto& dead = doc["jobs"]["latest_dead"][0];
+    EXPECT_EQ(dead["id"], 42);
+    EXPECT_EQ(dead["attempts"], 5);
+    EXPECT_EQ(dead["died_at"], "2027-01-15T07:59:50Z");
+    EXPECT_EQ(dead["error"], "gateway said <no> & hung up");
+    EXPECT_TRUE(doc["charts"].contains("job_lag_seconds"));
+    EXPECT_FALSE(status_document(report()).contains("jobs")) << "no journal, no jobs section";
+    EXPECT_FALSE(status_document(report())["charts"].contains("job_lag_seconds"));
+}
+
+TEST_F(StatusPage, TheJobsSectionOnThePageIsEscapedAndMarked) {
+    const auto r = with_jobs(report(), "journal /x: unreachable");
+    const auto doc = status_document(r);
+    const auto html = render_status(r, StatusFormat::html);
+    EXPECT_EQ(html.find("<b>sms"), std::string::npos);
+    EXPECT_EQ(html.find("<no>"), std::string::npos);
+    EXPECT_NE(html.find("at least these"), std::string::npos) << "the partial count is said";
+    EXPECT_NE(html.find("could not be read"), std::string::npos) << "the failed census is said";
+    const auto figures = marked_figures(html);
+    for (const auto* key : {"jobs.kinds.0.kind", "jobs.kinds.0.ready", "jobs.kinds.0.lag_seconds",
+                            "jobs.latest_dead.0.error", "jobs.latest_dead.0.died_at",
+                            "jobs.error", "jobs.as_of"}) {
+        EXPECT_TRUE(figures.contains(key)) << key;
+    }
+    EXPECT_EQ(figures.at("jobs.kinds.0.kind"), "&lt;b&gt;sms&lt;/b&gt;");
+    EXPECT_EQ(figures.at("jobs.kinds.0.running"), "2");
+    for (const auto* chart : {"job_lag_seconds", "job_runs_per_second"}) {
+        EXPECT_NE(html.find(fmt::format("data-chart=\"{}\"", chart)), std::string::npos) << chart;
+    }
+}
+
+TEST_F(StatusPage, TheJobsLinesSummariseForCurl) {
+    const auto text = render_status(with_jobs(report()), StatusFormat::text);
+    EXPECT_NE(text.find("jobs      <b>sms</b> ready 7 running 2 scheduled 3 retrying 1 dead 4 "
+                        "lag 1.5 s runs 2.25/s"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("dead      job 42 (<b>sms</b>) after 5 attempts, died "
+                        "2027-01-15T07:59:50Z (request req-9): gateway said <no> & hung up"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("(partial: at least these)"), std::string::npos) << text;
 }
 
 }  // namespace

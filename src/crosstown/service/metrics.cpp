@@ -226,14 +226,40 @@ void job_metrics(Out out, const JobRunner& jobs) {
     histogram(out, "crosstown_jobs_run_seconds", "Durable job attempt run time.", jobs.run_time());
 }
 
+// The store's counts as the status page shows them: the same snapshot, so the two agree.
+void census_metrics(Out out, const JobsSnapshot& census) {
+    family(out, "crosstown_jobs_stored", "gauge",
+           "Durable jobs the store keeps, by kind and state, at the status page's last census "
+           "(every instance's, with a shared store).");
+    for (const auto& status : census.kinds) {
+        const auto& c = status.census;
+        const std::pair<std::string_view, std::uint64_t> states[] = {{"ready", c.ready},
+                                                                     {"running", c.running},
+                                                                     {"scheduled", c.scheduled},
+                                                                     {"retrying", c.retrying},
+                                                                     {"dead", c.dead}};
+        for (const auto& [state, value] : states) {
+            fmt::format_to(out, "crosstown_jobs_stored{{kind=\"{}\",state=\"{}\"}} {}\n",
+                           escape_label_value(c.kind), state, value);
+        }
+    }
+    family(out, "crosstown_jobs_lag_seconds", "gauge",
+           "How long each kind's oldest ready job has waited since it was due.");
+    for (const auto& status : census.kinds) {
+        fmt::format_to(out, "crosstown_jobs_lag_seconds{{kind=\"{}\"}} {}\n",
+                       escape_label_value(status.census.kind), status.lag_seconds);
+    }
+}
+
 }  // namespace
 
 std::string render_metrics(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
-                           const JobRunner* jobs) {
+                           const JobRunner* jobs, const JobsSnapshot* census) {
     std::string text;
     request_metrics(std::back_inserter(text), requests, busy_responders);
     deferred_metrics(std::back_inserter(text), pool);
     if (jobs != nullptr) job_metrics(std::back_inserter(text), *jobs);
+    if (jobs != nullptr && census != nullptr) census_metrics(std::back_inserter(text), *census);
     return text;
 }
 

@@ -9,6 +9,7 @@
 #include "crosstown/deferred/pool.hpp"
 #include "crosstown/jobs/job_runner.hpp"
 #include "crosstown/observe/request_stats.hpp"
+#include "crosstown/service/jobs_sampler.hpp"
 
 namespace crosstown {
 
@@ -17,8 +18,9 @@ namespace crosstown {
 std::string escape_label_value(std::string_view value);
 
 // `jobs`: the durable jobs' runner, null when the journal is off (then no crosstown_jobs_*
-// or crosstown_journal_* families).
+// or crosstown_journal_* families). `census`: the jobs sampler's last snapshot, for the store's
+// counts (crosstown_jobs_stored, crosstown_jobs_lag_seconds), null before the first.
 std::string render_metrics(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
-                           const JobRunner* jobs = nullptr);
+                           const JobRunner* jobs = nullptr, const JobsSnapshot* census = nullptr);
 
 }  // namespace crosstown

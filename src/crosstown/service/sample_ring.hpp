@@ -21,6 +21,8 @@ struct StatusSample {
     std::size_t queue_depth = 0;
     unsigned busy_workers = 0;
     unsigned busy_responders = 0;
+    std::uint64_t job_runs = 0;  // durable job attempts ended so far
+    double job_lag_seconds = 0;  // the worst lag of any kind (JobsSnapshot)
 };
 
 class SampleRing {

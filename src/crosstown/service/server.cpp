@@ -212,6 +212,7 @@ class Server::Impl {
     // before the runner is gone (~Impl calls it when run() did not).
     std::unique_ptr<JobStore> job_store_;
     std::optional<JobRunner> job_runner_;
+    std::optional<JobsSampler> jobs_sampler_;  // with the runner; the status page's view of it
     bool jobs_stopped_ = false;
     SampleRing samples_;
     const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
@@ -252,19 +253,23 @@ DeferredCounts Server::deferred_counts() const { return impl_->pool_.counters().
 
 std::string Server::metrics() const {
     const auto* jobs = impl_->job_runner_ ? &*impl_->job_runner_ : nullptr;
-    return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders(), jobs);
+    const auto snapshot = impl_->jobs_sampler_ ? impl_->jobs_sampler_->latest() : nullptr;
+    return render_metrics(impl_->stats_, impl_->pool_, impl_->busy_responders(), jobs,
+                          snapshot.get());
 }
 
 Handler Server::status_page() const {
     const Impl& impl = *impl_;
     return [&impl](Request& req, Response& res) {
-        const auto report = collect_status({.requests = impl.stats_,
-                                            .pool = impl.pool_,
-                                            .samples = impl.samples_,
-                                            .responders = impl.config_.responders,
-                                            .busy_responders = impl.busy_responders(),
-                                            .accepting = impl.accepting_.load(),
-                                            .started = impl.started_});
+        const auto report =
+            collect_status({.requests = impl.stats_,
+                            .pool = impl.pool_,
+                            .samples = impl.samples_,
+                            .jobs = impl.jobs_sampler_ ? &*impl.jobs_sampler_ : nullptr,
+                            .responders = impl.config_.responders,
+                            .busy_responders = impl.busy_responders(),
+                            .accepting = impl.accepting_.load(),
+                            .started = impl.started_});
         serve_status(report, req, res);
     };
 }
@@ -277,7 +282,12 @@ void Server::Impl::sample_every_second(std::stop_token stop) {
     std::unique_lock lock(mutex);
     auto next = std::chrono::steady_clock::now();
     while (!stop.stop_requested()) {
-        samples_.add(take_sample(stats_, pool_, busy_responders()));
+        std::shared_ptr<const JobsSnapshot> jobs;
+        if (jobs_sampler_) {
+            jobs_sampler_->take();
+            jobs = jobs_sampler_->latest();
+        }
+        samples_.add(take_sample(stats_, pool_, busy_responders(), jobs.get()));
         // After a stall (SIGSTOP, a suspended VM) go on from now rather than catch up with a
         // burst of samples that would squash the charts' time axis.
         next = std::max(next + SampleRing::kInterval, std::chrono::steady_clock::now());
@@ -356,6 +366,7 @@ bool Server::Impl::open_journal() {
         return false;
     }
     job_runner_.emplace(kinds_, *job_store_, pool_);
+    jobs_sampler_.emplace(*job_runner_);
     set_process_job_runner(&*job_runner_);
     // A web-only instance, or one that defines no kinds, takes no jobs from a shared store.
     job_store_->start(*job_runner_, config_.role != Role::web && !kinds_.empty());

@@ -109,13 +109,13 @@ th{text-align:left;font-weight:normal;color:#5a6478;padding:2px 8px 2px 0}
 td{text-align:right;font-variant-numeric:tabular-nums;padding:2px 0}
 table.list td{text-align:left;padding:2px 10px 2px 0}table.list th{font-size:12px}
 td.error{color:#c0392b}meter{width:100%;height:10px}.bad{color:#c0392b;font-weight:600}
-div.charts{display:flex;gap:20px;flex-wrap:wrap}div.charts figure{flex:1 1 260px}
+div.charts{display:flex;gap:20px;flex-wrap:wrap}div.charts figure{flex:1 1 200px}
 table.latency th{text-align:right}table.latency th:first-child{text-align:left}
 table.latency td{padding-left:12px}
 figure.chart{margin:4px 0 10px}figure.chart svg{width:100%;height:64px;background:#f7f9fc}
 figure.chart polyline{fill:none;stroke:#3867d6;stroke-width:1.5;vector-effect:non-scaling-stroke}
 figure.chart .axis{stroke:#ccd3e0;vector-effect:non-scaling-stroke}figcaption small{color:#5a6478}
-p.none{color:#5a6478;margin:4px 0}footer{padding:0 20px 16px;color:#5a6478}
+p.none{color:#5a6478;margin:4px 0}h2.next{margin-top:12px}footer{padding:0 20px 16px;color:#5a6478}
 )";
 
 constexpr std::string_view kRefresh = R"(<script>
@@ -215,7 +215,68 @@ void charts_card(Out out, const json& doc) {
     chart(out, doc, "requests/s", "requests_per_second");
     chart(out, doc, "queue depth", "queue_depth");
     chart(out, doc, "busy workers", "busy_workers");
+    if (doc["charts"].contains("job_lag_seconds")) {
+        chart(out, doc, "job runs/s", "job_runs_per_second");
+        chart(out, doc, "job lag (s)", "job_lag_seconds");
+    }
     fmt::format_to(out, "</div></section>\n");
+}
+
+void dead_jobs_table(Out out, const json& doc) {
+    const auto& list = doc["jobs"]["latest_dead"];
+    fmt::format_to(out, "<h2 class=\"next\">Latest dead jobs</h2>\n");
+    if (list.empty()) {
+        fmt::format_to(out, "<p class=\"none\">none</p>\n");
+        return;
+    }
+    fmt::format_to(out, "<table class=\"list\"><tr><th>job</th><th>kind</th><th>attempts</th>"
+                        "<th>died (UTC)</th><th>request</th><th>last error</th></tr>\n");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const auto at = [&](std::string_view field) {
+            return figure(doc, fmt::format("jobs.latest_dead.{}.{}", i, field));
+        };
+        fmt::format_to(out,
+                       "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>"
+                       "<td class=\"error\">{}</td></tr>\n",
+                       at("id"), at("kind"), at("attempts"), at("died_at"), at("request_id"),
+                       at("error"));
+    }
+    fmt::format_to(out, "</table>\n");
+}
+
+// Per kind: the store's counts (every instance's, with a shared store), lag and this
+// process's runs; then the latest dead jobs.
+void jobs_card(Out out, const json& doc) {
+    const auto& jobs = doc["jobs"];
+    fmt::format_to(out, "<section class=\"wide\"><h2>Durable jobs</h2>\n");
+    fmt::format_to(out, "<p class=\"none\">Counted by the store at {}; runs a second by this "
+                        "process over the last {} s.{}</p>\n",
+                   figure(doc, "jobs.as_of"), figure(doc, "jobs.window_seconds"),
+                   jobs["partial"].get<bool>()
+                       ? " More jobs are scheduled or dead than one count takes in: at least "
+                         "these."
+                       : "");
+    if (!jobs["error"].get<std::string>().empty()) {
+        fmt::format_to(out, "<p class=\"bad\">The store could not be read: {}</p>\n",
+                       figure(doc, "jobs.error"));
+    }
+    fmt::format_to(out, "<table class=\"list\"><tr><th>kind</th><th>ready</th><th>running</th>"
+                        "<th>scheduled</th><th>retrying</th><th>dead</th><th>lag (s)</th>"
+                        "<th>runs/s</th></tr>\n");
+    static constexpr std::string_view kColumns[] = {"kind",     "ready", "running",
+                                                    "scheduled", "retrying", "dead",
+                                                    "lag_seconds", "runs_per_second"};
+    for (std::size_t i = 0; i < jobs["kinds"].size(); ++i) {
+        fmt::format_to(out, "<tr>");
+        for (const auto column : kColumns) {
+            const auto path = fmt::format("jobs.kinds.{}.{}", i, column);
+            fmt::format_to(out, "<td>{}</td>", figure(doc, path));
+        }
+        fmt::format_to(out, "</tr>\n");
+    }
+    fmt::format_to(out, "</table>\n");
+    dead_jobs_table(out, doc);
+    fmt::format_to(out, "</section>\n");
 }
 
 std::string render_html(const json& doc) {
@@ -233,6 +294,7 @@ std::string render_html(const json& doc) {
     pool_card(out, doc);
     deferred_card(out, doc);
     latency_card(out, doc);
+    if (doc.contains("jobs")) jobs_card(out, doc);
     charts_card(out, doc);
     notable_table(out, doc, "Slowest callbacks", "slowest", false);
     notable_table(out, doc, "Recent failures", "recent_failures", true);
@@ -255,6 +317,29 @@ void notable_lines(Out out, const json& list, std::string_view label) {
                        c["name"].get<std::string>(), c["request_id"].get<std::string>(),
                        c["run_ms"].dump(), c["ended_at"].get<std::string>(),
                        c.contains("error") ? ": " + c["error"].get<std::string>() : "");
+    }
+}
+
+// "jobs      KIND ready N running N ..." per kind, then "dead      job ID ..." per latest dead.
+void jobs_lines(Out out, const json& jobs) {
+    fmt::format_to(out, "jobs      counted at {}{}{}\n", jobs["as_of"].get<std::string>(),
+                   jobs["partial"].get<bool>() ? " (partial: at least these)" : "",
+                   jobs["error"].get<std::string>().empty()
+                       ? ""
+                       : "; not since: " + jobs["error"].get<std::string>());
+    for (const auto& k : jobs["kinds"]) {
+        fmt::format_to(out,
+                       "jobs      {} ready {} running {} scheduled {} retrying {} dead {} "
+                       "lag {} s runs {}/s\n",
+                       k["kind"].get<std::string>(), k["ready"].dump(), k["running"].dump(),
+                       k["scheduled"].dump(), k["retrying"].dump(), k["dead"].dump(),
+                       k["lag_seconds"].dump(), k["runs_per_second"].dump());
+    }
+    for (const auto& d : jobs["latest_dead"]) {
+        fmt::format_to(out, "dead      job {} ({}) after {} attempts, died {} (request {}): {}\n",
+                       d["id"].dump(), d["kind"].get<std::string>(), d["attempts"].dump(),
+                       d["died_at"].get<std::string>(), d["request_id"].get<std::string>(),
+                       d["error"].get<std::string>());
     }
 }
 
@@ -293,6 +378,7 @@ std::string render_text(const json& doc) {
                    percentiles_text(deferred["run"]));
     notable_lines(out, deferred["slowest"], "slowest");
     notable_lines(out, deferred["recent_failures"], "failed");
+    if (doc.contains("jobs")) jobs_lines(out, doc["jobs"]);
     return text;
 }
 

@@ -27,20 +27,24 @@ StatusReport collect_status(const StatusSources& sources) {
         .queue_wait = pool.queue_wait(),
         .run_time = pool.run_time(),
         .notable = pool.notable_callbacks(),
+        .jobs = sources.jobs != nullptr ? sources.jobs->latest() : nullptr,
         .samples = sources.samples.samples(),
     };
     for (int c = 1; c <= 5; ++c) report.requests_by_class[c] = requests.requests(c);
     return report;
 }
 
-StatusSample take_sample(const RequestStats& requests, const Pool& pool, unsigned busy_responders) {
+StatusSample take_sample(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
+                         const JobsSnapshot* jobs) {
     const auto counts = pool.counters().snapshot();
     return {.at = std::chrono::steady_clock::now(),
             .requests = requests.total(),
             .callbacks_done = counts.completed + counts.failed,
             .queue_depth = pool.queue_depth(),
             .busy_workers = pool.busy_workers(),
-            .busy_responders = busy_responders};
+            .busy_responders = busy_responders,
+            .job_runs = jobs != nullptr ? jobs->runs : 0,
+            .job_lag_seconds = jobs != nullptr ? jobs->worst_lag_seconds : 0};
 }
 
 }  // namespace crosstown

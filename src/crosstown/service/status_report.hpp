@@ -1,14 +1,16 @@
 // crosstown::StatusReport: what the status page shows, read at once from the live process.
 //
-// collect_status reads relaxed atomics, per-thread histograms, the pool's notable callbacks and
-// the sample ring; the only lock it shares with workers (the notable callbacks') it holds for a
-// pointer copy, so an operator refreshing the page cannot slow the service down. Like a /metrics scrape, the
-// figures are statistics read one after the other, not one instant.
+// collect_status reads relaxed atomics, per-thread histograms, the pool's notable callbacks, the
+// sample ring and the jobs sampler's last snapshot (never the store itself); the only lock it
+// shares with workers (the notable callbacks') it holds for a pointer copy, so an operator
+// refreshing the page cannot slow the service down. Like a /metrics scrape, the figures are
+// statistics read one after the other, not one instant.
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "crosstown/deferred/deferred_counts.hpp"
@@ -17,6 +19,7 @@
 #include "crosstown/deferred/pool_config.hpp"
 #include "crosstown/observe/latency_histogram.hpp"
 #include "crosstown/observe/request_stats.hpp"
+#include "crosstown/service/jobs_sampler.hpp"
 #include "crosstown/service/sample_ring.hpp"
 
 namespace crosstown {
@@ -45,6 +48,8 @@ struct StatusReport {
     LatencyHistogram::Snapshot queue_wait;
     LatencyHistogram::Snapshot run_time;
     NotableCallbacks::Snapshot notable;
+    // Durable jobs, as the sampler last saw them; null when the journal is off.
+    std::shared_ptr<const JobsSnapshot> jobs;
     // The last minutes, oldest first.
     std::vector<StatusSample> samples;
 };
@@ -54,6 +59,7 @@ struct StatusSources {
     const RequestStats& requests;
     const Pool& pool;
     const SampleRing& samples;
+    const JobsSampler* jobs = nullptr;  // null when the journal is off
     unsigned responders;
     unsigned busy_responders;
     bool accepting;
@@ -62,7 +68,9 @@ struct StatusSources {
 
 StatusReport collect_status(const StatusSources& sources);
 
-// The sample the server's sampler adds to the ring every second.
-StatusSample take_sample(const RequestStats& requests, const Pool& pool, unsigned busy_responders);
+// The sample the server's sampler adds to the ring every second; `jobs` as it just took it
+// (null when the journal is off).
+StatusSample take_sample(const RequestStats& requests, const Pool& pool, unsigned busy_responders,
+                         const JobsSnapshot* jobs);
 
 }  // namespace crosstown
