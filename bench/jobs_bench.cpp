@@ -2,9 +2,10 @@
 // commits one job per "request" through the journal's group commit and starts it, and the
 // iteration ends when every job has run and its completion is written (the row deleted). Beside
 // it, in the same binary and run, the same requests with an in-memory follow_response
-// callback instead, so the figure reads as a ratio. The argument is --journal-sync: 0 normal,
-// 1 full. The journal lives in a fresh directory under /tmp (JOURNAL_DIR to choose another
-// filesystem; the label names the one used).
+// callback instead, so the figure reads as a ratio. The first argument is --journal-sync: 0
+// normal, 1 full; the second, 1 when every job has a unique key of its own (what keying costs:
+// each request's key is new, so none is deduplicated). The journal lives in a fresh directory
+// under /tmp (JOURNAL_DIR to choose another filesystem; the label names the one used).
 //
 // The ceiling for full: each commit waits for one fdatasync, so 8 committers and a group
 // commit that always groups make at most 8 / (fdatasync's latency) jobs/s. The bench measures
@@ -14,6 +15,7 @@
 //   build/release/bench/jobs_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -111,14 +113,19 @@ void durable_noop_jobs(benchmark::State& state) {
     crosstown::SqliteJobStore writer(crosstown::SqliteJobDatabase::open(
         scratch.path(), sync, crosstown::SqliteJobDatabase::Access::read_write));
     crosstown::JobRunner runner(kinds, writer, pool);
+    const bool keyed = state.range(1) == 1;
+    int round = 0;
     const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
         crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});
     std::chrono::steady_clock::duration elapsed{};
     for (auto _ : state) {
         const auto start = std::chrono::steady_clock::now();
-        from_threads([&](int, int) {
+        ++round;
+        from_threads([&](int thread, int i) {
             crosstown::JobBatch batch(&kinds, 1);
-            batch.add("noop", "{}", {});
+            crosstown::DurableOptions options;
+            if (keyed) options.unique_key = fmt::format("{}-{}-{}", round, thread, i);
+            batch.add("noop", "{}", options);
             runner.start(runner.commit(batch, 200, "bench"), outcome);
         });
         runner.wait_idle();
@@ -155,4 +162,9 @@ void in_memory_noop_callbacks(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(in_memory_noop_callbacks)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(durable_noop_jobs)->Arg(0)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(durable_noop_jobs)
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Args({1, 0})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
