@@ -228,6 +228,9 @@ TEST_F(StatusPage, TheJobsSectionHoldsEachKindAndTheLatestDead) {
     EXPECT_EQ(dead["died_at"], "2027-01-15T07:59:50Z");
     EXPECT_EQ(dead["error"], "gateway said <no> & hung up");
     EXPECT_TRUE(doc["charts"].contains("job_lag_seconds"));
+    auto never = with_jobs(report(), "unreachable");
+    std::const_pointer_cast<JobsSnapshot>(never.jobs)->taken_at = {};
+    EXPECT_EQ(status_document(never)["jobs"]["as_of"], "never") << "no census has succeeded";
     EXPECT_FALSE(status_document(report()).contains("jobs")) << "no journal, no jobs section";
     EXPECT_FALSE(status_document(report())["charts"].contains("job_lag_seconds"));
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "crosstown/deferred/blocking_observer.hpp"
@@ -189,6 +190,11 @@ void JobRunner::queue_stored(std::vector<StoredJob> jobs, bool received) {
         const auto due = received ? now
                                   : now + std::chrono::milliseconds(
                                               std::max<std::int64_t>(0, stored.run_at_ms - now_ms));
+        // A replayed job due already has been ready since then, whichever process it waited in.
+        const auto ready_since = std::max(stored.run_at_ms, stored.enqueued_ms);
+        if (!received && ready_since > 0 && ready_since <= now_ms) {
+            entry.ready_at = now - std::chrono::milliseconds(now_ms - ready_since);
+        }
         launch_when_due(std::move(entry), due, to_pool);
     }
     rescan_ = true;
@@ -334,6 +340,7 @@ void JobRunner::launch_when_due(Entry entry, Clock::time_point due, std::vector<
         return;
     }
     if (stopping_) return;  // stays in the journal: kept
+    entry.ready_at = due;
     later_.emplace(due, std::move(entry));
     wake_clock_by(due);
 }
@@ -730,25 +737,45 @@ JobCensus JobRunner::census(std::size_t latest_dead) const {
         }
     }
     std::ranges::sort(census.kinds, {}, &KindCensus::kind);
-    if (store_.shared()) return census;
+    if (!store_.shared()) correct_census(census);
+    return census;
+}
+
+// Under no lock: takes mutex_. What waits here, in a kind's line, in the pool's queue or to run
+// alone, is ready, and the oldest of it gives the lag; what runs is running. The store's count
+// of due jobs is the sum of both (and of due retries the clock has yet to move, which it counts
+// as ready).
+void JobRunner::correct_census(JobCensus& census) const {
+    struct Here {
+        std::size_t queued = 0;  // in the pool's queue, or waiting to run alone
+        std::optional<Clock::time_point> oldest;
+    };
+    std::lock_guard lock(mutex_);
     const auto now = Clock::now();
     const auto unix_now = detail::unix_now_ms();
-    std::lock_guard lock(mutex_);
+    std::map<std::string_view, Here> here;
+    const auto note = [&](const Entry& entry, bool queued) {
+        auto& h = here[entry.job.kind];
+        if (queued) ++h.queued;
+        if (!h.oldest || entry.ready_at < *h.oldest) h.oldest = entry.ready_at;
+    };
+    for (const auto& [id, entry] : launched_) note(entry, true);
+    for (const auto& entry : suspects_) note(entry, false);
+    for (const auto& [name, state] : states_) {
+        if (!state->waiting.empty()) note(state->waiting.front(), false);
+    }
     for (auto& kind : census.kinds) {
         const auto it = states_.find(kind.kind);
         if (it == states_.end()) continue;
-        const auto& state = *it->second;
-        kind.running = state.running;
-        kind.ready -= std::min<std::uint64_t>(kind.ready, state.running);
-        if (!state.waiting.empty()) {
-            const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
-                now - state.waiting.front().ready_at);
-            kind.oldest_ready_ms = unix_now - waited.count();
-        } else if (kind.ready == 0) {
-            kind.oldest_ready_ms = 0;
-        }
+        const auto& h = here[kind.kind];
+        kind.running = it->second->running - std::min<std::size_t>(it->second->running, h.queued);
+        kind.ready -= std::min<std::uint64_t>(kind.ready, kind.running);
+        kind.oldest_ready_ms =
+            h.oldest
+                ? unix_now -
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - *h.oldest).count()
+                : 0;
     }
-    return census;
 }
 
 std::map<std::string, std::size_t> JobRunner::openings() const {

@@ -168,7 +168,9 @@ class JobRunner {
         // Resumed, and its last recorded attempt ended with its process: it may be what kills
         // it, so it runs alone (suspects_).
         bool suspect = false;
-        Clock::time_point ready_at{};  // when it was first due here: its place in the lag
+        // Since when it has been due (launched here, or as the store keeps it when replayed):
+        // its place in its kind's lag.
+        Clock::time_point ready_at{};
     };
     struct KindState;
     struct Deadline {
@@ -193,6 +195,7 @@ class JobRunner {
     void attempt(Entry& entry, std::stop_token worker_stop);
     void record(Entry& entry);
     void bury_resumed(const StoredJob& job);
+    void correct_census(JobCensus& census) const;
     void finish(Entry& entry, std::optional<std::string> error, bool cut_short);
     void fail(Entry& entry, const std::string& error);
     void clock_loop(std::stop_token stop);

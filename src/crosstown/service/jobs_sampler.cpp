@@ -1,8 +1,10 @@
 #include "crosstown/service/jobs_sampler.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <exception>
 
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/service/sample_ring.hpp"
 
 namespace crosstown {
@@ -65,6 +67,17 @@ void JobsSampler::take() {
     snapshot->window_seconds = window;
     snapshot->runs = runs;
     keep(std::move(snapshot));
+}
+
+void JobsSampler::run(std::stop_token stop) {
+    detail::name_this_thread("ct-census");
+    std::mutex mutex;
+    std::condition_variable_any tick;
+    std::unique_lock lock(mutex);
+    while (!stop.stop_requested()) {
+        take();
+        tick.wait_for(lock, stop, SampleRing::kInterval, [] { return false; });
+    }
 }
 
 std::shared_ptr<const JobsSnapshot> JobsSampler::latest() const {

@@ -1,11 +1,12 @@
 // crosstown::JobsSampler: the status page's view of durable jobs, kept ready so that neither
 // the page nor /metrics ever queries the store.
 //
-// The server's sampler thread calls take() once a second: it asks the runner for a census (a
-// query of the store, on that thread) and keeps it, with each kind's lag and its runs per
-// second over the charts' window, as an immutable JobsSnapshot that readers get with a pointer
-// copy. When the store cannot be read the last snapshot stays, saying why, so the page still
-// answers while the store is away.
+// Its own thread (run(), started by the server while it serves) calls take() once a second: it
+// asks the runner for a census (a query of the store, which may wait for it, so not on the
+// thread that samples the charts) and keeps it, with each kind's lag and its runs per second
+// over the charts' window, as an immutable JobsSnapshot that readers get with a pointer copy.
+// When the store cannot be read the last snapshot stays, saying why, so the page still answers
+// while the store is away.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -30,10 +32,11 @@ struct KindStatus {
 };
 
 struct JobsSnapshot {
-    std::chrono::system_clock::time_point taken_at;  // the census's
-    std::vector<KindStatus> kinds;                   // by kind
-    std::vector<StoredJob> latest_dead;              // the last to die first
-    bool partial = false;                            // JobCensus::partial
+    // The census's; the epoch while none has succeeded yet.
+    std::chrono::system_clock::time_point taken_at;
+    std::vector<KindStatus> kinds;       // by kind
+    std::vector<StoredJob> latest_dead;  // the last to die first
+    bool partial = false;                // JobCensus::partial
     // Why the last census failed (the store could not be read): this one is older. Empty when
     // it is the last.
     std::string error;
@@ -48,8 +51,10 @@ class JobsSampler {
 
     explicit JobsSampler(const JobRunner& runner) : runner_(runner) {}
 
-    // From one thread (the server's sampler), once a second.
+    // One census now. From one thread at a time: run()'s, or a test's.
     void take();
+    // take() once a second until `stop`.
+    void run(std::stop_token stop);
     // Any thread; null before the first take().
     std::shared_ptr<const JobsSnapshot> latest() const;
 

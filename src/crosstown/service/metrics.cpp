@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cmath>
 #include <iterator>
 #include <tuple>
 
@@ -249,6 +251,13 @@ void census_metrics(Out out, const JobsSnapshot& census) {
         fmt::format_to(out, "crosstown_jobs_lag_seconds{{kind=\"{}\"}} {}\n",
                        escape_label_value(status.census.kind), status.lag_seconds);
     }
+    // The two families above are as old as this: a store that cannot be read leaves them as
+    // they were, and this grows.
+    const auto age =
+        std::chrono::duration<double>(std::chrono::system_clock::now() - census.taken_at).count();
+    gauge(out, "crosstown_jobs_census_age_seconds",
+          "Since the store's jobs were last counted (the status page's census).",
+          std::round(age * 10) / 10);
 }
 
 }  // namespace

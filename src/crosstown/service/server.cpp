@@ -282,11 +282,7 @@ void Server::Impl::sample_every_second(std::stop_token stop) {
     std::unique_lock lock(mutex);
     auto next = std::chrono::steady_clock::now();
     while (!stop.stop_requested()) {
-        std::shared_ptr<const JobsSnapshot> jobs;
-        if (jobs_sampler_) {
-            jobs_sampler_->take();
-            jobs = jobs_sampler_->latest();
-        }
+        const auto jobs = jobs_sampler_ ? jobs_sampler_->latest() : nullptr;
         samples_.add(take_sample(stats_, pool_, busy_responders(), jobs.get()));
         // After a stall (SIGSTOP, a suspended VM) go on from now rather than catch up with a
         // burst of samples that would squash the charts' time axis.
@@ -428,6 +424,11 @@ void Server::Impl::serve(int listen_fd, const std::string& where) {
     const OnExit forget_responder{[this] { responder_.store(nullptr); }};  // before it is gone
     responder.wait_until_accepting();
     std::jthread sampler([this](std::stop_token stop) { sample_every_second(std::move(stop)); });
+    std::jthread census;
+    if (jobs_sampler_) {
+        census =
+            std::jthread([this](std::stop_token stop) { jobs_sampler_->run(std::move(stop)); });
+    }
     // Ready: every responder waits. A request served an instant before this sees false, as a
     // health check should while the service is still starting.
     accepting_.store(true);

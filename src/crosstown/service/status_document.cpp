@@ -123,7 +123,8 @@ json jobs_section(const JobsSnapshot& jobs) {
                         {"request_id", job.request_id},
                         {"error", job.last_error}});
     }
-    return {{"as_of", utc(jobs.taken_at)},
+    const bool never = jobs.taken_at == std::chrono::system_clock::time_point{};
+    return {{"as_of", never ? std::string("never") : utc(jobs.taken_at)},
             {"error", jobs.error},
             {"partial", jobs.partial},
             {"window_seconds", plain_number(std::round(jobs.window_seconds))},

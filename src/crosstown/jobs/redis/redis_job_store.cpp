@@ -202,7 +202,8 @@ local state = redis.call('HGET', p .. ':job:' .. id, 'state')
 if state and state ~= 'dead' then
   local t = redis.call('TIME')
   redis.call('HSET', p .. ':job:' .. id, 'state', 'dead', 'attempts', ARGV[6],
-             'last_error', ARGV[7], 'run_at_ms', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+             'last_error', ARGV[7], 'run_at_ms',
+             tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   redis.call('XADD', p .. ':dead', '*', 'id', id, 'kind', kind, 'error', ARGV[7])
   local key = redis.call('HGET', p .. ':job:' .. id, 'unique')
   if key and redis.call('GET', key) == id then
@@ -295,14 +296,16 @@ const RedisScript kPromote{kPromoteText};
 
 // JobStore::census for every instance, in one script. Per kind (ARGV[5..]): ready are the
 // stream's entries no consumer has taken, running those taken and not finished, and the oldest
-// ready is the first entry after the group's last delivered one (an entry id starts with the
-// server's ms when it was added: released, promoted or revived). Scheduled and retrying jobs are
+// ready is the first entry after the group's last delivered one whose job is still there (a
+// cancelled job's entry stays until a consumer reads and drops it, and counts as ready until
+// then); an entry id starts with the server's ms when it was added: released, promoted or
+// revived. Scheduled and retrying jobs are
 // counted from the scheduled set, the soonest due first, and the dead from the dead stream (a
 // job revived and dead again is there twice), the latest first, each up to ARGV[3]; the first
 // ARGV[4] dead found are returned whole. ARGV: prefix, group, limit, latest, kinds...
-// Returns {partial, number of kinds, kinds..., dead jobs...}: a kind as {kind, ready, running,
-// scheduled, retrying, dead, oldest ready ms}, a dead job as {id, kind, attempts, last_error, request_id,
-// run_at_ms, enqueued_ms, trace_parent}.
+// Returns {partial, number of kinds, the server's time in ms, kinds..., dead jobs...}: a kind
+// as {kind, ready, running, scheduled, retrying, dead, oldest ready ms}, a dead job as {id,
+// kind, attempts, last_error, request_id, run_at_ms, enqueued_ms, trace_parent}.
 constexpr RedisScript kCensus{R"lua(
 local p, group, limit, latest = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts, order, partial = {}, {}, 0
@@ -325,8 +328,13 @@ for i = 5, #ARGV do
       c[3] = f['pending']
       c[2] = math.max(0, redis.call('XLEN', stream) - f['pending'])
       if c[2] > 0 then
-        local first = redis.call('XRANGE', stream, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
-        if #first > 0 then c[7] = tonumber(string.match(first[1][1], '^(%d+)')) end
+        local first = redis.call('XRANGE', stream, '(' .. f['last-delivered-id'], '+', 'COUNT', 16)
+        for _, entry in ipairs(first) do
+          if redis.call('EXISTS', p .. ':job:' .. entry[2][2]) == 1 then
+            c[7] = tonumber(string.match(entry[1], '^(%d+)'))
+            break
+          end
+        end
       end
     end
   end
@@ -359,7 +367,8 @@ for _, entry in ipairs(entries) do
     end
   end
 end
-local out = {partial, #order}
+local t = redis.call('TIME')
+local out = {partial, #order, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
 for _, kind in ipairs(order) do out[#out + 1] = counts[kind] end
 for _, job in ipairs(dead) do out[#out + 1] = job end
 return out
@@ -1256,9 +1265,12 @@ JobCensus RedisJobStore::census(std::size_t latest_dead) const {
     };
     JobCensus census{.partial = number(r, 0) != 0};
     const auto kinds = static_cast<std::size_t>(number(r, 1));
-    for (std::size_t i = 2; i < reply_size(r); ++i) {
+    // Ages by the server's clock, the one that stamped the entries, as times on this host's.
+    const auto to_host = detail::unix_now_ms() - number(r, 2);
+    for (std::size_t i = 3; i < reply_size(r); ++i) {
         const auto* row = reply_element(r, i);
-        if (i < 2 + kinds) {
+        if (i < 3 + kinds) {
+            const auto oldest = number(row, 6);
             const auto count = [&](std::size_t j) {
                 return static_cast<std::uint64_t>(number(row, j));
             };
@@ -1268,7 +1280,7 @@ JobCensus RedisJobStore::census(std::size_t latest_dead) const {
                                     .scheduled = count(3),
                                     .retrying = count(4),
                                     .dead = count(5),
-                                    .oldest_ready_ms = number(row, 6)});
+                                    .oldest_ready_ms = oldest > 0 ? oldest + to_host : 0});
             continue;
         }
         census.latest_dead.push_back({.id = redis_integer(text(row, 0)),

@@ -465,14 +465,14 @@ void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {
     }
 }
 
-std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where, std::string_view order) {
+std::vector<StoredJob> SqliteJobDatabase::select(const std::string& where) {
     std::vector<StoredJob> jobs;
     try {
         // A journal read as it is may be older than the trace_parent column.
         Statement s(db_, fmt::format("SELECT id, kind, payload, request_id, attempts, state, "
                                      "enqueued_at, run_at, coalesce(last_error, ''), {} FROM jobs "
-                                     "{} {}",
-                                     schema_ >= 3 ? "trace_parent" : "''", where, order)
+                                     "{} ORDER BY id",
+                                     schema_ >= 3 ? "trace_parent" : "''", where)
                              .c_str());
         while (s.step()) {
             jobs.push_back({.id = s.integer(0),
@@ -514,9 +514,11 @@ SqliteJobDatabaseStats SqliteJobDatabase::stats() {
     return stats;
 }
 
-// One pass over the table: every kind's states, then the latest dead by the time they died.
+// In one read transaction, so that the counts and the list agree: every kind's states in one
+// pass over the table, then the latest dead by the time they died (without their payloads).
 JobCensus SqliteJobDatabase::census(std::int64_t now_ms, std::size_t latest_dead) {
     JobCensus census;
+    exec("BEGIN");
     try {
         Statement s(db_,
                     "SELECT kind, "
@@ -539,11 +541,29 @@ JobCensus SqliteJobDatabase::census(std::int64_t now_ms, std::size_t latest_dead
                                     .dead = count(4),
                                     .oldest_ready_ms = s.integer(5)});
         }
+        Statement dead(db_, fmt::format("SELECT id, kind, request_id, attempts, enqueued_at, "
+                                        "run_at, coalesce(last_error, ''), {} FROM jobs "
+                                        "WHERE state = 'dead' ORDER BY run_at DESC, id DESC "
+                                        "LIMIT ?1",
+                                        schema_ >= 3 ? "trace_parent" : "''")
+                                .c_str());
+        dead.bind(1, static_cast<std::int64_t>(latest_dead));
+        while (dead.step()) {
+            census.latest_dead.push_back({.id = dead.integer(0),
+                                          .kind = dead.text(1),
+                                          .request_id = dead.text(2),
+                                          .trace_parent = dead.text(7),
+                                          .attempts = static_cast<unsigned>(dead.integer(3)),
+                                          .state = JobState::dead,
+                                          .enqueued_ms = dead.integer(4),
+                                          .run_at_ms = dead.integer(5),
+                                          .last_error = dead.text(6)});
+        }
     } catch (const std::exception& e) {
+        rollback();
         fail(e.what());
     }
-    census.latest_dead = select("WHERE state = 'dead'",
-                                fmt::format("ORDER BY run_at DESC, id DESC LIMIT {}", latest_dead));
+    exec("COMMIT");
     return census;
 }
 

@@ -98,7 +98,7 @@ class SqliteJobDatabase {
     void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;
     void check_identity(Access access);
-    std::vector<StoredJob> select(const std::string& where, std::string_view order = "ORDER BY id");
+    std::vector<StoredJob> select(const std::string& where);
 
     std::string path_;
     JournalSync sync_ = JournalSync::normal;

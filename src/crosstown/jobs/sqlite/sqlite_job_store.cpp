@@ -92,7 +92,8 @@ void SqliteJobStore::reschedule(std::int64_t id, unsigned attempts, std::int64_t
 }
 
 void SqliteJobStore::bury(std::int64_t id, unsigned attempts, std::string error) {
-    hand_over({Change::Type::bury, id, attempts, 0, std::move(error)});
+    // When it died, not when the change is written: a write may wait for a round, or retry.
+    hand_over({Change::Type::bury, id, attempts, detail::unix_now_ms(), std::move(error)});
 }
 
 // Through the group commit, like a completion, but waited for: a replay of thousands of jobs
@@ -250,7 +251,7 @@ bool SqliteJobStore::write(std::vector<Ticket*>& tickets, std::vector<Change>& c
                                             change.error);
                         break;
                     case Change::Type::bury:
-                        journal_.bury(change.id, change.attempts, change.error, now);
+                        journal_.bury(change.id, change.attempts, change.error, change.run_at_ms);
                         break;
                     case Change::Type::record_attempt:
                         journal_.record_attempt(change.id, change.attempts);

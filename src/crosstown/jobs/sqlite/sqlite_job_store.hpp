@@ -91,7 +91,7 @@ class SqliteJobStore final : public JobStore {
         enum class Type { remove, discard, reschedule, bury, record_attempt } type;
         std::int64_t id;
         unsigned attempts;
-        std::int64_t run_at_ms;
+        std::int64_t run_at_ms;  // reschedule: the next attempt's; bury: when it died
         std::string error;
         Waiter* waiter = nullptr;  // not kept for a later round when its round fails
     };
