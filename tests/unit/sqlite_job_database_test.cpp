@@ -1,5 +1,6 @@
 #include "crosstown/jobs/sqlite/sqlite_job_database.hpp"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -7,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -50,6 +52,28 @@ void run_sql(const std::string& path, const std::string& sql) {
     sqlite3_free(error);
     sqlite3_close(db);
     ASSERT_EQ(rc, SQLITE_OK) << why;
+}
+
+// How many rows `table` of the database at `path` has.
+long count_rows(const std::string& path, const std::string& table) {
+    sqlite3* db = nullptr;
+    sqlite3_stmt* count = nullptr;
+    long rows = -1;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &count,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_step(count) == SQLITE_ROW) {
+        rows = static_cast<long>(sqlite3_column_int64(count, 0));
+    }
+    sqlite3_finalize(count);
+    sqlite3_close(db);
+    return rows;
+}
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
 }
 
 // The message of the JournalError that `open` throws, or "" when it throws none.
@@ -442,6 +466,81 @@ TEST(SqliteJobDatabase, AnotherSchemaVersionIsRefused) {
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("schema version 7"));
 }
 
+// Makes the journal at `path`, written by this version, what version 3 wrote: unique keys in a
+// table of their own, by (kind, key), with the job holding each and when its hold expires.
+void as_version_3(const std::string& path) {
+    run_sql(path,
+            "DROP TABLE finished_keys; ALTER TABLE jobs DROP COLUMN unique_key; "
+            "ALTER TABLE jobs DROP COLUMN unique_for; "
+            "CREATE TABLE unique_keys (kind TEXT NOT NULL, key TEXT NOT NULL, "
+            "job_id INTEGER NOT NULL, unique_for INTEGER NOT NULL, expires_at INTEGER, "
+            "PRIMARY KEY (kind, key)) WITHOUT ROWID; "
+            "CREATE INDEX unique_keys_by_job ON unique_keys (job_id); "
+            "CREATE INDEX unique_keys_by_expiry ON unique_keys (expires_at) "
+            "WHERE expires_at IS NOT NULL; PRAGMA user_version=3");
+}
+
+// Version 3 kept keys in a table of their own; a writer's open moves a live job's key to its
+// row and a finished one's to finished_keys, and each stays held as it was.
+TEST(SqliteJobDatabase, AVersion3JournalKeepsItsKeysWhenAWriterUpgradesIt) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t live = 0, finished = 0;
+    {
+        auto journal = open_rw(path);
+        live = journal.insert({"k", "live", "r"}, 1);
+        finished = journal.insert({"k", "done", "r"}, 1);
+    }
+    as_version_3(path);
+    const auto now = unix_now();
+    run_sql(path, fmt::format("DELETE FROM jobs WHERE id = {}; "
+                              "INSERT INTO unique_keys VALUES ('k', 'held', {}, 60000, NULL), "
+                              "('k', 'finished', {}, 60000, {}), ('k', 'expired', 7, 60000, {})",
+                              finished, live, finished, now + 3'600'000, now - 1));
+    ASSERT_EQ(open_ro(path).live_jobs().size(), 1U) << "a reader reads version 3 as it is";
+    auto journal = open_rw(path);
+    EXPECT_EQ(journal.insert({"k", "p", "r", "held", 60'000}, now), 0) << "held by a live job";
+    EXPECT_EQ(journal.insert({"k", "p", "r", "finished", 60'000}, now), 0) << "within unique_for";
+    EXPECT_GT(journal.insert({"k", "p", "r", "expired", 60'000}, now), 0) << "its hold expired";
+    journal.remove(live, now);  // the live job completes: its key stays held for its unique_for
+    EXPECT_EQ(journal.insert({"k", "p", "r", "held", 60'000}, now + 59'000), 0);
+    EXPECT_GT(journal.insert({"k", "p", "r", "held", 60'000}, now + 61'000), 0);
+}
+
+// A key taken in a transaction that rolls back is free again; one freed in it is held again.
+TEST(SqliteJobDatabase, KeysTakenOrFreedInATransactionThatRollsBackAreAsBefore) {
+    test::TempDir dir;
+    auto journal = open_rw(dir / "jobs.db");
+    const auto held = journal.insert({"k", "p", "r", "held", 60'000}, 1);
+    ASSERT_GT(held, 0);
+    journal.begin();
+    EXPECT_GT(journal.insert({"k", "p", "r", "new", 60'000}, 2), 0);
+    journal.discard(held);
+    EXPECT_GT(journal.insert({"k", "p", "r", "held", 60'000}, 2), 0) << "freed by the discard";
+    journal.rollback();
+    EXPECT_EQ(journal.insert({"k", "p", "r", "held", 60'000}, 3), 0) << "held again";
+    EXPECT_GT(journal.insert({"k", "p", "r", "new", 60'000}, 3), 0) << "never taken";
+    ASSERT_EQ(journal.live_jobs().size(), 2U);
+}
+
+// Completed jobs' keys are kept in finished_keys until they expire; then they go, oldest
+// first.
+TEST(SqliteJobDatabase, FinishedKeysGoOnceExpired) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    auto journal = open_rw(path);
+    for (int i = 0; i < 3; ++i) {
+        const auto key = fmt::format("key-{}", i);
+        const auto id = journal.insert({"k", "p", "r", key, 1'000}, 10);
+        journal.remove(id, 100 + i);  // held until 1100 + i
+    }
+    EXPECT_EQ(count_rows(path, "finished_keys"), 3);
+    journal.forget_expired_keys(1101);
+    EXPECT_EQ(count_rows(path, "finished_keys"), 1) << "the two expired by then";
+    EXPECT_EQ(journal.insert({"k", "p", "r", "key-2", 1'000}, 1101), 0) << "held until 1102";
+    EXPECT_GT(journal.insert({"k", "p", "r", "key-0", 1'000}, 1101), 0);
+}
+
 // A journal written before unique keys existed (version 1: the jobs table alone) is read as
 // it is, and a writer's open adds the table and keeps every job.
 TEST(SqliteJobDatabase, AVersion1JournalIsReadAndAWriterUpgradesItKeepingItsJobs) {
@@ -449,6 +548,7 @@ TEST(SqliteJobDatabase, AVersion1JournalIsReadAndAWriterUpgradesItKeepingItsJobs
     const auto path = dir / "jobs.db";
     std::int64_t id = 0;
     { id = open_rw(path).insert({"k", "before", "r"}, 1); }
+    as_version_3(path);
     run_sql(path,
             "DROP TABLE unique_keys; ALTER TABLE jobs DROP COLUMN trace_parent; "
             "PRAGMA user_version=1");
@@ -470,6 +570,7 @@ TEST(SqliteJobDatabase, AVersion2JournalIsReadAndAWriterUpgradesItKeepingItsJobs
     const auto path = dir / "jobs.db";
     std::int64_t id = 0;
     { id = open_rw(path).insert({"k", "before", "r"}, 1); }
+    as_version_3(path);
     run_sql(path, "ALTER TABLE jobs DROP COLUMN trace_parent; PRAGMA user_version=2");
     const auto read = open_ro(path).live_jobs();
     ASSERT_EQ(read.size(), 1U);

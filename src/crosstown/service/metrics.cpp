@@ -137,6 +137,10 @@ void journal_metrics(Out out, const SqliteJobStore& sqlite) {
            "Journal transactions that failed (disk full, I/O error); their requests got 503.");
     fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
                    sqlite.failed_transactions());
+    gauge(out, "crosstown_journal_unique_keys",
+          "Unique keys the journal holds in memory (live jobs', and finished ones' within their "
+          "unique_for).",
+          sqlite.unique_keys_held());
     histogram(out, "crosstown_journal_commit_seconds",
               "From a request's commit to its transaction's end.", sqlite.commit_latency());
     batch_histogram(out, sqlite.batch_sizes());

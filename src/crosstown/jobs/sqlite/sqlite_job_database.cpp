@@ -15,21 +15,38 @@ namespace {
 
 // 'crst': marks the file as a crosstown journal, so a database of something else is refused.
 constexpr int kApplicationId = 0x63727374;
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
-// Version 2 added unique_keys, version 3 the jobs' trace_parent; a journal of an older version
-// gets what it lacks when a writer opens it, and a reader reads it as it is.
-constexpr const char* kUniqueKeys = R"(
-CREATE TABLE unique_keys (
+// Version 2 added unique keys (a unique_keys table), version 3 the jobs' trace_parent, version 4
+// moved the keys into the jobs' rows and finished_keys; a journal of an older version gets
+// what it lacks when a writer opens it, and a reader reads it as it is.
+//
+// A live or dead job keeps its unique key in its row; a completed job's key, held for its
+// unique_for, is appended to finished_keys, which has no index: the writer checks keys in
+// memory (UniqueKeyIndex), so that a keyed commit writes no page a commit without a key does
+// not. Rows of finished_keys go once expired, oldest first.
+constexpr const char* kFinishedKeys = R"(
+CREATE TABLE finished_keys (
     kind       TEXT    NOT NULL,
     key        TEXT    NOT NULL,
-    job_id     INTEGER NOT NULL,
-    unique_for INTEGER NOT NULL,
-    expires_at INTEGER,
-    PRIMARY KEY (kind, key)
-) WITHOUT ROWID;
-CREATE INDEX unique_keys_by_job ON unique_keys (job_id);
-CREATE INDEX unique_keys_by_expiry ON unique_keys (expires_at) WHERE expires_at IS NOT NULL;
+    expires_at INTEGER NOT NULL
+);
+)";
+
+// From version 2 or 3: a live job's key to its row, a finished one's to finished_keys.
+constexpr const char* kKeysFromVersion3 = R"(
+UPDATE jobs SET (unique_key, unique_for) =
+    (SELECT key, unique_for FROM unique_keys u WHERE u.job_id = jobs.id AND u.kind = jobs.kind)
+WHERE id IN (SELECT job_id FROM unique_keys WHERE expires_at IS NULL);
+INSERT INTO finished_keys (kind, key, expires_at)
+    SELECT kind, key, expires_at FROM unique_keys WHERE expires_at IS NOT NULL
+    ORDER BY expires_at;
+DROP TABLE unique_keys;
+)";
+
+constexpr const char* kKeyColumns = R"(
+ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+ALTER TABLE jobs ADD COLUMN unique_for INTEGER NOT NULL DEFAULT 0;
 )";
 
 constexpr const char* kJobs = R"(
@@ -43,7 +60,9 @@ CREATE TABLE jobs (
     enqueued_at INTEGER NOT NULL,
     run_at      INTEGER NOT NULL,
     last_error  TEXT,
-    trace_parent TEXT NOT NULL DEFAULT ''
+    trace_parent TEXT NOT NULL DEFAULT '',
+    unique_key  TEXT,
+    unique_for  INTEGER NOT NULL DEFAULT 0
 );
 )";
 
@@ -143,8 +162,7 @@ void create_private(const std::string& path) {
 
 struct SqliteJobDatabase::Statements {
     Statement insert, remove, reschedule, bury, record_attempt;
-    // A key's hold: taken by a live job (expires_at NULL) or until expires_at.
-    Statement key_taken, key_hold, key_finish, key_free, keys_expired;
+    Statement key_finished, keys_expired;
 };
 
 std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
@@ -195,7 +213,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
             journal.statements_ = std::make_unique<Statements>(
                 Statements{{db,
                             "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at, "
-                            "trace_parent) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+                            "trace_parent, unique_key, unique_for) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
                            {db, "DELETE FROM jobs WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
@@ -207,16 +226,15 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "UPDATE jobs SET attempts = ?2, last_error = ?3 "
                             "WHERE id = ?1 AND state != 'dead'"},
                            {db,
-                            "SELECT 1 FROM unique_keys WHERE kind = ?1 AND key = ?2 AND "
-                            "(expires_at IS NULL OR expires_at > ?3)"},
+                            "INSERT INTO finished_keys (kind, key, expires_at) "
+                            "VALUES (?1, ?2, ?3)"},
+                           // The expired rows before the first that is not: the oldest go
+                           // first, and a long hold keeps those behind it a while longer.
                            {db,
-                            "INSERT OR REPLACE INTO unique_keys (kind, key, job_id, unique_for) "
-                            "VALUES (?1, ?2, ?3, ?4)"},
-                           {db,
-                            "UPDATE unique_keys SET expires_at = ?2 + unique_for "
-                            "WHERE job_id = ?1 AND expires_at IS NULL"},
-                           {db, "DELETE FROM unique_keys WHERE job_id = ?1"},
-                           {db, "DELETE FROM unique_keys WHERE expires_at <= ?1"}});
+                            "DELETE FROM finished_keys WHERE rowid < coalesce("
+                            "(SELECT rowid FROM finished_keys WHERE expires_at > ?1 "
+                            "ORDER BY rowid LIMIT 1), "
+                            "(SELECT max(rowid) FROM finished_keys) + 1)"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -231,13 +249,17 @@ SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
       sync_(other.sync_),
       schema_(other.schema_),
       db_(std::exchange(other.db_, nullptr)),
-      statements_(std::move(other.statements_)) {}
+      statements_(std::move(other.statements_)),
+      keys_(std::move(other.keys_)),
+      keys_loaded_(other.keys_loaded_) {}
 SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexcept {
     std::swap(path_, other.path_);
     std::swap(sync_, other.sync_);
     std::swap(schema_, other.schema_);
     std::swap(db_, other.db_);
     std::swap(statements_, other.statements_);
+    std::swap(keys_, other.keys_);
+    std::swap(keys_loaded_, other.keys_loaded_);
     return *this;
 }
 SqliteJobDatabase::~SqliteJobDatabase() {
@@ -286,20 +308,21 @@ void SqliteJobDatabase::exec(const char* sql) {
 // becomes one). Anything else is refused: starting fresh over it would lose its jobs.
 void SqliteJobDatabase::check_identity(Access access) {
     try {
-        Statement app(db_, "PRAGMA application_id");
-        app.step();
-        const auto id = app.integer(0);
-        Statement version(db_, "PRAGMA user_version");
-        version.step();
-        const auto schema = version.integer(0);
-        Statement tables(db_, "SELECT count(*) FROM sqlite_schema");
-        tables.step();
-        const bool empty = tables.integer(0) == 0;
+        // Each read to its end (a statement left open would keep the upgrade from dropping a
+        // table).
+        const auto read = [&](const char* sql) {
+            Statement statement(db_, sql);
+            statement.step();
+            return statement.integer(0);
+        };
+        const auto id = read("PRAGMA application_id");
+        const auto schema = read("PRAGMA user_version");
+        const bool empty = read("SELECT count(*) FROM sqlite_schema") == 0;
         if (id == 0 && empty) {
             if (access == Access::read_only) fail("is empty: no journal was written there yet");
             exec("BEGIN IMMEDIATE");
             exec(kJobs);
-            exec(kUniqueKeys);
+            exec(kFinishedKeys);
             exec(fmt::format("PRAGMA application_id={}", kApplicationId).c_str());
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
@@ -316,8 +339,10 @@ void SqliteJobDatabase::check_identity(Access access) {
         schema_ = static_cast<int>(schema);
         if (schema < kSchemaVersion && access == Access::read_write) {
             exec("BEGIN IMMEDIATE");
-            if (schema < 2) exec(kUniqueKeys);
             if (schema < 3) exec(kTraceParent);
+            exec(kKeyColumns);
+            exec(kFinishedKeys);
+            if (schema >= 2) exec(kKeysFromVersion3);
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
             schema_ = kSchemaVersion;
@@ -333,46 +358,53 @@ void SqliteJobDatabase::check_identity(Access access) {
     }
 }
 
-void SqliteJobDatabase::begin() { exec("BEGIN IMMEDIATE"); }
-void SqliteJobDatabase::commit() { exec("COMMIT"); }
+void SqliteJobDatabase::begin() {
+    exec("BEGIN IMMEDIATE");
+    keys_.begin();
+}
+void SqliteJobDatabase::commit() {
+    exec("COMMIT");
+    keys_.commit();
+}
 void SqliteJobDatabase::rollback() noexcept {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    keys_.rollback();
 }
 
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
-    if (!job.unique_key.empty() && key_taken(job, now_ms)) return 0;
+    load_keys(now_ms);
+    const bool keyed = !job.unique_key.empty();
+    if (keyed && keys_.taken(job.kind, job.unique_key, now_ms)) return 0;
     const auto id = insert_row(job, now_ms);
-    if (!job.unique_key.empty()) {  // key_taken bound the same values: none is refused here
-        auto& s = statements_->key_hold;
-        try {
-            s.bind(1, job.kind)
-                .bind(2, job.unique_key)
-                .bind(3, id)
-                .bind(4, job.unique_for_ms)
-                .run();
-        } catch (const std::exception& e) {
-            s.reset();
-            fail(e.what());
-        }
-    }
+    if (keyed) keys_.take(job.kind, job.unique_key, id, job.unique_for_ms);
     return id;
 }
 
-bool SqliteJobDatabase::key_taken(const NewJob& job, std::int64_t now_ms) {
-    auto& s = statements_->key_taken;
+// Once, before the first write: every key the file holds, from the jobs' rows (a live job's,
+// a dead one's until unique_for after it died) and finished_keys.
+void SqliteJobDatabase::load_keys(std::int64_t now_ms) {
+    if (keys_loaded_) return;
     try {
-        s.bind(1, job.kind).bind(2, job.unique_key).bind(3, now_ms);
-        const bool taken = s.step();
-        s.reset();
-        return taken;
-    } catch (const ValueRefused& e) {
-        s.reset();
-        throw JobRefused(fmt::format("journal {}: job of kind '{}' refused: its unique key: {}",
-                                     path_, job.kind, e.what()));
+        Statement jobs(db_,
+                       "SELECT id, kind, unique_key, unique_for, state, run_at FROM jobs "
+                       "WHERE unique_key IS NOT NULL");
+        while (jobs.step()) {
+            const bool dead = jobs.text(4) == "dead";
+            const auto expires = dead ? jobs.integer(5) + jobs.integer(3) : 0;
+            if (dead && expires <= now_ms) continue;
+            keys_.load(jobs.text(1), jobs.text(2), jobs.integer(0), jobs.integer(3), expires);
+        }
+        Statement finished(db_,
+                           "SELECT kind, key, expires_at FROM finished_keys WHERE expires_at > ?1");
+        finished.bind(1, now_ms);
+        while (finished.step()) {
+            keys_.load(finished.text(0), finished.text(1), 0, 0, finished.integer(2));
+        }
     } catch (const std::exception& e) {
-        s.reset();
+        keys_.clear();
         fail(e.what());
     }
+    keys_loaded_ = true;
 }
 
 std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_ms) {
@@ -384,7 +416,9 @@ std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_m
             .bind(4, now_ms)
             .bind(5, first_due_ms(job, now_ms))
             .bind(6, job.trace_parent)
-            .run();
+            .bind(8, job.unique_for_ms);
+        if (!job.unique_key.empty()) s.bind(7, job.unique_key);  // else NULL: no key
+        s.run();
     } catch (const ValueRefused& e) {
         s.reset();
         throw JobRefused(
@@ -397,31 +431,31 @@ std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_m
 }
 
 void SqliteJobDatabase::remove(std::int64_t id, std::int64_t now_ms) {
+    load_keys(now_ms);
     try {
         run_with(statements_->remove, id);
     } catch (const std::exception& e) {
         fail(e.what());
     }
-    finish_key(id, now_ms);
+    if (const auto finished = keys_.finish(id, now_ms)) {
+        auto& s = statements_->key_finished;
+        try {
+            s.bind(1, finished->kind).bind(2, finished->key).bind(3, finished->expires_ms).run();
+        } catch (const std::exception& e) {
+            s.reset();
+            fail(e.what());
+        }
+    }
 }
 
 void SqliteJobDatabase::discard(std::int64_t id) {
+    load_keys(detail::unix_now_ms());
     try {
         run_with(statements_->remove, id);
-        run_with(statements_->key_free, id);
     } catch (const std::exception& e) {
         fail(e.what());
     }
-}
-
-void SqliteJobDatabase::finish_key(std::int64_t id, std::int64_t now_ms) {
-    auto& s = statements_->key_finish;
-    try {
-        s.bind(1, id).bind(2, now_ms).run();
-    } catch (const std::exception& e) {
-        s.reset();
-        fail(e.what());
-    }
+    keys_.free(id);
 }
 
 void SqliteJobDatabase::forget_expired_keys(std::int64_t now_ms) {
@@ -430,6 +464,7 @@ void SqliteJobDatabase::forget_expired_keys(std::int64_t now_ms) {
     } catch (const std::exception& e) {
         fail(e.what());
     }
+    keys_.sweep(now_ms, kKeyBucketsPerSweep);
 }
 
 void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int64_t run_at_ms,
@@ -445,6 +480,7 @@ void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int6
 
 void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_view error,
                              std::int64_t now_ms) {
+    load_keys(now_ms);
     auto& s = statements_->bury;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).bind(4, now_ms).run();
@@ -452,7 +488,7 @@ void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_vie
         s.reset();
         fail(e.what());
     }
-    finish_key(id, now_ms);
+    keys_.finish(id, now_ms);  // its row keeps its key, held until unique_for after now_ms
 }
 
 void SqliteJobDatabase::record_attempt(std::int64_t id, unsigned attempt) {
@@ -567,31 +603,59 @@ JobCensus SqliteJobDatabase::census(std::int64_t now_ms, std::size_t latest_dead
     return census;
 }
 
+// A dead job's key stays held until unique_for after it died, as it was while it was dead,
+// also once its job is revived or purged: in finished_keys.
 std::uint64_t SqliteJobDatabase::revive(std::optional<std::int64_t> id) {
-    const auto sql = fmt::format(
-        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = {} WHERE state = 'dead'{}",
-        detail::unix_now_ms(), id ? fmt::format(" AND id = {}", *id) : "");
-    exec(sql.c_str());
-    return static_cast<std::uint64_t>(sqlite3_changes(db_));
+    const auto which = id ? fmt::format(" AND id = {}", *id) : std::string();
+    return changing_dead(
+        [&] {
+            exec(fmt::format("UPDATE jobs SET state = 'ready', attempts = 0, run_at = {}, "
+                             "unique_key = NULL WHERE state = 'dead'{}",
+                             detail::unix_now_ms(), which)
+                     .c_str());
+        },
+        which);
 }
 
+std::uint64_t SqliteJobDatabase::purge_dead() {
+    return changing_dead([&] { exec("DELETE FROM jobs WHERE state = 'dead'"); }, "");
+}
+
+// In one transaction: the dead jobs' keys (those `which` picks, an SQL condition after "state =
+// 'dead'") to finished_keys, then `change`; how many jobs `change` changed.
+template <class Change>
+std::uint64_t SqliteJobDatabase::changing_dead(Change change, const std::string& which) {
+    std::uint64_t changed = 0;
+    exec("BEGIN IMMEDIATE");
+    try {
+        exec(fmt::format("INSERT INTO finished_keys (kind, key, expires_at) "
+                         "SELECT kind, unique_key, run_at + unique_for FROM jobs "
+                         "WHERE state = 'dead' AND unique_key IS NOT NULL{}",
+                         which)
+                 .c_str());
+        change();
+        changed = static_cast<std::uint64_t>(sqlite3_changes(db_));
+        exec("COMMIT");
+    } catch (...) {
+        rollback();
+        throw;
+    }
+    keys_loaded_ = false;  // read again before the next write
+    return changed;
+}
+
+// A live job's key goes with its row.
 std::uint64_t SqliteJobDatabase::cancel(std::optional<std::int64_t> id,
                                         const std::optional<std::string>& kind) {
     std::uint64_t cancelled = 0;
     exec("BEGIN IMMEDIATE");
     try {
-        Statement keys(
-            db_,
-            "DELETE FROM unique_keys WHERE job_id IN (SELECT id FROM jobs WHERE "
-            "state != 'dead' AND (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR kind = ?2))");
         Statement jobs(db_,
                        "DELETE FROM jobs WHERE state != 'dead' AND (?1 IS NULL OR id = ?1) AND "
                        "(?2 IS NULL OR kind = ?2)");
-        for (auto* s : {&keys, &jobs}) {
-            if (id) s->bind(1, *id);
-            if (kind) s->bind(2, std::string_view(*kind));
-            s->step();
-        }
+        if (id) jobs.bind(1, *id);
+        if (kind) jobs.bind(2, std::string_view(*kind));
+        jobs.step();
         cancelled = static_cast<std::uint64_t>(sqlite3_changes(db_));
         exec("COMMIT");
     } catch (const JournalError&) {
@@ -601,12 +665,8 @@ std::uint64_t SqliteJobDatabase::cancel(std::optional<std::int64_t> id,
         rollback();
         fail(e.what());
     }
+    keys_loaded_ = false;
     return cancelled;
-}
-
-std::uint64_t SqliteJobDatabase::purge_dead() {
-    exec("DELETE FROM jobs WHERE state = 'dead'");
-    return static_cast<std::uint64_t>(sqlite3_changes(db_));
 }
 
 }  // namespace crosstown

@@ -12,6 +12,10 @@
 // moves the counter far ahead, so not after a power cut either, which under synchronous=NORMAL
 // rolls it back with the last commits.
 //
+// A job's unique key is kept in its row, and a completed job's, for its unique_for, in an
+// append-only table; the writer checks keys in memory (UniqueKeyIndex), read from the file
+// before its first write.
+//
 // Not thread-safe: one thread writes (SqliteJobStore); readers (`fcgi_app jobs list`) open
 // their own read-only connection, which WAL lets run beside the writer.
 #pragma once
@@ -26,6 +30,7 @@
 #include "crosstown/jobs/job_census.hpp"
 #include "crosstown/jobs/journal_config.hpp"
 #include "crosstown/jobs/journal_error.hpp"
+#include "crosstown/jobs/sqlite/unique_key_index.hpp"
 #include "crosstown/jobs/stored_job.hpp"
 
 struct sqlite3;
@@ -71,6 +76,8 @@ class SqliteJobDatabase {
     void bury(std::int64_t id, unsigned attempts, std::string_view error, std::int64_t now_ms);
     // The unique keys of jobs that finished longer than their unique_for ago go.
     void forget_expired_keys(std::int64_t now_ms);
+    // The unique keys held in memory (UniqueKeyIndex): the writer's, once it has written.
+    std::size_t unique_keys_held() const { return keys_.size(); }
     // Attempt `attempt` starts: `attempts` becomes it and `last_error` says it was cut short,
     // as they stay if the process dies in it (a dead job is left alone).
     void record_attempt(std::int64_t id, unsigned attempt);
@@ -91,9 +98,10 @@ class SqliteJobDatabase {
 
   private:
     SqliteJobDatabase(std::string path, sqlite3* db);
-    bool key_taken(const NewJob& job, std::int64_t now_ms);
     std::int64_t insert_row(const NewJob& job, std::int64_t now_ms);
-    void finish_key(std::int64_t id, std::int64_t now_ms);
+    void load_keys(std::int64_t now_ms);
+    template <class Change>
+    std::uint64_t changing_dead(Change change, const std::string& which);
     void exec(const char* sql);
     void skip_ids_a_power_cut_may_have_lost();
     [[noreturn]] void fail(std::string_view doing) const;
@@ -106,6 +114,11 @@ class SqliteJobDatabase {
     sqlite3* db_ = nullptr;
     struct Statements;
     std::unique_ptr<Statements> statements_;
+    // The writer's: the keys the file holds, read before the first write (and again after an
+    // operator's change).
+    static constexpr std::size_t kKeyBucketsPerSweep = 64;
+    UniqueKeyIndex keys_;
+    bool keys_loaded_ = false;
 };
 
 }  // namespace crosstown

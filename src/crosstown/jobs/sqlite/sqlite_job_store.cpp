@@ -273,6 +273,7 @@ bool SqliteJobStore::write(std::vector<Ticket*>& tickets, std::vector<Change>& c
             }
             journal_.forget_expired_keys(now);
             journal_.commit();
+            keys_held_.store(journal_.unique_keys_held(), std::memory_order_relaxed);
             if (inserted > 0) record_batch(inserted);
         } catch (...) {
             journal_.rollback();

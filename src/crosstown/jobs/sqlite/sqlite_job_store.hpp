@@ -79,6 +79,9 @@ class SqliteJobStore final : public JobStore {
     LatencyHistogram::Snapshot commit_latency() const { return commit_latency_.snapshot(); }
     BatchSizes batch_sizes() const;
     std::uint64_t failed_transactions() const { return failed_.load(std::memory_order_relaxed); }
+    // Unique keys held (by live jobs, or within their unique_for), in memory: as of the last
+    // transaction.
+    std::size_t unique_keys_held() const { return keys_held_.load(std::memory_order_relaxed); }
 
   private:
     struct Ticket;  // a waiting commit()
@@ -110,6 +113,7 @@ class SqliteJobStore final : public JobStore {
     std::array<std::atomic<std::uint64_t>, kBatchBounds.size() + 1> batch_buckets_{};
     std::atomic<std::uint64_t> batch_jobs_{0};
     std::atomic<std::uint64_t> failed_{0};
+    std::atomic<std::size_t> keys_held_{0};
     // While the disk stays full the writer retries every 100 ms: one log line per 5 s is enough.
     detail::LogThrottle failure_log_{std::chrono::seconds(5)};
 

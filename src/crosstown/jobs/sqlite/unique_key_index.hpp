@@ -1,0 +1,83 @@
+// crosstown::UniqueKeyIndex: the unique keys a SQLite journal holds, in memory, so that a
+// commit checks a job's key without writing a B-tree of keys: a keyed job then costs its
+// transaction no more pages than one without a key.
+//
+// The file keeps every key (a live or dead job's in its row, a completed job's in an
+// append-only table) and only one process writes it (JournalOwner), so this index, read from
+// the file at open and changed with each write, is the whole truth for that process. What a
+// transaction changed is undone when it rolls back. A key is held by its live job, then until
+// its hold expires (unique_for after the job finished); expired holds are forgotten a few hash
+// buckets at a time. Memory: about 150 bytes for each key held.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace crosstown {
+
+class UniqueKeyIndex {
+  public:
+    // A finished job's key, for the file.
+    struct Finished {
+        std::string kind;
+        std::string key;
+        std::int64_t expires_ms;
+    };
+
+    bool taken(std::string_view kind, std::string_view key, std::int64_t now_ms) const;
+    // Live job `job_id` takes the key; once it finishes the key stays held for unique_for_ms.
+    void take(std::string_view kind, std::string_view key, std::int64_t job_id,
+              std::int64_t unique_for_ms);
+    // Job `job_id` finished at `now_ms` (completed, or dead): its key, if it has one, is held
+    // until now_ms + its unique_for, and returned.
+    std::optional<Finished> finish(std::int64_t job_id, std::int64_t now_ms);
+    // Job `job_id` goes without running: its key, if it has one, is free at once.
+    void free(std::int64_t job_id);
+    // A hold as the file has it, at open: held by live job `job_id` (expires_ms 0), or until
+    // expires_ms. A live job's hold wins over a finished one's; of two finished, the later.
+    void load(std::string_view kind, std::string_view key, std::int64_t job_id,
+              std::int64_t unique_for_ms, std::int64_t expires_ms);
+    void clear();
+
+    // A transaction: what changes between begin() and rollback() is undone by it.
+    void begin();
+    void commit();
+    void rollback() noexcept;
+
+    // Forgets the expired holds in the next `buckets` buckets, from where the last sweep
+    // stopped.
+    void sweep(std::int64_t now_ms, std::size_t buckets);
+    std::size_t size() const { return holds_.size(); }
+
+  private:
+    struct Hold {
+        std::int64_t job_id = 0;
+        std::int64_t expires_ms = 0;  // 0 while its job lives
+    };
+    struct Holder {        // a live job that holds a key
+        std::string name;  // its key's, as holds_ has it
+        std::int64_t unique_for_ms = 0;
+    };
+
+    // Kind and key in one string, the kind's length first, so that no two pairs share one.
+    static std::string name_of(std::string_view kind, std::string_view key);
+    static std::pair<std::string, std::string> split(const std::string& name);
+    void set_hold(const std::string& name, std::optional<Hold> hold);
+    void set_holder(std::int64_t job_id, std::optional<Holder> holder);
+
+    std::unordered_map<std::string, Hold> holds_;
+    std::unordered_map<std::int64_t, Holder> holders_;
+    std::size_t next_bucket_ = 0;
+    bool in_transaction_ = false;
+    // The values before each change of the open transaction, oldest first.
+    std::vector<std::pair<std::string, std::optional<Hold>>> undo_holds_;
+    std::vector<std::pair<std::int64_t, std::optional<Holder>>> undo_holders_;
+};
+
+}  // namespace crosstown
