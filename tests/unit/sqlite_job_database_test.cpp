@@ -523,20 +523,37 @@ TEST(SqliteJobDatabase, KeysTakenOrFreedInATransactionThatRollsBackAreAsBefore) 
     ASSERT_EQ(journal.live_jobs().size(), 2U);
 }
 
-// Completed jobs' keys are kept in finished_keys until they expire; then they go, oldest
-// first.
+// The keys a journal holds are read before the first write: a first transaction that rolls
+// back does not take them with it.
+TEST(SqliteJobDatabase, TheKeysInTheFileOutliveAFirstTransactionThatRollsBack) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    { ASSERT_GT(open_rw(path).insert({"k", "p", "r", "held", 60'000}, 1), 0); }
+    auto journal = open_rw(path);
+    journal.begin();
+    EXPECT_GT(journal.insert({"k", "p", "r", "new", 60'000}, 2), 0);
+    journal.rollback();
+    EXPECT_EQ(journal.insert({"k", "p", "r", "held", 60'000}, 3), 0);
+    EXPECT_GT(journal.insert({"k", "p", "r", "new", 60'000}, 3), 0);
+}
+
+// Completed jobs' keys are kept in finished_keys until they expire; then they go, whatever
+// order they finished in (a kind with a short unique_for beside one with a long one).
 TEST(SqliteJobDatabase, FinishedKeysGoOnceExpired) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
     auto journal = open_rw(path);
+    const auto long_held = journal.insert({"slow", "p", "r", "long", 1'000'000}, 10);
+    journal.remove(long_held, 50);  // held until 1000050
     for (int i = 0; i < 3; ++i) {
         const auto key = fmt::format("key-{}", i);
         const auto id = journal.insert({"k", "p", "r", key, 1'000}, 10);
         journal.remove(id, 100 + i);  // held until 1100 + i
     }
-    EXPECT_EQ(count_rows(path, "finished_keys"), 3);
+    EXPECT_EQ(count_rows(path, "finished_keys"), 4);
     journal.forget_expired_keys(1101);
-    EXPECT_EQ(count_rows(path, "finished_keys"), 1) << "the two expired by then";
+    EXPECT_EQ(count_rows(path, "finished_keys"), 2) << "the two expired by then";
+    EXPECT_EQ(journal.insert({"slow", "p", "r", "long", 1'000}, 1101), 0);
     EXPECT_EQ(journal.insert({"k", "p", "r", "key-2", 1'000}, 1101), 0) << "held until 1102";
     EXPECT_GT(journal.insert({"k", "p", "r", "key-0", 1'000}, 1101), 0);
 }

@@ -22,25 +22,26 @@ constexpr int kSchemaVersion = 4;
 // what it lacks when a writer opens it, and a reader reads it as it is.
 //
 // A live or dead job keeps its unique key in its row; a completed job's key, held for its
-// unique_for, is appended to finished_keys, which has no index: the writer checks keys in
-// memory (UniqueKeyIndex), so that a keyed commit writes no page a commit without a key does
-// not. Rows of finished_keys go once expired, oldest first.
+// unique_for, goes to finished_keys, in the order of the holds' ends: the writer checks keys in
+// memory (UniqueKeyIndex), never here, and a new row lands at the right edge of the table
+// (near it, with kinds of different unique_for), so that a keyed commit writes few pages a
+// commit without a key does not, and expired rows go from the left edge.
 constexpr const char* kFinishedKeys = R"(
 CREATE TABLE finished_keys (
+    expires_at INTEGER NOT NULL,
     kind       TEXT    NOT NULL,
     key        TEXT    NOT NULL,
-    expires_at INTEGER NOT NULL
-);
+    PRIMARY KEY (expires_at, kind, key)
+) WITHOUT ROWID;
 )";
 
 // From version 2 or 3: a live job's key to its row, a finished one's to finished_keys.
 constexpr const char* kKeysFromVersion3 = R"(
 UPDATE jobs SET (unique_key, unique_for) =
     (SELECT key, unique_for FROM unique_keys u WHERE u.job_id = jobs.id AND u.kind = jobs.kind)
-WHERE id IN (SELECT job_id FROM unique_keys WHERE expires_at IS NULL);
-INSERT INTO finished_keys (kind, key, expires_at)
-    SELECT kind, key, expires_at FROM unique_keys WHERE expires_at IS NOT NULL
-    ORDER BY expires_at;
+WHERE id IN (SELECT job_id FROM unique_keys u WHERE u.expires_at IS NULL AND u.kind = jobs.kind);
+INSERT OR IGNORE INTO finished_keys (expires_at, kind, key)
+    SELECT expires_at, kind, key FROM unique_keys WHERE expires_at IS NOT NULL;
 DROP TABLE unique_keys;
 )";
 
@@ -226,15 +227,9 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "UPDATE jobs SET attempts = ?2, last_error = ?3 "
                             "WHERE id = ?1 AND state != 'dead'"},
                            {db,
-                            "INSERT INTO finished_keys (kind, key, expires_at) "
+                            "INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                             "VALUES (?1, ?2, ?3)"},
-                           // The expired rows before the first that is not: the oldest go
-                           // first, and a long hold keeps those behind it a while longer.
-                           {db,
-                            "DELETE FROM finished_keys WHERE rowid < coalesce("
-                            "(SELECT rowid FROM finished_keys WHERE expires_at > ?1 "
-                            "ORDER BY rowid LIMIT 1), "
-                            "(SELECT max(rowid) FROM finished_keys) + 1)"}});
+                           {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -359,6 +354,7 @@ void SqliteJobDatabase::check_identity(Access access) {
 }
 
 void SqliteJobDatabase::begin() {
+    load_keys();  // before the transaction: what is read is not undone by its rollback
     exec("BEGIN IMMEDIATE");
     keys_.begin();
 }
@@ -372,7 +368,7 @@ void SqliteJobDatabase::rollback() noexcept {
 }
 
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
-    load_keys(now_ms);
+    load_keys();
     const bool keyed = !job.unique_key.empty();
     if (keyed && keys_.taken(job.kind, job.unique_key, now_ms)) return 0;
     const auto id = insert_row(job, now_ms);
@@ -382,8 +378,9 @@ std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
 
 // Once, before the first write: every key the file holds, from the jobs' rows (a live job's,
 // a dead one's until unique_for after it died) and finished_keys.
-void SqliteJobDatabase::load_keys(std::int64_t now_ms) {
+void SqliteJobDatabase::load_keys() {
     if (keys_loaded_) return;
+    const auto now_ms = detail::unix_now_ms();
     try {
         Statement jobs(db_,
                        "SELECT id, kind, unique_key, unique_for, state, run_at FROM jobs "
@@ -431,7 +428,7 @@ std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_m
 }
 
 void SqliteJobDatabase::remove(std::int64_t id, std::int64_t now_ms) {
-    load_keys(now_ms);
+    load_keys();
     try {
         run_with(statements_->remove, id);
     } catch (const std::exception& e) {
@@ -449,7 +446,7 @@ void SqliteJobDatabase::remove(std::int64_t id, std::int64_t now_ms) {
 }
 
 void SqliteJobDatabase::discard(std::int64_t id) {
-    load_keys(detail::unix_now_ms());
+    load_keys();
     try {
         run_with(statements_->remove, id);
     } catch (const std::exception& e) {
@@ -480,7 +477,7 @@ void SqliteJobDatabase::reschedule(std::int64_t id, unsigned attempts, std::int6
 
 void SqliteJobDatabase::bury(std::int64_t id, unsigned attempts, std::string_view error,
                              std::int64_t now_ms) {
-    load_keys(now_ms);
+    load_keys();
     auto& s = statements_->bury;
     try {
         s.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, error).bind(4, now_ms).run();
@@ -628,7 +625,7 @@ std::uint64_t SqliteJobDatabase::changing_dead(Change change, const std::string&
     std::uint64_t changed = 0;
     exec("BEGIN IMMEDIATE");
     try {
-        exec(fmt::format("INSERT INTO finished_keys (kind, key, expires_at) "
+        exec(fmt::format("INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                          "SELECT kind, unique_key, run_at + unique_for FROM jobs "
                          "WHERE state = 'dead' AND unique_key IS NOT NULL{}",
                          which)
@@ -640,7 +637,8 @@ std::uint64_t SqliteJobDatabase::changing_dead(Change change, const std::string&
         rollback();
         throw;
     }
-    keys_loaded_ = false;  // read again before the next write
+    keys_.clear();  // read again before the next write
+    keys_loaded_ = false;
     return changed;
 }
 
@@ -665,6 +663,7 @@ std::uint64_t SqliteJobDatabase::cancel(std::optional<std::int64_t> id,
         rollback();
         fail(e.what());
     }
+    keys_.clear();
     keys_loaded_ = false;
     return cancelled;
 }

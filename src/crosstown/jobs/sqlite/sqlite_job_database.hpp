@@ -76,7 +76,11 @@ class SqliteJobDatabase {
     void bury(std::int64_t id, unsigned attempts, std::string_view error, std::int64_t now_ms);
     // The unique keys of jobs that finished longer than their unique_for ago go.
     void forget_expired_keys(std::int64_t now_ms);
-    // The unique keys held in memory (UniqueKeyIndex): the writer's, once it has written.
+    // Reads every unique key the file holds into memory (UniqueKeyIndex), once; a writer does
+    // before its first write, or earlier (at start, not on a request's commit). Throws
+    // JournalError.
+    void load_keys();
+    // The unique keys in memory: held, or expired and not swept yet.
     std::size_t unique_keys_held() const { return keys_.size(); }
     // Attempt `attempt` starts: `attempts` becomes it and `last_error` says it was cut short,
     // as they stay if the process dies in it (a dead job is left alone).
@@ -99,7 +103,6 @@ class SqliteJobDatabase {
   private:
     SqliteJobDatabase(std::string path, sqlite3* db);
     std::int64_t insert_row(const NewJob& job, std::int64_t now_ms);
-    void load_keys(std::int64_t now_ms);
     template <class Change>
     std::uint64_t changing_dead(Change change, const std::string& which);
     void exec(const char* sql);

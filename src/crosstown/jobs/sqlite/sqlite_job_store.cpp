@@ -44,7 +44,11 @@ SqliteJobStore::SqliteJobStore(SqliteJobDatabase journal, std::optional<JournalO
     : owner_(std::move(owner)),
       journal_(std::move(journal)),
       path_(journal_.path()),
-      replay_(journal_.live_jobs()),
+      // The keys at start too, so that no request's commit waits while they are read.
+      replay_([this] {
+          journal_.load_keys();
+          return journal_.live_jobs();
+      }()),
       thread_([this](std::stop_token stop) { loop(std::move(stop)); }) {}
 
 SqliteJobStore::~SqliteJobStore() {

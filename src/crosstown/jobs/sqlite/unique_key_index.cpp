@@ -1,7 +1,8 @@
 #include "crosstown/jobs/sqlite/unique_key_index.hpp"
 
+#include <algorithm>
 #include <cstring>
-#include <ranges>
+#include <utility>
 
 namespace crosstown {
 
@@ -27,8 +28,8 @@ bool UniqueKeyIndex::taken(std::string_view kind, std::string_view key, std::int
 void UniqueKeyIndex::take(std::string_view kind, std::string_view key, std::int64_t job_id,
                           std::int64_t unique_for_ms) {
     auto name = name_of(kind, key);
-    set_hold(name, Hold{job_id, 0});
-    set_holder(job_id, Holder{std::move(name), unique_for_ms});
+    set(holds_, undo_holds_, name, Hold{job_id, 0});
+    set(holders_, undo_holders_, job_id, Holder{std::move(name), unique_for_ms});
 }
 
 std::optional<UniqueKeyIndex::Finished> UniqueKeyIndex::finish(std::int64_t job_id,
@@ -37,8 +38,9 @@ std::optional<UniqueKeyIndex::Finished> UniqueKeyIndex::finish(std::int64_t job_
     if (it == holders_.end()) return std::nullopt;
     const auto holder = it->second;
     const auto expires = now_ms + holder.unique_for_ms;
-    set_hold(holder.name, Hold{job_id, expires});
-    set_holder(job_id, std::nullopt);
+    set(holds_, undo_holds_, holder.name, Hold{job_id, expires});
+    set(holders_, undo_holders_, job_id, std::nullopt);
+    ++finished_since_sweep_;
     auto [kind, key] = split(holder.name);
     return Finished{std::move(kind), std::move(key), expires};
 }
@@ -47,8 +49,8 @@ void UniqueKeyIndex::free(std::int64_t job_id) {
     const auto it = holders_.find(job_id);
     if (it == holders_.end()) return;
     const auto name = it->second.name;
-    set_hold(name, std::nullopt);
-    set_holder(job_id, std::nullopt);
+    set(holds_, undo_holds_, name, std::nullopt);
+    set(holders_, undo_holders_, job_id, std::nullopt);
 }
 
 void UniqueKeyIndex::load(std::string_view kind, std::string_view key, std::int64_t job_id,
@@ -60,8 +62,10 @@ void UniqueKeyIndex::load(std::string_view kind, std::string_view key, std::int6
         if (held.expires_ms == 0) return;
         if (expires_ms != 0 && expires_ms <= held.expires_ms) return;
     }
-    set_hold(name, Hold{job_id, expires_ms});
-    if (expires_ms == 0) set_holder(job_id, Holder{std::move(name), unique_for_ms});
+    set(holds_, undo_holds_, name, Hold{job_id, expires_ms});
+    if (expires_ms == 0) {
+        set(holders_, undo_holders_, job_id, Holder{std::move(name), unique_for_ms});
+    }
 }
 
 void UniqueKeyIndex::clear() {
@@ -69,6 +73,7 @@ void UniqueKeyIndex::clear() {
     holders_.clear();
     undo_holds_.clear();
     undo_holders_.clear();
+    in_transaction_ = false;
 }
 
 void UniqueKeyIndex::begin() {
@@ -81,30 +86,37 @@ void UniqueKeyIndex::commit() {
     in_transaction_ = false;
     undo_holds_.clear();
     undo_holders_.clear();
+    // A transaction of many changes (an upgrade, a long outage's backlog) leaves no memory
+    // behind.
+    constexpr std::size_t kKeptCapacity = 4096;
+    if (undo_holds_.capacity() > kKeptCapacity) undo_holds_.shrink_to_fit();
+    if (undo_holders_.capacity() > kKeptCapacity) undo_holders_.shrink_to_fit();
 }
 
-// Each map's changes undone newest first: the two maps are independent of each other.
 void UniqueKeyIndex::rollback() noexcept {
-    for (auto& [name, hold] : std::views::reverse(undo_holds_)) {
-        if (hold) {
-            holds_.insert_or_assign(std::move(name), *hold);
-        } else {
-            holds_.erase(name);
-        }
-    }
-    for (auto& [job_id, holder] : std::views::reverse(undo_holders_)) {
-        if (holder) {
-            holders_.insert_or_assign(job_id, std::move(*holder));
-        } else {
-            holders_.erase(job_id);
-        }
-    }
+    undo_all(holds_, undo_holds_);
+    undo_all(holders_, undo_holders_);
     in_transaction_ = false;
-    undo_holds_.clear();
-    undo_holders_.clear();
+}
+
+// Each map's changes undone newest first (the two maps are independent of each other). No
+// allocation: an erased node goes back whole, into buckets that never shrank.
+template <class Map>
+void UniqueKeyIndex::undo_all(Map& map, std::vector<Undo<Map>>& undo) noexcept {
+    for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+        if (!it->erased.empty()) {
+            map.insert(std::move(it->erased));
+        } else if (it->replaced) {
+            map.find(it->key)->second = std::move(*it->replaced);
+        } else {
+            map.erase(it->key);
+        }
+    }
+    undo.clear();
 }
 
 void UniqueKeyIndex::sweep(std::int64_t now_ms, std::size_t buckets) {
+    buckets = std::max(buckets, 4 * std::exchange(finished_since_sweep_, 0));
     std::vector<std::string> expired;
     for (std::size_t i = 0; i < buckets && i < holds_.bucket_count(); ++i) {
         const auto bucket = next_bucket_++ % holds_.bucket_count();
@@ -114,33 +126,31 @@ void UniqueKeyIndex::sweep(std::int64_t now_ms, std::size_t buckets) {
             }
         }
     }
-    for (const auto& name : expired) set_hold(name, std::nullopt);
+    for (const auto& name : expired) set(holds_, undo_holds_, name, std::nullopt);
 }
 
-void UniqueKeyIndex::set_hold(const std::string& name, std::optional<Hold> hold) {
-    if (in_transaction_) {
-        const auto it = holds_.find(name);
-        undo_holds_.emplace_back(
-            name, it == holds_.end() ? std::nullopt : std::optional<Hold>(it->second));
+// Sets or erases `key`'s entry, and in a transaction notes how to undo it. The note's room is
+// made first: once the map changed, noting it cannot fail.
+template <class Map>
+void UniqueKeyIndex::set(Map& map, std::vector<Undo<Map>>& undo, const typename Map::key_type& key,
+                         std::optional<typename Map::mapped_type> value) {
+    if (in_transaction_ && undo.size() == undo.capacity()) {
+        undo.reserve(std::max<std::size_t>(16, 2 * undo.capacity()));
     }
-    if (hold) {
-        holds_.insert_or_assign(name, *hold);
-    } else {
-        holds_.erase(name);
+    const auto it = map.find(key);
+    if (!value) {
+        if (it == map.end()) return;
+        auto node = map.extract(it);
+        if (in_transaction_) undo.push_back({key, std::nullopt, std::move(node)});
+        return;
     }
-}
-
-void UniqueKeyIndex::set_holder(std::int64_t job_id, std::optional<Holder> holder) {
-    if (in_transaction_) {
-        const auto it = holders_.find(job_id);
-        undo_holders_.emplace_back(
-            job_id, it == holders_.end() ? std::nullopt : std::optional<Holder>(it->second));
+    if (it == map.end()) {
+        if (in_transaction_) undo.push_back({key, std::nullopt, {}});
+        map.emplace(key, std::move(*value));
+        return;
     }
-    if (holder) {
-        holders_.insert_or_assign(job_id, std::move(*holder));
-    } else {
-        holders_.erase(job_id);
-    }
+    if (in_transaction_) undo.push_back({key, std::move(it->second), {}});
+    it->second = std::move(*value);
 }
 
 }  // namespace crosstown

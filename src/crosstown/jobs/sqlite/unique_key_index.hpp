@@ -5,9 +5,10 @@
 // The file keeps every key (a live or dead job's in its row, a completed job's in an
 // append-only table) and only one process writes it (JournalOwner), so this index, read from
 // the file at open and changed with each write, is the whole truth for that process. What a
-// transaction changed is undone when it rolls back. A key is held by its live job, then until
-// its hold expires (unique_for after the job finished); expired holds are forgotten a few hash
-// buckets at a time. Memory: about 150 bytes for each key held.
+// transaction changed is undone when it rolls back, without allocating (what was erased is kept
+// whole until then). A key is held by its live job, then until its hold expires (unique_for
+// after the job finished); expired holds are forgotten a few hash buckets at a time, more after
+// a transaction that finished many. Memory: about 150 bytes for each key held.
 #pragma once
 
 #include <cstddef>
@@ -50,9 +51,11 @@ class UniqueKeyIndex {
     void commit();
     void rollback() noexcept;
 
-    // Forgets the expired holds in the next `buckets` buckets, from where the last sweep
-    // stopped.
+    // Forgets the expired holds in the next buckets, from where the last sweep stopped: at
+    // least `buckets` of them, and four for each hold finished since the last sweep, so that
+    // forgetting keeps up with finishing.
     void sweep(std::int64_t now_ms, std::size_t buckets);
+    // Holds in memory: those held, and expired ones not swept yet.
     std::size_t size() const { return holds_.size(); }
 
   private:
@@ -68,16 +71,30 @@ class UniqueKeyIndex {
     // Kind and key in one string, the kind's length first, so that no two pairs share one.
     static std::string name_of(std::string_view kind, std::string_view key);
     static std::pair<std::string, std::string> split(const std::string& name);
-    void set_hold(const std::string& name, std::optional<Hold> hold);
-    void set_holder(std::int64_t job_id, std::optional<Holder> holder);
+    using Holds = std::unordered_map<std::string, Hold>;
+    using Holders = std::unordered_map<std::int64_t, Holder>;
+    // How to undo one change of a map: put back the node erased, or the value replaced, or
+    // erase the entry added.
+    template <class Map>
+    struct Undo {
+        typename Map::key_type key;
+        std::optional<typename Map::mapped_type> replaced;
+        typename Map::node_type erased;
+    };
+    template <class Map>
+    void set(Map& map, std::vector<Undo<Map>>& undo, const typename Map::key_type& key,
+             std::optional<typename Map::mapped_type> value);
+    template <class Map>
+    static void undo_all(Map& map, std::vector<Undo<Map>>& undo) noexcept;
 
-    std::unordered_map<std::string, Hold> holds_;
-    std::unordered_map<std::int64_t, Holder> holders_;
+    Holds holds_;
+    Holders holders_;
     std::size_t next_bucket_ = 0;
+    std::size_t finished_since_sweep_ = 0;
     bool in_transaction_ = false;
-    // The values before each change of the open transaction, oldest first.
-    std::vector<std::pair<std::string, std::optional<Hold>>> undo_holds_;
-    std::vector<std::pair<std::int64_t, std::optional<Holder>>> undo_holders_;
+    // The changes of the open transaction, oldest first.
+    std::vector<Undo<Holds>> undo_holds_;
+    std::vector<Undo<Holders>> undo_holders_;
 };
 
 }  // namespace crosstown
