@@ -80,5 +80,20 @@ TEST(UniqueKeyIndex, ASweepForgetsExpiredHoldsOnly) {
     EXPECT_TRUE(keys.taken("k", "1", 5'000));
 }
 
+// A sweep skips everything before the soonest a hold can expire; a hold finished since the last
+// full pass with an earlier expiry brings that time forward.
+TEST(UniqueKeyIndex, AHoldFinishedAfterAFullPassIsSweptAtItsOwnTime) {
+    UniqueKeyIndex keys;
+    keys.take("k", "long", 1, 10'000);
+    keys.finish(1, 0);             // until 10000
+    keys.sweep(5'000, 1'000'000);  // a full pass: nothing expires before 10000
+    keys.take("k", "short", 2, 1'000);
+    keys.finish(2, 0);  // until 1000
+    keys.sweep(2'000, 1'000'000);
+    EXPECT_EQ(keys.size(), 1U) << "the short hold was swept";
+    keys.sweep(10'000, 1'000'000);
+    EXPECT_EQ(keys.size(), 0U);
+}
+
 }  // namespace
 }  // namespace crosstown

@@ -246,7 +246,8 @@ SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
       db_(std::exchange(other.db_, nullptr)),
       statements_(std::move(other.statements_)),
       keys_(std::move(other.keys_)),
-      keys_loaded_(other.keys_loaded_) {}
+      keys_loaded_(other.keys_loaded_),
+      next_forget_ms_(other.next_forget_ms_) {}
 SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexcept {
     std::swap(path_, other.path_);
     std::swap(sync_, other.sync_);
@@ -255,6 +256,7 @@ SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexc
     std::swap(statements_, other.statements_);
     std::swap(keys_, other.keys_);
     std::swap(keys_loaded_, other.keys_loaded_);
+    std::swap(next_forget_ms_, other.next_forget_ms_);
     return *this;
 }
 SqliteJobDatabase::~SqliteJobDatabase() {
@@ -455,7 +457,10 @@ void SqliteJobDatabase::discard(std::int64_t id) {
     keys_.free(id);
 }
 
+// Not at every transaction: a few times a second is enough to keep up, and costs little.
 void SqliteJobDatabase::forget_expired_keys(std::int64_t now_ms) {
+    if (now_ms < next_forget_ms_) return;
+    next_forget_ms_ = now_ms + kForgetEvery.count();
     try {
         run_with(statements_->keys_expired, now_ms);
     } catch (const std::exception& e) {

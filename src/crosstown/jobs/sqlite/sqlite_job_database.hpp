@@ -20,6 +20,7 @@
 // their own read-only connection, which WAL lets run beside the writer.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -74,7 +75,8 @@ class SqliteJobDatabase {
                     std::string_view error);
     // Dead: kept, and its unique key stays taken for its unique_for from now_ms.
     void bury(std::int64_t id, unsigned attempts, std::string_view error, std::int64_t now_ms);
-    // The unique keys of jobs that finished longer than their unique_for ago go.
+    // The unique keys of jobs that finished longer than their unique_for ago go (once in
+    // kForgetEvery; before, it does nothing).
     void forget_expired_keys(std::int64_t now_ms);
     // Reads every unique key the file holds into memory (UniqueKeyIndex), once; a writer does
     // before its first write, or earlier (at start, not on a request's commit). Throws
@@ -120,8 +122,10 @@ class SqliteJobDatabase {
     // The writer's: the keys the file holds, read before the first write (and again after an
     // operator's change).
     static constexpr std::size_t kKeyBucketsPerSweep = 64;
+    static constexpr std::chrono::milliseconds kForgetEvery{100};
     UniqueKeyIndex keys_;
     bool keys_loaded_ = false;
+    std::int64_t next_forget_ms_ = 0;  // forget_expired_keys() does nothing before
 };
 
 }  // namespace crosstown

@@ -41,6 +41,7 @@ std::optional<UniqueKeyIndex::Finished> UniqueKeyIndex::finish(std::int64_t job_
     set(holds_, undo_holds_, holder.name, Hold{job_id, expires});
     set(holders_, undo_holders_, job_id, std::nullopt);
     ++finished_since_sweep_;
+    note_expiry(expires);
     auto [kind, key] = split(holder.name);
     return Finished{std::move(kind), std::move(key), expires};
 }
@@ -63,6 +64,7 @@ void UniqueKeyIndex::load(std::string_view kind, std::string_view key, std::int6
         if (expires_ms != 0 && expires_ms <= held.expires_ms) return;
     }
     set(holds_, undo_holds_, name, Hold{job_id, expires_ms});
+    if (expires_ms != 0) note_expiry(expires_ms);
     if (expires_ms == 0) {
         set(holders_, undo_holders_, job_id, Holder{std::move(name), unique_for_ms});
     }
@@ -74,6 +76,8 @@ void UniqueKeyIndex::clear() {
     undo_holds_.clear();
     undo_holders_.clear();
     in_transaction_ = false;
+    soonest_ms_ = pass_soonest_ = kNever;
+    pass_visited_ = 0;
 }
 
 void UniqueKeyIndex::begin() {
@@ -115,18 +119,40 @@ void UniqueKeyIndex::undo_all(Map& map, std::vector<Undo<Map>>& undo) noexcept {
     undo.clear();
 }
 
+void UniqueKeyIndex::note_expiry(std::int64_t expires_ms) {
+    soonest_ms_ = std::min(soonest_ms_, expires_ms);
+    pass_soonest_ = std::min(pass_soonest_, expires_ms);
+}
+
 void UniqueKeyIndex::sweep(std::int64_t now_ms, std::size_t buckets) {
     buckets = std::max(buckets, 4 * std::exchange(finished_since_sweep_, 0));
+    if (now_ms < soonest_ms_) return;
+    const auto count = holds_.bucket_count();
+    if (count != pass_buckets_) {  // rehashed: holds moved between buckets, start again
+        pass_buckets_ = count;
+        pass_visited_ = 0;
+    }
+    buckets = std::min(buckets, count);
     std::vector<std::string> expired;
-    for (std::size_t i = 0; i < buckets && i < holds_.bucket_count(); ++i) {
-        const auto bucket = next_bucket_++ % holds_.bucket_count();
+    for (std::size_t i = 0; i < buckets; ++i) {
+        const auto bucket = next_bucket_++ % count;
         for (auto it = holds_.begin(bucket); it != holds_.end(bucket); ++it) {
-            if (it->second.expires_ms != 0 && it->second.expires_ms <= now_ms) {
+            const auto expires = it->second.expires_ms;
+            if (expires == 0) continue;
+            if (expires <= now_ms) {
                 expired.push_back(it->first);
+            } else {
+                pass_soonest_ = std::min(pass_soonest_, expires);
             }
         }
     }
     for (const auto& name : expired) set(holds_, undo_holds_, name, std::nullopt);
+    pass_visited_ += buckets;
+    if (pass_visited_ >= count) {
+        soonest_ms_ = pass_soonest_;
+        pass_soonest_ = kNever;
+        pass_visited_ = 0;
+    }
 }
 
 // Sets or erases `key`'s entry, and in a transaction notes how to undo it. The note's room is

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,7 +54,9 @@ class UniqueKeyIndex {
 
     // Forgets the expired holds in the next buckets, from where the last sweep stopped: at
     // least `buckets` of them, and four for each hold finished since the last sweep, so that
-    // forgetting keeps up with finishing.
+    // forgetting keeps up with finishing. Nothing at all before the soonest a hold can expire
+    // (known from the last full pass, and from the holds finished since), so that with a long
+    // unique_for a sweep costs nothing for most of it.
     void sweep(std::int64_t now_ms, std::size_t buckets);
     // Holds in memory: those held, and expired ones not swept yet.
     std::size_t size() const { return holds_.size(); }
@@ -89,8 +92,15 @@ class UniqueKeyIndex {
 
     Holds holds_;
     Holders holders_;
+    void note_expiry(std::int64_t expires_ms);
+
+    static constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
     std::size_t next_bucket_ = 0;
     std::size_t finished_since_sweep_ = 0;
+    std::int64_t soonest_ms_ = kNever;    // no finished hold expires before
+    std::int64_t pass_soonest_ = kNever;  // of the holds seen, or finished, in this pass
+    std::size_t pass_visited_ = 0;        // buckets visited in this pass
+    std::size_t pass_buckets_ = 0;        // how many there were when it began
     bool in_transaction_ = false;
     // The changes of the open transaction, oldest first.
     std::vector<Undo<Holds>> undo_holds_;
