@@ -86,13 +86,49 @@ TEST(UniqueKeyIndex, AHoldFinishedAfterAFullPassIsSweptAtItsOwnTime) {
     UniqueKeyIndex keys;
     keys.take("k", "long", 1, 10'000);
     keys.finish(1, 0);             // until 10000
-    keys.sweep(5'000, 1'000'000);  // a full pass: nothing expires before 10000
+    keys.sweep(5'000, 1'000'000);  // nothing can expire before 10000: skipped
     keys.take("k", "short", 2, 1'000);
     keys.finish(2, 0);  // until 1000
     keys.sweep(2'000, 1'000'000);
     EXPECT_EQ(keys.size(), 1U) << "the short hold was swept";
     keys.sweep(10'000, 1'000'000);
     EXPECT_EQ(keys.size(), 0U);
+}
+
+// A bucket at a time, while finishing goes on and the table grows (and rehashes) between
+// sweeps: every expired hold goes in the end, and only those.
+TEST(UniqueKeyIndex, SweepsOfOneBucketAcrossRehashesForgetEveryExpiredHoldInTheEnd) {
+    UniqueKeyIndex keys;
+    for (int i = 0; i < 500; ++i) {
+        keys.take("k", std::to_string(i), i + 1, i % 3 == 0 ? 1'000'000 : 100);
+        if (i % 2 == 0) keys.finish(i + 1, 0);  // until 100, or 1000000 for every third
+        keys.sweep(200, 1);
+    }
+    // Held: the 250 live ones, and the 84 finished with the long hold (the even multiples of 3
+    // below 500).
+    constexpr std::size_t kHeld = 250 + 84;
+    for (int i = 0; i < 20'000 && keys.size() > kHeld; ++i) keys.sweep(200, 1);
+    EXPECT_EQ(keys.size(), kHeld);
+    EXPECT_TRUE(keys.taken("k", "0", 200)) << "finished, held until 1000000";
+    EXPECT_FALSE(keys.taken("k", "2", 200)) << "finished, held until 100";
+    EXPECT_TRUE(keys.taken("k", "1", 200)) << "live";
+}
+
+// A rollback that brings back holds a sweep erased (they had expired) leaves them to a later
+// sweep, however far the next expiry was.
+TEST(UniqueKeyIndex, HoldsARollbackBringsBackAreSweptLater) {
+    UniqueKeyIndex keys;
+    keys.take("k", "short", 1, 100);
+    keys.finish(1, 0);  // until 100
+    keys.take("k", "long", 2, 1'000'000);
+    keys.finish(2, 0);  // until 1000000
+    keys.begin();
+    keys.sweep(200, 1'000'000);  // forgets "short"; a full pass: the next expiry is 1000000
+    EXPECT_EQ(keys.size(), 1U);
+    keys.rollback();
+    EXPECT_EQ(keys.size(), 2U) << "back with the rollback";
+    keys.sweep(300, 1'000'000);
+    EXPECT_EQ(keys.size(), 1U) << "swept again, not left until 1000000";
 }
 
 }  // namespace

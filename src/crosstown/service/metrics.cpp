@@ -138,8 +138,8 @@ void journal_metrics(Out out, const SqliteJobStore& sqlite) {
     fmt::format_to(out, "crosstown_journal_failed_transactions_total {}\n",
                    sqlite.failed_transactions());
     gauge(out, "crosstown_journal_unique_keys",
-          "Unique keys the journal holds in memory (live jobs', and finished ones' within their "
-          "unique_for).",
+          "Unique keys the journal keeps in memory (live jobs', and finished ones' not forgotten "
+          "yet: until a little after their unique_for ends).",
           sqlite.unique_keys_held());
     histogram(out, "crosstown_journal_commit_seconds",
               "From a request's commit to its transaction's end.", sqlite.commit_latency());

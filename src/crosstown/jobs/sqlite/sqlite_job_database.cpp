@@ -459,7 +459,8 @@ void SqliteJobDatabase::discard(std::int64_t id) {
 
 // Not at every transaction: a few times a second is enough to keep up, and costs little.
 void SqliteJobDatabase::forget_expired_keys(std::int64_t now_ms) {
-    if (now_ms < next_forget_ms_) return;
+    // (A clock stepped back does not hold it off for longer.)
+    if (now_ms < next_forget_ms_ && next_forget_ms_ - now_ms <= kForgetEvery.count()) return;
     next_forget_ms_ = now_ms + kForgetEvery.count();
     try {
         run_with(statements_->keys_expired, now_ms);

@@ -98,6 +98,13 @@ void UniqueKeyIndex::commit() {
 }
 
 void UniqueKeyIndex::rollback() noexcept {
+    // What comes back may have expired (a sweep of this transaction erased it) or expire
+    // sooner than the sweep now expects.
+    for (const auto& undo : undo_holds_) {
+        const auto& hold =
+            !undo.erased.empty() ? std::optional<Hold>(undo.erased.mapped()) : undo.replaced;
+        if (hold && hold->expires_ms != 0) note_expiry(hold->expires_ms);
+    }
     undo_all(holds_, undo_holds_);
     undo_all(holders_, undo_holders_);
     in_transaction_ = false;
@@ -125,13 +132,16 @@ void UniqueKeyIndex::note_expiry(std::int64_t expires_ms) {
 }
 
 void UniqueKeyIndex::sweep(std::int64_t now_ms, std::size_t buckets) {
+    if (now_ms < soonest_ms_) return;  // the finishes counted so far wait for when it runs
     buckets = std::max(buckets, 4 * std::exchange(finished_since_sweep_, 0));
-    if (now_ms < soonest_ms_) return;
     const auto count = holds_.bucket_count();
     if (count != pass_buckets_) {  // rehashed: holds moved between buckets, start again
         pass_buckets_ = count;
         pass_visited_ = 0;
     }
+    // A pass sees every hold there is when it starts; what it does not see was finished since,
+    // and noted then.
+    if (pass_visited_ == 0) pass_soonest_ = kNever;
     buckets = std::min(buckets, count);
     std::vector<std::string> expired;
     for (std::size_t i = 0; i < buckets; ++i) {

@@ -2,13 +2,13 @@
 // commit checks a job's key without writing a B-tree of keys: a keyed job then costs its
 // transaction no more pages than one without a key.
 //
-// The file keeps every key (a live or dead job's in its row, a completed job's in an
-// append-only table) and only one process writes it (JournalOwner), so this index, read from
-// the file at open and changed with each write, is the whole truth for that process. What a
-// transaction changed is undone when it rolls back, without allocating (what was erased is kept
-// whole until then). A key is held by its live job, then until its hold expires (unique_for
-// after the job finished); expired holds are forgotten a few hash buckets at a time, more after
-// a transaction that finished many. Memory: about 150 bytes for each key held.
+// The file keeps every key (a live or dead job's in its row, a completed job's in a table
+// appended at its end and trimmed from its start) and only one process writes it (JournalOwner), so
+// this index, read from the file at open and changed with each write, is the whole truth for that
+// process. What a transaction changed is undone when it rolls back, without allocating (what was
+// erased is kept whole until then). A key is held by its live job, then until its hold expires
+// (unique_for after the job finished); expired holds are forgotten a few hash buckets at a time,
+// more after a transaction that finished many. Memory: about 150 bytes for each key held.
 #pragma once
 
 #include <cstddef>
@@ -58,7 +58,7 @@ class UniqueKeyIndex {
     // (known from the last full pass, and from the holds finished since), so that with a long
     // unique_for a sweep costs nothing for most of it.
     void sweep(std::int64_t now_ms, std::size_t buckets);
-    // Holds in memory: those held, and expired ones not swept yet.
+    // Holds in memory: those held, and expired ones not forgotten yet.
     std::size_t size() const { return holds_.size(); }
 
   private:
