@@ -747,7 +747,7 @@ JobCensus JobRunner::census(std::size_t latest_dead) const {
 // as ready).
 void JobRunner::correct_census(JobCensus& census) const {
     struct Here {
-        std::size_t queued = 0;  // in the pool's queue, or waiting to run alone
+        std::size_t queued = 0;  // in the pool's queue, not started
         std::optional<Clock::time_point> oldest;
     };
     std::lock_guard lock(mutex_);
