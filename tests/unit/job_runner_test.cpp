@@ -24,6 +24,7 @@
 #include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/process_pool.hpp"
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
 #include "support/eventually.hpp"
@@ -922,9 +923,7 @@ TEST(JobRunner, TheCensusTellsRunningFromReadyAndTheLagFromTheLine) {
     EXPECT_EQ(busy.kind, "one-at-a-time");
     EXPECT_EQ(busy.running, 1U);
     EXPECT_EQ(busy.ready, 2U);
-    const auto unix_now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+    const auto unix_now = detail::unix_now_ms();
     EXPECT_LE(busy.oldest_ready_ms, unix_now - 50);
     EXPECT_GT(busy.oldest_ready_ms, unix_now - 60'000);
     EXPECT_EQ(census.kinds[0].kind, "idle");

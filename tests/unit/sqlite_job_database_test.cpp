@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/sqlite/journal_owner.hpp"
 #include "support/temp_dir.hpp"
 
@@ -68,12 +69,6 @@ long count_rows(const std::string& path, const std::string& table) {
     sqlite3_finalize(count);
     sqlite3_close(db);
     return rows;
-}
-
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 // The message of the JournalError that `open` throws, or "" when it throws none.
@@ -492,7 +487,7 @@ TEST(SqliteJobDatabase, AVersion3JournalKeepsItsKeysWhenAWriterUpgradesIt) {
         finished = journal.insert({"k", "done", "r"}, 1);
     }
     as_version_3(path);
-    const auto now = unix_now();
+    const auto now = detail::unix_now_ms();
     run_sql(path, fmt::format("DELETE FROM jobs WHERE id = {}; "
                               "INSERT INTO unique_keys VALUES ('k', 'held', {}, 60000, NULL), "
                               "('k', 'finished', {}, 60000, {}), ('k', 'expired', 7, 60000, {})",

@@ -14,14 +14,12 @@
 namespace crosstown {
 namespace {
 
+using detail::unix_ms;
+
 std::atomic<JobRunner*> runner_of_process{nullptr};
 
 // How often jobs waiting for room in the pool's queue look for it.
 constexpr auto kSpillPoll = std::chrono::milliseconds(5);
-
-std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
 
 // When a job registered with `options` is due, its response having just finished at `now`.
 std::chrono::steady_clock::time_point due_after(const DurableOptions& options,

@@ -5,14 +5,11 @@
 #include <exception>
 
 #include "crosstown/detail/thread_name.hpp"
+#include "crosstown/detail/unix_time.hpp"
 #include "crosstown/service/sample_ring.hpp"
 
 namespace crosstown {
 namespace {
-
-std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
 
 std::uint64_t ended(const std::map<std::string, std::uint64_t, std::less<>>& by_kind,
                     const std::string& kind) {
@@ -40,7 +37,7 @@ void JobsSampler::take() {
     try {
         auto census = runner_.census(kLatestDead);
         snapshot->taken_at = std::chrono::system_clock::now();
-        const auto now_ms = unix_ms(snapshot->taken_at);
+        const auto now_ms = detail::unix_ms(snapshot->taken_at);
         for (auto& kind : census.kinds) {
             KindStatus status{.census = std::move(kind)};
             const auto& name = status.census.kind;
