@@ -711,6 +711,12 @@ JobCounts JobRunner::totals() const {
     return total;
 }
 
+std::map<std::string, JobCounts> JobRunner::counts_by_kind() const {
+    std::map<std::string, JobCounts> counts;
+    for (const auto& [name, state] : states_) counts.emplace(name, state->counts());
+    return counts;
+}
+
 std::vector<KindReport> JobRunner::report() const {
     std::vector<KindReport> reports;
     std::lock_guard lock(mutex_);

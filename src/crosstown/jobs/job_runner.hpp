@@ -141,6 +141,8 @@ class JobRunner {
 
     const JobKinds& kinds() const { return kinds_; }
     JobCounts totals() const;
+    // Each kind's counts, without the lock report() takes (relaxed counters).
+    std::map<std::string, JobCounts> counts_by_kind() const;
     std::vector<KindReport> report() const;
     // The store's census (JobStore::census), with every kind defined here, and, when the store
     // runs its own jobs, those this process runs moved from ready to running and the lag taken

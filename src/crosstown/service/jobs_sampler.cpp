@@ -22,9 +22,11 @@ std::uint64_t ended(const std::map<std::string, std::uint64_t, std::less<>>& by_
 void JobsSampler::take() {
     Ends ends{.at = Clock::now(), .by_kind = {}};
     std::uint64_t runs = 0;
-    for (const auto& kind : runner_.report()) {
-        const auto n = kind.counts.succeeded + kind.counts.retried + kind.counts.dead;
-        ends.by_kind.emplace(kind.kind, n);
+    // Counters only: report() would also hold the runner's lock over every job waiting for its
+    // time, once a second.
+    for (const auto& [kind, counts] : runner_.counts_by_kind()) {
+        const auto n = counts.succeeded + counts.retried + counts.dead;
+        ends.by_kind.emplace(kind, n);
         runs += n;
     }
     ends_.push_back(std::move(ends));
