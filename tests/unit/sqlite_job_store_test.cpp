@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "support/eventually.hpp"
 #include "support/journal_files.hpp"
@@ -252,6 +254,47 @@ TEST(SqliteJobStore, CommitsThatWaitTogetherShareATransaction) {
     EXPECT_EQ(sizes.sum, static_cast<std::uint64_t>(kRequests));
     EXPECT_LT(sizes.count, static_cast<std::uint64_t>(kRequests));
     EXPECT_EQ(stored(path).size(), static_cast<std::size_t>(kRequests));
+}
+
+// Counts what one thread's BlockingObserver is told.
+struct CountingObserver : detail::BlockingObserver {
+    std::atomic<int> blocking_calls{0};
+    std::atomic<int> unblocked_calls{0};
+    void blocking() noexcept override { ++blocking_calls; }
+    void unblocked() noexcept override { ++unblocked_calls; }
+};
+
+TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
+    // The first committer leads a round, held in BEGIN by another connection's write lock: it
+    // works, and says nothing. The second waits for that round to end, and says so, so that a
+    // responder would serve others meanwhile.
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    auto blocker = open_rw(path);
+    blocker.begin();
+    std::array<CountingObserver, 2> observers;
+    std::vector<std::jthread> threads;
+    for (auto& observer : observers) {
+        threads.emplace_back([&writer, &observer] {
+            detail::blocking_observer = &observer;
+            EXPECT_EQ(commit(writer, {"j"}).size(), 1u);
+        });
+    }
+    const auto told = [&] {
+        return observers[0].blocking_calls.load() + observers[1].blocking_calls.load();
+    };
+    ASSERT_TRUE(test::eventually([&] { return told() > 0; }));
+    blocker.rollback();
+    for (auto& thread : threads) thread.join();
+    // Exactly one thread led the first round, and it was never told.
+    const int leaders = static_cast<int>(std::ranges::count_if(
+        observers, [](const CountingObserver& o) { return o.blocking_calls.load() == 0; }));
+    EXPECT_EQ(leaders, 1);
+    for (const auto& observer : observers) {
+        EXPECT_EQ(observer.blocking_calls.load(), observer.unblocked_calls.load());
+    }
+    EXPECT_EQ(stored(path).size(), 2u);
 }
 
 // A payload past SQLite's own limit (1 GB), mapped but never written or read: SQLite refuses it

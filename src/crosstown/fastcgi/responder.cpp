@@ -379,13 +379,12 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
 
 // Before the response is written: the request's durable jobs go to the journal, or the
 // response becomes a 503 (and then its in-memory callbacks are gated by that 503 too).
-// While this thread waits for its commit it does not count against those serving, as in a
-// wait for room: another thread takes the next request at once (and a spare starts when every
-// thread waits), so that request's commit can join the group this one waits for.
+// The store tells this thread's BlockingObserver while the thread waits on it (for a round of
+// the group commit that takes its jobs, for Redis), but not while it writes a round itself:
+// that is work, as a handler's is, and telling it would wake a thread to watch for each.
 std::vector<CommittedJob> Responder::commit_jobs(JobBatch& jobs, Exchange& exchange) {
     if (jobs_ == nullptr || jobs.empty()) return {};
     try {
-        const detail::BlockingNotice waiting_for_commit;
         return jobs_->commit(jobs, exchange.response.status(), exchange.request->id());
     } catch (const JournalUnavailable& e) {
         exchange.response = journal_unavailable(*exchange.request, e);

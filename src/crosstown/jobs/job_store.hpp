@@ -34,7 +34,9 @@ class JobStore {
 
     // Durably keeps a request's jobs before its response is written, and returns their ids in
     // order (kDuplicate for those not kept). Throws JournalUnavailable when it cannot (the
-    // response becomes a 503).
+    // response becomes a 503). While it waits (for a round trip, another thread's write), it
+    // tells the calling thread's BlockingObserver, so that others serve meanwhile and their
+    // requests' jobs can join the write it waits for.
     virtual std::vector<std::int64_t> commit(std::span<const NewJob> jobs) = 0;
     // True when committed jobs are run by whichever instance takes them from the store (after
     // release), false when the committing process runs them itself.

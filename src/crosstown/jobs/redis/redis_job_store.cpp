@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/jobs/redis/redis_job_feed.hpp"
@@ -661,6 +662,7 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         in_flight = commits_in_flight_.insert(beats_);
     }
     try {
+        const detail::BlockingNotice waiting_for_redis;
         auto connection = lease();
         for (;;) {
             const auto reply = connection->eval(kHold, args);
