@@ -275,6 +275,40 @@ TEST_F(RedisJobStoreTest, FinishesQueuedWhileOneIsOnItsWayGoOutTogether) {
     EXPECT_EQ(a->bookkeeping().at("unsent"), 0U);
 }
 
+// Holds too: while one request's hold is on its way (held here by CLIENT PAUSE), the others
+// queue, and the next pipeline carries them all; each request still gets its own ids.
+TEST_F(RedisJobStoreTest, HoldsQueuedWhileOneIsOnItsWayGoOutTogether) {
+    constexpr std::size_t kRequests = 8;
+    commit(*a, "warm");  // loads the hold script and leaves an idle connection
+    raw().command({"CLIENT", "PAUSE", "5000", "WRITE"});  // scripts wait, reads do not
+    const auto before = a->figures().round_trips;
+    std::vector<std::vector<std::int64_t>> ids(kRequests);
+    {
+        std::vector<std::jthread> committing;
+        for (std::size_t i = 0; i < kRequests; ++i) {
+            committing.emplace_back([&, i] { ids[i] = commit(*a, "p" + std::to_string(i)); });
+        }
+        // Within the first hold's command timeout (2 s), which would fail it.
+        const bool queued = test::eventually(
+            [&] { return a->bookkeeping().at("holds_queued") == kRequests - 1; }, 1500ms, 1ms);
+        raw().command({"CLIENT", "UNPAUSE"});
+        ASSERT_TRUE(queued) << a->bookkeeping().at("holds_queued") << " queued";
+    }
+    EXPECT_EQ(a->figures().round_trips - before, 2U) << "the first hold, then the other seven";
+    std::set<std::int64_t> distinct;
+    for (const auto& request : ids) {
+        ASSERT_EQ(request.size(), 1U);
+        distinct.insert(request.at(0));
+    }
+    EXPECT_EQ(distinct.size(), kRequests);
+    EXPECT_EQ(distinct.count(RedisJobStore::kDuplicate), 0U);
+    for (const auto id : distinct) {
+        EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(id)}), 1) << id;
+    }
+    a->release(std::vector<std::int64_t>(distinct.begin(), distinct.end()));
+    EXPECT_EQ(a->take(openings, 1000ms).size(), kRequests);
+}
+
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
 // where it stopped, and says when the scan has come round, so the feed claims them all at once.
 TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {

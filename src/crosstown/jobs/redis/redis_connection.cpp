@@ -216,19 +216,22 @@ RedisReply RedisConnection::command(std::initializer_list<std::string_view> args
     return command(std::span<const std::string>(owned));
 }
 
-RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std::string> args) {
-    std::string sha;
-    {
+std::string RedisConnection::script_sha(const RedisScript& script, bool reload) {
+    if (!reload) {
         std::lock_guard lock(script_mutex);
-        sha = script_shas[script.text.data()];
-    }
-    for (int tries = 0;; ++tries) {
-        if (sha.empty()) {
-            sha = command({"SCRIPT", "LOAD", script.text}).string();
-            std::lock_guard lock(script_mutex);
-            script_shas[script.text.data()] = sha;
+        if (auto known = script_shas.find(script.text.data()); known != script_shas.end()) {
+            return known->second;
         }
-        std::vector<std::string> argv{"EVALSHA", sha, "0"};
+    }
+    auto sha = command({"SCRIPT", "LOAD", script.text}).string();
+    std::lock_guard lock(script_mutex);
+    script_shas[script.text.data()] = sha;
+    return sha;
+}
+
+RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std::string> args) {
+    for (int tries = 0;; ++tries) {
+        std::vector<std::string> argv{"EVALSHA", script_sha(script, tries > 0), "0"};
         argv.insert(argv.end(), args.begin(), args.end());
         try {
             return command(std::span<const std::string>(argv));
@@ -237,9 +240,34 @@ RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std:
                 std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) {
                 throw;
             }
-            sha.clear();
         }
     }
+}
+
+std::vector<RedisReply> RedisConnection::eval_each(
+    const RedisScript& script, std::span<const std::span<const std::string>> calls) {
+    const auto commands = [&](const std::string& sha, const std::vector<std::size_t>& which) {
+        std::vector<std::vector<std::string>> out;
+        out.reserve(which.size());
+        for (const auto i : which) {
+            out.push_back({"EVALSHA", sha, "0"});
+            out.back().insert(out.back().end(), calls[i].begin(), calls[i].end());
+        }
+        return out;
+    };
+    std::vector<std::size_t> all(calls.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    auto replies = pipeline(commands(script_sha(script, false), all));
+    std::vector<std::size_t> refused;
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+        if (replies[i].is_error() && reply_string(replies[i].get()).starts_with("NOSCRIPT")) {
+            refused.push_back(i);
+        }
+    }
+    if (refused.empty()) return replies;
+    auto again = pipeline(commands(script_sha(script, true), refused));
+    for (std::size_t j = 0; j < refused.size(); ++j) replies[refused[j]] = std::move(again[j]);
+    return replies;
 }
 
 std::vector<std::string> redis_eval_command(const RedisScript& script,

@@ -96,6 +96,11 @@ class RedisConnection {
     RedisReply command(std::span<const std::string> args);
     RedisReply command(std::initializer_list<std::string_view> args);
     RedisReply eval(const RedisScript& script, std::span<const std::string> args);
+    // Runs `script` once for each of `calls`, in one pipeline: one round trip, and a second for
+    // the calls a server without the script refused (NOSCRIPT), which go again after it is
+    // loaded. Replies in order; a script's error reply is returned, not thrown.
+    std::vector<RedisReply> eval_each(const RedisScript& script,
+                                      std::span<const std::span<const std::string>> calls);
     // Sends every command, then reads every reply: one round trip for many commands.
     std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
     // Socket timeout for the next replies (a blocking XREADGROUP needs more than its BLOCK).
@@ -111,6 +116,8 @@ class RedisConnection {
   private:
     RedisConnection(redisContext* context, std::string address);
     RedisReply checked(redisReply* reply);
+    // The SHA1 SCRIPT LOAD gave for `script`, loading it first when none is known or `reload`.
+    std::string script_sha(const RedisScript& script, bool reload);
     void count_round_trip();
     redisContext* context_ = nullptr;
     std::string address_;

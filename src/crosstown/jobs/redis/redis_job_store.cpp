@@ -633,27 +633,36 @@ void RedisJobStore::give_back(RedisConnection connection) const {
     if (idle_.size() < kIdleConnections) idle_.push_back(std::move(connection));
 }
 
-std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
-    if (jobs.empty()) return {};
+struct RedisJobStore::Hold {
+    std::span<const NewJob> jobs;
     std::vector<std::int64_t> ids;
     std::vector<std::string> args;
-    const auto draw = [&] {
-        ids.clear();
-        args = {options_.prefix, options_.instance, std::to_string(unix_now_ms())};
-        for (const auto& job : jobs) {
-            ids.push_back(random_job_id());
-            args.push_back(std::to_string(ids.back()));
-            args.emplace_back(job.kind);
-            args.emplace_back(job.payload);
-            args.emplace_back(job.request_id);
-            args.emplace_back(job.unique_key);
-            args.push_back(std::to_string(job.unique_for_ms));
-            args.push_back(std::to_string(job.run_at_ms));
-            args.push_back(std::to_string(job.delay_ms));
-            args.emplace_back(job.trace_parent);
-        }
-    };
-    draw();
+    bool failed = false;
+    std::string error;  // why it failed, when there was memory to say so
+    bool done = false;  // guarded by holds_mutex_
+};
+
+void RedisJobStore::draw(Hold& hold) const {
+    hold.ids.clear();
+    hold.args = {options_.prefix, options_.instance, std::to_string(unix_now_ms())};
+    for (const auto& job : hold.jobs) {
+        hold.ids.push_back(random_job_id());
+        hold.args.push_back(std::to_string(hold.ids.back()));
+        hold.args.emplace_back(job.kind);
+        hold.args.emplace_back(job.payload);
+        hold.args.emplace_back(job.request_id);
+        hold.args.emplace_back(job.unique_key);
+        hold.args.push_back(std::to_string(job.unique_for_ms));
+        hold.args.push_back(std::to_string(job.run_at_ms));
+        hold.args.push_back(std::to_string(job.delay_ms));
+        hold.args.emplace_back(job.trace_parent);
+    }
+}
+
+std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
+    if (jobs.empty()) return {};
+    Hold hold{jobs, {}, {}, false, {}, false};
+    draw(hold);
     // In flight from before the hold until its ids are in holding_ (or it failed), marked with
     // the beat it started after: see release_stranded.
     std::multiset<std::uint64_t>::iterator in_flight;
@@ -661,27 +670,25 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         std::lock_guard lock(mutex_);
         in_flight = commits_in_flight_.insert(beats_);
     }
-    try {
+    {
         const detail::BlockingNotice waiting_for_redis;
-        auto connection = lease();
-        for (;;) {
-            const auto reply = connection->eval(kHold, args);
-            if (reply.is_integer()) {
-                draw();  // an id in use: redraw
-                continue;
+        std::unique_lock lock(holds_mutex_);
+        holds_.push_back(&hold);
+        while (!hold.done) {
+            if (holds_on_way_) {
+                holds_sent_cv_.wait(lock);
+            } else {
+                send_holds(lock);
             }
-            const auto held = reply.string();
-            for (std::size_t i = 0; i < ids.size(); ++i) {
-                if (i >= held.size() || held[i] != '1') ids[i] = kDuplicate;
-            }
-            break;
         }
-    } catch (const JournalError& e) {
-        failed_commands_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (hold.failed) {
         std::lock_guard lock(mutex_);
         commits_in_flight_.erase(in_flight);
-        throw JournalUnavailable(e.what());
+        throw JournalUnavailable(hold.error.empty() ? "redis " + address_.text + ": out of memory"
+                                                    : hold.error);
     }
+    auto& ids = hold.ids;
     const auto now = unix_now_ms();
     std::lock_guard lock(mutex_);
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -693,7 +700,66 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         }
     }
     commits_in_flight_.erase(in_flight);
-    return ids;
+    return std::move(ids);
+}
+
+// However the group ends (out of memory, even), its committers stop waiting and the next group
+// may go.
+void RedisJobStore::send_holds(std::unique_lock<std::mutex>& lock) {
+    auto group = std::exchange(holds_, {});
+    holds_on_way_ = true;
+    lock.unlock();
+    try {
+        hold_group(group);
+    } catch (...) {
+        for (auto* hold : group) hold->failed = true;
+    }
+    lock.lock();
+    holds_on_way_ = false;
+    for (auto* hold : group) hold->done = true;
+    holds_sent_cv_.notify_all();
+}
+
+// A hold that drew an id in use draws again and goes in the next pipeline. A hold the server
+// refuses fails alone (and, refused for now, as READONLY from a demoted primary, the connection
+// is dropped); one that meets no server fails with the rest of its group. Either counts as one
+// failed round trip.
+void RedisJobStore::hold_group(std::vector<Hold*> group) {
+    bool counted = false;
+    const auto failed = [&](Hold& hold, std::string why) {
+        hold.failed = true;
+        hold.error = std::move(why);
+        if (!std::exchange(counted, true)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
+    };
+    try {
+        auto connection = lease();
+        while (!group.empty()) {
+            std::vector<std::span<const std::string>> calls;
+            calls.reserve(group.size());
+            for (const auto* hold : group) calls.emplace_back(hold->args);
+            const auto replies = connection->eval_each(kHold, calls);
+            std::vector<Hold*> again;
+            for (std::size_t i = 0; i < group.size(); ++i) {
+                auto& hold = *group[i];
+                if (replies[i].is_error()) {
+                    const auto error = refused(replies[i]);
+                    if (transient(error)) connection->abandon();
+                    failed(hold, error.what());
+                } else if (replies[i].is_integer()) {
+                    draw(hold);  // an id in use
+                    again.push_back(&hold);
+                } else {
+                    const auto held = replies[i].string();
+                    for (std::size_t j = 0; j < hold.ids.size(); ++j) {
+                        if (j >= held.size() || held[j] != '1') hold.ids[j] = kDuplicate;
+                    }
+                }
+            }
+            group = std::move(again);
+        }
+    } catch (const JournalError& e) {
+        for (auto* hold : group) failed(*hold, e.what());
+    }
 }
 
 // A write waits behind unsent writes about the same jobs, so that an older change cannot land
@@ -1319,8 +1385,14 @@ std::vector<RedisStreamFigures> RedisJobStore::streams() const {
 
 // The claim cursors are not here: one per kind, whatever has run.
 std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
+    std::size_t holds = 0;
+    {
+        std::lock_guard lock(holds_mutex_);
+        holds = holds_.size();
+    }
     std::lock_guard lock(mutex_);
-    return {{"taken", taken_.size()},
+    return {{"holds_queued", holds},
+            {"taken", taken_.size()},
             {"holding", holding_.size()},
             {"timed", timed_.size()},
             {"stranded", stranded_.size()},

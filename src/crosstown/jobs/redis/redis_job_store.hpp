@@ -169,6 +169,14 @@ class RedisJobStore final : public JobStore {
         std::vector<std::string> args;
     };
 
+    // One request's jobs on their way to the hold script. Holds go out in groups, as the
+    // SQLite journal's commits do: a committer that finds no group on its way sends every hold
+    // queued so far in one pipeline, and the others wait for theirs.
+    struct Hold;
+    void draw(Hold& hold) const;  // new ids, and the script's arguments with them
+    void send_holds(std::unique_lock<std::mutex>& lock);  // requires holds_mutex_, keeps it
+    void hold_group(std::vector<Hold*> group);
+
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
     void save_unsent(Write write);
@@ -223,6 +231,10 @@ class RedisJobStore final : public JobStore {
     bool writing_ = false;  // guarded by mutex_; a group is on its way
     std::condition_variable written_cv_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
+    mutable std::mutex holds_mutex_;
+    std::vector<Hold*> holds_;    // guarded by holds_mutex_; the next group to send
+    bool holds_on_way_ = false;   // guarded by holds_mutex_
+    std::condition_variable holds_sent_cv_;
     std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
