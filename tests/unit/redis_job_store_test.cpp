@@ -286,7 +286,13 @@ TEST_F(RedisJobStoreTest, HoldsQueuedWhileOneIsOnItsWayGoOutTogether) {
     {
         std::vector<std::jthread> committing;
         for (std::size_t i = 0; i < kRequests; ++i) {
-            committing.emplace_back([&, i] { ids[i] = commit(*a, "p" + std::to_string(i)); });
+            committing.emplace_back([&, i] {
+                try {
+                    ids[i] = commit(*a, "p" + std::to_string(i));
+                } catch (const std::exception& e) {
+                    ADD_FAILURE() << "commit " << i << ": " << e.what();
+                }
+            });
         }
         // Within the first hold's command timeout (2 s), which would fail it.
         const bool queued = test::eventually(
@@ -560,6 +566,19 @@ TEST_F(RedisJobStoreTest, AClaimThatFindsTheGroupLostCreatesItAgain) {
     const auto ids = commit(*a, "p");
     a->release(ids);
     EXPECT_EQ(b.take(openings, 1000ms).size(), 1U);
+}
+
+// A server that lost its scripts (a restart, SCRIPT FLUSH) refuses the group's EVALSHA with
+// NOSCRIPT: the script is loaded and the holds go again, and nothing else is lost.
+TEST_F(RedisJobStoreTest, HoldsGoAgainOnceTheScriptIsLoadedWhenTheServerLostIt) {
+    commit(*a, "warm");  // the script's SHA1 is known from here on
+    raw().command({"SCRIPT", "FLUSH"});
+    const auto before = a->figures().round_trips;
+    const auto ids = commit(*a, "p");
+    ASSERT_EQ(ids.size(), 1U);
+    EXPECT_NE(ids[0], RedisJobStore::kDuplicate);
+    EXPECT_EQ(a->figures().round_trips - before, 3U) << "refused, SCRIPT LOAD, held";
+    EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(ids[0])}), 1);
 }
 
 TEST_F(RedisJobStoreTest, AServerOutOfMemoryRefusesHolds) {

@@ -278,15 +278,21 @@ TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     for (auto& observer : observers) {
         threads.emplace_back([&writer, &observer] {
             detail::blocking_observer = &observer;
-            EXPECT_EQ(commit(writer, {"j"}).size(), 1u);
+            try {
+                EXPECT_EQ(commit(writer, {"j"}).size(), 1u);
+            } catch (const std::exception& e) {
+                ADD_FAILURE() << e.what();
+            }
         });
     }
     const auto told = [&] {
         return observers[0].blocking_calls.load() + observers[1].blocking_calls.load();
     };
-    ASSERT_TRUE(test::eventually([&] { return told() > 0; }));
+    // Within SQLite's busy timeout (5 s), after which the leader would fail.
+    const bool waiting = test::eventually([&] { return told() > 0; }, 3s);
     blocker.rollback();
     for (auto& thread : threads) thread.join();
+    ASSERT_TRUE(waiting) << "no committer said it waits";
     // Exactly one thread led the first round, and it was never told.
     const int leaders = static_cast<int>(std::ranges::count_if(
         observers, [](const CountingObserver& o) { return o.blocking_calls.load() == 0; }));

@@ -1,5 +1,6 @@
 // crosstown::detail::BlockingObserver: told when a thread is about to wait for room in the
-// pool's full queue, or for the commit of its request's durable jobs, and when the wait ends.
+// pool's full queue, or on the journal for the commit of its request's durable jobs (a round of
+// the group commit that another thread writes, a round trip to Redis), and when the wait ends.
 //
 // Caution for handlers: under Overflow::block, follow_response may wait for room. A handler
 // that holds a lock its own callbacks take, while it registers them, can deadlock with them.
@@ -7,8 +8,8 @@
 // The responder registers itself for each of its threads: a responder waiting for room then
 // does not count against those serving requests, and the responder starts a spare thread so
 // that requests which defer nothing are still served while the pool is saturated. The pool
-// calls the observer with its own lock held: an observer must be quick and must not call
-// into the pool.
+// calls the observer with its own lock held (the journals without theirs): an observer must be
+// quick and must not call into the pool.
 #pragma once
 
 namespace crosstown::detail {

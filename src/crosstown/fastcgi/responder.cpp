@@ -379,9 +379,10 @@ void Responder::serve(FCGX_Request& fcgi, int fd) {
 
 // Before the response is written: the request's durable jobs go to the journal, or the
 // response becomes a 503 (and then its in-memory callbacks are gated by that 503 too).
-// The store tells this thread's BlockingObserver while the thread waits on it (for a round of
-// the group commit that takes its jobs, for Redis), but not while it writes a round itself:
-// that is work, as a handler's is, and telling it would wake a thread to watch for each.
+// The store tells this thread's BlockingObserver while the thread waits on it: on SQLite only
+// while another thread writes the round that takes its jobs (a round it writes itself is work,
+// as a handler's is, and telling it would wake a thread to watch for each); on Redis for the
+// whole wait, its group's round trip included.
 std::vector<CommittedJob> Responder::commit_jobs(JobBatch& jobs, Exchange& exchange) {
     if (jobs_ == nullptr || jobs.empty()) return {};
     try {

@@ -244,8 +244,9 @@ RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std:
     }
 }
 
-std::vector<RedisReply> RedisConnection::eval_each(
-    const RedisScript& script, std::span<const std::span<const std::string>> calls) {
+void RedisConnection::eval_each(const RedisScript& script,
+                                std::span<const std::span<const std::string>> calls,
+                                std::vector<RedisReply>& replies) {
     const auto commands = [&](const std::string& sha, const std::vector<std::size_t>& which) {
         std::vector<std::vector<std::string>> out;
         out.reserve(which.size());
@@ -257,17 +258,29 @@ std::vector<RedisReply> RedisConnection::eval_each(
     };
     std::vector<std::size_t> all(calls.size());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
-    auto replies = pipeline(commands(script_sha(script, false), all));
-    std::vector<std::size_t> refused;
-    for (std::size_t i = 0; i < replies.size(); ++i) {
-        if (replies[i].is_error() && reply_string(replies[i].get()).starts_with("NOSCRIPT")) {
-            refused.push_back(i);
+    const auto first = replies.size();
+    pipeline(commands(script_sha(script, false), all), replies);
+    std::vector<std::size_t> unknown_script;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+        const auto& reply = replies[first + i];
+        if (reply.is_error() && reply_string(reply.get()).starts_with("NOSCRIPT")) {
+            unknown_script.push_back(i);
         }
     }
-    if (refused.empty()) return replies;
-    auto again = pipeline(commands(script_sha(script, true), refused));
-    for (std::size_t j = 0; j < refused.size(); ++j) replies[refused[j]] = std::move(again[j]);
-    return replies;
+    if (unknown_script.empty()) return;
+    // A NOSCRIPT reply stays for each call whose second try is not read: that call did not run.
+    std::vector<RedisReply> again;
+    try {
+        pipeline(commands(script_sha(script, true), unknown_script), again);
+    } catch (const JournalError&) {
+        for (std::size_t j = 0; j < again.size(); ++j) {
+            replies[first + unknown_script[j]] = std::move(again[j]);
+        }
+        throw;
+    }
+    for (std::size_t j = 0; j < again.size(); ++j) {
+        replies[first + unknown_script[j]] = std::move(again[j]);
+    }
 }
 
 std::vector<std::string> redis_eval_command(const RedisScript& script,
@@ -279,6 +292,14 @@ std::vector<std::string> redis_eval_command(const RedisScript& script,
 
 std::vector<RedisReply> RedisConnection::pipeline(
     const std::vector<std::vector<std::string>>& commands) {
+    std::vector<RedisReply> replies;
+    pipeline(commands, replies);
+    return replies;
+}
+
+void RedisConnection::pipeline(const std::vector<std::vector<std::string>>& commands,
+                               std::vector<RedisReply>& replies) {
+    if (context_ == nullptr) throw JournalError(fmt::format("redis {}: closed", address_));
     for (const auto& args : commands) {
         std::vector<const char*> argv;
         std::vector<std::size_t> lengths;
@@ -292,8 +313,7 @@ std::vector<RedisReply> RedisConnection::pipeline(
         }
     }
     count_round_trip();
-    std::vector<RedisReply> replies;
-    replies.reserve(commands.size());
+    replies.reserve(replies.size() + commands.size());
     for (std::size_t i = 0; i < commands.size(); ++i) {
         void* reply = nullptr;
         if (redisGetReply(context_, &reply) != REDIS_OK) {
@@ -301,7 +321,6 @@ std::vector<RedisReply> RedisConnection::pipeline(
         }
         replies.emplace_back(static_cast<redisReply*>(reply));  // errors stay for the caller
     }
-    return replies;
 }
 
 }  // namespace crosstown

@@ -98,11 +98,17 @@ class RedisConnection {
     RedisReply eval(const RedisScript& script, std::span<const std::string> args);
     // Runs `script` once for each of `calls`, in one pipeline: one round trip, and a second for
     // the calls a server without the script refused (NOSCRIPT), which go again after it is
-    // loaded. Replies in order; a script's error reply is returned, not thrown.
-    std::vector<RedisReply> eval_each(const RedisScript& script,
-                                      std::span<const std::span<const std::string>> calls);
+    // loaded. Appends the replies to `replies` in order as they are read (a script's error
+    // reply is a reply). Throws JournalError when the connection fails, keeping the replies
+    // read before: those calls ran, whatever happened to the rest.
+    void eval_each(const RedisScript& script, std::span<const std::span<const std::string>> calls,
+                   std::vector<RedisReply>& replies);
     // Sends every command, then reads every reply: one round trip for many commands.
     std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
+    // The same, appending each reply to `replies` as it is read: when reading fails (and
+    // JournalError is thrown), the replies read before are still there.
+    void pipeline(const std::vector<std::vector<std::string>>& commands,
+                  std::vector<RedisReply>& replies);
     // Socket timeout for the next replies (a blocking XREADGROUP needs more than its BLOCK).
     void set_timeout(std::chrono::milliseconds timeout);
     // Adds one to `counter` at each round trip from now on: a command, a script or a whole

@@ -678,7 +678,7 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
             if (holds_on_way_) {
                 holds_sent_cv_.wait(lock);
             } else {
-                send_holds(lock);
+                hold_group(lock);
             }
         }
     }
@@ -705,12 +705,12 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
 
 // However the group ends (out of memory, even), its committers stop waiting and the next group
 // may go.
-void RedisJobStore::send_holds(std::unique_lock<std::mutex>& lock) {
+void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
     auto group = std::exchange(holds_, {});
     holds_on_way_ = true;
     lock.unlock();
     try {
-        hold_group(group);
+        send_holds(group);
     } catch (...) {
         for (auto* hold : group) hold->failed = true;
     }
@@ -721,30 +721,46 @@ void RedisJobStore::send_holds(std::unique_lock<std::mutex>& lock) {
 }
 
 // A hold that drew an id in use draws again and goes in the next pipeline. A hold the server
-// refuses fails alone (and, refused for now, as READONLY from a demoted primary, the connection
-// is dropped); one that meets no server fails with the rest of its group. Either counts as one
-// failed round trip.
-void RedisJobStore::hold_group(std::vector<Hold*> group) {
+// refuses fails alone; refused for now (READONLY from a demoted primary, ...), the connection
+// is dropped, and the holds to send again fail with it. When the connection fails, the holds
+// whose replies were read before keep them: they are held, and their requests go on. A
+// connection that fails, or a refusal for now, counts as one failed round trip, as a group
+// of writes does.
+void RedisJobStore::send_holds(std::vector<Hold*> group) {
     bool counted = false;
-    const auto failed = [&](Hold& hold, std::string why) {
+    const auto failed = [&](Hold& hold, const std::string& why, bool count) {
         hold.failed = true;
-        hold.error = std::move(why);
-        if (!std::exchange(counted, true)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
+        hold.error = why;
+        if (count && !std::exchange(counted, true)) {
+            failed_commands_.fetch_add(1, std::memory_order_relaxed);
+        }
     };
+    std::optional<std::string> lost;  // why the connection cannot go on
     try {
         auto connection = lease();
-        while (!group.empty()) {
+        while (!group.empty() && !lost) {
             std::vector<std::span<const std::string>> calls;
             calls.reserve(group.size());
             for (const auto* hold : group) calls.emplace_back(hold->args);
-            const auto replies = connection->eval_each(kHold, calls);
+            std::vector<RedisReply> replies;
+            try {
+                connection->eval_each(kHold, calls, replies);
+            } catch (const JournalError& e) {
+                lost = e.what();
+            }
             std::vector<Hold*> again;
             for (std::size_t i = 0; i < group.size(); ++i) {
                 auto& hold = *group[i];
-                if (replies[i].is_error()) {
+                if (i >= replies.size()) {
+                    failed(hold, *lost, true);
+                } else if (replies[i].is_error()) {
                     const auto error = refused(replies[i]);
-                    if (transient(error)) connection->abandon();
-                    failed(hold, error.what());
+                    const bool for_now = transient(error);
+                    if (for_now && !lost) {
+                        connection->abandon();
+                        lost = error.what();
+                    }
+                    failed(hold, error.what(), for_now);
                 } else if (replies[i].is_integer()) {
                     draw(hold);  // an id in use
                     again.push_back(&hold);
@@ -758,8 +774,9 @@ void RedisJobStore::hold_group(std::vector<Hold*> group) {
             group = std::move(again);
         }
     } catch (const JournalError& e) {
-        for (auto* hold : group) failed(*hold, e.what());
+        lost = e.what();  // no connection
     }
+    for (auto* hold : group) failed(*hold, *lost, true);
 }
 
 // A write waits behind unsent writes about the same jobs, so that an older change cannot land

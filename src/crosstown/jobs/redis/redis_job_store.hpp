@@ -174,8 +174,8 @@ class RedisJobStore final : public JobStore {
     // queued so far in one pipeline, and the others wait for theirs.
     struct Hold;
     void draw(Hold& hold) const;  // new ids, and the script's arguments with them
-    void send_holds(std::unique_lock<std::mutex>& lock);  // requires holds_mutex_, keeps it
-    void hold_group(std::vector<Hold*> group);
+    void hold_group(std::unique_lock<std::mutex>& lock);  // requires holds_mutex_, keeps it
+    void send_holds(std::vector<Hold*> group);
 
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
@@ -232,10 +232,10 @@ class RedisJobStore final : public JobStore {
     std::condition_variable written_cv_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     mutable std::mutex holds_mutex_;
-    std::vector<Hold*> holds_;    // guarded by holds_mutex_; the next group to send
-    bool holds_on_way_ = false;   // guarded by holds_mutex_
+    std::vector<Hold*> holds_;   // guarded by holds_mutex_; the next group to send
+    bool holds_on_way_ = false;  // guarded by holds_mutex_
     std::condition_variable holds_sent_cv_;
-    std::optional<RedisConnection> feed_connection_;                    // the feed thread's own
+    std::optional<RedisConnection> feed_connection_;    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
     std::atomic<std::uint64_t> claimed_{0}, orphans_released_{0};
     // Unix ms when promote_due() looks next; moved earlier by this instance's own schedules.

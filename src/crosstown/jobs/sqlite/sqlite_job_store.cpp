@@ -66,7 +66,9 @@ SqliteJobStore::~SqliteJobStore() {
 // theirs. The request's thread doing the write saves handing it to the writer thread and
 // back: two wake-ups, which on a loaded machine cost more than the transaction. Only a
 // follower tells the thread's BlockingObserver that it waits: the leader's transaction is work,
-// and telling it cost a wake-up per round for a thread to watch meanwhile.
+// and telling it cost a wake-up per round for a thread to watch meanwhile. Under sync full the
+// leader also waits for fdatasync, but for far less than the responder's watch delay, after
+// which another thread watches for requests anyway.
 std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     const auto started = std::chrono::steady_clock::now();
     Ticket ticket{jobs, {}, false, {}, false};
@@ -74,12 +76,16 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
         std::unique_lock lock(mutex_);
         tickets_.push_back(&ticket);
         while (!ticket.done) {
-            if (writing_) {
-                const detail::BlockingNotice waiting_for_round;
-                done_cv_.wait(lock);
-            } else {
+            if (!writing_) {
                 round(lock);
+                continue;
             }
+            // Told with the lock released: the observer may start a thread, which must not
+            // hold up the committers and the round's end that need the lock.
+            lock.unlock();
+            const detail::BlockingNotice waiting_for_round;
+            lock.lock();
+            done_cv_.wait(lock, [&] { return ticket.done || !writing_; });
         }
     }
     commit_latency_.record(std::chrono::steady_clock::now() - started);
