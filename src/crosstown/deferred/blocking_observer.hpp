@@ -8,8 +8,8 @@
 // The responder registers itself for each of its threads: a responder waiting for room then
 // does not count against those serving requests, and the responder starts a spare thread so
 // that requests which defer nothing are still served while the pool is saturated. The pool
-// calls the observer with its own lock held (the journals without theirs): an observer must be
-// quick and must not call into the pool.
+// calls the observer with its own lock held (the journals call blocking() without theirs):
+// an observer must be quick and must not call into the pool.
 #pragma once
 
 namespace crosstown::detail {

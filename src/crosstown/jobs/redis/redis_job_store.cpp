@@ -637,6 +637,7 @@ struct RedisJobStore::Hold {
     std::span<const NewJob> jobs;
     std::vector<std::int64_t> ids;
     std::vector<std::string> args;
+    bool answered = false;  // held, or refused: whatever happens next, its outcome is known
     bool failed = false;
     std::string error;  // why it failed, when there was memory to say so
     bool done = false;  // guarded by holds_mutex_
@@ -661,7 +662,7 @@ void RedisJobStore::draw(Hold& hold) const {
 
 std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
     if (jobs.empty()) return {};
-    Hold hold{jobs, {}, {}, false, {}, false};
+    Hold hold{jobs, {}, {}, false, false, {}, false};
     draw(hold);
     // In flight from before the hold until its ids are in holding_ (or it failed), marked with
     // the beat it started after: see release_stranded.
@@ -712,7 +713,8 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
     try {
         send_holds(group);
     } catch (...) {
-        for (auto* hold : group) hold->failed = true;
+        // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
+        for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
     }
     lock.lock();
     holds_on_way_ = false;
@@ -725,15 +727,18 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
 // is dropped, and the holds to send again fail with it. When the connection fails, the holds
 // whose replies were read before keep them: they are held, and their requests go on. A
 // connection that fails, or a refusal for now, counts as one failed round trip, as a group
-// of writes does.
+// of writes does. A NOSCRIPT reply left by a connection lost before the script's second try
+// fails its hold for that loss.
 void RedisJobStore::send_holds(std::vector<Hold*> group) {
     bool counted = false;
-    const auto failed = [&](Hold& hold, const std::string& why, bool count) {
+    const auto count = [&] {
+        if (!std::exchange(counted, true)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
+    };
+    const auto failed = [&](Hold& hold, const std::string& why, bool counts) {
         hold.failed = true;
+        hold.answered = true;
         hold.error = why;
-        if (count && !std::exchange(counted, true)) {
-            failed_commands_.fetch_add(1, std::memory_order_relaxed);
-        }
+        if (counts) count();
     };
     std::optional<std::string> lost;  // why the connection cannot go on
     try {
@@ -747,11 +752,14 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
                 connection->eval_each(kHold, calls, replies);
             } catch (const JournalError& e) {
                 lost = e.what();
+                count();
             }
             std::vector<Hold*> again;
             for (std::size_t i = 0; i < group.size(); ++i) {
                 auto& hold = *group[i];
                 if (i >= replies.size()) {
+                    failed(hold, *lost, true);
+                } else if (lost && reply_string(replies[i].get()).starts_with("NOSCRIPT")) {
                     failed(hold, *lost, true);
                 } else if (replies[i].is_error()) {
                     const auto error = refused(replies[i]);
@@ -765,6 +773,7 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
                     draw(hold);  // an id in use
                     again.push_back(&hold);
                 } else {
+                    hold.answered = true;
                     const auto held = replies[i].string();
                     for (std::size_t j = 0; j < hold.ids.size(); ++j) {
                         if (j >= held.size() || held[j] != '1') hold.ids[j] = kDuplicate;
