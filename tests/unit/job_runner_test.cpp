@@ -27,6 +27,7 @@
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/sqlite/sqlite_job_store.hpp"
+#include "support/counting_observer.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
 #include "support/job_harness.hpp"
@@ -758,13 +759,7 @@ TEST(JobRunner, UnderRejectNoDurableJobIsDroppedByTheRace) {
     spill_rounds(Overflow::reject, 100);
 }
 
-// Counts what a waiting thread's BlockingObserver is told.
-struct CountingObserver : detail::BlockingObserver {
-    std::atomic<int> blocked{0};
-    std::atomic<int> unblocked_count{0};
-    void blocking() noexcept override { ++blocked; }
-    void unblocked() noexcept override { ++unblocked_count; }
-};
+using test::CountingObserver;
 
 TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
     test::TempDir dir;

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/counting_observer.hpp"
 #include "support/eventually.hpp"
 #include "support/gate.hpp"
 #include "support/log_capture.hpp"
@@ -265,13 +266,7 @@ TEST(Pool, ABurstOfSlowCallbacksRunsAllAtOnce) {
     pool.wait_idle();
 }
 
-// Counts what the pool tells the waiting thread's observer.
-struct CountingObserver : detail::BlockingObserver {
-    std::atomic<int> blocked{0};
-    std::atomic<int> unblocked_count{0};
-    void blocking() noexcept override { ++blocked; }
-    void unblocked() noexcept override { ++unblocked_count; }
-};
+using test::CountingObserver;
 
 TEST(Pool, WaitForRoomReturnsAtOnceWhileTheQueueHasRoom) {
     Pool pool({.workers = 1, .queue_capacity = 2});

@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
+#include "support/counting_observer.hpp"
 #include "support/eventually.hpp"
 #include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
@@ -256,14 +256,6 @@ TEST(SqliteJobStore, CommitsThatWaitTogetherShareATransaction) {
     EXPECT_EQ(stored(path).size(), static_cast<std::size_t>(kRequests));
 }
 
-// Counts what one thread's BlockingObserver is told.
-struct CountingObserver : detail::BlockingObserver {
-    std::atomic<int> blocking_calls{0};
-    std::atomic<int> unblocked_calls{0};
-    void blocking() noexcept override { ++blocking_calls; }
-    void unblocked() noexcept override { ++unblocked_calls; }
-};
-
 TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     // The first committer leads a round, held in BEGIN by another connection's write lock: it
     // works, and says nothing. The second waits for that round to end, and says so, so that a
@@ -273,7 +265,7 @@ TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     SqliteJobStore writer(open_rw(path));
     auto blocker = open_rw(path);
     blocker.begin();
-    std::array<CountingObserver, 2> observers;
+    std::array<test::CountingObserver, 2> observers;
     std::vector<std::jthread> threads;
     for (auto& observer : observers) {
         threads.emplace_back([&writer, &observer] {
@@ -286,7 +278,7 @@ TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
         });
     }
     const auto told = [&] {
-        return observers[0].blocking_calls.load() + observers[1].blocking_calls.load();
+        return observers[0].blocked.load() + observers[1].blocked.load();
     };
     // Within SQLite's busy timeout (5 s), after which the leader would fail.
     const bool waiting = test::eventually([&] { return told() > 0; }, 3s);
@@ -295,10 +287,10 @@ TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     ASSERT_TRUE(waiting) << "no committer said it waits";
     // Exactly one thread led the first round, and it was never told.
     const int leaders = static_cast<int>(std::ranges::count_if(
-        observers, [](const CountingObserver& o) { return o.blocking_calls.load() == 0; }));
+        observers, [](const test::CountingObserver& o) { return o.blocked.load() == 0; }));
     EXPECT_EQ(leaders, 1);
     for (const auto& observer : observers) {
-        EXPECT_EQ(observer.blocking_calls.load(), observer.unblocked_calls.load());
+        EXPECT_EQ(observer.blocked.load(), observer.unblocked_count.load());
     }
     EXPECT_EQ(stored(path).size(), 2u);
 }
