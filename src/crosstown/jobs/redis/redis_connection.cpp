@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -229,19 +230,15 @@ std::string RedisConnection::script_sha(const RedisScript& script, bool reload) 
     return sha;
 }
 
+// One call of eval_each: one path for the NOSCRIPT retry, with a script's error thrown.
 RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std::string> args) {
-    for (int tries = 0;; ++tries) {
-        std::vector<std::string> argv{"EVALSHA", script_sha(script, tries > 0), "0"};
-        argv.insert(argv.end(), args.begin(), args.end());
-        try {
-            return command(std::span<const std::string>(argv));
-        } catch (const RedisReplyError& e) {
-            if (tries > 0 ||
-                std::string_view(e.what()).find("NOSCRIPT") == std::string_view::npos) {
-                throw;
-            }
-        }
+    std::vector<RedisReply> replies;
+    eval_each(script, std::span(&args, 1), replies);
+    if (replies.front().is_error()) {
+        throw RedisReplyError(
+            fmt::format("redis {}: {}", address_, reply_string(replies.front().get())));
     }
+    return std::move(replies.front());
 }
 
 void RedisConnection::eval_each(const RedisScript& script,
@@ -270,17 +267,16 @@ void RedisConnection::eval_each(const RedisScript& script,
     if (unknown_script.empty()) return;
     // A NOSCRIPT reply stays for each call whose second try is not read: that call did not run.
     std::vector<RedisReply> again;
+    std::exception_ptr lost;
     try {
         pipeline(commands(script_sha(script, true), unknown_script), again);
     } catch (const JournalError&) {
-        for (std::size_t j = 0; j < again.size(); ++j) {
-            replies[first + unknown_script[j]] = std::move(again[j]);
-        }
-        throw;
+        lost = std::current_exception();
     }
     for (std::size_t j = 0; j < again.size(); ++j) {
         replies[first + unknown_script[j]] = std::move(again[j]);
     }
+    if (lost) std::rethrow_exception(lost);
 }
 
 std::vector<std::string> redis_eval_command(const RedisScript& script,
