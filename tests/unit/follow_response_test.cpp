@@ -126,7 +126,7 @@ TEST_F(FollowResponse, BlockWaitsAtRegistrationWhileTheQueueIsFull) {
         void unblocked() noexcept override {}
     } waits;
     std::jthread handler([&] {
-        detail::blocking_observer = &waits;
+        detail::request_context().observer = &waits;
         DeferredRegistry registry(kCap);
         {
             RequestScope scope(registry);

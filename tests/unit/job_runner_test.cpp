@@ -772,9 +772,9 @@ TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
     Harness h(kinds, dir / "jobs.db", {.workers = 2, .min_workers = 2, .queue_capacity = 2});
     {
         CountingObserver observer;
-        detail::blocking_observer = &observer;
+        detail::request_context().observer = &observer;
         h.runner.wait_for_room("one-at-a-time");  // nothing waits: at once
-        detail::blocking_observer = nullptr;
+        detail::request_context().observer = nullptr;
         EXPECT_EQ(observer.blocked, 0);
     }
     h.run(kinds, "one-at-a-time", 5);  // one runs, four wait in the kind's line
@@ -785,17 +785,17 @@ TEST(JobRunner, WaitForRoomWaitsWhileAsManyJobsWaitAsThePoolsQueueHolds) {
     {
         // Per kind: a slow kind's line holds back only its own registrations.
         CountingObserver other_observer;
-        detail::blocking_observer = &other_observer;
+        detail::request_context().observer = &other_observer;
         h.runner.wait_for_room("other");
-        detail::blocking_observer = nullptr;
+        detail::request_context().observer = nullptr;
         EXPECT_EQ(other_observer.blocked, 0);
     }
     CountingObserver observer;
     std::atomic<bool> returned{false};
     std::jthread handler([&] {
-        detail::blocking_observer = &observer;
+        detail::request_context().observer = &observer;
         h.runner.wait_for_room("one-at-a-time");
-        detail::blocking_observer = nullptr;
+        detail::request_context().observer = nullptr;
         returned = true;
     });
     ASSERT_TRUE(test::eventually([&] { return observer.blocked.load() == 1; }));
@@ -821,9 +821,9 @@ TEST(JobRunner, WaitForRoomReturnsOnceTheRunnerStops) {
     CountingObserver observer;
     std::atomic<bool> returned{false};
     std::jthread handler([&] {
-        detail::blocking_observer = &observer;
+        detail::request_context().observer = &observer;
         h.runner.wait_for_room("one-at-a-time");
-        detail::blocking_observer = nullptr;
+        detail::request_context().observer = nullptr;
         returned = true;
     });
     ASSERT_TRUE(test::eventually([&] { return observer.blocked.load() == 1; }));

@@ -271,9 +271,9 @@ using test::CountingObserver;
 TEST(Pool, WaitForRoomReturnsAtOnceWhileTheQueueHasRoom) {
     Pool pool({.workers = 1, .queue_capacity = 2});
     CountingObserver observer;
-    detail::blocking_observer = &observer;
+    detail::request_context().observer = &observer;
     pool.wait_for_room();
-    detail::blocking_observer = nullptr;
+    detail::request_context().observer = nullptr;
     EXPECT_EQ(observer.blocked, 0);
 }
 
@@ -286,7 +286,7 @@ TEST(Pool, WaitForRoomWaitsWhileTheQueueIsFullAndTellsTheObserver) {
     CountingObserver observer;
     std::atomic<bool> returned{false};
     std::jthread handler([&] {
-        detail::blocking_observer = &observer;
+        detail::request_context().observer = &observer;
         pool.wait_for_room();
         returned = true;
     });
@@ -313,7 +313,7 @@ TEST(Pool, ReservedRoomIsKeptForItsBatchAndGivenBackToTheLine) {
     CountingObserver observer;
     std::atomic<bool> third{false};
     std::jthread waiter([&] {
-        detail::blocking_observer = &observer;
+        detail::request_context().observer = &observer;
         EXPECT_TRUE(pool.reserve_room());
         third = true;
     });

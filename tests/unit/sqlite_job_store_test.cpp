@@ -269,7 +269,7 @@ TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     std::vector<std::jthread> threads;
     for (auto& observer : observers) {
         threads.emplace_back([&writer, &observer] {
-            detail::blocking_observer = &observer;
+            detail::request_context().observer = &observer;
             try {
                 EXPECT_EQ(commit(writer, {"j"}).size(), 1u);
             } catch (const std::exception& e) {

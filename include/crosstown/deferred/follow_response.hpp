@@ -3,8 +3,8 @@
 //   crosstown::follow_response([number] { phone_api.place_call(number); });
 //   crosstown::follow_response({.name = "audit", .run_on = crosstown::always}, write_audit);
 //
-// Inside a handler the callback joins the current request (found through the responder
-// thread, thread-local) and starts only after the FastCGI request is finished, that is once
+// Inside a handler the callback joins the current request (found through the thread that runs
+// the handler) and starts only after the FastCGI request is finished, that is once
 // nginx has the whole response. Outside a request (a thread the handler started, a callback
 // registering another, a unit test calling a helper) a process-wide policy decides; a live
 // testing::CaptureDeferred captures instead. Any thread may call these functions.

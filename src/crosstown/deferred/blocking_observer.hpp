@@ -5,12 +5,14 @@
 // Caution for handlers: under Overflow::block, follow_response may wait for room. A handler
 // that holds a lock its own callbacks take, while it registers them, can deadlock with them.
 //
-// The responder registers itself for each of its threads: a responder waiting for room then
-// does not count against those serving requests, and the responder starts a spare thread so
-// that requests which defer nothing are still served while the pool is saturated. The pool
-// calls the observer with its own lock held (the journals call blocking() without theirs):
+// The responder registers itself for each of its threads (RequestContext::observer): a responder
+// waiting for room then does not count against those serving requests, and the responder starts a
+// spare thread so that requests which defer nothing are still served while the pool is saturated.
+// The pool calls the observer with its own lock held (the journals call blocking() without theirs):
 // an observer must be quick and must not call into the pool.
 #pragma once
+
+#include "crosstown/deferred/request_context.hpp"
 
 namespace crosstown::detail {
 
@@ -24,13 +26,10 @@ class BlockingObserver {
     ~BlockingObserver() = default;
 };
 
-// The calling thread's observer; null (the default) for none.
-inline thread_local BlockingObserver* blocking_observer = nullptr;
-
 // Brackets one wait: tells this thread's observer, if any, at both ends.
 class BlockingNotice {
   public:
-    BlockingNotice() : observer_(blocking_observer) {
+    BlockingNotice() : observer_(request_context().observer) {
         if (observer_ != nullptr) observer_->blocking();
     }
     ~BlockingNotice() {

@@ -10,6 +10,7 @@
 
 #include "crosstown/deferred/blocking_observer.hpp"
 #include "crosstown/deferred/outcome_scope.hpp"
+#include "crosstown/deferred/request_context.hpp"
 #include "crosstown/detail/thread_name.hpp"
 #include "crosstown/observe/log.hpp"
 
@@ -17,9 +18,6 @@ namespace crosstown {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The pool whose worker is running on this thread, if any (see Overflow::block).
-thread_local const Pool* worker_of = nullptr;
 
 std::string_view request_id_of(const DeferredCallback& callback) {
     return callback.outcome ? std::string_view(callback.outcome->request_id)
@@ -107,6 +105,8 @@ std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
     return queued;
 }
 
+bool Pool::runs_on_own_worker() const { return detail::request_context().worker_of == this; }
+
 // Workers are notified after the lock is released, so a woken worker does not immediately
 // block on the mutex the submitter still holds.
 //
@@ -121,8 +121,8 @@ std::size_t Pool::try_submit(std::span<DeferredCallback> callbacks) {
 void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) {
     bump(counters_.dispatched, counted(callbacks));
     const auto now = Clock::now();
-    const bool own_worker = worker_of == this;  // never waits: it would wait for itself
-    std::optional<RoomWaiter> me;               // made only when this submitter has to wait
+    const bool own_worker = runs_on_own_worker();
+    std::optional<RoomWaiter> me;  // made only when this submitter has to wait
     std::unique_lock lock(mutex_);
     bool woken = false;  // a worker is to be notified for the reserved ones
     if (reserved > 0) {
@@ -188,13 +188,13 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
 // wait_for_room (a durable job's registration) leaves the room to others; reserve_room (an
 // in-memory callback's) keeps a slot until the request's dispatch.
 void Pool::wait_for_room() {
-    if (worker_of == this) return;  // it would wait for itself
+    if (runs_on_own_worker()) return;
     std::unique_lock lock(mutex_);
     if (take_turn(lock)) pass_turn();
 }
 
 bool Pool::reserve_room() {
-    if (worker_of == this) return false;
+    if (runs_on_own_worker()) return false;
     std::unique_lock lock(mutex_);
     if (!take_turn(lock)) return false;
     ++reserved_;
@@ -204,7 +204,7 @@ bool Pool::reserve_room() {
 }
 
 bool Pool::try_reserve_room() {
-    if (worker_of == this) return false;
+    if (runs_on_own_worker()) return false;
     std::lock_guard lock(mutex_);
     if (closed_ || room() == 0) return false;
     ++reserved_;
@@ -307,7 +307,7 @@ void Pool::run_inline_counted(DeferredCallback& callback) {
 
 void Pool::worker_loop(std::stop_token stop, unsigned slot) {
     detail::name_this_thread("ct-worker");
-    worker_of = this;
+    detail::request_context().worker_of = this;
     Stats& stats = stats_[slot];
     auto clock = Clock::now();
     std::unique_lock lock(mutex_);

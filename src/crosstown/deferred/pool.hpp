@@ -150,6 +150,9 @@ class Pool {
     using Clock = std::chrono::steady_clock;
 
     void enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved = 0);
+    // Whether the calling thread is one of this pool's workers, which never wait for room here:
+    // they would wait for themselves.
+    bool runs_on_own_worker() const;
     bool take_turn(std::unique_lock<std::mutex>& lock);
     void leave_line();
     void pass_turn();

@@ -1,14 +1,16 @@
 #include "crosstown/deferred/request_scope.hpp"
 
+#include <utility>
+
+#include "crosstown/deferred/request_context.hpp"
+
 namespace crosstown {
-namespace {
-thread_local DeferredRegistry* current = nullptr;
-}
 
-RequestScope::RequestScope(DeferredRegistry* registry) : previous_(current) { current = registry; }
+RequestScope::RequestScope(DeferredRegistry* registry)
+    : previous_(std::exchange(detail::request_context().registry, registry)) {}
 
-RequestScope::~RequestScope() { current = previous_; }
+RequestScope::~RequestScope() { detail::request_context().registry = previous_; }
 
-DeferredRegistry* current_registry() { return current; }
+DeferredRegistry* current_registry() { return detail::request_context().registry; }
 
 }  // namespace crosstown

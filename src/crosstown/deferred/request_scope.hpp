@@ -1,7 +1,8 @@
 // crosstown::RequestScope: which request's registry follow_response reaches on this thread.
 //
-// The responder (and TestClient) open one around each handler; a thread-local holds it, so no
-// context object has to be passed to the code that registers. Only the owning thread uses it.
+// The responder (and TestClient) open one around each handler; the thread's RequestContext
+// holds it, so no context object has to be passed to the code that registers. Only the owning
+// thread uses it.
 #pragma once
 
 namespace crosstown {

@@ -1,18 +1,20 @@
+#include <utility>
+
 #include "crosstown/deferred/outcome_scope.hpp"
+#include "crosstown/deferred/request_context.hpp"
 
 namespace crosstown {
-namespace {
-thread_local const ResponseOutcome* current_outcome = nullptr;
+
+bool response_delivered() {
+    const auto* outcome = current_response_outcome();
+    return outcome == nullptr || outcome->delivered;
 }
 
-bool response_delivered() { return current_outcome == nullptr || current_outcome->delivered; }
+const ResponseOutcome* current_response_outcome() { return detail::request_context().outcome; }
 
-const ResponseOutcome* current_response_outcome() { return current_outcome; }
+detail::OutcomeScope::OutcomeScope(const ResponseOutcome* outcome)
+    : previous_(std::exchange(request_context().outcome, outcome)) {}
 
-detail::OutcomeScope::OutcomeScope(const ResponseOutcome* outcome) : previous_(current_outcome) {
-    current_outcome = outcome;
-}
-
-detail::OutcomeScope::~OutcomeScope() { current_outcome = previous_; }
+detail::OutcomeScope::~OutcomeScope() { request_context().outcome = previous_; }
 
 }  // namespace crosstown

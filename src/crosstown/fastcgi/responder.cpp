@@ -261,7 +261,7 @@ bool Responder::surplus() const {
 
 void Responder::thread_main(std::size_t slot, bool spare) {
     detail::name_this_thread(spare ? "ct-spare" : "ct-responder");
-    detail::blocking_observer = this;
+    detail::request_context().observer = this;
     FCGX_Request fcgi;
     // -1: libfcgi never accepts by itself; the responder hands it connections.
     FCGX_InitRequest(&fcgi, -1, 0);

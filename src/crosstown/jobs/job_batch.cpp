@@ -6,11 +6,9 @@
 #include <utility>
 
 #include "crosstown/deferred/follow_response.hpp"
+#include "crosstown/deferred/request_context.hpp"
 
 namespace crosstown {
-namespace {
-thread_local JobBatch* current = nullptr;
-}
 
 JobBatch::JobBatch(const JobKinds* kinds, std::size_t max_jobs, std::size_t max_payload)
     : JobBatch(kinds, max_jobs, max_payload, true) {}
@@ -55,8 +53,9 @@ std::vector<DurableRegistration> JobBatch::take_gated(int status) {
 
 std::vector<DurableRegistration> JobBatch::take() { return std::exchange(jobs_, {}); }
 
-JobBatchScope::JobBatchScope(JobBatch* batch) : previous_(current) { current = batch; }
-JobBatchScope::~JobBatchScope() { current = previous_; }
-JobBatch* current_job_batch() { return current; }
+JobBatchScope::JobBatchScope(JobBatch* batch)
+    : previous_(std::exchange(detail::request_context().job_batch, batch)) {}
+JobBatchScope::~JobBatchScope() { detail::request_context().job_batch = previous_; }
+JobBatch* current_job_batch() { return detail::request_context().job_batch; }
 
 }  // namespace crosstown
