@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <iterator>
 #include <mutex>
 
 #include "crosstown/detail/thread_name.hpp"
@@ -93,40 +94,74 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // read blocks as usual, so that the feed does not spin against the server.
     const auto until_beat =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
-    // A kind with a rate takes no more than its rate grants now; with none left it is not read
-    // until the next start is there.
-    std::map<std::string, std::size_t> granted;
-    auto until_start = kLongestBlock;
-    for (auto it = openings.begin(); it != openings.end();) {
-        const auto& rate = runner_.kinds().find(it->first)->options.rate;
-        if (rate.per_second <= 0) {
-            ++it;
-            continue;
-        }
-        const auto starts = store_.take_starts(it->first, rate, it->second);
-        until_start = std::min(until_start, std::max(starts.wait, std::chrono::milliseconds(1)));
-        if (starts.granted == 0) {
-            it = openings.erase(it);
-            continue;
-        }
-        it->second = granted[it->first] = starts.granted;
-        ++it;
-    }
+    // A kind with a rate reads no more while jobs it read wait for their starts.
+    const auto until_start = start_waiting(openings);
     if (openings.empty()) {
         nap(stop, std::min({Clock::duration(until_start), Clock::duration(until_beat),
                             Clock::duration(until_promote)}));
         return;
     }
     const auto block = claimed ? std::chrono::milliseconds(0)
-                               : std::clamp(std::min(until_beat, until_promote),
+                               : std::clamp(std::min({until_beat, until_promote, until_start}),
                                             std::chrono::milliseconds(1), kLongestBlock);
     auto jobs = store_.take(openings, block);
-    for (auto& [kind, n] : granted) {
-        const auto got = std::ranges::count(jobs, kind, &StoredJob::kind);
-        store_.give_back_starts(kind, runner_.kinds().find(kind)->options.rate,
-                                n - static_cast<std::size_t>(got));
-    }
+    // Those of a kind with a rate join its waiting jobs first: a take of starts that fails then
+    // loses none of them (taken by this instance, a job the feed dropped would wait for ever).
+    std::erase_if(jobs, [this](StoredJob& job) {
+        if (rate_of(job.kind).per_second <= 0) return false;
+        waiting_[job.kind].push_back(std::move(job));
+        return true;
+    });
     runner_.receive(std::move(jobs));
+    if (!waiting_.empty()) {
+        auto left = runner_.openings();
+        start_waiting(left);
+    }
+}
+
+// Starts are taken from the bucket only for jobs in hand. Taken before a read that waits for new
+// jobs, they would be held through the wait while the bucket refills, and each instance's held
+// starts would come on top of the bucket's.
+std::chrono::milliseconds RedisJobFeed::start_waiting(
+    std::map<std::string, std::size_t>& openings) {
+    auto until_start = kLongestBlock;
+    std::vector<StoredJob> ready;
+    try {
+        for (auto it = waiting_.begin(); it != waiting_.end();) {
+            auto& [kind, jobs] = *it;
+            const auto found = openings.find(kind);
+            const std::size_t room = found == openings.end() ? 0 : found->second;
+            std::size_t granted = 0;
+            if (room > 0) {
+                const auto starts =
+                    store_.take_starts(kind, rate_of(kind), std::min(room, jobs.size()));
+                granted = starts.granted;
+                const auto first = jobs.begin();
+                const auto last = first + static_cast<std::ptrdiff_t>(granted);
+                std::move(first, last, std::back_inserter(ready));
+                jobs.erase(first, last);
+                if (!jobs.empty()) {
+                    until_start =
+                        std::min(until_start, std::max(starts.wait, std::chrono::milliseconds(1)));
+                }
+            }
+            if (jobs.empty() && room > granted) {
+                openings[kind] = room - granted;
+            } else {
+                openings.erase(kind);
+            }
+            it = jobs.empty() ? waiting_.erase(it) : std::next(it);
+        }
+    } catch (const JournalError&) {
+        runner_.receive(std::move(ready));
+        throw;
+    }
+    runner_.receive(std::move(ready));
+    return until_start;
+}
+
+const JobRate& RedisJobFeed::rate_of(const std::string& kind) const {
+    return runner_.kinds().find(kind)->options.rate;
 }
 
 }  // namespace crosstown

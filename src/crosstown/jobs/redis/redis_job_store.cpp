@@ -260,15 +260,6 @@ if tokens < 1 then wait = math.ceil((1 - tokens) / rate) end
 return {granted, wait}
 )lua"};
 
-// Gives back starts a take did not use (fewer jobs were there than granted). ARGV: key, n,
-// burst.
-constexpr RedisScript kReturnTokens{R"lua(
-local tokens = tonumber(redis.call('HGET', ARGV[1], 'tokens'))
-if not tokens then return 0 end
-redis.call('HSET', ARGV[1], 'tokens', math.min(tonumber(ARGV[3]), tokens + tonumber(ARGV[2])))
-return 1
-)lua"};
-
 // Moves the scheduled jobs that are due (at most ARGV[2]) to their streams: a first attempt as
 // ready, a retry as it was, its entry saying its attempts so far (for claim()). A job gone
 // (finished by a second run) or dead only leaves the set.
@@ -985,14 +976,6 @@ RedisJobStore::Starts RedisJobStore::take_starts(const std::string& kind, const 
     const auto reply = lease()->eval(kTakeTokens, args);
     return {static_cast<std::size_t>(reply_integer(reply.element(0))),
             std::chrono::milliseconds(reply_integer(reply.element(1)))};
-}
-
-void RedisJobStore::give_back_starts(const std::string& kind, const JobRate& rate,
-                                     std::size_t unused) {
-    if (unused == 0) return;
-    const std::vector<std::string> args{key("rate:" + kind), std::to_string(unused),
-                                        std::to_string(rate.burst)};
-    lease()->eval(kReturnTokens, args);
 }
 
 void RedisJobStore::promote_by(std::int64_t due_ms) {

@@ -118,14 +118,12 @@ class RedisJobStore final : public JobStore {
     // before it calls again. Throws JournalError.
     std::chrono::milliseconds promote_due();
     // For the feed: up to `wanted` starts of `kind` under its rate, shared by every instance
-    // (one script), and how long until the next start is there; give_back_starts returns
-    // those a take did not use. Throw JournalError.
+    // (one script), and how long until the next start is there. Throws JournalError.
     struct Starts {
         std::size_t granted = 0;
         std::chrono::milliseconds wait{0};
     };
     Starts take_starts(const std::string& kind, const JobRate& rate, std::size_t wanted);
-    void give_back_starts(const std::string& kind, const JobRate& rate, std::size_t unused);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
     // consumer group is created again (nothing was pending in it any more).
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& openings);
