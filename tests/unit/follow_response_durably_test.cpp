@@ -230,7 +230,7 @@ TEST_F(FollowResponseDurably, UnderBlockARequestKeepingRoomDoesNotWaitForItself)
     if (!returned) pool.drain(Pool::Duration::zero());  // lets the handler go, to fail cleanly
     ASSERT_TRUE(returned) << "the durable registration waited for the request's own room";
     handler.join();
-    EXPECT_EQ(registry.reserved(), 1U);
+    EXPECT_EQ(registry.admission().kept(), 1U);
     EXPECT_EQ(batch.jobs().size(), 1U);
     registry.dispatch(pool, {.request_id = "r", .status = 200});
     pool.wait_idle();

@@ -218,7 +218,7 @@ TEST_F(FollowResponse, BlockNeverWaitsForRoomARequestKeepsItself) {
     const bool returned = test::eventually([&] { return registered.load(); }, 2s);
     if (!returned) pool.drain(Pool::Duration::zero());  // lets the handler go, to fail cleanly
     ASSERT_TRUE(returned) << "a registration waited for room its own requests keep";
-    EXPECT_EQ(a.reserved() + b.reserved(), 2U);
+    EXPECT_EQ(a.admission().kept() + b.admission().kept(), 2U);
     handlers.join();
     std::jthread dispatch([&] {
         a.dispatch(pool, ok());  // 1 kept, 2 wait for room

@@ -18,9 +18,10 @@ struct DeferredCallback {
     std::string name;                                 // for logs; may be empty
     std::shared_ptr<const ResponseOutcome> outcome;   // null when no request is behind it
     std::chrono::steady_clock::time_point queued_at;  // set by the pool
-    // An attempt of a durable job: its runner counts it (JobCounts), not DeferredCounters, and
-    // when the pool gives it up (drained) the job simply stays in the journal.
-    bool durable_job = false;
+    // Its work is kept by its submitter, which counts it too (a durable job's attempt: its job
+    // stays in the journal). DeferredCounters leave it out, and when the pool gives it up
+    // (drained, or stuck past the grace) nothing is lost.
+    bool kept_by_submitter = false;
 };
 
 }  // namespace crosstown

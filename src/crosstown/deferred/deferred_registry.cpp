@@ -9,7 +9,7 @@ namespace crosstown {
 DeferredRegistry::DeferredRegistry(std::size_t max_callbacks) : max_callbacks_(max_callbacks) {}
 
 DeferredRegistry::~DeferredRegistry() {
-    give_back_room();
+    admission_.give_back();
     if (!callbacks_.empty()) {
         log::warn("{} deferred callbacks were registered but never dispatched", callbacks_.size());
     }
@@ -22,16 +22,6 @@ void DeferredRegistry::add(DeferredOptions options, Callback fn) {
             "crosstown: more than {} deferred callbacks in one request", max_callbacks_));
     }
     callbacks_.push_back({std::move(options), std::move(fn)});
-}
-
-void DeferredRegistry::add_reserved(Pool& pool) {
-    if (room_pool_ != nullptr && room_pool_ != &pool) give_back_room();
-    room_pool_ = &pool;
-    ++reserved_;
-}
-
-void DeferredRegistry::give_back_room() {
-    if (reserved_ > 0) room_pool_->give_back_room(std::exchange(reserved_, 0));
 }
 
 bool DeferredRegistry::forget(std::string_view name) {
@@ -72,8 +62,7 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
             to_pool.size(), here.size(), skipped, forgotten);
     }
 
-    if (room_pool_ != &pool) give_back_room();  // reserved elsewhere: nothing to hand over here
-    const auto reserved = std::exchange(reserved_, 0);
+    const auto reserved = admission_.hand_over(pool);
     if (!to_pool.empty() || reserved > 0) pool.submit_batch(std::move(to_pool), reserved);
     // same_thread callbacks run outside any request: what they register follows the
     // outside-request policy instead of landing in a registry that was already dispatched.
@@ -82,7 +71,7 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
 }
 
 std::vector<Registration> DeferredRegistry::take() {
-    give_back_room();
+    admission_.give_back();
     return take_registrations();
 }
 

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crosstown/deferred/admission.hpp"
 #include "crosstown/deferred/callback.hpp"
 #include "crosstown/deferred/deferred_options.hpp"
 #include "crosstown/deferred/follow_response.hpp"
@@ -46,10 +47,9 @@ class DeferredRegistry {
     // Appends a callback. A named one first removes an earlier one of the same name (the new
     // one takes the later place). Throws DeferredLimitExceeded past max_callbacks.
     void add(DeferredOptions options, Callback fn);
-    // Counts a slot of `pool`'s queue reserved for this request (Pool::reserve_room): dispatch
-    // hands it over, anything else gives it back.
-    void add_reserved(Pool& pool);
-    std::size_t reserved() const { return reserved_; }
+    // Whether its callbacks get into a full queue, and the slots kept for them: dispatch hands
+    // those over, anything else gives them back.
+    Admission& admission() { return admission_; }
     // Cancels the callback of that name; false when there is none.
     bool forget(std::string_view name);
 
@@ -59,16 +59,14 @@ class DeferredRegistry {
     // Counts and gates everything collected, then dispatches; leaves the registry empty.
     void dispatch(Pool& pool, ResponseOutcome outcome);
     // Hands everything collected to the caller instead (test capture), and gives back the
-    // room reserved for it; leaves it empty.
+    // room kept for it; leaves it empty.
     std::vector<Registration> take();
 
   private:
     std::vector<Registration> take_registrations();
-    void give_back_room();
 
     std::size_t max_callbacks_;
-    Pool* room_pool_ = nullptr;  // where the reserved slots are
-    std::size_t reserved_ = 0;
+    Admission admission_;
     std::vector<Registration> callbacks_;
     std::uint64_t forgotten_ = 0;
 };

@@ -1,7 +1,5 @@
 #include "crosstown/deferred/follow_response.hpp"
 
-#include <fmt/format.h>
-
 #include <atomic>
 #include <mutex>
 #include <utility>
@@ -53,38 +51,6 @@ void outside_request(DeferredOptions&& options, Callback&& fn) {
     }
 }
 
-// A full queue is met here, at registration, while the handler can still answer, rather than
-// only at dispatch, when the response has gone out and holding the thread holds up everyone:
-// - shed: Overloaded, so the request gets a 503 (the request's earlier callbacks count too:
-//   they will need room at the same dispatch);
-// - block: the handler waits for room and reserves it (Pool::reserve_room), so the client whose
-//   request defers work waits, and the responder serves others with a spare thread meanwhile.
-//   Only its first callback waits: once it has reserved room, a request takes what is free (ahead
-//   of those waiting for their first, so that it finishes what it started) and never waits again
-//   (which could deadlock); a callback that found none waits at dispatch.
-void refuse_if_full(const DeferredRegistry& registry, const DeferredOptions& options) {
-    Pool* pool = process_pool();
-    if (pool == nullptr || options.same_thread || pool->config().overflow != Overflow::shed) {
-        return;
-    }
-    if (pool->has_room_for(registry.callbacks().size() + 1)) return;
-    bump(pool->counters().shed);
-    throw Overloaded(fmt::format("the deferred work queue is full ({} of {} waiting)",
-                                 pool->queue_depth(), pool->config().queue_capacity));
-}
-
-// After the callback joined the registry, so that one refused there (past the request's cap)
-// reserves no room.
-void reserve_room_for(DeferredRegistry& registry, bool same_thread) {
-    Pool* pool = process_pool();
-    if (pool == nullptr || same_thread) return;
-    const auto overflow = pool->config().overflow;
-    if (overflow != Overflow::block && overflow != Overflow::spill) return;
-    if (registry.reserved() > 0 ? pool->try_reserve_room() : pool->reserve_room()) {
-        registry.add_reserved(*pool);
-    }
-}
-
 }  // namespace
 
 void set_outside_request_policy(OutsideRequest p) { policy.store(p); }
@@ -105,10 +71,11 @@ void detail::remove_capture_target(CaptureTarget* target) {
 
 void detail::follow_response(DeferredOptions&& options, Callback&& fn) {
     if (auto* registry = current_registry()) {
-        refuse_if_full(*registry, options);
+        auto& admission = registry->admission();
+        admission.check_room(registry->callbacks().size(), options);
         const bool same_thread = options.same_thread;
         registry->add(std::move(options), std::move(fn));
-        reserve_room_for(*registry, same_thread);
+        admission.keep_room(same_thread);
         return;
     }
     {

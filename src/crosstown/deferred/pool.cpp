@@ -34,10 +34,10 @@ bool waits_for_room(Overflow overflow) {
     return overflow == Overflow::block || overflow == Overflow::shed || overflow == Overflow::spill;
 }
 
-// Callbacks that DeferredCounters count: all but durable jobs' attempts.
+// Callbacks that DeferredCounters count: all but those their submitters keep.
 std::uint64_t counted(std::span<const DeferredCallback> callbacks) {
     return static_cast<std::uint64_t>(
-        std::ranges::count_if(callbacks, [](const auto& c) { return !c.durable_job; }));
+        std::ranges::count_if(callbacks, [](const auto& c) { return !c.kept_by_submitter; }));
 }
 
 // A far-off time point instead of an overflowing now() + Duration::max().
@@ -181,7 +181,7 @@ void Pool::enqueue(std::span<DeferredCallback> callbacks, std::size_t reserved) 
     }
 }
 
-// Overflow::block, at registration: while the queue is full a handler registering a callback
+// At registration (see Admission): while the queue is full a handler registering a callback
 // waits here, before its response, so the backpressure reaches the client whose request
 // defers work, not everyone behind it (the responder starts a spare thread for the others,
 // see BlockingObserver). It takes its turn in the same line as the dispatches waiting for room.
@@ -287,21 +287,21 @@ void Pool::give_up(std::span<DeferredCallback> callbacks, std::atomic<std::uint6
                    std::string_view why) {
     bump(counter, counted(callbacks));
     for (const auto& callback : callbacks) {
-        if (callback.durable_job) continue;  // it stays in the journal, counted there as kept
+        if (callback.kept_by_submitter) continue;  // not lost: its submitter keeps it
         log::warn("deferred callback {} of request {} not run: {}", name_of(callback),
                   request_id_of(callback), why);
     }
 }
 
 void Pool::run_inline(DeferredCallback callback) {
-    if (!callback.durable_job) bump(counters_.dispatched);
+    if (!callback.kept_by_submitter) bump(counters_.dispatched);
     run_inline_counted(callback);
 }
 
 void Pool::run_inline_counted(DeferredCallback& callback) {
     auto clock = Clock::now();
     const auto result = run_callback(callback, std::stop_token{}, stats_[config_.workers], clock);
-    if (!callback.durable_job)
+    if (!callback.kept_by_submitter)
         bump(result == Result::completed ? counters_.completed : counters_.failed);
 }
 
@@ -326,9 +326,9 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
 
         DeferredCallback callback = std::move(queue_.front());
         queue_.pop_front();
-        const bool counted = !callback.durable_job;
+        const bool counted = !callback.kept_by_submitter;
         ++busy_;
-        if (!counted) ++busy_durable_;
+        if (!counted) ++busy_kept_;
         publish_sizes();
         pass_turn();
         const bool wake = should_wake_one(queue_.size());
@@ -345,7 +345,7 @@ void Pool::worker_loop(std::stop_token stop, unsigned slot) {
 
         lock.lock();
         --busy_;
-        if (!counted) --busy_durable_;
+        if (!counted) --busy_kept_;
         publish_sizes();
         if (!accounting_closed_ && counted) {
             bump(result == Result::completed ? counters_.completed : counters_.failed);
@@ -522,8 +522,8 @@ DrainReport Pool::drain(Duration timeout, Duration grace) {
     --waiting_for_idle_;
     if (!joined) {
         report.stuck = busy_;
-        report.stuck_durable = busy_durable_;
-        bump(counters_.abandoned, busy_ - busy_durable_);  // durable jobs stay in the journal
+        report.stuck_kept = busy_kept_;
+        bump(counters_.abandoned, busy_ - busy_kept_);  // the kept ones are not lost
         accounting_closed_ = true;
         log::error("{} deferred callbacks still running {} ms after stop was requested", busy_,
                    std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());

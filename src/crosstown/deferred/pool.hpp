@@ -8,10 +8,9 @@
 //   caller_runs (the submitter runs the callback itself) or reject (dropped, counted, logged
 //   by name). A worker of this pool that submits to its own full queue under `block` runs the
 //   callback itself instead, since waiting could deadlock the pool. Registration meets a full
-//   queue first (follow_response): `shed` refuses the callback there, `block` waits there
-//   and keeps a slot of the queue for it (reserve_room), so that its dispatch, after the
-//   response, need not wait; here `shed` waits as `block` does. A thread about to wait for room
-//   tells its BlockingObserver (the responder, which starts a spare thread).
+//   queue first: Admission decides there, with the room kept below (reserve_room), so that a
+//   dispatch, after the response, need not wait; here `shed` waits as `block` does. A thread
+//   about to wait for room tells its BlockingObserver (the responder starts a spare thread).
 // - Batches: submit_batch() enqueues a request's callbacks in order under one lock.
 // - Isolated: an exception from a callback is caught, logged with the request id and the
 //   callback's name, and counted as failed; the worker goes on.
@@ -55,8 +54,9 @@ struct DrainReport {
     // Callbacks still running `grace` after their stop tokens were requested. Their workers were
     // not joined: the owner should log and leave the process with _exit rather than wait on them.
     std::uint64_t stuck = 0;
-    // Of those, attempts of durable jobs: not counted abandoned, their jobs stay in the journal.
-    std::uint64_t stuck_durable = 0;
+    // Of those, callbacks their submitters keep (DeferredCallback::kept_by_submitter): not
+    // counted abandoned, as nothing is lost.
+    std::uint64_t stuck_kept = 0;
 };
 
 namespace detail {
@@ -85,13 +85,12 @@ class Pool {
 
     // Queues as many of `callbacks` as fit now, in order, never waiting and whatever the
     // overflow policy, and returns how many: the first ones, moved from; the rest are left as
-    // they were. None while others wait for room, or after drain. For durable jobs, which wait
-    // for room in their own lines instead.
+    // they were. None while others wait for room, or after drain. For a submitter with a line
+    // of its own to keep the rest in (the durable jobs' runner).
     std::size_t try_submit(std::span<DeferredCallback> callbacks);
 
-    // Overflow::block: returns once the queue has room (at once when it has), in turn with the
-    // dispatches waiting for room. Called at a durable job's registration, before the
-    // response, which keeps nothing: its job goes to the runner, not the queue.
+    // The room Admission uses at registration. wait_for_room returns once the queue has room
+    // (at once when it has), in turn with the dispatches waiting for room, and keeps nothing.
     void wait_for_room();
     // The same wait, then keeps one slot of the queue for the caller until its submit_batch
     // (or give_back_room). Without it, a request whose registrations found room could meet a
@@ -194,7 +193,7 @@ class Pool {
     std::deque<DeferredCallback> queue_;  // guarded by mutex_
     std::size_t reserved_ = 0;  // guarded by mutex_; slots reserved by reserve_room(), not yet used
     unsigned busy_ = 0;         // guarded by mutex_
-    unsigned busy_durable_ = 0;     // guarded by mutex_; of busy_, durable jobs' attempts
+    unsigned busy_kept_ = 0;    // guarded by mutex_; of busy_, kept by their submitters
     unsigned waiting_workers_ = 0;  // guarded by mutex_
     unsigned live_ = 0;             // guarded by mutex_; started and not retired
     unsigned starting_ = 0;         // guarded by mutex_; started, not yet looking for work

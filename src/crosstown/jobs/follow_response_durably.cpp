@@ -5,8 +5,6 @@
 
 #include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/follow_response.hpp"
-#include "crosstown/deferred/pool.hpp"
-#include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/jobs/job_batch.hpp"
 #include "crosstown/jobs/job_capture_target.hpp"
 #include "crosstown/jobs/job_runner.hpp"
@@ -17,17 +15,12 @@ namespace {
 std::mutex capture_mutex;
 std::vector<detail::JobCaptureTarget*> capture_targets;  // guarded by capture_mutex
 
-// Under spill a handler never waits to register a durable job: it waits in the runner once
-// committed. Under the other policies a full queue, or as many jobs of its kind waiting in
-// the runner, makes it wait here, before its response, as an in-memory callback would under
-// block, so that durable work too pushes back on the clients that make it. Not while the
-// request has reserved room in the queue for its in-memory callbacks (Pool::reserve_room): that
-// room is part of what it would wait for, so it could wait for itself; it has waited already.
+// The queue's room first (Admission), then the kind's line in the runner.
 void make_room(std::string_view kind) {
-    Pool* pool = process_pool();
-    if (pool == nullptr || pool->config().overflow == Overflow::spill) return;
-    if (const auto* registry = current_registry(); registry && registry->reserved() > 0) return;
-    if (!pool->has_room_for(1)) pool->wait_for_room();
+    Admission outside_any_registry;
+    auto* registry = current_registry();
+    auto& admission = registry != nullptr ? registry->admission() : outside_any_registry;
+    if (!admission.make_room_for_job()) return;
     if (auto* runner = process_job_runner()) runner->wait_for_room(kind);
 }
 

@@ -410,7 +410,7 @@ void JobRunner::submit(std::vector<Entry> entries) {
                                  entry.job.kind,
                                  entry.outcome,
                                  {},
-                                 true});
+                                 /*kept_by_submitter=*/true});
             ids.push_back(id);
             launched_.insert_or_assign(id, std::move(entry));
         }

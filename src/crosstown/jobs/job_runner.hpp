@@ -130,10 +130,10 @@ class JobRunner {
     // No more starts or retries; returns how many jobs stay in the journal unfinished.
     std::uint64_t stop();
     // Waits while as many jobs of `kind` wait in its line as the pool's queue holds (its
-    // queue_capacity): under every overflow policy but spill, a handler registering a durable
-    // job calls it, so that durable work pushes back on the clients that make it instead of
-    // piling up in memory. Per kind, so that one slow kind holds back only its own clients.
-    // Tells the thread's BlockingObserver, like the pool's own wait for room.
+    // queue_capacity): a handler registering a durable job calls it when Admission says so
+    // (every overflow policy but spill), so that durable work pushes back on the clients that
+    // make it instead of piling up in memory. Per kind, so that one slow kind holds back only its
+    // own clients. Tells the thread's BlockingObserver, like the pool's own wait for room.
     void wait_for_room(std::string_view kind);
     // Ends every such wait, now and from now on: the drain deadline passed, or a second signal
     // came, while handlers still waited.

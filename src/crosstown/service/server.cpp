@@ -499,9 +499,9 @@ int Server::Impl::finish() {
         log::error(
             "{} deferred callbacks ({} of them durable jobs, kept) ignored their stop token past "
             "the drain deadline; exiting without waiting for them",
-            report.stuck, report.stuck_durable);
+            report.stuck, report.stuck_kept);
         // Only durable attempts stuck: their jobs are kept, which is no failure.
-        exit_now(report.stuck > report.stuck_durable ? 1 : code);
+        exit_now(report.stuck > report.stuck_kept ? 1 : code);
     }
     return code;
 }
