@@ -2,8 +2,8 @@
 # bench/durable_soak as a smoke test: SECONDS_TOTAL (default 60) of load on each store, the
 # SQLite one and the Redis one side by side, each with the FCGI_APP this build made and a
 # fixed pool of 32 workers; fails when either soak fails, and shows both. Idle RSS may be 30%
-# above its size at start (15-21% measured here; 33-66% with glibc's malloc untuned), a margin
-# for machines other than this one.
+# above its size at start (18-20% measured here with the idle trim, 21-31% without it; 33-66%
+# with glibc's malloc untuned), a margin for machines other than this one.
 # Usage: durable_soak_test.sh SOURCE_DIR FCGI_APP
 set -uo pipefail
 source_dir=$1

@@ -25,6 +25,7 @@
 #include "crosstown/jobs/journal_error.hpp"
 #include "crosstown/observe/log.hpp"
 #include "crosstown/observe/request_stats.hpp"
+#include "crosstown/service/idle_trim.hpp"
 #include "crosstown/service/metrics.hpp"
 #include "crosstown/service/service_notifier.hpp"
 #include "crosstown/service/socket_activation.hpp"
@@ -227,6 +228,8 @@ class Server::Impl {
     bool open_journal();
     int work_only();
     void cut_drain_short_on_second_signal(std::stop_token stop);
+    // Grows whenever a request, callback or job attempt finishes.
+    std::uint64_t work_done() const;
     ServiceSample service_sample() const;
     void sample_every_second(std::stop_token stop);
 
@@ -274,9 +277,11 @@ Handler Server::status_page() const {
     };
 }
 
-// The status page's charts: one sample a second while serving.
+// The status page's charts: one sample a second while serving. After 5 quiet seconds following
+// work, the memory the work freed goes back to the system.
 void Server::Impl::sample_every_second(std::stop_token stop) {
     detail::name_this_thread("ct-sampler");
+    IdleTrim idle_trim(5);
     std::mutex mutex;
     std::condition_variable_any tick;
     std::unique_lock lock(mutex);
@@ -284,6 +289,8 @@ void Server::Impl::sample_every_second(std::stop_token stop) {
     while (!stop.stop_requested()) {
         const auto jobs = jobs_sampler_ ? jobs_sampler_->latest() : nullptr;
         samples_.add(take_sample(stats_, pool_, busy_responders(), jobs.get()));
+        idle_trim.sample(work_done(),
+                         stats_.in_flight() > 0 || pool_.busy_workers() > 0 || pool_.queue_depth() > 0);
         // After a stall (SIGSTOP, a suspended VM) go on from now rather than catch up with a
         // burst of samples that would squash the charts' time axis.
         next = std::max(next + SampleRing::kInterval, std::chrono::steady_clock::now());
@@ -296,15 +303,20 @@ unsigned Server::Impl::busy_responders() const {
     return responder != nullptr ? responder->busy() : 0;
 }
 
+// Durable jobs' attempts are work too, or a pool busy replaying jobs would look wedged.
+std::uint64_t Server::Impl::work_done() const {
+    const auto counts = pool_.counters().snapshot();
+    const auto jobs = job_runner_ ? job_runner_->totals() : JobCounts{};
+    return stats_.total() + counts.completed + counts.failed + jobs.succeeded + jobs.retried +
+           jobs.dead;
+}
+
 ServiceSample Server::Impl::service_sample() const {
     const auto counts = pool_.counters().snapshot();
     const auto in_flight = stats_.in_flight();
     const auto queued = pool_.queue_depth();
-    // Durable jobs' attempts are progress too, or a pool busy replaying jobs would look wedged.
-    const auto jobs = job_runner_ ? job_runner_->totals() : JobCounts{};
     return {
-        .work_done = stats_.total() + counts.completed + counts.failed + jobs.succeeded +
-                     jobs.retried + jobs.dead,
+        .work_done = work_done(),
         .work_waiting = queued > 0 || in_flight >= config_.responders,
         .status = fmt::format("{}: {} requests, {} in flight; deferred {} queued, {}/{} workers "
                               "busy (max {}), {} completed, {} failed",
