@@ -384,6 +384,8 @@ bool Server::Impl::open_journal() {
 // --role worker: no socket; runs durable jobs until SIGTERM, then drains them like a server.
 int Server::Impl::work_only() {
     log::info("worker: running durable jobs from {}; no FastCGI socket", config_.journal.path);
+    // No page to chart, but its idle trim gives back what a backlog's run freed.
+    std::jthread sampler([this](std::stop_token stop) { sample_every_second(std::move(stop)); });
     notifier_.ready();
     const int signal = wait_for_stop();
     if (job_store_) job_store_->stop_taking();
