@@ -336,6 +336,28 @@ TEST(RedisJobs, ARateLimitHoldsAcrossInstances) {
     EXPECT_EQ(pids.size(), 2U) << "one instance ran every call: the test shows no sharing";
 }
 
+// Calls read from the stream and waiting in the instance for their starts (one a second) are
+// cancelled like those still in the stream: after the first has started and the cancel, at
+// most one more starts in the 3 s that would have started three, and no entry stays pending.
+TEST(RedisJobs, CancelStopsCallsWaitingForTheirStarts) {
+    RedisServer redis;
+    RedisStack stack;
+    stack.start_app("one", redis.unix_address(), {"--call-rate", "1/1"});
+    stack.start_nginx({"one"});
+    auto client = RedisConnection::open(RedisAddress::parse(redis.unix_address()), "", 2s);
+    ASSERT_EQ(stack.post_calls(5, 0).status, 202);
+    ASSERT_TRUE(eventually([&] { return !read_witness(stack.witness()).empty(); }))
+        << stack.app("one").output();
+    const auto cancelled =
+        jobs_command({"cancel", "--kind", "place-call", "--journal", redis.unix_address()});
+    EXPECT_EQ(cancelled.code, 0) << cancelled.err;
+    std::this_thread::sleep_for(3s);
+    EXPECT_LE(read_witness(stack.witness()).size(), 2U) << cancelled.out;
+    EXPECT_TRUE(eventually([&] { return pending_by_consumer(client, "place-call")["one"] == 0; }))
+        << "the cancelled calls' entries stay pending";
+    EXPECT_THAT(jobs_command({"list", "--journal", redis.unix_address()}).out, HasSubstr("0 jobs"));
+}
+
 // `fcgi_app jobs cancel --kind` beside two running instances: three calls scheduled 3 s ahead
 // never run, and one whose first attempt was running (and fails) is not retried. Nothing is
 // placed by the time each would have run (its delay, or its attempt and backoff, and a look

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstddef>
 #include <iterator>
 #include <mutex>
 
@@ -68,7 +69,11 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     }
     const auto until_promote = store_.promote_due();
     if (!taking_.load()) {
-        nap(stop, std::min<Clock::duration>(next_beat - Clock::now(), until_promote));
+        // Jobs read before still start as their rates grant, and run in the drain.
+        auto left = runner_.openings();
+        const auto until_start = start_waiting(left);
+        nap(stop, std::min({next_beat - Clock::now(), Clock::duration(until_promote),
+                            Clock::duration(until_start)}));
         return;
     }
     auto openings = runner_.openings();
@@ -104,19 +109,14 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     const auto block = claimed ? std::chrono::milliseconds(0)
                                : std::clamp(std::min({until_beat, until_promote, until_start}),
                                             std::chrono::milliseconds(1), kLongestBlock);
-    auto jobs = store_.take(openings, block);
-    // Those of a kind with a rate join its waiting jobs first: a take of starts that fails then
-    // loses none of them (taken by this instance, a job the feed dropped would wait for ever).
-    std::erase_if(jobs, [this](StoredJob& job) {
-        if (rate_of(job.kind).per_second <= 0) return false;
-        waiting_[job.kind].push_back(std::move(job));
-        return true;
-    });
-    runner_.receive(std::move(jobs));
-    if (!waiting_.empty()) {
-        auto left = runner_.openings();
-        start_waiting(left);
+    // Those of a kind with a rate wait for their starts, which the next round asks for: taken
+    // by this instance, a job the feed dropped would wait for ever, so none is anywhere else.
+    std::vector<StoredJob> ready;
+    for (auto& job : store_.take(openings, block)) {
+        auto& to = rate_of(job.kind).per_second > 0 ? waiting_[job.kind] : ready;
+        to.push_back(std::move(job));
     }
+    runner_.receive(std::move(ready));
 }
 
 // Starts are taken from the bucket only for jobs in hand. Taken before a read that waits for new
@@ -135,7 +135,7 @@ std::chrono::milliseconds RedisJobFeed::start_waiting(
             if (room > 0) {
                 const auto starts =
                     store_.take_starts(kind, rate_of(kind), std::min(room, jobs.size()));
-                granted = starts.granted;
+                granted = std::min(starts.granted, jobs.size());
                 const auto first = jobs.begin();
                 const auto last = first + static_cast<std::ptrdiff_t>(granted);
                 std::move(first, last, std::back_inserter(ready));
@@ -145,6 +145,9 @@ std::chrono::milliseconds RedisJobFeed::start_waiting(
                         std::min(until_start, std::max(starts.wait, std::chrono::milliseconds(1)));
                 }
             }
+            // Waiting for the runner's room, or using the last of it: look again soon, as
+            // the feed does when the runner has no openings.
+            if (room == granted) until_start = std::min(until_start, kNoOpeningsPause);
             if (jobs.empty() && room > granted) {
                 openings[kind] = room - granted;
             } else {
@@ -152,6 +155,8 @@ std::chrono::milliseconds RedisJobFeed::start_waiting(
             }
             it = jobs.empty() ? waiting_.erase(it) : std::next(it);
         }
+        // Cancelled while they waited (fcgi_app jobs cancel): not started.
+        store_.drop_cancelled(ready);
     } catch (const JournalError&) {
         runner_.receive(std::move(ready));
         throw;

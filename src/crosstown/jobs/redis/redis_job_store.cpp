@@ -978,6 +978,34 @@ RedisJobStore::Starts RedisJobStore::take_starts(const std::string& kind, const 
             std::chrono::milliseconds(reply_integer(reply.element(1)))};
 }
 
+void RedisJobStore::drop_cancelled(std::vector<StoredJob>& jobs) {
+    if (jobs.empty()) return;
+    auto connection = lease();
+    std::vector<std::vector<std::string>> checks;
+    for (const auto& job : jobs) checks.push_back({"EXISTS", key(fmt::format("job:{}", job.id))});
+    const auto replies = connection->pipeline(checks);
+    std::vector<std::vector<std::string>> drops;
+    {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            // A failed check keeps the job: better run once too many than lose it.
+            if (!replies[i].is_integer() || replies[i].integer() != 0) continue;
+            if (auto node = taken_.extract(jobs[i].id)) {
+                const auto stream = key("stream:" + node.mapped().kind);
+                drops.push_back({"XACK", stream, std::string(kGroup), node.mapped().entry});
+                drops.push_back({"XDEL", stream, node.mapped().entry});
+            }
+            jobs[i].id = 0;  // gone: 0 is never an id (random_job_id)
+        }
+    }
+    std::erase_if(jobs, [](const StoredJob& job) { return job.id == 0; });
+    try {
+        if (!drops.empty()) connection->pipeline(drops);
+    } catch (const JournalError&) {
+        // Their entries stay pending, touched by no beat: claimed in time, and dropped then.
+    }
+}
+
 void RedisJobStore::promote_by(std::int64_t due_ms) {
     auto at = next_promote_ms_.load();
     while (due_ms < at && !next_promote_ms_.compare_exchange_weak(at, due_ms)) {

@@ -124,6 +124,10 @@ class RedisJobStore final : public JobStore {
         std::chrono::milliseconds wait{0};
     };
     Starts take_starts(const std::string& kind, const JobRate& rate, std::size_t wanted);
+    // For the feed: takes out of `jobs`, taken a while ago, those cancelled since (their job is
+    // gone), and drops their entries as take() drops those of jobs gone before it. Two round
+    // trips at most; `jobs` is left as it was when it throws JournalError.
+    void drop_cancelled(std::vector<StoredJob>& jobs);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
     // consumer group is created again (nothing was pending in it any more).
     std::vector<StoredJob> claim(const std::map<std::string, std::size_t>& openings);
