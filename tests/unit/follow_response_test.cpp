@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <crosstown/deferred/blocking_observer.hpp>
+#include <crosstown/deferred/request_context.hpp>
 #include <crosstown/deferred/deferred_registry.hpp>
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/deferred/process_pool.hpp>

@@ -54,27 +54,18 @@ long resident_kib() {
     return -1;
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define CROSSTOWN_OWN_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define CROSSTOWN_OWN_MALLOC 1
-#endif
-#endif
-
 // 32 MB in small blocks, all freed but the last, which keeps the heap's top: free() can give
 // none of it back, the trim gives back most of it.
 TEST(TrimMallocHeaps, GivesBackWhatABurstFreedBelowALiveBlock) {
-#if defined(CROSSTOWN_OWN_MALLOC) || !defined(__GLIBC__)
+#if defined(CROSSTOWN_SANITIZED) || !defined(__GLIBC__)
     GTEST_SKIP() << "glibc's malloc only; the sanitizers bring their own";
 #else
     constexpr std::size_t kBlocks = 32 * 1024;
-    std::vector<std::unique_ptr<char[]> > blocks;
+    using Block = std::unique_ptr<char[]>;
+    std::vector<Block> blocks;
     blocks.reserve(kBlocks);
     for (std::size_t i = 0; i < kBlocks; ++i) {
-        blocks.push_back(std::make_unique<char[]>(1000));
-        blocks.back()[0] = 1;  // resident
-        blocks.back()[999] = 1;
+        blocks.push_back(std::make_unique<char[]>(1000));  // zeroed: resident
     }
     const auto last = std::move(blocks.back());
     blocks.clear();

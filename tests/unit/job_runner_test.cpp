@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "crosstown/deferred/blocking_observer.hpp"
+#include "crosstown/deferred/request_context.hpp"
 #include "crosstown/deferred/deferred_registry.hpp"
 #include "crosstown/deferred/process_pool.hpp"
 #include "crosstown/detail/unix_time.hpp"

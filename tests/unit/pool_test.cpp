@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <crosstown/deferred/blocking_observer.hpp>
+#include <crosstown/deferred/request_context.hpp>
 #include <crosstown/deferred/pool.hpp>
 #include <latch>
 #include <memory>

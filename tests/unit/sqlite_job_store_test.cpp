@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "crosstown/deferred/request_context.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "support/counting_observer.hpp"
 #include "support/eventually.hpp"

@@ -4,9 +4,10 @@
 // request argument: a handler calls them anywhere down its call stack, and a callback asks
 // response_delivered() without being handed its request. So each thread carries its context,
 // set by whoever runs request code on it: the responder (and TestClient) while a handler runs
-// (RequestScope, JobBatchScope), the pool while a callback runs (OutcomeScope) and for its
-// workers' lifetime. Scopes put the previous value back, so they nest. Only the owning thread
-// reads or writes its context: nothing here is shared, nothing needs a lock.
+// (RequestScope, JobBatchScope, which put the previous value back, so they nest), the pool
+// while a callback runs (OutcomeScope, likewise). The observer (the responder's) and worker_of
+// (the pool's) are set once for a thread's lifetime. Only the owning thread reads or writes its
+// context: nothing here is shared, nothing needs a lock.
 #pragma once
 
 namespace crosstown {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "crosstown/deferred/request_context.hpp"
 #include "crosstown/detail/thread_name.hpp"
 #include "crosstown/http/http_error.hpp"
 #include "crosstown/observe/log.hpp"

@@ -1,5 +1,8 @@
 #include "crosstown/service/idle_trim.hpp"
 
+#if __has_include(<features.h>)
+#include <features.h>  // defines __GLIBC__ with glibc
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

@@ -277,8 +277,9 @@ Handler Server::status_page() const {
     };
 }
 
-// The status page's charts: one sample a second while serving. After 5 quiet seconds following
-// work, the memory the work freed goes back to the system.
+// One sample a second, from the start of serving (or of a worker's run) until the drain: the
+// status page's charts, and the idle trim, which gives the memory work freed back to the system
+// after 5 quiet seconds following it.
 void Server::Impl::sample_every_second(std::stop_token stop) {
     detail::name_this_thread("ct-sampler");
     IdleTrim idle_trim(5);
@@ -289,8 +290,9 @@ void Server::Impl::sample_every_second(std::stop_token stop) {
     while (!stop.stop_requested()) {
         const auto jobs = jobs_sampler_ ? jobs_sampler_->latest() : nullptr;
         samples_.add(take_sample(stats_, pool_, busy_responders(), jobs.get()));
-        idle_trim.sample(work_done(),
-                         stats_.in_flight() > 0 || pool_.busy_workers() > 0 || pool_.queue_depth() > 0);
+        const bool busy =
+            stats_.in_flight() > 0 || pool_.busy_workers() > 0 || pool_.queue_depth() > 0;
+        idle_trim.sample(work_done(), busy);
         // After a stall (SIGSTOP, a suspended VM) go on from now rather than catch up with a
         // burst of samples that would squash the charts' time axis.
         next = std::max(next + SampleRing::kInterval, std::chrono::steady_clock::now());
