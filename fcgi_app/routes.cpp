@@ -49,7 +49,10 @@ std::uint64_t number(const Request& req, std::string_view name, std::uint64_t fa
 }
 
 // Sleeps `latency` unless the drain deadline asks the call to stop first; true if it slept.
+// A call of no latency does not wait at all: a timed wait that is already due still puts the
+// thread to sleep until its timer fires, a context switch per call.
 bool wait_for(std::chrono::milliseconds latency, std::stop_token stop) {
+    if (latency <= std::chrono::milliseconds::zero()) return !stop.stop_requested();
     std::mutex mutex;
     std::condition_variable_any cv;
     std::unique_lock lock(mutex);
