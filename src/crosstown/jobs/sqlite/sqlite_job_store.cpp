@@ -129,11 +129,14 @@ void SqliteJobStore::record_attempt(std::int64_t id, unsigned attempt) {
     }
 }
 
+// The writer thread is woken only when no committer will take the change along: none waits
+// and no round is under way (a round that ends with changes left and no committer waiting
+// wakes it then). Under load the committers carry every change, and the writer sleeps.
 void SqliteJobStore::hand_over(Change change) {
     std::lock_guard lock(mutex_);
     const bool first = changes_.empty();  // the writer thread waits for the first only
     changes_.push_back(std::move(change));
-    if (first) work_cv_.notify_one();
+    if (first && !writing_ && tickets_.empty()) work_cv_.notify_one();
 }
 
 void SqliteJobStore::flush() {
@@ -237,6 +240,7 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     }
     ++written_;
     done_cv_.notify_all();
+    if (!changes_.empty() && tickets_.empty()) work_cv_.notify_one();
     return ok;
 }
 
