@@ -69,6 +69,8 @@ SqliteJobStore::~SqliteJobStore() {
 // and telling it cost a wake-up per round for a thread to watch meanwhile. Under sync full the
 // leader also waits for fdatasync, but for far less than the responder's watch delay, after
 // which another thread watches for requests anyway.
+// A ticket in tickets_ promises a round that takes every change queued with it (hand_over does
+// not wake the writer thread then): a committer leaves only once a round has taken its ticket.
 std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     const auto started = std::chrono::steady_clock::now();
     Ticket ticket{jobs, {}, false, {}, false};
