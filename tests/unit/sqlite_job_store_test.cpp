@@ -257,6 +257,28 @@ TEST(SqliteJobStore, CommitsThatWaitTogetherShareATransaction) {
     EXPECT_EQ(stored(path).size(), static_cast<std::size_t>(kRequests));
 }
 
+TEST(SqliteJobStore, ACompletionHandedOverDuringACommittersRoundIsWrittenWithNoCommitAfter) {
+    // A committer's round is held in BEGIN by another connection's write lock while a job
+    // completes: the round took the queued changes before, so the completion waits for the
+    // next. No commit comes after it and nobody flushes: the writer thread must write it.
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    const auto ids = commit(writer, {"done"});
+    auto blocker = open_rw(path);
+    blocker.begin();
+    std::jthread committer([&] { EXPECT_EQ(commit(writer, {"other"}).size(), 1U); });
+    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    writer.complete(ids[0]);
+    EXPECT_EQ(stored(path).size(), 1U) << "nothing is written while the lock is held";
+    blocker.rollback();
+    committer.join();
+    EXPECT_TRUE(test::eventually([&] {
+        const auto left = ids_of(stored(path));
+        return std::ranges::find(left, ids[0]) == left.end();
+    })) << "the completion was never written";
+}
+
 TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     // The first committer leads a round, held in BEGIN by another connection's write lock: it
     // works, and says nothing. The second waits for that round to end, and says so, so that a
