@@ -279,6 +279,79 @@ TEST(SqliteJobStore, ACompletionHandedOverDuringACommittersRoundIsWrittenWithNoC
     })) << "the completion was never written";
 }
 
+// A commit_then() as a responder makes it, reporting what it was told, and on which thread.
+struct CommitReport {
+    std::mutex mutex;
+    bool told = false;
+    std::vector<std::int64_t> ids;
+    std::exception_ptr failure;
+    std::thread::id thread;
+    bool is_told() {
+        std::lock_guard lock(mutex);
+        return told;
+    }
+};
+
+class ReportedCommit final : public PendingCommit {
+  public:
+    ReportedCommit(std::string_view payload, CommitReport& report)
+        : job_{"k", payload, "r"}, report_(report) {}
+    std::span<const NewJob> jobs() const override { return std::span(&job_, 1); }
+    void done(std::vector<std::int64_t> ids, std::exception_ptr failure) noexcept override {
+        std::lock_guard lock(report_.mutex);
+        report_.ids = std::move(ids);
+        report_.failure = failure;
+        report_.thread = std::this_thread::get_id();
+        report_.told = true;
+    }
+
+  private:
+    NewJob job_;
+    CommitReport& report_;
+};
+
+TEST(SqliteJobStore, CommitThenWithNoRoundUnderWayIsToldOnItsThreadBeforeItReturns) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    CommitReport report;
+    writer.commit_then(std::make_unique<ReportedCommit>("alone", report));
+    ASSERT_TRUE(report.told);
+    EXPECT_EQ(report.thread, std::this_thread::get_id());
+    EXPECT_FALSE(report.failure);
+    ASSERT_EQ(report.ids.size(), 1U);
+    EXPECT_EQ(ids_of(stored(path)), report.ids);
+}
+
+TEST(SqliteJobStore, CommitThenDuringARoundReturnsAtOnceAndTheRoundsThreadWritesAndTellsIt) {
+    // A committer's round is held in BEGIN by another connection's write lock. commit_then()
+    // neither waits for it nor is told before it ends; then the thread that ended it writes
+    // one more round, for the ticket that has no thread of its own, and tells it.
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    auto blocker = open_rw(path);
+    blocker.begin();
+    std::thread::id committer_thread;
+    std::jthread committer([&] {
+        committer_thread = std::this_thread::get_id();
+        EXPECT_EQ(commit(writer, {"first"}).size(), 1U);
+    });
+    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    CommitReport report;
+    writer.commit_then(std::make_unique<ReportedCommit>("second", report));
+    EXPECT_FALSE(report.is_told()) << "told before the round under way ended";
+    blocker.rollback();
+    committer.join();
+    ASSERT_TRUE(test::eventually([&] { return report.is_told(); })) << "never told";
+    EXPECT_FALSE(report.failure);
+    ASSERT_EQ(report.ids.size(), 1U);
+    EXPECT_EQ(report.thread, committer_thread) << "told by another thread than the round's";
+    const auto left = ids_of(stored(path));
+    EXPECT_NE(std::ranges::find(left, report.ids[0]), left.end());
+    EXPECT_EQ(left.size(), 2U);
+}
+
 TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     // The first committer leads a round, held in BEGIN by another connection's write lock: it
     // works, and says nothing. The second waits for that round to end, and says so, so that a
@@ -380,6 +453,27 @@ TEST(SqliteJobStore, ARefusedJobFailsOnlyItsOwnCommitInAGroup) {
     EXPECT_EQ(stored(path).size(), 2U);
     EXPECT_LT(writer.batch_sizes().count, 3U) << "no two commits shared a round: the test proves "
                                                  "little";
+}
+
+TEST(SqliteJobStore, ACommitThenThatSqliteRefusesIsToldWhy) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    HugePayload huge;
+    ASSERT_TRUE(huge.ok());
+    CommitReport report;
+    writer.commit_then(std::make_unique<ReportedCommit>(huge.view(), report));
+    ASSERT_TRUE(report.told);
+    ASSERT_TRUE(report.failure);
+    EXPECT_TRUE(report.ids.empty());
+    try {
+        std::rethrow_exception(report.failure);
+    } catch (const JournalUnavailable& e) {
+        EXPECT_NE(std::string(e.what()).find("too big"), std::string::npos) << e.what();
+    } catch (...) {
+        ADD_FAILURE() << "not a JournalUnavailable";
+    }
+    EXPECT_TRUE(stored(path).empty());
 }
 
 TEST(SqliteJobStore, DestructionWritesWhatIsQueued) {

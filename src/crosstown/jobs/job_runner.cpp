@@ -214,18 +214,21 @@ void JobRunner::bury_resumed(const StoredJob& job) {
     state.outstanding.fetch_sub(1, std::memory_order_relaxed);
 }
 
-std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
-                                            const std::string& request_id) {
-    auto registrations = batch.take_gated(status);
-    if (registrations.empty()) return {};
+std::vector<NewJob> JobRunner::new_jobs(const std::vector<DurableRegistration>& registrations,
+                                        std::string_view request_id,
+                                        std::string_view trace_parent) {
     std::vector<NewJob> jobs;
     jobs.reserve(registrations.size());
     for (const auto& r : registrations) {
         const auto unique_for = state_of(r.kind).kind->options.unique_for;
         jobs.push_back({r.kind, r.payload, request_id, r.options.unique_key, unique_for.count(),
-                        unix_ms(r.options.run_at), r.options.delay.count(), batch.trace_parent()});
+                        unix_ms(r.options.run_at), r.options.delay.count(), trace_parent});
     }
-    const auto ids = store_.commit(jobs);
+    return jobs;
+}
+
+std::vector<CommittedJob> JobRunner::count_committed(
+    std::vector<DurableRegistration>& registrations, const std::vector<std::int64_t>& ids) {
     std::vector<CommittedJob> committed;
     committed.reserve(ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -239,6 +242,69 @@ std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
         committed.push_back({ids[i], std::move(registrations[i])});
     }
     return committed;
+}
+
+std::vector<CommittedJob> JobRunner::commit(JobBatch& batch, int status,
+                                            const std::string& request_id) {
+    auto registrations = batch.take_gated(status);
+    if (registrations.empty()) return {};
+    const auto jobs = new_jobs(registrations, request_id, batch.trace_parent());
+    return count_committed(registrations, store_.commit(jobs));
+}
+
+// Owns what the store's NewJobs view (the registrations, the request's id and traceparent)
+// until the store is done with them.
+class JobRunner::RequestCommit final : public PendingCommit {
+  public:
+    RequestCommit(JobRunner& runner, std::vector<DurableRegistration> registrations,
+                  std::string_view request_id, std::string_view trace_parent)
+        : runner_(runner),
+          registrations_(std::move(registrations)),
+          request_id_(request_id),
+          trace_parent_(trace_parent),
+          jobs_(runner_.new_jobs(registrations_, request_id_, trace_parent_)) {}
+
+    void tell(std::unique_ptr<AfterCommit> next) { next_ = std::move(next); }
+    std::span<const NewJob> jobs() const override { return jobs_; }
+
+    void done(std::vector<std::int64_t> ids, std::exception_ptr failure) noexcept override {
+        std::vector<CommittedJob> committed;
+        if (!failure) {
+            try {
+                committed = runner_.count_committed(registrations_, ids);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+        }
+        next_->committed(std::move(committed), failure);
+    }
+
+  private:
+    JobRunner& runner_;
+    std::vector<DurableRegistration> registrations_;
+    const std::string request_id_;
+    const std::string trace_parent_;
+    const std::vector<NewJob> jobs_;
+    std::unique_ptr<AfterCommit> next_;
+};
+
+void JobRunner::commit_then(JobBatch& batch, int status, const std::string& request_id,
+                            std::unique_ptr<AfterCommit> next) {
+    std::unique_ptr<RequestCommit> pending;
+    try {
+        auto registrations = batch.take_gated(status);
+        if (registrations.empty()) {
+            next->committed({}, nullptr);
+            return;
+        }
+        pending = std::make_unique<RequestCommit>(*this, std::move(registrations), request_id,
+                                                  batch.trace_parent());
+    } catch (...) {
+        next->committed({}, std::current_exception());
+        return;
+    }
+    pending->tell(std::move(next));
+    store_.commit_then(std::move(pending));
 }
 
 void JobRunner::start(std::vector<CommittedJob> jobs,

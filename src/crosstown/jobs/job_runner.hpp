@@ -45,6 +45,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -101,6 +102,15 @@ struct CommittedJob {
     DurableRegistration registration;
 };
 
+// What follows a request's commit when its thread does not wait for it (commit_then).
+class AfterCommit {
+  public:
+    virtual ~AfterCommit() = default;
+    // Called once, on whichever thread wrote the jobs: what commit() would have returned, or
+    // `failure`, what it would have thrown (JournalUnavailable: the response becomes a 503).
+    virtual void committed(std::vector<CommittedJob> jobs, std::exception_ptr failure) noexcept = 0;
+};
+
 class JobRunner {
   public:
     // How long a handler has to return once its timeout requested stop, before it is given up.
@@ -122,6 +132,10 @@ class JobRunner {
     // launched, waiting and running per kind, suspects): all zero once it is idle.
     std::map<std::string, std::size_t> bookkeeping() const;
     std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
+    // commit() without waiting for another thread's write (JobStore::commit_then): `next` is
+    // told on this thread, or later on the thread that writes the jobs. Never throws.
+    void commit_then(JobBatch& batch, int status, const std::string& request_id,
+                     std::unique_ptr<AfterCommit> next);
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
     // Outside a request: commits one job now and starts it, unless its unique key is taken
     // (counted deduplicated). Throws JournalUnavailable, UnknownJobKind.
@@ -159,6 +173,11 @@ class JobRunner {
 
   private:
     using Clock = std::chrono::steady_clock;
+    class RequestCommit;  // a commit_then() as the store sees it
+    std::vector<NewJob> new_jobs(const std::vector<DurableRegistration>& registrations,
+                                 std::string_view request_id, std::string_view trace_parent);
+    std::vector<CommittedJob> count_committed(std::vector<DurableRegistration>& registrations,
+                                              const std::vector<std::int64_t>& ids);
     struct Entry {
         Job job;
         const JobKind* kind = nullptr;

@@ -11,9 +11,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "crosstown/jobs/job_census.hpp"
@@ -22,6 +25,17 @@
 namespace crosstown {
 
 class JobRunner;
+
+// A commit whose committer does not wait for it (JobStore::commit_then): the jobs, and what
+// follows once they are kept or refused.
+class PendingCommit {
+  public:
+    virtual ~PendingCommit() = default;
+    virtual std::span<const NewJob> jobs() const = 0;
+    // Called once: the ids as commit() returns them, or `failure`, what commit() would have
+    // thrown (JournalUnavailable: the response becomes a 503).
+    virtual void done(std::vector<std::int64_t> ids, std::exception_ptr failure) noexcept = 0;
+};
 
 class JobStore {
   public:
@@ -38,6 +52,21 @@ class JobStore {
     // tells the calling thread's BlockingObserver, so that others serve meanwhile and their
     // requests' jobs can join the write it waits for.
     virtual std::vector<std::int64_t> commit(std::span<const NewJob> jobs) = 0;
+    // commit() without waiting for another thread's write: a store that groups commits into
+    // rounds (SqliteJobStore) adds `pending` to the next round and returns, and the thread that
+    // writes it calls done(), so the committer's thread serves others meanwhile instead of
+    // sleeping until it is woken. Otherwise commit() on this thread, then done(), before it
+    // returns. Never throws.
+    virtual void commit_then(std::unique_ptr<PendingCommit> pending) {
+        std::vector<std::int64_t> ids;
+        std::exception_ptr failure;
+        try {
+            ids = commit(pending->jobs());
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        pending->done(std::move(ids), failure);
+    }
     // True when committed jobs are run by whichever instance takes them from the store (after
     // release), false when the committing process runs them itself.
     virtual bool shared() const = 0;

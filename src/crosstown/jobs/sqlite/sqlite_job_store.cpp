@@ -24,10 +24,13 @@ constexpr auto kGather = std::chrono::milliseconds(5);
 
 struct SqliteJobStore::Ticket {
     std::span<const NewJob> jobs;
+    std::chrono::steady_clock::time_point started;
     std::vector<std::int64_t> ids;
     bool failed = false;
     std::string error;  // why it failed, when there was memory to say so
     bool done = false;
+    // commit_then(): nobody waits; the round's thread tells it, and owns the ticket by then.
+    std::unique_ptr<PendingCommit> pending;
 };
 
 namespace {
@@ -72,14 +75,13 @@ SqliteJobStore::~SqliteJobStore() {
 // A ticket in tickets_ promises a round that takes every change queued with it (hand_over does
 // not wake the writer thread then): a committer leaves only once a round has taken its ticket.
 std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
-    const auto started = std::chrono::steady_clock::now();
-    Ticket ticket{jobs, {}, false, {}, false};
+    Ticket ticket{jobs, std::chrono::steady_clock::now()};
     {
         std::unique_lock lock(mutex_);
         tickets_.push_back(&ticket);
         while (!ticket.done) {
             if (!writing_) {
-                round(lock);
+                lead(lock);
                 continue;
             }
             // Told with the lock released: the observer may start a thread, which must not
@@ -90,12 +92,32 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
             done_cv_.wait(lock, [&] { return ticket.done || !writing_; });
         }
     }
-    commit_latency_.record(std::chrono::steady_clock::now() - started);
-    if (ticket.failed) {
-        throw JournalUnavailable(ticket.error.empty() ? "journal " + path_ + ": out of memory"
-                                                      : ticket.error);
-    }
+    commit_latency_.record(std::chrono::steady_clock::now() - ticket.started);
+    if (ticket.failed) throw JournalUnavailable(why_failed(ticket));
     return std::move(ticket.ids);
+}
+
+// The follower's wait and its wake-up are what this saves: under load about one context
+// switch per request, which on a small machine cost more than the request's share of the
+// transaction.
+void SqliteJobStore::commit_then(std::unique_ptr<PendingCommit> pending) {
+    std::unique_lock lock(mutex_);
+    std::unique_ptr<Ticket> ticket;
+    try {
+        ticket = std::make_unique<Ticket>();
+        tickets_.push_back(ticket.get());
+    } catch (...) {
+        lock.unlock();
+        // Out of memory before it was queued: refused, as a failed round would.
+        pending->done({}, std::current_exception());
+        return;
+    }
+    // Filled in under the lock, before any round can take it.
+    ticket->jobs = pending->jobs();
+    ticket->started = std::chrono::steady_clock::now();
+    ticket->pending = std::move(pending);
+    ticket.release();  // the round that takes it owns it
+    if (!writing_) lead(lock);
 }
 
 void SqliteJobStore::complete(std::int64_t id) { hand_over({Change::Type::remove, id, 0, 0, {}}); }
@@ -133,12 +155,13 @@ void SqliteJobStore::record_attempt(std::int64_t id, unsigned attempt) {
 
 // The writer thread is woken only when no committer will take the change along: none waits
 // and no round is under way (a round that ends with changes left and no committer waiting
-// wakes it then). Under load the committers carry every change, and the writer sleeps.
+// wakes it then). Under load the committers carry every change, and the writer sleeps. Only
+// while it waits for a first change: gathering, it looks again at the end of kGather anyway,
+// and a wake-up then would cost a context switch per round.
 void SqliteJobStore::hand_over(Change change) {
     std::lock_guard lock(mutex_);
-    const bool first = changes_.empty();  // the writer thread waits for the first only
     changes_.push_back(std::move(change));
-    if (first && !writing_ && tickets_.empty()) work_cv_.notify_one();
+    if (writer_idle_ && !writing_ && tickets_.empty()) work_cv_.notify_one();
 }
 
 void SqliteJobStore::flush() {
@@ -187,7 +210,9 @@ void SqliteJobStore::loop(std::stop_token stop) {
     detail::name_this_thread("ct-journal");
     std::unique_lock lock(mutex_);
     for (;;) {
+        writer_idle_ = true;
         work_cv_.wait(lock, [&] { return stop.stop_requested() || !changes_.empty(); });
+        writer_idle_ = false;
         if (changes_.empty()) return;  // stopping, nothing left
         work_cv_.wait_for(lock, kGather, [&] {
             return stop.stop_requested() || flush_wanted_ || changes_.empty();
@@ -198,7 +223,7 @@ void SqliteJobStore::loop(std::stop_token stop) {
             continue;
         }
         flush_wanted_ = false;
-        if (!round(lock)) {
+        if (!lead(lock)) {
             if (stop.stop_requested()) return;  // kept in the journal as they were: replayed
             work_cv_.wait_for(lock, kRetryPause, [&] { return stop.stop_requested(); });
         }
@@ -225,7 +250,15 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     }
     lock.lock();
     writing_ = false;
-    for (auto* ticket : tickets) ticket->done = true;
+    bool left = false;  // commit_then() tickets, told below; the others' committers are told now
+    for (auto*& ticket : tickets) {
+        if (ticket->pending) {
+            left = true;
+            continue;
+        }
+        ticket->done = true;
+        ticket = nullptr;  // its committer may be gone once the lock is released
+    }
     for (const auto& change : changes) {
         if (change.waiter) *change.waiter = {true, ok};
     }
@@ -242,8 +275,47 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     }
     ++written_;
     done_cv_.notify_all();
-    if (!changes_.empty() && tickets_.empty()) work_cv_.notify_one();
+    if (!changes_.empty() && writer_idle_ && tickets_.empty()) work_cv_.notify_one();
+    if (left) {
+        lock.unlock();
+        for (auto* ticket : tickets) {
+            if (ticket != nullptr) tell_one(std::unique_ptr<Ticket>(ticket));
+        }
+        lock.lock();
+    }
     return ok;
+}
+
+// Rounds until no ticket is left waiting for one: a commit_then() ticket queued during a
+// round has no thread of its own to write the next, so the thread that ends a round does,
+// unless another has begun one meanwhile. False when the last round's changes were not
+// written.
+bool SqliteJobStore::lead(std::unique_lock<std::mutex>& lock) {
+    bool ok = true;
+    do {
+        ok = round(lock);
+    } while (!writing_ && !tickets_.empty());
+    return ok;
+}
+
+// A commit_then() ticket's round has ended: its committer learns how, on this thread.
+void SqliteJobStore::tell_one(std::unique_ptr<Ticket> ticket) {
+    commit_latency_.record(std::chrono::steady_clock::now() - ticket->started);
+    if (!ticket->failed) {
+        ticket->pending->done(std::move(ticket->ids), nullptr);
+        return;
+    }
+    std::exception_ptr failure;
+    try {
+        failure = std::make_exception_ptr(JournalUnavailable(why_failed(*ticket)));
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    ticket->pending->done({}, failure);
+}
+
+std::string SqliteJobStore::why_failed(const Ticket& ticket) const {
+    return ticket.error.empty() ? "journal " + path_ + ": out of memory" : ticket.error;
 }
 
 // One transaction for all of it. A ticket whose own insert fails is refused alone and the rest

@@ -5,8 +5,10 @@
 // next one, so under load one transaction (and with sync=full one fsync) covers many
 // requests, and completions cost no transaction of their own. A committer that finds no
 // transaction under way writes the next one itself (leader and followers); the writer's own
-// thread writes the changes handed over while no committer comes. A lost completion only means the
-// job runs again after a restart, which at-least-once allows.
+// thread writes the changes handed over while no committer comes. A committer that does not
+// wait (commit_then, a responder's) leaves its jobs to the next round and serves on: the
+// thread that writes that round tells it, and writes rounds for as long as such commits wait. A
+// lost completion only means the job runs again after a restart, which at-least-once allows.
 //
 // When a transaction fails (disk full, I/O error), the requests in it are told (commit throws
 // JournalUnavailable, so they answer 503); the completions, retries and deaths in it are
@@ -18,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -53,6 +56,9 @@ class SqliteJobStore final : public JobStore {
     // Inserts the jobs in a transaction shared with whatever else waits, and returns their ids
     // in order once it is committed. Throws JournalUnavailable when it failed.
     std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
+    // Writes the round itself when none is under way, as commit() does; otherwise leaves the
+    // jobs to the next round, whose thread calls pending->done().
+    void commit_then(std::unique_ptr<PendingCommit> pending) override;
     bool shared() const override { return false; }
     void release(std::span<const std::int64_t>) override {}  // this process runs them
     void complete(std::int64_t id) override;
@@ -84,7 +90,7 @@ class SqliteJobStore final : public JobStore {
     std::size_t unique_keys_held() const { return keys_held_.load(std::memory_order_relaxed); }
 
   private:
-    struct Ticket;  // a waiting commit()
+    struct Ticket;  // a commit() waiting, or a commit_then() left to a round
     // A change whose caller waits for its round (record_attempt): told whether it was written.
     struct Waiter {
         bool done = false;
@@ -101,7 +107,10 @@ class SqliteJobStore final : public JobStore {
 
     void hand_over(Change change);
     void loop(std::stop_token stop);
+    bool lead(std::unique_lock<std::mutex>& lock);
     bool round(std::unique_lock<std::mutex>& lock);
+    void tell_one(std::unique_ptr<Ticket> ticket);
+    std::string why_failed(const Ticket& ticket) const;
     bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
     void record_batch(std::size_t jobs);
 
@@ -129,6 +138,7 @@ class SqliteJobStore final : public JobStore {
     std::uint64_t taken_ = 0;       // guarded by mutex_; rounds started
     bool writing_ = false;          // guarded by mutex_; a round is under way
     bool flush_wanted_ = false;     // guarded by mutex_; flush() waits: write changes now
+    bool writer_idle_ = false;      // guarded by mutex_; the writer thread waits for a change
     std::jthread thread_;           // last: starts once the members above exist
 };
 
