@@ -3,6 +3,7 @@
 #include <atomic>
 #include <crosstown/deferred/deferred_registry.hpp>
 #include <crosstown/deferred/follow_response.hpp>
+#include <crosstown/deferred/process_pool.hpp>
 #include <crosstown/http/request_limits.hpp>
 #include <mutex>
 #include <string>
@@ -269,6 +270,38 @@ TEST(DeferredRegistry, CallbacksRegisteredBySameThreadCallbacksFollowTheOutsideP
     registry.dispatch(pool, sent(200));
     EXPECT_TRUE(inner_ran);
     EXPECT_TRUE(registry.callbacks().empty());
+}
+
+TEST(DeferredRegistry, ItsDispatchRunsAnywhereOnlyWithoutSameThreadCallbacksAndWithRoomKept) {
+    Pool pool({.workers = 1, .overflow = Overflow::block});
+    struct ProcessPool {
+        explicit ProcessPool(Pool& pool) { set_process_pool(&pool); }
+        ~ProcessPool() { set_process_pool(nullptr); }
+    } process(pool);
+    DeferredRegistry nothing(kCap);
+    EXPECT_TRUE(nothing.dispatch_runs_anywhere());
+
+    DeferredRegistry kept(kCap);
+    {
+        RequestScope scope(kept);
+        follow_response([] {});  // keeps a slot under block
+    }
+    EXPECT_EQ(kept.admission().kept(), 1U);
+    EXPECT_TRUE(kept.dispatch_runs_anywhere());
+
+    DeferredRegistry same_thread(kCap);
+    {
+        RequestScope scope(same_thread);
+        follow_response({.same_thread = true}, [] {});
+    }
+    EXPECT_FALSE(same_thread.dispatch_runs_anywhere()) << "it runs on the dispatching thread";
+
+    DeferredRegistry no_room(kCap);
+    no_room.add({}, [] {});  // no slot kept: its dispatch may wait for one
+    EXPECT_FALSE(no_room.dispatch_runs_anywhere());
+
+    for (auto* registry : {&kept, &same_thread, &no_room}) registry->dispatch(pool, sent(200));
+    pool.wait_idle();
 }
 
 }  // namespace

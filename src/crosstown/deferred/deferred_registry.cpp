@@ -70,6 +70,13 @@ void DeferredRegistry::dispatch(Pool& pool, ResponseOutcome sent) {
     for (auto& callback : here) pool.run_inline(std::move(callback));
 }
 
+bool DeferredRegistry::dispatch_runs_anywhere() const {
+    return admission_.kept() >= callbacks_.size() &&
+           std::ranges::none_of(callbacks_, [](const Registration& registration) {
+               return registration.options.same_thread;
+           });
+}
+
 std::vector<Registration> DeferredRegistry::take() {
     admission_.give_back();
     return take_registrations();

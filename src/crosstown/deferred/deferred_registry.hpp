@@ -54,6 +54,10 @@ class DeferredRegistry {
     bool forget(std::string_view name);
 
     const std::vector<Registration>& callbacks() const { return callbacks_; }
+    // Whether dispatch() may run on any thread: it neither runs a callback where it is called
+    // (same_thread) nor waits for room (each callback has a slot kept), so it cannot hold up
+    // whatever else that thread does.
+    bool dispatch_runs_anywhere() const;
     std::uint64_t forgotten() const { return forgotten_; }
 
     // Counts and gates everything collected, then dispatches; leaves the registry empty.

@@ -172,11 +172,15 @@ void Responder::join() {
             threads.swap(threads_);
             left_.clear();
         }
-        if (threads.empty()) return;
+        if (threads.empty()) break;
         for (auto& thread : threads) {
             if (thread.joinable()) thread.join();
         }
     }
+    // Requests left to a commit are answered by the thread that writes it: the journal's own,
+    // when a round it began outlived every responder.
+    std::unique_lock lock(left_mutex_);
+    left_cv_.wait(lock, [&] { return left_to_commit_ == 0; });
 }
 
 // Requires threads_mutex_. Reuses the slot of a thread that left (joining it: it has ended,
@@ -263,9 +267,7 @@ bool Responder::surplus() const {
 void Responder::thread_main(std::size_t slot, bool spare) {
     detail::name_this_thread(spare ? "ct-spare" : "ct-responder");
     detail::request_context().observer = this;
-    FCGX_Request fcgi;
-    // -1: libfcgi never accepts by itself; the responder hands it connections.
-    FCGX_InitRequest(&fcgi, -1, 0);
+    auto fcgi = new_request();
     if (!spare) started_.count_down();
     std::optional<Clock::time_point> surplus_since;
     for (;;) {
@@ -295,10 +297,21 @@ void Responder::thread_main(std::size_t slot, bool spare) {
             log::error("responder: {}", e.what());
         }
     }
-    FCGX_Free(&fcgi, 0);
 }
 
-void Responder::accept_one(FCGX_Request& fcgi) {
+void Responder::FreeRequest::operator()(FCGX_Request* fcgi) const noexcept {
+    FCGX_Free(fcgi, 0);
+    delete fcgi;
+}
+
+Responder::OwnedRequest Responder::new_request() {
+    OwnedRequest fcgi(new FCGX_Request);
+    // -1: libfcgi never accepts by itself; the responder hands it connections.
+    FCGX_InitRequest(fcgi.get(), -1, 0);
+    return fcgi;
+}
+
+void Responder::accept_one(OwnedRequest& fcgi) {
     sockaddr_storage peer{};
     socklen_t length = sizeof peer;
     const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC);
@@ -349,33 +362,38 @@ void Responder::back_off_after(int error) {
     ::poll(&stop, 1, static_cast<int>(kAcceptBackoff.count()));
 }
 
-void Responder::serve(FCGX_Request& fcgi, int fd) {
-    fcgi.ipcFd = fd;
+void Responder::serve(OwnedRequest& fcgi, int fd) {
+    fcgi->ipcFd = fd;
     // FCGX_Accept_r starts with FCGX_Finish_r, which would close the fd just set unless the
     // connection is marked keep-conn; the request's own flags then decide (ProcessBeginRecord).
-    fcgi.keepConnection = 1;
+    fcgi->keepConnection = 1;
     // < 0: the peer closed the connection or sent no valid request; libfcgi has closed it.
-    if (FCGX_Accept_r(&fcgi) < 0) {
+    if (FCGX_Accept_r(fcgi.get()) < 0) {
         log::debug("responder: fd {} closed: the peer closed it or sent no valid request", fd);
         return;
     }
     busy_.fetch_add(1, std::memory_order_relaxed);
     stats_.started();
+    bool answered = true;
     try {
-        handle(fcgi);
+        answered = handle(fcgi);
     } catch (...) {
-        // Handlers cannot throw this far (run_exchange catches); this is bad_alloc and the
-        // like. Finish the request here and drop its connection, whose state is unknown:
-        // otherwise the next FCGX_Accept_r would finish it onto another connection.
-        log::error("responder: request dropped: {}", describe_current_exception());
-        if (fcgi.in != nullptr) {
-            fcgi.keepConnection = 0;
-            FCGX_Finish_r(&fcgi);
-        }
-        if (fcgi.ipcFd >= 0) ::close(std::exchange(fcgi.ipcFd, -1));
+        drop(*fcgi);
     }
-    stats_.ended();
+    if (answered) stats_.ended();  // else once its commit has told it (answer_left)
     busy_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+// Handlers cannot throw this far (run_exchange catches); this is bad_alloc and the like.
+// Finish the request here and drop its connection, whose state is unknown: otherwise the next
+// FCGX_Accept_r would finish it onto another connection.
+void Responder::drop(FCGX_Request& fcgi) noexcept {
+    log::error("responder: request dropped: {}", describe_current_exception());
+    if (fcgi.in != nullptr) {
+        fcgi.keepConnection = 0;
+        FCGX_Finish_r(&fcgi);
+    }
+    if (fcgi.ipcFd >= 0) ::close(std::exchange(fcgi.ipcFd, -1));
 }
 
 // Before the response is written: the request's durable jobs go to the journal, or the
@@ -394,15 +412,97 @@ std::vector<CommittedJob> Responder::commit_jobs(JobBatch& jobs, Exchange& excha
     }
 }
 
-void Responder::handle(FCGX_Request& fcgi) {
-    const auto started = Clock::now();
-    DeferredRegistry deferred(config_.limits.max_deferred_per_request);
-    JobBatch jobs(jobs_ != nullptr ? &jobs_->kinds() : nullptr,
-                  config_.limits.max_deferred_per_request, config_.limits.max_job_payload);
-    jobs.set_idempotency_header(config_.idempotency_header);
-    auto exchange = run_exchange(router_, copy_params(fcgi.envp), body_of(fcgi.in), config_.limits,
-                                 deferred, jobs);
-    auto committed = commit_jobs(jobs, exchange);
+struct Responder::Reply {
+    Reply(const ResponderConfig& config, JobRunner* runner)
+        : deferred(config.limits.max_deferred_per_request),
+          jobs(runner != nullptr ? &runner->kinds() : nullptr,
+               config.limits.max_deferred_per_request, config.limits.max_job_payload) {
+        jobs.set_idempotency_header(config.idempotency_header);
+    }
+
+    const Clock::time_point started = Clock::now();
+    OwnedRequest fcgi;  // once left to a commit; until then the serving thread holds it
+    DeferredRegistry deferred;
+    JobBatch jobs;
+    Exchange exchange;
+};
+
+// False when the request was left to its commit (leave_to_commit): answered later, elsewhere.
+bool Responder::handle(OwnedRequest& fcgi) {
+    auto reply = std::make_unique<Reply>(config_, jobs_);
+    reply->exchange = run_exchange(router_, copy_params(fcgi->envp), body_of(fcgi->in),
+                                   config_.limits, reply->deferred, reply->jobs);
+    if (jobs_ != nullptr && !reply->jobs.empty() && reply->deferred.dispatch_runs_anywhere()) {
+        leave_to_commit(fcgi, std::move(reply));
+        return false;
+    }
+    auto committed = commit_jobs(reply->jobs, reply->exchange);
+    answer(*fcgi, *reply, std::move(committed));
+    return true;
+}
+
+class Responder::AfterReply final : public AfterCommit {
+  public:
+    AfterReply(Responder& responder, std::unique_ptr<Reply> reply)
+        : responder_(responder), reply_(std::move(reply)) {}
+
+    void committed(std::vector<CommittedJob> jobs, std::exception_ptr failure) noexcept override {
+        responder_.answer_left(*reply_, std::move(jobs), failure);
+        reply_.reset();  // the connection is handed back; the request's copies go
+        responder_.stats_.ended();
+        // Last, and told under the lock: once the count is 0 join() may return, and the
+        // responder be gone.
+        std::lock_guard lock(responder_.left_mutex_);
+        if (--responder_.left_to_commit_ == 0) responder_.left_cv_.notify_all();
+    }
+
+  private:
+    Responder& responder_;
+    std::unique_ptr<Reply> reply_;
+};
+
+// The thread takes a fresh FCGX_Request and serves on; the reply goes with the commit, whose
+// writer answers it (answer_left), on this thread at once when no round was under way.
+void Responder::leave_to_commit(OwnedRequest& fcgi, std::unique_ptr<Reply> reply) {
+    auto fresh = new_request();  // throws, as what follows cannot, before anything moved
+    auto& jobs = reply->jobs;
+    const auto status = reply->exchange.response.status();
+    const auto& request_id = reply->exchange.request->id();
+    reply->fcgi = std::exchange(fcgi, std::move(fresh));
+    auto next = std::make_unique<AfterReply>(*this, std::move(reply));
+    {
+        std::lock_guard lock(left_mutex_);
+        ++left_to_commit_;
+    }
+    jobs_->commit_then(jobs, status, request_id, std::move(next));
+}
+
+void Responder::answer_left(Reply& reply, std::vector<CommittedJob> committed,
+                            std::exception_ptr failure) noexcept {
+    auto& fcgi = *reply.fcgi;
+    try {
+        if (failure) std::rethrow_exception(failure);
+    } catch (const JournalUnavailable& e) {
+        try {
+            reply.exchange.response = journal_unavailable(*reply.exchange.request, e);
+        } catch (...) {
+            drop(fcgi);
+            return;
+        }
+    } catch (...) {
+        drop(fcgi);
+        return;
+    }
+    try {
+        answer(fcgi, reply, std::move(committed));
+    } catch (...) {
+        drop(fcgi);
+    }
+}
+
+// The response, then what follows it: the jobs start, the callbacks are dispatched.
+void Responder::answer(FCGX_Request& fcgi, Reply& reply, std::vector<CommittedJob> committed) {
+    auto& exchange = reply.exchange;
     write_response(fcgi.out, exchange.response);
     // Closing the streams here (FCGX_Finish_r would) writes the last records and
     // END_REQUEST, and tells whether they reached nginx; FCGX_Finish_r returns nothing.
@@ -418,20 +518,20 @@ void Responder::handle(FCGX_Request& fcgi) {
         log::debug("responder: connection closed after its request (no keep-conn)");
     }
 
-    const auto registered = deferred.callbacks().size() + committed.size();
+    const auto registered = reply.deferred.callbacks().size() + committed.size();
     const int status = exchange.response.status();
     ResponseOutcome outcome{exchange.request->id(), status,   delivered,
                             exchange.request,       finished, exchange.request->trace_parent()};
     if (!committed.empty()) {
         jobs_->start(std::move(committed), std::make_shared<const ResponseOutcome>(outcome));
     }
-    deferred.dispatch(pool_, std::move(outcome));
+    reply.deferred.dispatch(pool_, std::move(outcome));
     stats_.record(status, exchange.response.body().size(), exchange.handler_time, delivered);
     if (config_.access_log) {
         const auto& request = *exchange.request;
         log::info("access {} {} {} {}B {:.3f}ms id={} deferred={}{}", request.method(),
                   request.path(), status, exchange.response.body().size(),
-                  milliseconds(finished - started), request.id(), registered,
+                  milliseconds(finished - reply.started), request.id(), registered,
                   delivered ? "" : " undelivered");
     }
 }

@@ -18,6 +18,15 @@
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a keep-conn connection back to the epoll set,
 // and only then dispatch the request's deferred callbacks.
 //
+// A request whose durable jobs wait for another thread's commit (SqliteJobStore's round), and
+// that has no in-memory callbacks, does not keep its thread waiting: the thread leaves the
+// request with the commit (JobRunner::commit_then) and serves the next one, and the thread that
+// writes the commit writes the response and starts the jobs. That saves the waiting thread's
+// sleep and wake-up, and every request that arrives during a commit joins the next. A request
+// whose dispatch could run a callback on its thread (same_thread, caller_runs) or wait for room
+// waits for its commit on its own thread as before: on another thread that would hold up the
+// responses of the others in the same commit.
+//
 // A responder that waits for room in the pool's full queue (Overflow::block: at registration,
 // for a request's first in-memory callback or a durable job, or at dispatch for callbacks that
 // found no room to keep), or for the commit of its request's durable jobs, does not count
@@ -36,7 +45,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <exception>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -90,6 +102,14 @@ class Responder final : private detail::BlockingObserver {
     unsigned busy() const { return busy_.load(std::memory_order_relaxed); }
 
   private:
+    // libfcgi's request state, on the heap: a request left to a commit takes it along.
+    struct FreeRequest {
+        void operator()(FCGX_Request* fcgi) const noexcept;
+    };
+    using OwnedRequest = std::unique_ptr<FCGX_Request, FreeRequest>;
+    struct Reply;      // a request between its handler and its response
+    class AfterReply;  // a request left to a commit, as the commit sees it
+
     static constexpr unsigned kSpareFactor = 8;  // at most this times `threads` in all
     static constexpr std::chrono::seconds kSpareLinger{2};
 
@@ -101,10 +121,16 @@ class Responder final : private detail::BlockingObserver {
     void unblocked() noexcept override;
     unsigned serving() const;
     bool surplus() const;
-    void accept_one(FCGX_Request& fcgi);
-    void serve(FCGX_Request& fcgi, int fd);
-    void handle(FCGX_Request& fcgi);
+    static OwnedRequest new_request();
+    void accept_one(OwnedRequest& fcgi);
+    void serve(OwnedRequest& fcgi, int fd);
+    bool handle(OwnedRequest& fcgi);
+    void leave_to_commit(OwnedRequest& fcgi, std::unique_ptr<Reply> reply);
+    void answer_left(Reply& reply, std::vector<CommittedJob> committed,
+                     std::exception_ptr failure) noexcept;
     std::vector<CommittedJob> commit_jobs(JobBatch& jobs, Exchange& exchange);
+    void answer(FCGX_Request& fcgi, Reply& reply, std::vector<CommittedJob> committed);
+    void drop(FCGX_Request& fcgi) noexcept;
     void park(int fd);    // a keep-conn connection waits in the epoll set for its next request
     void unpark(int fd);  // a thread adopts it
     void arm_listen();
@@ -124,6 +150,9 @@ class Responder final : private detail::BlockingObserver {
     int stop_fd_ = -1;
     std::atomic<bool> stopping_{false};
     std::atomic<unsigned> busy_{0};
+    std::mutex left_mutex_;
+    std::condition_variable left_cv_;
+    unsigned left_to_commit_ = 0;  // guarded by left_mutex_; requests not told by their commit
     detail::LogThrottle accept_failure_warnings_{std::chrono::seconds(5)};
     detail::LogThrottle refused_peer_warnings_{std::chrono::seconds(5)};
 
