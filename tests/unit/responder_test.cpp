@@ -10,6 +10,7 @@
 #include <crosstown/deferred/follow_response.hpp>
 #include <crosstown/fastcgi/listen_socket.hpp>
 #include <crosstown/fastcgi/responder.hpp>
+#include <crosstown/jobs/follow_response_durably.hpp>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "support/eventually.hpp"
 #include "support/fastcgi_client.hpp"
 #include "support/gate.hpp"
+#include "support/job_harness.hpp"
 #include "support/process_threads.hpp"
 #include "support/log_capture.hpp"
 #include "support/temp_dir.hpp"
@@ -457,6 +459,105 @@ TEST_F(ResponderTest, StopLetsTheRequestInHandFinish) {
     const auto reply = connection.read_reply(1s);
     ASSERT_TRUE(reply.ended);
     EXPECT_EQ(reply.body, "done\n");
+}
+
+// Requests with durable jobs, over a journal whose next transaction `blocker` holds in BEGIN
+// (SQLite waits for it up to its busy timeout, 5 s, then fails the transaction).
+class DurableResponderTest : public ResponderTest {
+  protected:
+    DurableResponderTest() {
+        router_.get("/durable", [](Request&, Response& res) {
+            follow_response_durably("noop", "{}");
+            res.status(202).text("kept\n");
+        });
+        blocker_.begin();
+    }
+    // Stopped before the journal and the runner go.
+    ~DurableResponderTest() override {
+        blocker_.rollback();
+        durable_responder_.reset();
+    }
+
+    void start_durable() {
+        durable_responder_ = std::make_unique<Responder>(socket_.fd(), router_, jobs_.pool, stats_,
+                                                         ResponderConfig{.threads = 2},
+                                                         &jobs_.runner);
+    }
+
+    std::atomic<int> ran_{0};
+    JobKinds kinds_ = [this] {  // before the runner, which takes its kinds when it is built
+        JobKinds kinds;
+        kinds.define("noop", {}, [this](const Job&, std::stop_token) { ++ran_; });
+        return kinds;
+    }();
+    std::string journal_ = dir_ / "jobs.db";
+    test::Harness jobs_{kinds_, journal_};
+    SqliteJobDatabase blocker_ = test::open_rw(journal_);
+    std::unique_ptr<Responder> durable_responder_;
+};
+
+TEST_F(DurableResponderTest, ARequestWaitingForAnotherRequestsCommitDoesNotHoldItsThread) {
+    start_durable();
+    FastCgiConnection first(path_);
+    FastCgiConnection second(path_);
+    ASSERT_TRUE(first.send_request(test::get("/durable")));
+    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    ASSERT_TRUE(second.send_request(test::get("/durable")));
+    // Both in hand, and only the first's thread busy, in its round: the second's thread left
+    // it to the next round.
+    EXPECT_TRUE(test::eventually(
+        [&] { return stats_.in_flight() == 2 && durable_responder_->busy() == 1; }, 3s))
+        << "in flight " << stats_.in_flight() << ", busy " << durable_responder_->busy();
+    EXPECT_FALSE(second.read_reply(50ms).ended) << "answered before its jobs were committed";
+    blocker_.rollback();
+    for (auto* connection : {&first, &second}) {
+        const auto reply = connection->read_reply();
+        ASSERT_TRUE(reply.ended);
+        EXPECT_EQ(reply.status, 202);
+    }
+    EXPECT_TRUE(test::eventually([&] { return ran_.load() == 2; }));
+    EXPECT_TRUE(test::eventually([&] { return stats_.in_flight() == 0; }));
+}
+
+TEST_F(DurableResponderTest, JoinWaitsForARequestLeftToACommitThatTheWriterThreadWrites) {
+    // A commit that waits (not a request's) leads the round held in BEGIN; the request left
+    // to the next round is answered by the journal's writer thread, after every responder
+    // thread has left: join() must wait for it.
+    std::jthread committer([&] {
+        JobBatch batch(&kinds_, 10);
+        batch.add("noop", "{}", {});
+        EXPECT_EQ(jobs_.runner.commit(batch, 200, "outside").size(), 1U);
+    });
+    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    start_durable();
+    FastCgiConnection connection(path_);
+    ASSERT_TRUE(connection.send_request(test::get("/durable")));
+    ASSERT_TRUE(test::eventually(
+        [&] { return stats_.in_flight() == 1 && durable_responder_->busy() == 0; }, 3s));
+    durable_responder_->stop();
+    std::atomic<bool> joined{false};
+    std::jthread joiner([&] {
+        durable_responder_->join();
+        joined = true;
+    });
+    std::this_thread::sleep_for(200ms);  // margin for a join that does not wait to return
+    EXPECT_FALSE(joined.load()) << "join() returned with a request still left to its commit";
+    blocker_.rollback();
+    joiner.join();
+    const auto reply = connection.read_reply();
+    ASSERT_TRUE(reply.ended);
+    EXPECT_EQ(reply.status, 202);
+}
+
+TEST_F(DurableResponderTest, ARequestWhoseCommitFailsIs503) {
+    start_durable();
+    FastCgiConnection connection(path_);
+    // Its round waits for the blocker until SQLite's busy timeout, then fails.
+    const auto reply = connection.request(test::get("/durable"));
+    ASSERT_TRUE(reply.ended);
+    EXPECT_EQ(reply.status, 503);
+    EXPECT_EQ(reply.headers.at("Retry-After"), "1");
+    EXPECT_EQ(ran_.load(), 0);
 }
 
 TEST_F(ResponderTest, AccessLogLineNamesTheRequest) {

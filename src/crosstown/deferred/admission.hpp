@@ -21,8 +21,8 @@
 // same_thread callbacks need no room. A thread about to wait tells its BlockingObserver.
 //
 // The pool provides the mechanism (its line of waiters, the slots kept, its own workers that
-// never wait); Admission decides when to use it. One per request, in its DeferredRegistry; only
-// the request's thread uses it.
+// never wait); Admission decides when to use it. One per request, in its DeferredRegistry, used
+// by one thread at a time, as the registry is.
 #pragma once
 
 #include <cstddef>

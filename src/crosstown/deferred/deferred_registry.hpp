@@ -1,6 +1,8 @@
 // crosstown::DeferredRegistry: the callbacks one request registered, waiting for its response.
 //
-// The responder owns one per request, on the request's own thread (it is not thread-safe):
+// The responder owns one per request. It is not thread-safe: one thread at a time uses it, the
+// request's, or the one that writes the request's commit once the request is left to it
+// (handed over through the commit's lock):
 //
 //   DeferredRegistry deferred(limits.max_deferred_per_request);
 //   {

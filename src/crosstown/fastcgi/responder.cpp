@@ -198,7 +198,11 @@ void Responder::start_thread(bool spare) {
     // sees itself.
     alive_.fetch_add(1);
     try {
-        threads_[slot] = std::jthread([this, slot, spare] { thread_main(slot, spare); });
+        // Here, where a failure is handled, rather than on the thread, where it would end the
+        // process.
+        threads_[slot] = std::jthread([this, slot, spare, fcgi = new_request()]() mutable {
+            thread_main(slot, spare, std::move(fcgi));
+        });
     } catch (...) {
         alive_.fetch_sub(1);
         left_.push_back(slot);
@@ -264,10 +268,9 @@ bool Responder::surplus() const {
     return serving() > keep;
 }
 
-void Responder::thread_main(std::size_t slot, bool spare) {
+void Responder::thread_main(std::size_t slot, bool spare, OwnedRequest fcgi) {
     detail::name_this_thread(spare ? "ct-spare" : "ct-responder");
     detail::request_context().observer = this;
-    auto fcgi = new_request();
     if (!spare) started_.count_down();
     std::optional<Clock::time_point> surplus_since;
     for (;;) {
@@ -432,7 +435,8 @@ bool Responder::handle(OwnedRequest& fcgi) {
     auto reply = std::make_unique<Reply>(config_, jobs_);
     reply->exchange = run_exchange(router_, copy_params(fcgi->envp), body_of(fcgi->in),
                                    config_.limits, reply->deferred, reply->jobs);
-    if (jobs_ != nullptr && !reply->jobs.empty() && reply->deferred.dispatch_runs_anywhere()) {
+    if (jobs_ != nullptr && !reply->jobs.empty() && reply->deferred.dispatch_runs_anywhere() &&
+        reply->exchange.response.body().size() <= kMaxBodyLeftToCommit) {
         leave_to_commit(fcgi, std::move(reply));
         return false;
     }
@@ -443,8 +447,8 @@ bool Responder::handle(OwnedRequest& fcgi) {
 
 class Responder::AfterReply final : public AfterCommit {
   public:
-    AfterReply(Responder& responder, std::unique_ptr<Reply> reply)
-        : responder_(responder), reply_(std::move(reply)) {}
+    explicit AfterReply(Responder& responder) : responder_(responder) {}
+    void keep(std::unique_ptr<Reply> reply) noexcept { reply_ = std::move(reply); }
 
     void committed(std::vector<CommittedJob> jobs, std::exception_ptr failure) noexcept override {
         responder_.answer_left(*reply_, std::move(jobs), failure);
@@ -464,12 +468,14 @@ class Responder::AfterReply final : public AfterCommit {
 // The thread takes a fresh FCGX_Request and serves on; the reply goes with the commit, whose
 // writer answers it (answer_left), on this thread at once when no round was under way.
 void Responder::leave_to_commit(OwnedRequest& fcgi, std::unique_ptr<Reply> reply) {
-    auto fresh = new_request();  // throws, as what follows cannot, before anything moved
+    // Both may throw (bad_alloc) while this thread still holds the request: serve() drops it.
+    auto next = std::make_unique<AfterReply>(*this);
+    auto fresh = new_request();
     auto& jobs = reply->jobs;
     const auto status = reply->exchange.response.status();
     const auto& request_id = reply->exchange.request->id();
     reply->fcgi = std::exchange(fcgi, std::move(fresh));
-    auto next = std::make_unique<AfterReply>(*this, std::move(reply));
+    next->keep(std::move(reply));
     {
         std::lock_guard lock(left_mutex_);
         ++left_to_commit_;

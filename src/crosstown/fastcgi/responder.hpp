@@ -18,14 +18,15 @@
 // reached nginx (FCGX_GetError), FCGX_Finish_r, hand a keep-conn connection back to the epoll set,
 // and only then dispatch the request's deferred callbacks.
 //
-// A request whose durable jobs wait for another thread's commit (SqliteJobStore's round), and
-// that has no in-memory callbacks, does not keep its thread waiting: the thread leaves the
-// request with the commit (JobRunner::commit_then) and serves the next one, and the thread that
-// writes the commit writes the response and starts the jobs. That saves the waiting thread's
-// sleep and wake-up, and every request that arrives during a commit joins the next. A request
-// whose dispatch could run a callback on its thread (same_thread, caller_runs) or wait for room
-// waits for its commit on its own thread as before: on another thread that would hold up the
-// responses of the others in the same commit.
+// A request whose durable jobs would wait for another thread's commit (SqliteJobStore's round)
+// does not keep its thread waiting: the thread leaves the request with the commit
+// (JobRunner::commit_then) and serves the next one, and the thread that writes the commit
+// writes the response, starts the jobs and dispatches the callbacks. That saves the waiting
+// thread's sleep and wake-up, and every request that arrives during a commit joins the next.
+// A request whose dispatch could run a callback on its thread (same_thread, caller_runs) or
+// wait for room, or whose response is big (kMaxBodyLeftToCommit), waits for its commit on its
+// own thread as before: on another thread it would hold up the responses of the others in the
+// same commit.
 //
 // A responder that waits for room in the pool's full queue (Overflow::block: at registration,
 // for a request's first in-memory callback or a durable job, or at dispatch for callbacks that
@@ -95,6 +96,7 @@ class Responder final : private detail::BlockingObserver {
     // Stops accepting and returns at once. Each thread finishes the request it is serving
     // (dispatching its callbacks) and leaves.
     void stop();
+    // Joins the threads, then waits for the requests left to a commit to be answered.
     void join();
     // Blocks until every thread waits for connections (the moment to tell systemd READY=1).
     void wait_until_accepting() { started_.wait(); }
@@ -112,8 +114,12 @@ class Responder final : private detail::BlockingObserver {
 
     static constexpr unsigned kSpareFactor = 8;  // at most this times `threads` in all
     static constexpr std::chrono::seconds kSpareLinger{2};
+    // A request left to its commit has its response written by the commit's thread, after the
+    // others of the same round: one bigger than this could fill the socket's buffer and hold
+    // them up while nginx reads it, so it waits for its commit on its own thread instead.
+    static constexpr std::size_t kMaxBodyLeftToCommit = 64 * 1024;
 
-    void thread_main(std::size_t slot, bool spare);
+    void thread_main(std::size_t slot, bool spare, OwnedRequest fcgi);
     bool leaves_as_surplus(std::size_t slot,
                            std::optional<std::chrono::steady_clock::time_point>& since);
     void start_thread(bool spare);

@@ -289,7 +289,7 @@ class JobRunner::RequestCommit final : public PendingCommit {
 };
 
 void JobRunner::commit_then(JobBatch& batch, int status, const std::string& request_id,
-                            std::unique_ptr<AfterCommit> next) {
+                            std::unique_ptr<AfterCommit> next) noexcept {
     std::unique_ptr<RequestCommit> pending;
     try {
         auto registrations = batch.take_gated(status);

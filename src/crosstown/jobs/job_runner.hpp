@@ -2,7 +2,9 @@
 //
 //   commit()  before the response: the request's jobs whose gate passes go to the store in
 //             one transaction (SqliteJobStore's group commit, or RedisJobStore's hold), or
-//             JournalUnavailable is thrown and the response becomes a 503.
+//             JournalUnavailable is thrown and the response becomes a 503. commit_then() is
+//             the same without waiting for another thread's transaction: what follows is told
+//             on whichever thread writes it.
 //   start()   after FCGX_Finish_r: each job is handed to the pool, like a deferred callback;
 //             with a shared store (Redis) it is released instead, and comes back through
 //             receive() on whichever instance takes it.
@@ -133,9 +135,9 @@ class JobRunner {
     std::map<std::string, std::size_t> bookkeeping() const;
     std::vector<CommittedJob> commit(JobBatch& batch, int status, const std::string& request_id);
     // commit() without waiting for another thread's write (JobStore::commit_then): `next` is
-    // told on this thread, or later on the thread that writes the jobs. Never throws.
+    // told on this thread, or later on the thread that writes the jobs.
     void commit_then(JobBatch& batch, int status, const std::string& request_id,
-                     std::unique_ptr<AfterCommit> next);
+                     std::unique_ptr<AfterCommit> next) noexcept;
     void start(std::vector<CommittedJob> jobs, std::shared_ptr<const ResponseOutcome> outcome);
     // Outside a request: commits one job now and starts it, unless its unique key is taken
     // (counted deduplicated). Throws JournalUnavailable, UnknownJobKind.

@@ -56,8 +56,8 @@ class JobStore {
     // rounds (SqliteJobStore) adds `pending` to the next round and returns, and the thread that
     // writes it calls done(), so the committer's thread serves others meanwhile instead of
     // sleeping until it is woken. Otherwise commit() on this thread, then done(), before it
-    // returns. Never throws.
-    virtual void commit_then(std::unique_ptr<PendingCommit> pending) {
+    // returns.
+    virtual void commit_then(std::unique_ptr<PendingCommit> pending) noexcept {
         std::vector<std::int64_t> ids;
         std::exception_ptr failure;
         try {

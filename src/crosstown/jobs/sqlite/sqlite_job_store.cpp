@@ -73,7 +73,10 @@ SqliteJobStore::~SqliteJobStore() {
 // leader also waits for fdatasync, but for far less than the responder's watch delay, after
 // which another thread watches for requests anyway.
 // A ticket in tickets_ promises a round that takes every change queued with it (hand_over does
-// not wake the writer thread then): a committer leaves only once a round has taken its ticket.
+// not wake the writer thread then): a committer leaves only once a round has taken its ticket,
+// and tickets that no thread waits for (commit_then) get rounds from the thread that ended the
+// last one (lead), or from the writer thread, to which a committer that waits hands them on:
+// its own response must not wait for other requests' rounds.
 std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     Ticket ticket{jobs, std::chrono::steady_clock::now()};
     {
@@ -81,7 +84,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
         tickets_.push_back(&ticket);
         while (!ticket.done) {
             if (!writing_) {
-                lead(lock);
+                round(lock);
                 continue;
             }
             // Told with the lock released: the observer may start a thread, which must not
@@ -91,6 +94,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
             lock.lock();
             done_cv_.wait(lock, [&] { return ticket.done || !writing_; });
         }
+        if (unled()) work_cv_.notify_one();
     }
     commit_latency_.record(std::chrono::steady_clock::now() - ticket.started);
     if (ticket.failed) throw JournalUnavailable(why_failed(ticket));
@@ -100,7 +104,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
 // The follower's wait and its wake-up are what this saves: under load about one context
 // switch per request, which on a small machine cost more than the request's share of the
 // transaction.
-void SqliteJobStore::commit_then(std::unique_ptr<PendingCommit> pending) {
+void SqliteJobStore::commit_then(std::unique_ptr<PendingCommit> pending) noexcept {
     std::unique_lock lock(mutex_);
     std::unique_ptr<Ticket> ticket;
     try {
@@ -206,18 +210,23 @@ std::uint64_t SqliteJobStore::close() {
 // The writer thread writes completions, retries and deaths that no committer took along: it
 // waits kGather after the first of them, since under load the next commit's transaction
 // carries them at no cost, and waking this thread for each would cost a context switch per job.
+// It also writes the rounds of tickets handed on to it (commit()), at once.
 void SqliteJobStore::loop(std::stop_token stop) {
     detail::name_this_thread("ct-journal");
     std::unique_lock lock(mutex_);
     for (;;) {
         writer_idle_ = true;
-        work_cv_.wait(lock, [&] { return stop.stop_requested() || !changes_.empty(); });
+        work_cv_.wait(lock, [&] { return stop.stop_requested() || !changes_.empty() || unled(); });
         writer_idle_ = false;
+        if (unled()) {
+            lead(lock);
+            continue;
+        }
         if (changes_.empty()) return;  // stopping, nothing left
         work_cv_.wait_for(lock, kGather, [&] {
-            return stop.stop_requested() || flush_wanted_ || changes_.empty();
+            return stop.stop_requested() || flush_wanted_ || changes_.empty() || unled();
         });
-        if (changes_.empty()) continue;  // a committer took them along
+        if (changes_.empty() && !unled()) continue;  // a committer took them along
         if (writing_) {
             done_cv_.wait(lock, [&] { return !writing_; });
             continue;
@@ -225,15 +234,18 @@ void SqliteJobStore::loop(std::stop_token stop) {
         flush_wanted_ = false;
         if (!lead(lock)) {
             if (stop.stop_requested()) return;  // kept in the journal as they were: replayed
-            work_cv_.wait_for(lock, kRetryPause, [&] { return stop.stop_requested(); });
+            work_cv_.wait_for(lock, kRetryPause, [&] { return stop.stop_requested() || unled(); });
         }
     }
 }
 
+// Tickets wait and no round is under way to end with a round for them. Requires mutex_.
+bool SqliteJobStore::unled() const { return !writing_ && !tickets_.empty(); }
+
 // One round, by whichever thread holds `lock` and finds no round under way: writes what has
 // gathered in one transaction (the lock released meanwhile), marks its tickets done and wakes
-// their threads. False when the changes could not be written: they wait for the next round,
-// ahead of newer ones.
+// their threads, then tells the commit_then() tickets, with the lock released again. False when
+// the changes could not be written: they wait for the next round, ahead of newer ones.
 bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     auto tickets = std::exchange(tickets_, {});
     auto changes = std::exchange(changes_, {});
@@ -278,8 +290,9 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     if (!changes_.empty() && writer_idle_ && tickets_.empty()) work_cv_.notify_one();
     if (left) {
         lock.unlock();
+        const auto ended = std::chrono::steady_clock::now();
         for (auto* ticket : tickets) {
-            if (ticket != nullptr) tell_one(std::unique_ptr<Ticket>(ticket));
+            if (ticket != nullptr) tell_one(std::unique_ptr<Ticket>(ticket), ended);
         }
         lock.lock();
     }
@@ -294,13 +307,14 @@ bool SqliteJobStore::lead(std::unique_lock<std::mutex>& lock) {
     bool ok = true;
     do {
         ok = round(lock);
-    } while (!writing_ && !tickets_.empty());
+    } while (unled());
     return ok;
 }
 
 // A commit_then() ticket's round has ended: its committer learns how, on this thread.
-void SqliteJobStore::tell_one(std::unique_ptr<Ticket> ticket) {
-    commit_latency_.record(std::chrono::steady_clock::now() - ticket->started);
+void SqliteJobStore::tell_one(std::unique_ptr<Ticket> ticket,
+                              std::chrono::steady_clock::time_point ended) {
+    commit_latency_.record(ended - ticket->started);
     if (!ticket->failed) {
         ticket->pending->done(std::move(ticket->ids), nullptr);
         return;

@@ -1,18 +1,21 @@
 // crosstown::SqliteJobStore: writes the journal, one transaction at a time, with group commit.
 //
-// Responders commit their request's jobs and wait; completions, retries and deaths are handed
-// over without waiting. Whatever gathered while the previous transaction ran goes into the
-// next one, so under load one transaction (and with sync=full one fsync) covers many
-// requests, and completions cost no transaction of their own. A committer that finds no
-// transaction under way writes the next one itself (leader and followers); the writer's own
-// thread writes the changes handed over while no committer comes. A committer that does not
-// wait (commit_then, a responder's) leaves its jobs to the next round and serves on: the
-// thread that writes that round tells it, and writes rounds for as long as such commits wait. A
-// lost completion only means the job runs again after a restart, which at-least-once allows.
+// Responders commit their request's jobs, waiting (commit) or not (commit_then); completions,
+// retries and deaths are handed over without waiting. Whatever gathered while the previous
+// transaction ran goes into the next one, so under load one transaction (and with sync=full one
+// fsync) covers many requests, and completions cost no transaction of their own. A committer
+// that finds no transaction under way writes the next one itself (leader and followers); the
+// writer's own thread writes the changes handed over while no committer comes. A commit_then()
+// that finds one under way leaves its jobs to the next round and returns, so its thread serves
+// on: the thread that writes that round tells it (a responder's: writes its response), and
+// writes rounds for as long as such commits wait, or, if it waited for its own commit, hands
+// them to the writer thread. A lost completion only means the job runs again after a restart,
+// which at-least-once allows.
 //
 // When a transaction fails (disk full, I/O error), the requests in it are told (commit throws
-// JournalUnavailable, so they answer 503); the completions, retries and deaths in it are
-// written again on their own in the next transaction, and kept queued until one succeeds.
+// JournalUnavailable, commit_then tells it, so they answer 503); the completions, retries and
+// deaths in it are written again on their own in the next transaction, and kept queued until
+// one succeeds.
 #pragma once
 
 #include <array>
@@ -58,7 +61,7 @@ class SqliteJobStore final : public JobStore {
     std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
     // Writes the round itself when none is under way, as commit() does; otherwise leaves the
     // jobs to the next round, whose thread calls pending->done().
-    void commit_then(std::unique_ptr<PendingCommit> pending) override;
+    void commit_then(std::unique_ptr<PendingCommit> pending) noexcept override;
     bool shared() const override { return false; }
     void release(std::span<const std::int64_t>) override {}  // this process runs them
     void complete(std::int64_t id) override;
@@ -108,8 +111,9 @@ class SqliteJobStore final : public JobStore {
     void hand_over(Change change);
     void loop(std::stop_token stop);
     bool lead(std::unique_lock<std::mutex>& lock);
+    bool unled() const;
     bool round(std::unique_lock<std::mutex>& lock);
-    void tell_one(std::unique_ptr<Ticket> ticket);
+    void tell_one(std::unique_ptr<Ticket> ticket, std::chrono::steady_clock::time_point ended);
     std::string why_failed(const Ticket& ticket) const;
     bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
     void record_batch(std::size_t jobs);
