@@ -23,9 +23,12 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <latch>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -147,6 +150,103 @@ void durable_noop_jobs(benchmark::State& state) {
     state.counters["of_ceiling"] = jobs_per_s / ceiling;
 }
 
+// A closed loop of kConnections clients, each sending its next request when its response is
+// out, served by kThreads responders that leave each request to its commit
+// (JobRunner::commit_then) as the server's do: what follows the commit (here: the jobs start,
+// and the client's next request arrives) runs on whichever thread wrote it.
+class Arrivals {
+  public:
+    void arrive(int connection) {
+        {
+            std::lock_guard lock(mutex_);
+            waiting_.push_back(connection);
+        }
+        cv_.notify_one();
+    }
+    // The next request's connection, or -1 once closed.
+    int next() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return closed_ || !waiting_.empty(); });
+        if (waiting_.empty()) return -1;
+        const int connection = waiting_.front();
+        waiting_.pop_front();
+        return connection;
+    }
+    void close() {
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+        }
+        cv_.notify_all();
+    }
+
+  private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<int> waiting_;
+    bool closed_ = false;
+};
+
+void durable_noop_jobs_left_to_commit(benchmark::State& state) {
+    constexpr int kConnections = 64;
+    ScratchJournal scratch;
+    crosstown::Pool pool;
+    crosstown::JobKinds kinds;
+    kinds.define("noop", {}, [](const crosstown::Job&, std::stop_token) {});
+    crosstown::SqliteJobStore writer(crosstown::SqliteJobDatabase::open(
+        scratch.path(), crosstown::JournalSync::normal,
+        crosstown::SqliteJobDatabase::Access::read_write));
+    crosstown::JobRunner runner(kinds, writer, pool);
+    const auto outcome = std::make_shared<const crosstown::ResponseOutcome>(
+        crosstown::ResponseOutcome{"bench", 200, true, nullptr, {}});
+
+    struct Answer final : crosstown::AfterCommit {
+        Answer(crosstown::JobRunner& runner, Arrivals& arrivals, std::atomic<int>& sent,
+               std::shared_ptr<const crosstown::ResponseOutcome> outcome, int connection)
+            : runner(runner), arrivals(arrivals), sent(sent), outcome(std::move(outcome)),
+              connection(connection) {}
+        void committed(std::vector<crosstown::CommittedJob> jobs,
+                       std::exception_ptr failure) noexcept override {
+            if (failure) std::terminate();  // a bench on a healthy disk
+            runner.start(std::move(jobs), outcome);
+            if (sent.fetch_add(1) < kJobs - kConnections) arrivals.arrive(connection);
+        }
+        crosstown::JobRunner& runner;
+        Arrivals& arrivals;
+        std::atomic<int>& sent;
+        std::shared_ptr<const crosstown::ResponseOutcome> outcome;
+        int connection;
+    };
+
+    for (auto _ : state) {
+        Arrivals arrivals;
+        std::atomic<int> sent{0};
+        for (int c = 0; c < kConnections; ++c) arrivals.arrive(c);
+        {
+            std::vector<std::jthread> responders;
+            for (int t = 0; t < kThreads; ++t) {
+                responders.emplace_back([&] {
+                    for (int c = arrivals.next(); c >= 0; c = arrivals.next()) {
+                        crosstown::JobBatch batch(&kinds, 1);
+                        batch.add("noop", "{}", {});
+                        runner.commit_then(batch, 200, "bench",
+                                           std::make_unique<Answer>(runner, arrivals, sent,
+                                                                    outcome, c));
+                    }
+                });
+            }
+            while (sent.load() < kJobs) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            arrivals.close();
+        }
+        runner.wait_idle();
+        writer.flush();
+    }
+    state.SetItemsProcessed(state.iterations() * kJobs);
+    const auto sizes = writer.batch_sizes();
+    state.counters["jobs_per_commit"] =
+        sizes.count == 0 ? 0.0 : static_cast<double>(sizes.sum) / static_cast<double>(sizes.count);
+}
+
 void in_memory_noop_callbacks(benchmark::State& state) {
     crosstown::Pool pool;
     for (auto _ : state) {
@@ -168,3 +268,4 @@ BENCHMARK(durable_noop_jobs)
     ->Args({1, 0})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(durable_noop_jobs_left_to_commit)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -82,6 +82,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     {
         std::unique_lock lock(mutex_);
         tickets_.push_back(&ticket);
+        ++waiting_tickets_;
         while (!ticket.done) {
             if (!writing_) {
                 round(lock);
@@ -239,8 +240,11 @@ void SqliteJobStore::loop(std::stop_token stop) {
     }
 }
 
-// Tickets wait and no round is under way to end with a round for them. Requires mutex_.
-bool SqliteJobStore::unled() const { return !writing_ && !tickets_.empty(); }
+// Tickets wait, no round is under way to end with a round for them, and no committer waits
+// to write one (commit(): woken by the last round's end, it does). Requires mutex_.
+bool SqliteJobStore::unled() const {
+    return !writing_ && !tickets_.empty() && waiting_tickets_ == 0;
+}
 
 // One round, by whichever thread holds `lock` and finds no round under way: writes what has
 // gathered in one transaction (the lock released meanwhile), marks its tickets done and wakes
@@ -248,6 +252,7 @@ bool SqliteJobStore::unled() const { return !writing_ && !tickets_.empty(); }
 // the changes could not be written: they wait for the next round, ahead of newer ones.
 bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     auto tickets = std::exchange(tickets_, {});
+    waiting_tickets_ = 0;
     auto changes = std::exchange(changes_, {});
     ++taken_;
     writing_ = true;

@@ -136,14 +136,15 @@ class SqliteJobStore final : public JobStore {
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;
     std::condition_variable done_cv_;
-    std::vector<Ticket*> tickets_;  // guarded by mutex_
-    std::vector<Change> changes_;   // guarded by mutex_
-    std::uint64_t written_ = 0;     // guarded by mutex_; rounds finished
-    std::uint64_t taken_ = 0;       // guarded by mutex_; rounds started
-    bool writing_ = false;          // guarded by mutex_; a round is under way
-    bool flush_wanted_ = false;     // guarded by mutex_; flush() waits: write changes now
-    bool writer_idle_ = false;      // guarded by mutex_; the writer thread waits for a change
-    std::jthread thread_;           // last: starts once the members above exist
+    std::vector<Ticket*> tickets_;     // guarded by mutex_
+    std::size_t waiting_tickets_ = 0;  // guarded by mutex_; those in tickets_ of commit()
+    std::vector<Change> changes_;      // guarded by mutex_
+    std::uint64_t written_ = 0;        // guarded by mutex_; rounds finished
+    std::uint64_t taken_ = 0;          // guarded by mutex_; rounds started
+    bool writing_ = false;             // guarded by mutex_; a round is under way
+    bool flush_wanted_ = false;        // guarded by mutex_; flush() waits: write changes now
+    bool writer_idle_ = false;         // guarded by mutex_; the writer thread waits for a change
+    std::jthread thread_;              // last: starts once the members above exist
 };
 
 }  // namespace crosstown
