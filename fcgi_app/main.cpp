@@ -61,9 +61,12 @@ int main(int argc, char** argv) {
     if (server.config().journal.enabled()) {
         fcgi_app::define_place_call(server.jobs(), ledger, *witness, call_backoff, call_rate);
     }
-    const fcgi_app::App app{ledger, server.config().limits.max_deferred_per_request,
+    const fcgi_app::App app{ledger,
+                            server.config().limits.max_deferred_per_request,
                             [&server] { return server.metrics(); },
-                            [&server] { return server.accepting(); }, server.status_page()};
+                            [&server] { return server.accepting(); },
+                            server.status_page(),
+                            server.config().journal.is_redis()};
     fcgi_app::add_routes(server.router(), app);
     return server.run();
 }

@@ -158,12 +158,16 @@ void post_calls(const App& app, Request& req, Response& res) {
             number(req, "crash", 0, 0, 1) == 1,
             std::chrono::milliseconds(number(req, "delay_ms", 0, 0, kMaxDelayMs)));
         // When the response was finished, for GET /calls/{batch}: the calls may run in another
-        // instance (a shared journal), which cannot know it.
-        crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {
-            if (const auto* outcome = crosstown::current_response_outcome()) {
-                batch->response_finished(outcome->finished_at);
-            }
-        });
+        // instance (a shared journal), which cannot know it. With a journal of its own, each
+        // call records it when it starts (from its ResponseOutcome), and a callback for it
+        // would be one more task on the pool for every request.
+        if (app.shared_journal) {
+            crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {
+                if (const auto* outcome = crosstown::current_response_outcome()) {
+                    batch->response_finished(outcome->finished_at);
+                }
+            });
+        }
         res.status(202).json(accepted(*batch, count, pad_kb));
         return;
     }

@@ -39,6 +39,8 @@ struct App {
     std::function<std::string()> metrics;  // Prometheus text
     std::function<bool()> accepting;
     crosstown::Handler status_page;
+    // The journal is shared (Redis): a durable call may run on another instance.
+    bool shared_journal = false;
 };
 
 void add_routes(crosstown::Router& router, const App& app);
