@@ -151,17 +151,20 @@ void post_calls(const App& app, Request& req, Response& res) {
     const auto faults = call_faults(req, app.max_calls);
     // Only durable calls are deduplicated: an in-memory retry is a batch of its own.
     const bool durable = number(req, "durable", 0, 0, 1) == 1;
-    auto batch = app.ledger.open(count, durable ? batch_id_of(req) : std::string());
+    const auto keyed_id = durable ? batch_id_of(req) : std::string();
+    auto batch = app.ledger.open(count, keyed_id);
     if (durable) {
         register_durable_calls(
             *batch, count, latency_ms, number(req, "fail_first", 0, 0, 100),
             number(req, "crash", 0, 0, 1) == 1,
             std::chrono::milliseconds(number(req, "delay_ms", 0, 0, kMaxDelayMs)));
         // When the response was finished, for GET /calls/{batch}: the calls may run in another
-        // instance (a shared journal), which cannot know it. With a journal of its own, each
-        // call records it when it starts (from its ResponseOutcome), and a callback for it
-        // would be one more task on the pool for every request.
-        if (app.shared_journal) {
+        // instance (a shared journal), which cannot know it, or be another request's, when a
+        // retry with the same Idempotency-Key makes none (or a replay after a restart, which
+        // knows no response). Otherwise each call records it when it starts (from its
+        // ResponseOutcome), and a callback for it would be one more task on the pool for every
+        // request.
+        if (app.shared_journal || !keyed_id.empty()) {
             crosstown::follow_response({.name = "response-finished"}, [batch](std::stop_token) {
                 if (const auto* outcome = crosstown::current_response_outcome()) {
                     batch->response_finished(outcome->finished_at);
@@ -201,7 +204,8 @@ void get_batch(const App& app, Request& req, Response& res) {
     body["min_start_delay_ms"] = v.min_start_delay_ns < 0
                                      ? nlohmann::json(nullptr)
                                      : nlohmann::json(v.min_start_delay_ns / 1e6);
-    body["all_done_after_ms"] = v.pending == 0
+    // Unknown until the response's finish is: null.
+    body["all_done_after_ms"] = v.pending == 0 && v.response_finished_ns != 0
                                     ? nlohmann::json((v.last_end_ns - v.response_finished_ns) / 1e6)
                                     : nlohmann::json(nullptr);
     res.json(body.dump());

@@ -379,6 +379,41 @@ TEST(SqliteJobStore, ACommitterThatWaitsHandsTheTicketsLeftAfterItsRoundToTheWri
     EXPECT_EQ(stored(path).size(), 2U);
 }
 
+TEST(SqliteJobStore, AWaitingCommitterLeavesTheCommitThenTicketsOfItsRoundToTheWriterThread) {
+    // While a commit_then() leads a round held in BEGIN, a commit() and another commit_then()
+    // queue. The commit() writes the next round, with both tickets in it, and returns with
+    // its own answer: the other's is the writer thread's to tell, not its own to write first.
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    SqliteJobStore writer(open_rw(path));
+    auto blocker = open_rw(path);
+    blocker.begin();
+    CommitReport first;
+    std::thread::id leader_thread;
+    std::jthread leader([&] {
+        leader_thread = std::this_thread::get_id();
+        writer.commit_then(std::make_unique<ReportedCommit>("first", first));
+    });
+    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    std::thread::id committer_thread;
+    std::jthread committer([&] {
+        committer_thread = std::this_thread::get_id();
+        EXPECT_EQ(commit(writer, {"waits"}).size(), 1U);
+    });
+    std::this_thread::sleep_for(100ms);  // setup: lets it queue; not asserted on
+    CommitReport left;
+    writer.commit_then(std::make_unique<ReportedCommit>("left", left));
+    blocker.rollback();
+    leader.join();
+    committer.join();
+    ASSERT_TRUE(test::eventually([&] { return left.is_told(); })) << "never told";
+    EXPECT_FALSE(left.failure);
+    EXPECT_NE(left.thread, committer_thread) << "the waiting committer told it";
+    EXPECT_NE(left.thread, leader_thread);
+    EXPECT_NE(left.thread, std::this_thread::get_id());
+    EXPECT_EQ(stored(path).size(), 3U);
+}
+
 TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
     // The first committer leads a round, held in BEGIN by another connection's write lock: it
     // works, and says nothing. The second waits for that round to end, and says so, so that a

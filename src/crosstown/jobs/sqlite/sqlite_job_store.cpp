@@ -75,8 +75,9 @@ SqliteJobStore::~SqliteJobStore() {
 // A ticket in tickets_ promises a round that takes every change queued with it (hand_over does
 // not wake the writer thread then): a committer leaves only once a round has taken its ticket,
 // and tickets that no thread waits for (commit_then) get rounds from the thread that ended the
-// last one (lead), or from the writer thread, to which a committer that waits hands them on:
-// its own response must not wait for other requests' rounds.
+// last one (lead), or from the writer thread, to which a committer that waits hands them on,
+// and hands the telling of those in its own round: its own response must not wait for other
+// requests' rounds, nor for their responses.
 std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
     Ticket ticket{jobs, std::chrono::steady_clock::now()};
     {
@@ -85,7 +86,7 @@ std::vector<std::int64_t> SqliteJobStore::commit(std::span<const NewJob> jobs) {
         ++waiting_tickets_;
         while (!ticket.done) {
             if (!writing_) {
-                round(lock);
+                round(lock, /*tell_here=*/false);  // its own answer first: others' are the writer's
                 continue;
             }
             // Told with the lock released: the observer may start a thread, which must not
@@ -217,17 +218,25 @@ void SqliteJobStore::loop(std::stop_token stop) {
     std::unique_lock lock(mutex_);
     for (;;) {
         writer_idle_ = true;
-        work_cv_.wait(lock, [&] { return stop.stop_requested() || !changes_.empty() || unled(); });
+        work_cv_.wait(lock, [&] {
+            return stop.stop_requested() || !changes_.empty() || unled() || !untold_.empty();
+        });
         writer_idle_ = false;
+        if (!untold_.empty()) {
+            tell(std::exchange(untold_, {}), lock);
+            continue;
+        }
         if (unled()) {
             lead(lock);
             continue;
         }
         if (changes_.empty()) return;  // stopping, nothing left
         work_cv_.wait_for(lock, kGather, [&] {
-            return stop.stop_requested() || flush_wanted_ || changes_.empty() || unled();
+            return stop.stop_requested() || flush_wanted_ || changes_.empty() || unled() ||
+                   !untold_.empty();
         });
-        if (changes_.empty() && !unled()) continue;  // a committer took them along
+        // A committer took them along, or something else comes first.
+        if (changes_.empty() || !untold_.empty()) continue;
         if (writing_) {
             done_cv_.wait(lock, [&] { return !writing_; });
             continue;
@@ -235,7 +244,8 @@ void SqliteJobStore::loop(std::stop_token stop) {
         flush_wanted_ = false;
         if (!lead(lock)) {
             if (stop.stop_requested()) return;  // kept in the journal as they were: replayed
-            work_cv_.wait_for(lock, kRetryPause, [&] { return stop.stop_requested() || unled(); });
+            work_cv_.wait_for(lock, kRetryPause,
+                              [&] { return stop.stop_requested() || unled() || !untold_.empty(); });
         }
     }
 }
@@ -248,9 +258,10 @@ bool SqliteJobStore::unled() const {
 
 // One round, by whichever thread holds `lock` and finds no round under way: writes what has
 // gathered in one transaction (the lock released meanwhile), marks its tickets done and wakes
-// their threads, then tells the commit_then() tickets, with the lock released again. False when
-// the changes could not be written: they wait for the next round, ahead of newer ones.
-bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
+// their threads, then tells the commit_then() tickets, with the lock released again, or, unless
+// `tell_here`, leaves them to the writer thread. False when the changes could not be written:
+// they wait for the next round, ahead of newer ones.
+bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock, bool tell_here) {
     auto tickets = std::exchange(tickets_, {});
     waiting_tickets_ = 0;
     auto changes = std::exchange(changes_, {});
@@ -267,9 +278,11 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     }
     lock.lock();
     writing_ = false;
+    const auto ended = std::chrono::steady_clock::now();
     bool left = false;  // commit_then() tickets, told below; the others' committers are told now
     for (auto*& ticket : tickets) {
         if (ticket->pending) {
+            commit_latency_.record(ended - ticket->started);
             left = true;
             continue;
         }
@@ -294,14 +307,31 @@ bool SqliteJobStore::round(std::unique_lock<std::mutex>& lock) {
     done_cv_.notify_all();
     if (!changes_.empty() && writer_idle_ && tickets_.empty()) work_cv_.notify_one();
     if (left) {
-        lock.unlock();
-        const auto ended = std::chrono::steady_clock::now();
-        for (auto* ticket : tickets) {
-            if (ticket != nullptr) tell_one(std::unique_ptr<Ticket>(ticket), ended);
-        }
-        lock.lock();
+        std::erase(tickets, nullptr);
+        if (!tell_here && leave_to_writer(tickets)) return ok;
+        tell(std::move(tickets), lock);
     }
     return ok;
+}
+
+// False when there is no memory to queue them: told here after all.
+bool SqliteJobStore::leave_to_writer(std::vector<Ticket*>& tickets) {
+    try {
+        untold_.reserve(untold_.size() + tickets.size());
+    } catch (...) {
+        return false;
+    }
+    untold_.insert(untold_.end(), tickets.begin(), tickets.end());
+    work_cv_.notify_one();
+    return true;
+}
+
+// commit_then() tickets whose round has ended: each committer learns how, with the lock
+// released, on this thread.
+void SqliteJobStore::tell(std::vector<Ticket*> tickets, std::unique_lock<std::mutex>& lock) {
+    lock.unlock();
+    for (auto* ticket : tickets) tell_one(std::unique_ptr<Ticket>(ticket));
+    lock.lock();
 }
 
 // Rounds until no ticket is left waiting for one: a commit_then() ticket queued during a
@@ -317,9 +347,7 @@ bool SqliteJobStore::lead(std::unique_lock<std::mutex>& lock) {
 }
 
 // A commit_then() ticket's round has ended: its committer learns how, on this thread.
-void SqliteJobStore::tell_one(std::unique_ptr<Ticket> ticket,
-                              std::chrono::steady_clock::time_point ended) {
-    commit_latency_.record(ended - ticket->started);
+void SqliteJobStore::tell_one(std::unique_ptr<Ticket> ticket) {
     if (!ticket->failed) {
         ticket->pending->done(std::move(ticket->ids), nullptr);
         return;

@@ -112,8 +112,10 @@ class SqliteJobStore final : public JobStore {
     void loop(std::stop_token stop);
     bool lead(std::unique_lock<std::mutex>& lock);
     bool unled() const;
-    bool round(std::unique_lock<std::mutex>& lock);
-    void tell_one(std::unique_ptr<Ticket> ticket, std::chrono::steady_clock::time_point ended);
+    bool round(std::unique_lock<std::mutex>& lock, bool tell_here = true);
+    bool leave_to_writer(std::vector<Ticket*>& tickets);
+    void tell(std::vector<Ticket*> tickets, std::unique_lock<std::mutex>& lock);
+    void tell_one(std::unique_ptr<Ticket> ticket);
     std::string why_failed(const Ticket& ticket) const;
     bool write(std::vector<Ticket*>& tickets, std::vector<Change>& changes);
     void record_batch(std::size_t jobs);
@@ -138,13 +140,15 @@ class SqliteJobStore final : public JobStore {
     std::condition_variable done_cv_;
     std::vector<Ticket*> tickets_;     // guarded by mutex_
     std::size_t waiting_tickets_ = 0;  // guarded by mutex_; those in tickets_ of commit()
-    std::vector<Change> changes_;      // guarded by mutex_
-    std::uint64_t written_ = 0;        // guarded by mutex_; rounds finished
-    std::uint64_t taken_ = 0;          // guarded by mutex_; rounds started
-    bool writing_ = false;             // guarded by mutex_; a round is under way
-    bool flush_wanted_ = false;        // guarded by mutex_; flush() waits: write changes now
-    bool writer_idle_ = false;         // guarded by mutex_; the writer thread waits for a change
-    std::jthread thread_;              // last: starts once the members above exist
+    // guarded by mutex_; commit_then() tickets whose round a commit() wrote: the writer tells them
+    std::vector<Ticket*> untold_;
+    std::vector<Change> changes_;  // guarded by mutex_
+    std::uint64_t written_ = 0;    // guarded by mutex_; rounds finished
+    std::uint64_t taken_ = 0;      // guarded by mutex_; rounds started
+    bool writing_ = false;         // guarded by mutex_; a round is under way
+    bool flush_wanted_ = false;    // guarded by mutex_; flush() waits: write changes now
+    bool writer_idle_ = false;     // guarded by mutex_; the writer thread waits for a change
+    std::jthread thread_;          // last: starts once the members above exist
 };
 
 }  // namespace crosstown
