@@ -294,6 +294,7 @@ struct CommitReport {
 
 class ReportedCommit final : public PendingCommit {
   public:
+    // `payload` outlives the commit.
     ReportedCommit(std::string_view payload, CommitReport& report)
         : job_{"k", payload, "r"}, report_(report) {}
     std::span<const NewJob> jobs() const override { return std::span(&job_, 1); }
@@ -310,6 +311,36 @@ class ReportedCommit final : public PendingCommit {
     CommitReport& report_;
 };
 
+// A journal whose next transaction another connection's write lock holds in BEGIN, until
+// release(), and threads that commit into it.
+struct HeldJournal {
+    HeldJournal() { blocker.begin(); }
+    void release() { blocker.rollback(); }
+
+    // A thread that commits `payload` (a literal: it outlives the commit) with commit_then(),
+    // told into `report`, or with commit() when there is none. Returns once the thread has had
+    // 100 ms to reach the store (setup, not asserted on): the first such thread leads the
+    // round that the lock holds.
+    std::jthread committer(std::thread::id& id, std::string_view payload,
+                           CommitReport* report = nullptr) {
+        std::jthread thread([this, &id, payload, report] {
+            id = std::this_thread::get_id();
+            if (report != nullptr) {
+                writer.commit_then(std::make_unique<ReportedCommit>(payload, *report));
+            } else {
+                EXPECT_EQ(commit(writer, {std::string(payload)}).size(), 1U);
+            }
+        });
+        std::this_thread::sleep_for(100ms);
+        return thread;
+    }
+
+    test::TempDir dir;
+    std::string path = dir / "jobs.db";
+    SqliteJobStore writer{open_rw(path)};
+    SqliteJobDatabase blocker = open_rw(path);
+};
+
 TEST(SqliteJobStore, CommitThenWithNoRoundUnderWayIsToldOnItsThreadBeforeItReturns) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
@@ -324,86 +355,58 @@ TEST(SqliteJobStore, CommitThenWithNoRoundUnderWayIsToldOnItsThreadBeforeItRetur
 }
 
 TEST(SqliteJobStore, CommitThenDuringARoundReturnsAtOnceAndTheRoundsThreadWritesAndTellsIt) {
-    // A commit_then() leads a round held in BEGIN by another connection's write lock. A second
-    // one neither waits for it nor is told before it ends; then the thread that ended it
-    // writes one more round, for the ticket that has no thread of its own, and tells it.
-    test::TempDir dir;
-    const auto path = dir / "jobs.db";
-    SqliteJobStore writer(open_rw(path));
-    auto blocker = open_rw(path);
-    blocker.begin();
+    // A commit_then() leads a round held in BEGIN. A second one neither waits for it nor is
+    // told before it ends; then the thread that ended it writes one more round, for the ticket
+    // that has no thread of its own, and tells it.
+    HeldJournal journal;
     CommitReport first;
     std::thread::id leader_thread;
-    std::jthread leader([&] {
-        leader_thread = std::this_thread::get_id();
-        writer.commit_then(std::make_unique<ReportedCommit>("first", first));
-    });
-    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    auto leader = journal.committer(leader_thread, "first", &first);
     CommitReport second;
-    writer.commit_then(std::make_unique<ReportedCommit>("second", second));
+    journal.writer.commit_then(std::make_unique<ReportedCommit>("second", second));
     EXPECT_FALSE(second.is_told()) << "told before the round under way ended";
-    blocker.rollback();
+    journal.release();
     leader.join();
     ASSERT_TRUE(first.is_told());
     ASSERT_TRUE(test::eventually([&] { return second.is_told(); })) << "never told";
     EXPECT_FALSE(second.failure);
     ASSERT_EQ(second.ids.size(), 1U);
     EXPECT_EQ(second.thread, leader_thread) << "not told by the thread that ended the round";
-    EXPECT_EQ(ids_of(stored(path)), (std::vector{first.ids[0], second.ids[0]}));
+    EXPECT_EQ(ids_of(stored(journal.path)), (std::vector{first.ids[0], second.ids[0]}));
 }
 
 TEST(SqliteJobStore, ACommitterThatWaitsHandsTheTicketsLeftAfterItsRoundToTheWriterThread) {
     // As above, but the round's leader waits for its own commit (commit()): it returns with its
     // round, and the writer thread writes and tells the ticket left behind.
-    test::TempDir dir;
-    const auto path = dir / "jobs.db";
-    SqliteJobStore writer(open_rw(path));
-    auto blocker = open_rw(path);
-    blocker.begin();
+    HeldJournal journal;
     std::thread::id committer_thread;
-    std::jthread committer([&] {
-        committer_thread = std::this_thread::get_id();
-        EXPECT_EQ(commit(writer, {"first"}).size(), 1U);
-    });
-    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    auto committer = journal.committer(committer_thread, "first");
     CommitReport report;
-    writer.commit_then(std::make_unique<ReportedCommit>("second", report));
+    journal.writer.commit_then(std::make_unique<ReportedCommit>("second", report));
     EXPECT_FALSE(report.is_told()) << "told before the round under way ended";
-    blocker.rollback();
+    journal.release();
     committer.join();
     ASSERT_TRUE(test::eventually([&] { return report.is_told(); })) << "never told";
     EXPECT_FALSE(report.failure);
     ASSERT_EQ(report.ids.size(), 1U);
     EXPECT_NE(report.thread, committer_thread) << "the committer wrote others' rounds";
     EXPECT_NE(report.thread, std::this_thread::get_id());
-    EXPECT_EQ(stored(path).size(), 2U);
+    EXPECT_EQ(stored(journal.path).size(), 2U);
 }
 
 TEST(SqliteJobStore, AWaitingCommitterLeavesTheCommitThenTicketsOfItsRoundToTheWriterThread) {
     // While a commit_then() leads a round held in BEGIN, a commit() and another commit_then()
     // queue. The commit() writes the next round, with both tickets in it, and returns with
     // its own answer: the other's is the writer thread's to tell, not its own to write first.
-    test::TempDir dir;
-    const auto path = dir / "jobs.db";
-    SqliteJobStore writer(open_rw(path));
-    auto blocker = open_rw(path);
-    blocker.begin();
+    HeldJournal journal;
     CommitReport first;
     std::thread::id leader_thread;
-    std::jthread leader([&] {
-        leader_thread = std::this_thread::get_id();
-        writer.commit_then(std::make_unique<ReportedCommit>("first", first));
-    });
-    std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+    auto leader = journal.committer(leader_thread, "first", &first);
     std::thread::id committer_thread;
-    std::jthread committer([&] {
-        committer_thread = std::this_thread::get_id();
-        EXPECT_EQ(commit(writer, {"waits"}).size(), 1U);
-    });
-    std::this_thread::sleep_for(100ms);  // setup: lets it queue; not asserted on
+    auto committer = journal.committer(committer_thread, "waits");
     CommitReport left;
-    writer.commit_then(std::make_unique<ReportedCommit>("left", left));
-    blocker.rollback();
+    journal.writer.commit_then(std::make_unique<ReportedCommit>("left", left));
+    journal.release();
     leader.join();
     committer.join();
     ASSERT_TRUE(test::eventually([&] { return left.is_told(); })) << "never told";
@@ -411,7 +414,7 @@ TEST(SqliteJobStore, AWaitingCommitterLeavesTheCommitThenTicketsOfItsRoundToTheW
     EXPECT_NE(left.thread, committer_thread) << "the waiting committer told it";
     EXPECT_NE(left.thread, leader_thread);
     EXPECT_NE(left.thread, std::this_thread::get_id());
-    EXPECT_EQ(stored(path).size(), 3U);
+    EXPECT_EQ(stored(journal.path).size(), 3U);
 }
 
 TEST(SqliteJobStore, OnlyAFollowerWaitingForARoundTellsItsThreadsObserver) {
