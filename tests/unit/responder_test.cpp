@@ -549,6 +549,50 @@ TEST_F(DurableResponderTest, JoinWaitsForARequestLeftToACommitThatTheWriterThrea
     EXPECT_EQ(reply.status, 202);
 }
 
+TEST_F(DurableResponderTest, RequestsWhoseAnswerCannotMoveWaitForTheirCommitOnTheirOwnThread) {
+    // A same_thread callback runs on the request's thread after its response, before that
+    // thread serves again; a response over 64 KiB would hold up the others of a round. While
+    // another commit holds the round, each such request keeps its thread busy, and the
+    // same_thread callback runs on the handler's thread.
+    std::atomic<std::thread::id> handler_thread;
+    std::atomic<std::thread::id> callback_thread;
+    router_.get("/durable-same-thread", [&](Request&, Response& res) {
+        handler_thread = std::this_thread::get_id();
+        follow_response_durably("noop", "{}");
+        follow_response({.same_thread = true},
+                        [&] { callback_thread = std::this_thread::get_id(); });
+        res.status(202).text("kept\n");
+    });
+    router_.get("/durable-big", [](Request&, Response& res) {
+        follow_response_durably("noop", "{}");
+        res.status(202).text(std::string(100 * 1024, 'x'));
+    });
+    blocker_.rollback();  // taken again for each request below
+    for (const char* path : {"/durable-same-thread", "/durable-big"}) {
+        SCOPED_TRACE(path);
+        blocker_.begin();
+        std::jthread committer([&] {  // leads the round that the lock holds
+            JobBatch batch(&kinds_, 10);
+            batch.add("noop", "{}", {});
+            EXPECT_EQ(jobs_.runner.commit(batch, 200, "outside").size(), 1U);
+        });
+        std::this_thread::sleep_for(100ms);  // setup: lets its round start; not asserted on
+        if (!durable_responder_) start_durable();
+        FastCgiConnection connection(path_);
+        ASSERT_TRUE(connection.send_request(test::get(path)));
+        ASSERT_TRUE(test::eventually([&] { return stats_.in_flight() == 1; }, 3s));
+        std::this_thread::sleep_for(100ms);  // margin for a thread that would leave it
+        EXPECT_EQ(durable_responder_->busy(), 1U) << "its thread left it to the commit";
+        blocker_.rollback();
+        committer.join();
+        const auto reply = connection.read_reply();
+        ASSERT_TRUE(reply.ended);
+        EXPECT_EQ(reply.status, 202);
+    }
+    EXPECT_TRUE(test::eventually([&] { return callback_thread.load() == handler_thread.load(); }))
+        << "the same_thread callback ran on another thread than its request's";
+}
+
 TEST_F(DurableResponderTest, ARequestWhoseCommitFailsIs503) {
     start_durable();
     FastCgiConnection connection(path_);

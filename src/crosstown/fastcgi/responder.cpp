@@ -483,26 +483,19 @@ void Responder::leave_to_commit(OwnedRequest& fcgi, std::unique_ptr<Reply> reply
     jobs_->commit_then(jobs, status, request_id, std::move(next));
 }
 
+// A failed commit answers 503, as in commit_jobs(); anything else thrown (bad_alloc) drops the
+// request, as serve() does.
 void Responder::answer_left(Reply& reply, std::vector<CommittedJob> committed,
                             std::exception_ptr failure) noexcept {
-    auto& fcgi = *reply.fcgi;
     try {
-        if (failure) std::rethrow_exception(failure);
-    } catch (const JournalUnavailable& e) {
         try {
+            if (failure) std::rethrow_exception(failure);
+        } catch (const JournalUnavailable& e) {
             reply.exchange.response = journal_unavailable(*reply.exchange.request, e);
-        } catch (...) {
-            drop(fcgi);
-            return;
         }
+        answer(*reply.fcgi, reply, std::move(committed));
     } catch (...) {
-        drop(fcgi);
-        return;
-    }
-    try {
-        answer(fcgi, reply, std::move(committed));
-    } catch (...) {
-        drop(fcgi);
+        drop(*reply.fcgi);
     }
 }
 

@@ -264,7 +264,7 @@ class JobRunner::RequestCommit final : public PendingCommit {
           trace_parent_(trace_parent),
           jobs_(runner_.new_jobs(registrations_, request_id_, trace_parent_)) {}
 
-    void tell(std::unique_ptr<AfterCommit> next) { next_ = std::move(next); }
+    void set_next(std::unique_ptr<AfterCommit> next) { next_ = std::move(next); }
     std::span<const NewJob> jobs() const override { return jobs_; }
 
     void done(std::vector<std::int64_t> ids, std::exception_ptr failure) noexcept override {
@@ -303,7 +303,7 @@ void JobRunner::commit_then(JobBatch& batch, int status, const std::string& requ
         next->committed({}, std::current_exception());
         return;
     }
-    pending->tell(std::move(next));
+    pending->set_next(std::move(next));
     store_.commit_then(std::move(pending));
 }
 
