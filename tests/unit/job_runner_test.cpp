@@ -13,6 +13,7 @@
 #include <crosstown/testing/capture_deferred.hpp>
 #include <crosstown/testing/captured_job.hpp>
 #include <crosstown/testing/test_client.hpp>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -858,6 +859,43 @@ TEST(JobRunner, EndingRoomWaitsEndsThemNowAndLater) {
     h.runner.wait_for_room("one-at-a-time");  // released for good: at once
     release.open();
     ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 3; }));
+}
+
+// A consumer with every opening taken waits for a job to end, not for its timeout: the pause of
+// a poll would bound its jobs/s at the kind's concurrency per pause.
+TEST(JobRunner, WaitForOpeningsReturnsAsAJobEndsAndEmptyAtItsStop) {
+    test::TempDir dir;
+    JobKinds kinds;
+    test::Gate gates[2];
+    std::atomic<int> started_jobs{0};
+    kinds.define("one", {.concurrency = 1}, [&](const Job&, std::stop_token) {
+        EXPECT_TRUE(gates[started_jobs++].wait());
+    });
+    Harness h(kinds, dir / "jobs.db");
+    constexpr auto kLongWait = std::chrono::milliseconds(60'000);
+    const auto wait_from = [&](std::stop_token stop) {
+        return std::async(std::launch::async,
+                          [&h, stop] { return h.runner.wait_for_openings(stop, kLongWait); });
+    };
+
+    h.run(kinds, "one");
+    ASSERT_TRUE(test::eventually([&] { return h.runner.openings().empty(); }));
+    const auto started = Clock::now();
+    auto waiter = wait_from({});
+    gates[0].open();
+    EXPECT_EQ(waiter.get(), (std::map<std::string, std::size_t>{{"one", 1}}));
+    EXPECT_LT(Clock::now() - started, kLongWait / 2);
+
+    h.run(kinds, "one");
+    ASSERT_TRUE(test::eventually([&] { return h.runner.openings().empty(); }));
+    std::stop_source stop;
+    const auto stop_started = Clock::now();
+    auto stopped = wait_from(stop.get_token());
+    stop.request_stop();
+    EXPECT_TRUE(stopped.get().empty());
+    EXPECT_LT(Clock::now() - stop_started, kLongWait / 2);
+    gates[1].open();
+    ASSERT_TRUE(test::eventually([&] { return h.runner.totals().succeeded == 2; }));
 }
 
 TEST(JobRunner, WaitIdleReturnsOnceEverythingHasRun) {

@@ -849,9 +849,24 @@ void JobRunner::correct_census(JobCensus& census) const {
 }
 
 std::map<std::string, std::size_t> JobRunner::openings() const {
+    std::lock_guard lock(mutex_);
+    return openings_locked();
+}
+
+std::map<std::string, std::size_t> JobRunner::wait_for_openings(
+    std::stop_token stop, std::chrono::milliseconds timeout) const {
+    std::map<std::string, std::size_t> openings;
+    std::unique_lock lock(mutex_);
+    idle_cv_.wait_for(lock, stop, timeout, [&] {
+        openings = openings_locked();
+        return !openings.empty();
+    });
+    return openings;
+}
+
+std::map<std::string, std::size_t> JobRunner::openings_locked() const {
     std::map<std::string, std::size_t> openings;
     const std::size_t workers = pool_.config().workers;
-    std::lock_guard lock(mutex_);
     if (stopping_ || isolating()) return openings;  // suspects run alone: take nothing new
     for (const auto& [name, state] : states_) {
         if (!state->waiting.empty()) continue;

@@ -130,6 +130,10 @@ class JobRunner {
     // the pool's workers, minus those running; none while some already wait). What a shared
     // store's consumer takes.
     std::map<std::string, std::size_t> openings() const;
+    // openings(), waiting while there are none for a job to end, up to `timeout` or `stop`: how
+    // a consumer waits for room without polling (a poll's pause bounds its jobs/s).
+    std::map<std::string, std::size_t> wait_for_openings(std::stop_token stop,
+                                                         std::chrono::milliseconds timeout) const;
     // What the runner keeps about jobs in flight, by name (retries waiting, deadlines, jobs
     // launched, waiting and running per kind, suspects): all zero once it is idle.
     std::map<std::string, std::size_t> bookkeeping() const;
@@ -205,6 +209,7 @@ class JobRunner {
     };
 
     KindState& state_of(const std::string& kind);
+    std::map<std::string, std::size_t> openings_locked() const;  // under mutex_
     void queue_stored(std::vector<StoredJob> jobs, bool received);
     void release(std::vector<CommittedJob>& jobs, const ResponseOutcome& outcome);
     void launch_locked(Entry entry, std::vector<Entry>& to_pool);
@@ -237,7 +242,7 @@ class JobRunner {
 
     mutable std::mutex mutex_;
     std::condition_variable_any clock_cv_;
-    std::condition_variable idle_cv_;
+    mutable std::condition_variable_any idle_cv_;  // a job ended, or the runner stops
     std::condition_variable room_cv_;  // waiting_jobs_ went below the pool's queue capacity
     // guarded by mutex_; by due time: retries and delayed first attempts (with a shared store
     // both wait in the store instead, for any instance)

@@ -76,11 +76,14 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
                             Clock::duration(until_start)}));
         return;
     }
-    auto openings = runner_.openings();
-    if (openings.empty()) {
-        std::this_thread::sleep_for(kNoOpeningsPause);
-        return;
-    }
+    // With every worker busy, the feed waits for a job to end rather than poll: a poll's pause
+    // would bound the rate at the kind's concurrency per pause.
+    const auto until_beat =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
+    auto openings =
+        runner_.wait_for_openings(stop, std::clamp(std::min(until_beat, until_promote),
+                                                   std::chrono::milliseconds(1), kLongestBlock));
+    if (openings.empty()) return;
     // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has
     // openings for it, taking turns with new jobs so that neither starves the other; the look
     // ends once every kind's scan of the pending entries has come round.
@@ -97,8 +100,6 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     // blocked read out in its 100 ms cron, so even a 1 ms block would hold the next claim back
     // that long. After a claim that found nothing (a scan through live instances' entries) the
     // read blocks as usual, so that the feed does not spin against the server.
-    const auto until_beat =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_beat - Clock::now());
     // A kind with a rate reads no more while jobs it read wait for their starts.
     const auto until_start = start_waiting(openings);
     if (openings.empty()) {
