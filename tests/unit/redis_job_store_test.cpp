@@ -9,6 +9,7 @@
 #include <crosstown/jobs/follow_response_durably.hpp>
 #include <fstream>
 #include <optional>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "support/eventually.hpp"
 #include "support/loopback.hpp"
 #include "support/redis_server.hpp"
+#include "support/reported_commit.hpp"
 
 namespace crosstown {
 namespace {
@@ -313,6 +315,121 @@ TEST_F(RedisJobStoreTest, HoldsQueuedWhileOneIsOnItsWayGoOutTogether) {
     }
     a->release(std::vector<std::int64_t>(distinct.begin(), distinct.end()));
     EXPECT_EQ(a->take(openings, 1000ms).size(), kRequests);
+}
+
+TEST_F(RedisJobStoreTest, CommitThenWithNoGroupOnItsWayIsToldOnItsThreadBeforeItReturns) {
+    test::CommitReport report;
+    a->commit_then(std::make_unique<test::ReportedCommit>("alone", report));
+    ASSERT_TRUE(report.is_told());
+    EXPECT_EQ(report.thread, std::this_thread::get_id());
+    EXPECT_FALSE(report.failure);
+    ASSERT_EQ(report.ids.size(), 1U);
+    EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(report.ids[0])}), 1);
+    EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
+}
+
+// Holds wait in the server while a CLIENT PAUSE lasts: a group on its way, for as long as the
+// test needs.
+struct PausedWrites {
+    explicit PausedWrites(RedisConnection connection) : connection(std::move(connection)) {
+        this->connection.command({"CLIENT", "PAUSE", "5000", "WRITE"});
+    }
+    ~PausedWrites() { resume(); }
+    void resume() {
+        if (!std::exchange(resumed, true)) connection.command({"CLIENT", "UNPAUSE"});
+    }
+    RedisConnection connection;
+    bool resumed = false;
+};
+
+TEST_F(RedisJobStoreTest, ACommitThenWhileAGroupIsOnItsWayReturnsAtOnceAndItsSenderTellsIt) {
+    commit(*a, "warm");  // loads the hold script
+    PausedWrites paused(raw());
+    test::CommitReport first;
+    std::thread::id leader_thread;
+    std::jthread leader([&] {
+        leader_thread = std::this_thread::get_id();
+        a->commit_then(std::make_unique<test::ReportedCommit>("first", first));
+    });
+    // Setup, not asserted on: lets the first hold go out (the assertion below says it did).
+    std::this_thread::sleep_for(100ms);
+    test::CommitReport second;
+    a->commit_then(std::make_unique<test::ReportedCommit>("second", second));
+    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U) << "no group was on its way";
+    EXPECT_FALSE(second.is_told()) << "told before the group on its way came back";
+    paused.resume();
+    leader.join();
+    ASSERT_TRUE(first.is_told());
+    ASSERT_TRUE(second.is_told()) << "the leader returned without sending the next group";
+    EXPECT_EQ(second.thread, leader_thread);
+    EXPECT_FALSE(second.failure);
+    ASSERT_EQ(second.ids.size(), 1U);
+    EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(second.ids[0])}), 1);
+    EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
+}
+
+// A commit() caller's request waits for it: it sends its own group, not the holds queued after
+// it that nobody waits for. The writer thread, started with the feed, sends those.
+TEST_F(RedisJobStoreTest, ACommitterThatWaitsLeavesTheHoldsQueuedAfterItsGroupToTheWriterThread) {
+    JobKinds kinds;
+    kinds.define("k", {}, [](const Job&, std::stop_token) {});
+    Pool pool({.workers = 1, .min_workers = 1});
+    JobRunner runner(kinds, *a, pool);
+    a->start(runner, false);
+    commit(*a, "warm");
+    PausedWrites paused(raw());
+    std::thread::id committer_thread;
+    std::jthread committer([&] {
+        committer_thread = std::this_thread::get_id();
+        EXPECT_EQ(commit(*a, "first").size(), 1U);
+    });
+    std::this_thread::sleep_for(100ms);  // setup, as above
+    test::CommitReport left;
+    a->commit_then(std::make_unique<test::ReportedCommit>("left", left));
+    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U) << "no group was on its way";
+    paused.resume();
+    committer.join();
+    ASSERT_TRUE(test::eventually([&] { return left.is_told(); })) << "never told";
+    EXPECT_NE(left.thread, committer_thread) << "the committer sent others' holds";
+    EXPECT_NE(left.thread, std::this_thread::get_id());
+    EXPECT_FALSE(left.failure);
+    a->close();
+    runner.stop();
+}
+
+TEST_F(RedisJobStoreTest, ACommitThenThatTheServerRefusesIsToldWhy) {
+    auto c = raw();
+    c.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+    c.command({"CONFIG", "SET", "maxmemory", "1"});
+    test::CommitReport report;
+    a->commit_then(std::make_unique<test::ReportedCommit>("p", report));
+    c.command({"CONFIG", "SET", "maxmemory", "0"});
+    ASSERT_TRUE(report.is_told());
+    ASSERT_TRUE(report.failure);
+    EXPECT_THROW(std::rethrow_exception(report.failure), JournalUnavailable);
+    EXPECT_TRUE(report.ids.empty());
+    EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
+}
+
+// A release goes out after the response; once the feed (and its writer thread) runs, the
+// responder does not wait for it. flush() does.
+TEST_F(RedisJobStoreTest, AReleaseOnceTheFeedRunsIsWrittenWithoutItsCallerWaiting) {
+    JobKinds kinds;
+    kinds.define("k", {}, [](const Job&, std::stop_token) {});
+    Pool pool({.workers = 1, .min_workers = 1});
+    JobRunner runner(kinds, *a, pool);
+    a->start(runner, false);
+    const auto ids = commit(*a, "p");
+    {
+        PausedWrites paused(raw());
+        a->release(ids);  // would wait out the pause (and fail at 2 s) if it waited
+        EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
+    }
+    a->flush();
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1);
+    EXPECT_EQ(a->figures().unwritten, 0U);
+    a->close();
+    runner.stop();
 }
 
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on

@@ -25,6 +25,7 @@
 #include "support/eventually.hpp"
 #include "support/journal_files.hpp"
 #include "support/log_capture.hpp"
+#include "support/reported_commit.hpp"
 #include "support/temp_dir.hpp"
 
 namespace crosstown {
@@ -32,8 +33,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using test::CommitReport;
 using test::ids_of;
 using test::open_rw;
+using test::ReportedCommit;
 using test::stored;
 
 std::vector<std::int64_t> commit(SqliteJobStore& writer, const std::vector<std::string>& payloads,
@@ -278,38 +281,6 @@ TEST(SqliteJobStore, ACompletionHandedOverDuringACommittersRoundIsWrittenWithNoC
         return std::ranges::find(left, ids[0]) == left.end();
     })) << "the completion was never written";
 }
-
-// A commit_then() as a responder makes it, reporting what it was told, and on which thread.
-struct CommitReport {
-    std::mutex mutex;
-    bool told = false;
-    std::vector<std::int64_t> ids;
-    std::exception_ptr failure;
-    std::thread::id thread;
-    bool is_told() {
-        std::lock_guard lock(mutex);
-        return told;
-    }
-};
-
-class ReportedCommit final : public PendingCommit {
-  public:
-    // `payload` outlives the commit.
-    ReportedCommit(std::string_view payload, CommitReport& report)
-        : job_{"k", payload, "r"}, report_(report) {}
-    std::span<const NewJob> jobs() const override { return std::span(&job_, 1); }
-    void done(std::vector<std::int64_t> ids, std::exception_ptr failure) noexcept override {
-        std::lock_guard lock(report_.mutex);
-        report_.ids = std::move(ids);
-        report_.failure = failure;
-        report_.thread = std::this_thread::get_id();
-        report_.told = true;
-    }
-
-  private:
-    NewJob job_;
-    CommitReport& report_;
-};
 
 // A journal whose next transaction another connection's write lock holds in BEGIN, until
 // release(), and threads that commit into it.

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "crosstown/deferred/blocking_observer.hpp"
+#include "crosstown/detail/thread_name.hpp"
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
 #include "crosstown/jobs/redis/redis_job_feed.hpp"
@@ -554,6 +555,11 @@ RedisJobStore::~RedisJobStore() = default;
 // that died) as the runner has openings. An instance that does not take (web role, or no kinds)
 // beats all the same.
 void RedisJobStore::start(JobRunner& runner, bool take) {
+    {
+        std::lock_guard lock(mutex_);
+        writer_running_ = true;
+    }
+    writer_ = std::jthread([this](std::stop_token stop) { writer_loop(std::move(stop)); });
     feed_ = std::make_unique<RedisJobFeed>(*this, runner, take);
     log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, {})", address_.text,
               options_.prefix, options_.instance, options_.claim_after.count(),
@@ -570,6 +576,8 @@ void RedisJobStore::stop_taking() {
 // or run them again: kept, as with SQLite.
 std::uint64_t RedisJobStore::close() {
     if (feed_) feed_->stop();
+    writer_.request_stop();
+    if (writer_.joinable()) writer_.join();
     leave();
     const auto unwritten = figures().unwritten;
     if (unwritten > 0) {
@@ -632,6 +640,10 @@ struct RedisJobStore::Hold {
     bool failed = false;
     std::string error;  // why it failed, when there was memory to say so
     bool done = false;  // guarded by holds_mutex_
+    // In flight from before the hold until its ids are in holding_ (or it failed), marked with
+    // the beat it started after: see release_stranded.
+    std::multiset<std::uint64_t>::iterator in_flight;
+    std::unique_ptr<PendingCommit> pending;  // a commit_then's; then the hold is on the heap
 };
 
 void RedisJobStore::draw(Hold& hold) const {
@@ -651,32 +663,16 @@ void RedisJobStore::draw(Hold& hold) const {
     }
 }
 
-std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
-    if (jobs.empty()) return {};
-    Hold hold{jobs, {}, {}, false, false, {}, false};
+void RedisJobStore::begin(Hold& hold) {
     draw(hold);
-    // In flight from before the hold until its ids are in holding_ (or it failed), marked with
-    // the beat it started after: see release_stranded.
-    std::multiset<std::uint64_t>::iterator in_flight;
-    {
-        std::lock_guard lock(mutex_);
-        in_flight = commits_in_flight_.insert(beats_);
-    }
-    {
-        const detail::BlockingNotice waiting_for_redis;
-        std::unique_lock lock(holds_mutex_);
-        holds_.push_back(&hold);
-        while (!hold.done) {
-            if (holds_on_way_) {
-                holds_sent_cv_.wait(lock);
-            } else {
-                hold_group(lock);
-            }
-        }
-    }
+    std::lock_guard lock(mutex_);
+    hold.in_flight = commits_in_flight_.insert(beats_);
+}
+
+std::vector<std::int64_t> RedisJobStore::end(Hold& hold) {
     if (hold.failed) {
         std::lock_guard lock(mutex_);
-        commits_in_flight_.erase(in_flight);
+        commits_in_flight_.erase(hold.in_flight);
         throw JournalUnavailable(hold.error.empty() ? "redis " + address_.text + ": out of memory"
                                                     : hold.error);
     }
@@ -687,18 +683,97 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
         if (ids[i] == kDuplicate) continue;
         holding_.insert(ids[i]);
         // The feed looks when it is due, from its release on (the response may outlast a delay).
-        if (jobs[i].run_at_ms > now || jobs[i].delay_ms > 0) {
-            timed_.emplace(ids[i], std::pair(jobs[i].run_at_ms, jobs[i].delay_ms));
+        if (hold.jobs[i].run_at_ms > now || hold.jobs[i].delay_ms > 0) {
+            timed_.emplace(ids[i], std::pair(hold.jobs[i].run_at_ms, hold.jobs[i].delay_ms));
         }
     }
-    commits_in_flight_.erase(in_flight);
+    commits_in_flight_.erase(hold.in_flight);
     return std::move(ids);
+}
+
+void RedisJobStore::tell(Hold& hold) noexcept {
+    std::vector<std::int64_t> ids;
+    std::exception_ptr failure;
+    try {
+        ids = end(hold);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    hold.pending->done(std::move(ids), failure);
+}
+
+std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
+    if (jobs.empty()) return {};
+    Hold hold{.jobs = jobs};
+    begin(hold);
+    {
+        const detail::BlockingNotice waiting_for_redis;
+        std::unique_lock lock(holds_mutex_);
+        holds_.push_back(&hold);
+        ++waiting_holds_;
+        while (!hold.done) {
+            if (holds_on_way_) {
+                holds_sent_cv_.wait(lock);
+            } else {
+                hold_group(lock);
+            }
+        }
+        // Holds queued meanwhile that nobody waits for: not this caller's to send, as its
+        // request waits for it; the writer thread's, once there is one.
+        if (!holds_.empty() && !holds_on_way_ && waiting_holds_ == 0) {
+            std::unique_lock writes(mutex_);
+            if (writer_running_) {
+                holds_to_lead_ = true;
+                writes.unlock();
+                writer_cv_.notify_one();
+            } else {
+                writes.unlock();
+                lead_holds(lock);
+            }
+        }
+    }
+    return end(hold);
+}
+
+void RedisJobStore::commit_then(std::unique_ptr<PendingCommit> pending) noexcept {
+    if (pending->jobs().empty()) {
+        pending->done({}, nullptr);
+        return;
+    }
+    std::unique_ptr<Hold> hold;
+    try {
+        hold = std::make_unique<Hold>();
+        hold->jobs = pending->jobs();
+        begin(*hold);
+    } catch (...) {  // out of memory, before anything was counted in flight
+        pending->done({}, std::current_exception());
+        return;
+    }
+    hold->pending = std::move(pending);
+    std::unique_lock lock(holds_mutex_);
+    try {
+        holds_.push_back(hold.get());
+    } catch (...) {
+        lock.unlock();
+        hold->failed = true;
+        tell(*hold);
+        return;
+    }
+    hold.release();  // the thread that sends its group tells and deletes it
+    lead_holds(lock);
+}
+
+void RedisJobStore::lead_holds(std::unique_lock<std::mutex>& lock) {
+    while (!holds_.empty() && !holds_on_way_ && waiting_holds_ == 0) hold_group(lock);
 }
 
 // However the group ends (out of memory, even), its committers stop waiting and the next group
 // may go.
+// The group's commit_then holds are told on this thread, with the lock released: a commit()
+// caller's hold may be gone once it is done.
 void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
     auto group = std::exchange(holds_, {});
+    waiting_holds_ = 0;
     holds_on_way_ = true;
     lock.unlock();
     try {
@@ -707,10 +782,19 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
         // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
         for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
     }
+    // No allocation: a stable_partition without memory for its buffer works in place.
+    const auto left = std::stable_partition(group.begin(), group.end(),
+                                            [](const Hold* hold) { return !hold->pending; });
     lock.lock();
     holds_on_way_ = false;
-    for (auto* hold : group) hold->done = true;
+    for (auto it = group.begin(); it != left; ++it) (*it)->done = true;
     holds_sent_cv_.notify_all();
+    lock.unlock();
+    for (auto it = left; it != group.end(); ++it) {
+        const std::unique_ptr<Hold> hold(*it);
+        tell(*hold);
+    }
+    lock.lock();
 }
 
 // A hold that drew an id in use draws again and goes in the next pipeline. A hold the server
@@ -789,7 +873,39 @@ void RedisJobStore::write_or_save(Write write) {
         return;
     }
     queued_.push_back(std::move(write));
-    const auto mine = ++queued_count_;
+    ++queued_count_;
+    ++waited_queued_;
+    wait_written(lock);
+}
+
+void RedisJobStore::write_soon(Write write) {
+    std::unique_lock lock(mutex_);
+    if (!writer_running_) {
+        lock.unlock();
+        write_or_save(std::move(write));
+        return;
+    }
+    if (unsent_for(write.ids)) {
+        unsent_.push_back(std::move(write));
+        return;
+    }
+    write.waited = false;
+    queued_.push_back(std::move(write));
+    ++queued_count_;
+    ++unwaited_queued_;
+    // A group on its way, or a caller queued that waits, takes this write along.
+    const bool wake = writer_idle_ && !writing_ && waited_queued_ == 0;
+    lock.unlock();
+    if (wake) writer_cv_.notify_one();
+}
+
+void RedisJobStore::flush() {
+    std::unique_lock lock(mutex_);
+    wait_written(lock);
+}
+
+void RedisJobStore::wait_written(std::unique_lock<std::mutex>& lock) {
+    const auto mine = queued_count_;
     while (written_count_ < mine) {
         if (writing_) {
             written_cv_.wait(lock);
@@ -799,12 +915,49 @@ void RedisJobStore::write_or_save(Write write) {
     }
 }
 
+// At its stop, it writes what is queued still: a release handed over before the stop is not
+// left to the other instances' beats.
+void RedisJobStore::writer_loop(std::stop_token stop) {
+    detail::name_this_thread("ct-redis-write");
+    std::unique_lock lock(mutex_);
+    const auto writes = [&] { return !writing_ && unwaited_queued_ > 0 && waited_queued_ == 0; };
+    const auto lead_left_holds = [&] {
+        if (!std::exchange(holds_to_lead_, false)) return;
+        lock.unlock();
+        {
+            std::unique_lock holds(holds_mutex_);
+            lead_holds(holds);
+        }
+        lock.lock();
+    };
+    while (!stop.stop_requested()) {
+        writer_idle_ = true;
+        writer_cv_.wait(lock, stop, [&] { return holds_to_lead_ || writes(); });
+        writer_idle_ = false;
+        lead_left_holds();
+        if (!writes()) continue;
+        try {
+            write_group(lock);
+        } catch (const std::exception& e) {  // out of memory: the beat releases what it held
+            log::error("journal {}: a group of writes was lost: {}", address_.text, e.what());
+        }
+    }
+    writer_running_ = false;
+    lead_left_holds();
+    try {
+        wait_written(lock);
+    } catch (const std::exception& e) {
+        log::error("journal {}: writes were lost at the stop: {}", address_.text, e.what());
+    }
+}
+
 // The group is what was queued: a write about jobs that a failed group left unsent meanwhile
 // goes behind them instead.
 void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
     writing_ = true;
     std::vector<Write> group;
     for (auto& write : queued_) {
+        --(write.waited ? waited_queued_ : unwaited_queued_);
         if (unsent_for(write.ids)) {
             unsent_.push_back(std::move(write));
         } else {
@@ -820,6 +973,7 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
         written_count_ = last;
         writing_ = false;
         written_cv_.notify_all();
+        if (writer_idle_ && unwaited_queued_ > 0 && waited_queued_ == 0) writer_cv_.notify_one();
     };
     lock.unlock();
     try {
@@ -900,7 +1054,7 @@ void RedisJobStore::release(std::span<const std::int64_t> ids) {
     }
     std::vector<std::string> args{options_.prefix, options_.instance};
     for (const auto id : ids) args.push_back(std::to_string(id));
-    write_or_save({{ids.begin(), ids.end()}, &kRelease, std::move(args)});
+    write_soon({{ids.begin(), ids.end()}, &kRelease, std::move(args)});
 }
 
 void RedisJobStore::discard(std::int64_t id) { drop_held(id, "free"); }

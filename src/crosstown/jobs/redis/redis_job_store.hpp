@@ -36,7 +36,9 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -86,6 +88,11 @@ class RedisJobStore final : public JobStore {
     RedisJobStore& operator=(const RedisJobStore&) = delete;
 
     std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
+    // The hold joins the next group and the caller goes on; the thread that sends that group
+    // tells it: a commit_then() caller that found no group on its way (it sends groups while
+    // holds nobody waits for are queued), or, after a group sent by a commit() caller, the
+    // writer thread.
+    void commit_then(std::unique_ptr<PendingCommit> pending) noexcept override;
     bool shared() const override { return true; }
     void release(std::span<const std::int64_t> ids) override;
     void complete(std::int64_t id) override;
@@ -94,9 +101,9 @@ class RedisJobStore final : public JobStore {
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
     void record_attempt(std::int64_t id, unsigned attempt) override;
-    // Finishes are written before they return, or unsent until the next beat: nothing to wait
-    // for.
-    void flush() override {}
+    // Returns once every write handed over before it (releases too) is written, or unsent
+    // until the next beat.
+    void flush() override;
     const std::string& path() const override { return address_.text; }
     // Starts the feed (RedisJobFeed) that beats and, when `take`, takes jobs for `runner`.
     void start(JobRunner& runner, bool take) override;
@@ -169,13 +176,20 @@ class RedisJobStore final : public JobStore {
         std::vector<std::int64_t> ids;
         const RedisScript* script = nullptr;
         std::vector<std::string> args;
+        bool waited = true;  // its caller waits for it (write_or_save), or not (write_soon)
     };
 
     // One request's jobs on their way to the hold script. Holds go out in groups, as the
     // SQLite journal's commits do: a committer that finds no group on its way sends every hold
     // queued so far in one pipeline, and the others wait for theirs.
     struct Hold;
-    void draw(Hold& hold) const;  // new ids, and the script's arguments with them
+    void draw(Hold& hold) const;                // new ids, and the script's arguments with them
+    void begin(Hold& hold);                     // draw(), and the hold counted in flight
+    std::vector<std::int64_t> end(Hold& hold);  // what commit() returns, or throws
+    void tell(Hold& hold) noexcept;             // a commit_then's: end(), told to its pending
+    // Under holds_mutex_ (kept): sends groups while holds are queued that no caller waits
+    // for, and none is on its way.
+    void lead_holds(std::unique_lock<std::mutex>& lock);
     void hold_group(std::unique_lock<std::mutex>& lock);  // requires holds_mutex_, keeps it
     void send_holds(std::vector<Hold*> group);
 
@@ -195,6 +209,14 @@ class RedisJobStore final : public JobStore {
     // caller that finds no group on its way writes every write queued so far in one round trip
     // (a pipeline), and the callers meanwhile wait for theirs.
     void write_or_save(Write write);
+    // Queues `write` for the next group and returns: a release, whose caller (a responder, its
+    // response out) has nothing to wait for. Once started, the writer thread writes such
+    // writes when no caller that waits is there to take them along; before, and after it
+    // stopped, write_or_save.
+    void write_soon(Write write);
+    void writer_loop(std::stop_token stop);
+    // Under mutex_: until the writes queued so far are written or unsent.
+    void wait_written(std::unique_lock<std::mutex>& lock);
     void write_group(std::unique_lock<std::mutex>& lock);  // requires mutex_, keeps it
     void send_group(std::vector<Write>& group);
     RedisReplyError refused(const RedisReply& error_reply) const;  // naming the server
@@ -232,10 +254,20 @@ class RedisJobStore final : public JobStore {
     std::uint64_t queued_count_ = 0, written_count_ = 0;
     bool writing_ = false;  // guarded by mutex_; a group is on its way
     std::condition_variable written_cv_;
+    // guarded by mutex_; writes in queued_ whose callers wait for them, and those that nobody
+    // waits for (write_soon)
+    std::size_t waited_queued_ = 0, unwaited_queued_ = 0;
+    bool writer_running_ = false;  // guarded by mutex_; writer_ takes write_soon's writes
+    bool writer_idle_ = false;     // guarded by mutex_; writer_ waits on writer_cv_
+    std::condition_variable_any writer_cv_;
     mutable std::chrono::steady_clock::time_point retry_connect_at_{};  // guarded by mutex_
     mutable std::mutex holds_mutex_;
-    std::vector<Hold*> holds_;   // guarded by holds_mutex_; the next group to send
-    bool holds_on_way_ = false;  // guarded by holds_mutex_
+    std::vector<Hold*> holds_;       // guarded by holds_mutex_; the next group to send
+    std::size_t waiting_holds_ = 0;  // guarded by holds_mutex_; holds_' commit() callers
+    bool holds_on_way_ = false;      // guarded by holds_mutex_
+    // guarded by mutex_: a commit() caller left holds queued that nobody waits for: the
+    // writer thread sends them
+    bool holds_to_lead_ = false;
     std::condition_variable holds_sent_cv_;
     std::optional<RedisConnection> feed_connection_;    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
@@ -247,6 +279,7 @@ class RedisJobStore final : public JobStore {
     detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
     mutable std::atomic<std::uint64_t> round_trips_{0};
+    std::jthread writer_;  // from start(): writes what write_soon queued; drains as it stops
     std::unique_ptr<RedisJobFeed> feed_;  // last: gone first, with its thread
 };
 
