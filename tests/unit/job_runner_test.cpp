@@ -882,6 +882,7 @@ TEST(JobRunner, WaitForOpeningsReturnsAsAJobEndsAndEmptyAtItsStop) {
     ASSERT_TRUE(test::eventually([&] { return h.runner.openings().empty(); }));
     const auto started = Clock::now();
     auto waiter = wait_from({});
+    ASSERT_EQ(waiter.wait_for(50ms), std::future_status::timeout) << "it did not wait";
     gates[0].open();
     EXPECT_EQ(waiter.get(), (std::map<std::string, std::size_t>{{"one", 1}}));
     EXPECT_LT(Clock::now() - started, kLongWait / 2);
@@ -891,6 +892,7 @@ TEST(JobRunner, WaitForOpeningsReturnsAsAJobEndsAndEmptyAtItsStop) {
     std::stop_source stop;
     const auto stop_started = Clock::now();
     auto stopped = wait_from(stop.get_token());
+    ASSERT_EQ(stopped.wait_for(50ms), std::future_status::timeout) << "it did not wait";
     stop.request_stop();
     EXPECT_TRUE(stopped.get().empty());
     EXPECT_LT(Clock::now() - stop_started, kLongWait / 2);

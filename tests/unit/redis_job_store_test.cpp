@@ -328,9 +328,31 @@ TEST_F(RedisJobStoreTest, CommitThenWithNoGroupOnItsWayIsToldOnItsThreadBeforeIt
     EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
 }
 
+// The feed and the writer thread of a journal, from start() to close(), with a runner that
+// takes no jobs.
+struct Started {
+    explicit Started(RedisJobStore& journal) : journal(journal) {
+        kinds.define("k", {}, [](const Job&, std::stop_token) {});
+        journal.start(runner, false);
+    }
+    ~Started() {
+        journal.close();
+        runner.stop();
+    }
+    RedisJobStore& journal;
+    JobKinds kinds;
+    Pool pool{{.workers = 1, .min_workers = 1}};
+    JobRunner runner{kinds, journal, pool};
+};
+
 // Holds wait in the server while a CLIENT PAUSE lasts: a group on its way, for as long as the
 // test needs.
 struct PausedWrites {
+    // Until `journal` has a group of holds on its way.
+    static bool group_on_way(const RedisJobStore& journal) {
+        return test::eventually(
+            [&] { return journal.bookkeeping().at("hold_groups_on_way") == 1; }, 1500ms, 1ms);
+    }
     explicit PausedWrites(RedisConnection connection) : connection(std::move(connection)) {
         this->connection.command({"CLIENT", "PAUSE", "5000", "WRITE"});
     }
@@ -351,11 +373,10 @@ TEST_F(RedisJobStoreTest, ACommitThenWhileAGroupIsOnItsWayReturnsAtOnceAndItsSen
         leader_thread = std::this_thread::get_id();
         a->commit_then(std::make_unique<test::ReportedCommit>("first", first));
     });
-    // Setup, not asserted on: lets the first hold go out (the assertion below says it did).
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(PausedWrites::group_on_way(*a));
     test::CommitReport second;
     a->commit_then(std::make_unique<test::ReportedCommit>("second", second));
-    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U) << "no group was on its way";
+    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U);
     EXPECT_FALSE(second.is_told()) << "told before the group on its way came back";
     paused.resume();
     leader.join();
@@ -371,11 +392,7 @@ TEST_F(RedisJobStoreTest, ACommitThenWhileAGroupIsOnItsWayReturnsAtOnceAndItsSen
 // A commit() caller's request waits for it: it sends its own group, not the holds queued after
 // it that nobody waits for. The writer thread, started with the feed, sends those.
 TEST_F(RedisJobStoreTest, ACommitterThatWaitsLeavesTheHoldsQueuedAfterItsGroupToTheWriterThread) {
-    JobKinds kinds;
-    kinds.define("k", {}, [](const Job&, std::stop_token) {});
-    Pool pool({.workers = 1, .min_workers = 1});
-    JobRunner runner(kinds, *a, pool);
-    a->start(runner, false);
+    const Started started(*a);
     commit(*a, "warm");
     PausedWrites paused(raw());
     std::thread::id committer_thread;
@@ -383,18 +400,51 @@ TEST_F(RedisJobStoreTest, ACommitterThatWaitsLeavesTheHoldsQueuedAfterItsGroupTo
         committer_thread = std::this_thread::get_id();
         EXPECT_EQ(commit(*a, "first").size(), 1U);
     });
-    std::this_thread::sleep_for(100ms);  // setup, as above
+    ASSERT_TRUE(PausedWrites::group_on_way(*a));
     test::CommitReport left;
     a->commit_then(std::make_unique<test::ReportedCommit>("left", left));
-    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U) << "no group was on its way";
+    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 1U);
     paused.resume();
     committer.join();
     ASSERT_TRUE(test::eventually([&] { return left.is_told(); })) << "never told";
     EXPECT_NE(left.thread, committer_thread) << "the committer sent others' holds";
     EXPECT_NE(left.thread, std::this_thread::get_id());
     EXPECT_FALSE(left.failure);
-    a->close();
-    runner.stop();
+}
+
+TEST_F(RedisJobStoreTest, ACommitterThatWaitsLeavesTheCommitThenHoldsOfItsGroupToTheWriterThread) {
+    // While a commit_then() leads a group held in the server, a commit() and another
+    // commit_then() queue. The commit() sends the next group, with both holds in it, and
+    // returns with its own answer: telling the other (its response, its release) is the
+    // writer thread's.
+    const Started started(*a);
+    commit(*a, "warm");
+    PausedWrites paused(raw());
+    test::CommitReport first;
+    std::thread::id leader_thread;
+    std::jthread leader([&] {
+        leader_thread = std::this_thread::get_id();
+        a->commit_then(std::make_unique<test::ReportedCommit>("first", first));
+    });
+    ASSERT_TRUE(PausedWrites::group_on_way(*a));
+    std::thread::id committer_thread;
+    std::jthread committer([&] {
+        committer_thread = std::this_thread::get_id();
+        EXPECT_EQ(commit(*a, "waits").size(), 1U);
+    });
+    ASSERT_TRUE(test::eventually([&] { return a->bookkeeping().at("holds_queued") == 1; }));
+    test::CommitReport left;
+    a->commit_then(std::make_unique<test::ReportedCommit>("left", left));
+    EXPECT_EQ(a->bookkeeping().at("holds_queued"), 2U);
+    paused.resume();
+    leader.join();
+    committer.join();
+    ASSERT_TRUE(test::eventually([&] { return left.is_told(); })) << "never told";
+    EXPECT_NE(left.thread, committer_thread) << "the committer told another request's hold";
+    EXPECT_NE(left.thread, leader_thread);
+    EXPECT_NE(left.thread, std::this_thread::get_id());
+    EXPECT_FALSE(left.failure);
+    EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
 }
 
 TEST_F(RedisJobStoreTest, ACommitThenThatTheServerRefusesIsToldWhy) {
@@ -414,22 +464,18 @@ TEST_F(RedisJobStoreTest, ACommitThenThatTheServerRefusesIsToldWhy) {
 // A release goes out after the response; once the feed (and its writer thread) runs, the
 // responder does not wait for it. flush() does.
 TEST_F(RedisJobStoreTest, AReleaseOnceTheFeedRunsIsWrittenWithoutItsCallerWaiting) {
-    JobKinds kinds;
-    kinds.define("k", {}, [](const Job&, std::stop_token) {});
-    Pool pool({.workers = 1, .min_workers = 1});
-    JobRunner runner(kinds, *a, pool);
-    a->start(runner, false);
+    const Started started(*a);
     const auto ids = commit(*a, "p");
     {
         PausedWrites paused(raw());
-        a->release(ids);  // would wait out the pause (and fail at 2 s) if it waited
+        const auto before = std::chrono::steady_clock::now();
+        a->release(ids);  // waiting, it would wait out the pause, and fail at 2 s
+        EXPECT_LT(std::chrono::steady_clock::now() - before, 1s);
         EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
     }
     a->flush();
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1);
     EXPECT_EQ(a->figures().unwritten, 0U);
-    a->close();
-    runner.stop();
 }
 
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on

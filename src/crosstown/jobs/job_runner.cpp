@@ -667,7 +667,10 @@ void JobRunner::clock_loop(std::stop_token stop) {
         // durable jobs themselves.
         for (auto& source : overdue) source.request_stop();
         for (auto& entry : given_up) give_up(entry);
-        if (!to_pool.empty()) room_cv_.notify_all();
+        if (!to_pool.empty()) {
+            room_cv_.notify_all();
+            idle_cv_.notify_all();  // a kind whose line emptied has openings again
+        }
         submit(std::move(to_pool));
         lock.lock();
     }

@@ -555,11 +555,11 @@ RedisJobStore::~RedisJobStore() = default;
 // that died) as the runner has openings. An instance that does not take (web role, or no kinds)
 // beats all the same.
 void RedisJobStore::start(JobRunner& runner, bool take) {
+    writer_ = std::jthread([this](std::stop_token stop) { writer_loop(std::move(stop)); });
     {
         std::lock_guard lock(mutex_);
         writer_running_ = true;
     }
-    writer_ = std::jthread([this](std::stop_token stop) { writer_loop(std::move(stop)); });
     feed_ = std::make_unique<RedisJobFeed>(*this, runner, take);
     log::info("journal {} (redis, prefix {}, instance {}, claim after {}ms, {})", address_.text,
               options_.prefix, options_.instance, options_.claim_after.count(),
@@ -715,22 +715,12 @@ std::vector<std::int64_t> RedisJobStore::commit(std::span<const NewJob> jobs) {
             if (holds_on_way_) {
                 holds_sent_cv_.wait(lock);
             } else {
-                hold_group(lock);
+                hold_group(lock, false);
             }
         }
         // Holds queued meanwhile that nobody waits for: not this caller's to send, as its
         // request waits for it; the writer thread's, once there is one.
-        if (!holds_.empty() && !holds_on_way_ && waiting_holds_ == 0) {
-            std::unique_lock writes(mutex_);
-            if (writer_running_) {
-                holds_to_lead_ = true;
-                writes.unlock();
-                writer_cv_.notify_one();
-            } else {
-                writes.unlock();
-                lead_holds(lock);
-            }
-        }
+        if (holds_unled() && !hand_to_writer({})) lead_holds(lock);
     }
     return end(hold);
 }
@@ -763,15 +753,34 @@ void RedisJobStore::commit_then(std::unique_ptr<PendingCommit> pending) noexcept
     lead_holds(lock);
 }
 
+bool RedisJobStore::holds_unled() const {
+    return !holds_.empty() && !holds_on_way_ && waiting_holds_ == 0;
+}
+
 void RedisJobStore::lead_holds(std::unique_lock<std::mutex>& lock) {
-    while (!holds_.empty() && !holds_on_way_ && waiting_holds_ == 0) hold_group(lock);
+    while (holds_unled()) hold_group(lock, true);
+}
+
+bool RedisJobStore::hand_to_writer(std::span<Hold* const> untold) noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        if (!writer_running_) return false;
+        try {
+            untold_holds_.insert(untold_holds_.end(), untold.begin(), untold.end());
+        } catch (const std::bad_alloc&) {
+            return false;
+        }
+        holds_to_lead_ = true;
+    }
+    writer_cv_.notify_one();
+    return true;
 }
 
 // However the group ends (out of memory, even), its committers stop waiting and the next group
 // may go.
-// The group's commit_then holds are told on this thread, with the lock released: a commit()
-// caller's hold may be gone once it is done.
-void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
+// The group's commit_then holds are told with the lock released (a commit() caller's hold may
+// be gone once it is done): on this thread, or, when not `tell_here`, on the writer thread.
+void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_here) {
     auto group = std::exchange(holds_, {});
     waiting_holds_ = 0;
     holds_on_way_ = true;
@@ -782,7 +791,7 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
         // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
         for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
     }
-    // No allocation: a stable_partition without memory for its buffer works in place.
+    // Does not throw: a stable_partition without memory for its buffer works in place.
     const auto left = std::stable_partition(group.begin(), group.end(),
                                             [](const Hold* hold) { return !hold->pending; });
     lock.lock();
@@ -790,11 +799,16 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock) {
     for (auto it = group.begin(); it != left; ++it) (*it)->done = true;
     holds_sent_cv_.notify_all();
     lock.unlock();
-    for (auto it = left; it != group.end(); ++it) {
-        const std::unique_ptr<Hold> hold(*it);
+    const std::span<Hold* const> untold(left, group.end());
+    if (tell_here || !hand_to_writer(untold)) tell_each(untold);
+    lock.lock();
+}
+
+void RedisJobStore::tell_each(std::span<Hold* const> holds) noexcept {
+    for (auto* left : holds) {
+        const std::unique_ptr<Hold> hold(left);
         tell(*hold);
     }
-    lock.lock();
 }
 
 // A hold that drew an id in use draws again and goes in the next pipeline. A hold the server
@@ -893,7 +907,8 @@ void RedisJobStore::write_soon(Write write) {
     queued_.push_back(std::move(write));
     ++queued_count_;
     ++unwaited_queued_;
-    // A group on its way, or a caller queued that waits, takes this write along.
+    // A caller queued that waits takes this write along; the end of a group on its way wakes
+    // the writer.
     const bool wake = writer_idle_ && !writing_ && waited_queued_ == 0;
     lock.unlock();
     if (wake) writer_cv_.notify_one();
@@ -921,14 +936,21 @@ void RedisJobStore::writer_loop(std::stop_token stop) {
     detail::name_this_thread("ct-redis-write");
     std::unique_lock lock(mutex_);
     const auto writes = [&] { return !writing_ && unwaited_queued_ > 0 && waited_queued_ == 0; };
+    // One group of holds at a time, and a group of writes between two: under a steady stream
+    // of holds, the releases of the responses it answers still go out.
     const auto lead_left_holds = [&] {
         if (!std::exchange(holds_to_lead_, false)) return;
+        const auto untold = std::exchange(untold_holds_, {});
         lock.unlock();
+        tell_each(untold);
+        bool more = false;
         {
             std::unique_lock holds(holds_mutex_);
-            lead_holds(holds);
+            if (holds_unled()) hold_group(holds, true);
+            more = holds_unled();
         }
         lock.lock();
+        holds_to_lead_ = holds_to_lead_ || more;
     };
     while (!stop.stop_requested()) {
         writer_idle_ = true;
@@ -943,7 +965,7 @@ void RedisJobStore::writer_loop(std::stop_token stop) {
         }
     }
     writer_running_ = false;
-    lead_left_holds();
+    while (holds_to_lead_) lead_left_holds();
     try {
         wait_written(lock);
     } catch (const std::exception& e) {
@@ -954,15 +976,20 @@ void RedisJobStore::writer_loop(std::stop_token stop) {
 // The group is what was queued: a write about jobs that a failed group left unsent meanwhile
 // goes behind them instead.
 void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
-    writing_ = true;
     std::vector<Write> group;
+    group.reserve(queued_.size());  // out of memory, it throws before anything changed
+    writing_ = true;
     for (auto& write : queued_) {
         --(write.waited ? waited_queued_ : unwaited_queued_);
+        bool saved = false;
         if (unsent_for(write.ids)) {
-            unsent_.push_back(std::move(write));
-        } else {
-            group.push_back(std::move(write));
+            try {
+                unsent_.push_back(std::move(write));
+                saved = true;
+            } catch (const std::bad_alloc&) {  // sent now, then: kept, if out of order
+            }
         }
+        if (!saved) group.push_back(std::move(write));
     }
     queued_.clear();
     const auto last = queued_count_;
@@ -1434,8 +1461,9 @@ void RedisJobStore::beat_step(RedisConnection& connection, const char* what, Ste
 
 // Jobs in this instance's held set whose response is not in progress here, at two looks in a
 // row: a release refused for good, or lost. Released then, so that no job that got its 2xx
-// waits for this instance to stop. A job is in holding_ from its hold's reply to its release,
-// so the only other jobs not in holding_ are those of commits whose reply has not arrived yet
+// waits for this instance to stop. A job is in holding_ from its hold's reply until its release
+// is handed over (a release still queued at two looks goes out twice, which changes nothing the
+// second time: kRelease takes only what it removes from the held set), so the only other jobs not in holding_ are those of commits whose reply has not arrived yet
 // (the hold ran on the server) and those with an unsent write: a job seen at the previous look was
 // held before that look, so while any commit that started before it is still in flight,
 // nothing is released.
@@ -1577,12 +1605,15 @@ std::vector<RedisStreamFigures> RedisJobStore::streams() const {
 // The claim cursors are not here: one per kind, whatever has run.
 std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
     std::size_t holds = 0;
+    std::size_t on_way = 0;
     {
         std::lock_guard lock(holds_mutex_);
         holds = holds_.size();
+        on_way = holds_on_way_ ? 1 : 0;
     }
     std::lock_guard lock(mutex_);
     return {{"holds_queued", holds},
+            {"hold_groups_on_way", on_way},
             {"taken", taken_.size()},
             {"holding", holding_.size()},
             {"timed", timed_.size()},

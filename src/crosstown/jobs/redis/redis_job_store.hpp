@@ -36,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -88,10 +89,10 @@ class RedisJobStore final : public JobStore {
     RedisJobStore& operator=(const RedisJobStore&) = delete;
 
     std::vector<std::int64_t> commit(std::span<const NewJob> jobs) override;
-    // The hold joins the next group and the caller goes on; the thread that sends that group
-    // tells it: a commit_then() caller that found no group on its way (it sends groups while
-    // holds nobody waits for are queued), or, after a group sent by a commit() caller, the
-    // writer thread.
+    // The hold joins the next group and the caller goes on. It is told by a commit_then()
+    // caller that found no group on its way (which sends groups while holds that nobody waits
+    // for are queued), or by the writer thread (started with the feed) when a commit() caller
+    // sent its group, or left it queued: that caller's request waits for its own hold only.
     void commit_then(std::unique_ptr<PendingCommit> pending) noexcept override;
     bool shared() const override { return true; }
     void release(std::span<const std::int64_t> ids) override;
@@ -187,10 +188,16 @@ class RedisJobStore final : public JobStore {
     void begin(Hold& hold);                     // draw(), and the hold counted in flight
     std::vector<std::int64_t> end(Hold& hold);  // what commit() returns, or throws
     void tell(Hold& hold) noexcept;             // a commit_then's: end(), told to its pending
-    // Under holds_mutex_ (kept): sends groups while holds are queued that no caller waits
-    // for, and none is on its way.
+    // Under holds_mutex_: holds are queued that no caller waits for, and no group is on its
+    // way.
+    bool holds_unled() const;
+    // Under holds_mutex_ (kept): sends groups while holds_unled().
     void lead_holds(std::unique_lock<std::mutex>& lock);
-    void hold_group(std::unique_lock<std::mutex>& lock);  // requires holds_mutex_, keeps it
+    void hold_group(std::unique_lock<std::mutex>& lock, bool tell_here);  // as lead_holds
+    // Asks the writer thread to tell `untold` (commit_then holds sent) and to lead the holds
+    // queued; false when there is no writer thread (or no memory to hand them over).
+    bool hand_to_writer(std::span<Hold* const> untold) noexcept;
+    void tell_each(std::span<Hold* const> holds) noexcept;  // and deletes them
     void send_holds(std::vector<Hold*> group);
 
     RedisConnection connect() const;
@@ -268,6 +275,7 @@ class RedisJobStore final : public JobStore {
     // guarded by mutex_: a commit() caller left holds queued that nobody waits for: the
     // writer thread sends them
     bool holds_to_lead_ = false;
+    std::vector<Hold*> untold_holds_;  // guarded by mutex_; sent, for the writer thread to tell
     std::condition_variable holds_sent_cv_;
     std::optional<RedisConnection> feed_connection_;    // the feed thread's own
     std::map<std::string, std::string> claim_cursors_;  // the feed thread's; XAUTOCLAIM's, by kind
