@@ -1463,10 +1463,10 @@ void RedisJobStore::beat_step(RedisConnection& connection, const char* what, Ste
 // row: a release refused for good, or lost. Released then, so that no job that got its 2xx
 // waits for this instance to stop. A job is in holding_ from its hold's reply until its release
 // is handed over (a release still queued at two looks goes out twice, which changes nothing the
-// second time: kRelease takes only what it removes from the held set), so the only other jobs not in holding_ are those of commits whose reply has not arrived yet
-// (the hold ran on the server) and those with an unsent write: a job seen at the previous look was
-// held before that look, so while any commit that started before it is still in flight,
-// nothing is released.
+// second time: kRelease takes only what it removes from the held set). So the only other jobs
+// not in holding_ are those of commits whose reply has not arrived yet (the hold ran on the
+// server) and those with an unsent write: a job seen at the previous look was held before that
+// look, so while any commit that started before it is still in flight, nothing is released.
 void RedisJobStore::release_stranded(RedisConnection& connection) {
     const auto held = connection.command({"SMEMBERS", key("held:" + options_.instance)});
     std::set<std::int64_t> stranded;
