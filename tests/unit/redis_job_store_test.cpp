@@ -461,20 +461,27 @@ TEST_F(RedisJobStoreTest, ACommitThenThatTheServerRefusesIsToldWhy) {
     EXPECT_EQ(a->bookkeeping().at("commits_in_flight"), 0U);
 }
 
-// A release goes out after the response; once the feed (and its writer thread) runs, the
-// responder does not wait for it. flush() does.
-TEST_F(RedisJobStoreTest, AReleaseOnceTheFeedRunsIsWrittenWithoutItsCallerWaiting) {
+// A release goes out after the response, a completion after the job: once the feed (and its
+// writer thread) runs, neither the responder nor the worker waits for them. flush() does.
+TEST_F(RedisJobStoreTest, ReleasesAndCompletionsDoNotWaitOnceTheFeedRuns) {
     const Started started(*a);
     const auto ids = commit(*a, "p");
-    {
+    const auto job = "t:job:" + std::to_string(ids[0]);
+    // Waiting, each would wait out the pause, and fail at 2 s.
+    const auto returns_at_once = [&](auto write) {
         PausedWrites paused(raw());
         const auto before = std::chrono::steady_clock::now();
-        a->release(ids);  // waiting, it would wait out the pause, and fail at 2 s
-        EXPECT_LT(std::chrono::steady_clock::now() - before, 1s);
-        EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
-    }
+        write();
+        return std::chrono::steady_clock::now() - before < 1s;
+    };
+    EXPECT_TRUE(returns_at_once([&] { a->release(ids); }));
     a->flush();
     EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
+    EXPECT_TRUE(returns_at_once([&] { a->complete(ids[0]); }));
+    a->flush();
+    EXPECT_EQ(integer({"EXISTS", job}), 0);
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 0);
     EXPECT_EQ(a->figures().unwritten, 0U);
 }
 

@@ -1110,7 +1110,7 @@ void RedisJobStore::complete(std::int64_t id) {
     }
     std::vector<std::string> args{options_.prefix, std::string(kGroup), taken->kind, taken->entry,
                                   std::to_string(id)};
-    write_or_save({{id}, &kComplete, std::move(args)});
+    write_soon({{id}, &kComplete, std::move(args)});
 }
 
 // The due time goes as a backoff from now: the server scores it by its own clock, one clock

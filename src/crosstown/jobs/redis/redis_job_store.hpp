@@ -102,8 +102,8 @@ class RedisJobStore final : public JobStore {
                     std::string error) override;
     void bury(std::int64_t id, unsigned attempts, std::string error) override;
     void record_attempt(std::int64_t id, unsigned attempt) override;
-    // Returns once every write handed over before it (releases too) is written, or unsent
-    // until the next beat.
+    // Returns once every write handed over before it (releases and completions too) is
+    // written, or unsent until the next beat.
     void flush() override;
     const std::string& path() const override { return address_.text; }
     // Starts the feed (RedisJobFeed) that beats and, when `take`, takes jobs for `runner`.
@@ -216,8 +216,10 @@ class RedisJobStore final : public JobStore {
     // caller that finds no group on its way writes every write queued so far in one round trip
     // (a pipeline), and the callers meanwhile wait for theirs.
     void write_or_save(Write write);
-    // Queues `write` for the next group and returns: a release, whose caller (a responder, its
-    // response out) has nothing to wait for. Once started, the writer thread writes such
+    // Queues `write` for the next group and returns: a release or a completion, whose caller
+    // (a responder, its response out; a worker, its job done) has nothing to wait for: a
+    // completion lost in a crash runs its job again, as one lost before it was written would.
+    // Once started, the writer thread writes such
     // writes when no caller that waits is there to take them along; before, and after it
     // stopped, write_or_save.
     void write_soon(Write write);
