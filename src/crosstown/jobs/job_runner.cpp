@@ -859,10 +859,16 @@ std::map<std::string, std::size_t> JobRunner::openings() const {
 std::map<std::string, std::size_t> JobRunner::wait_for_openings(
     std::stop_token stop, std::chrono::milliseconds timeout) const {
     std::map<std::string, std::size_t> openings;
+    // A plain condition variable, woken at `stop` by this callback: every ended job notifies
+    // idle_cv_, and a condition_variable_any would take a lock of its own each time.
+    const std::stop_callback wake(stop, [this] {
+        const std::lock_guard lock(mutex_);
+        idle_cv_.notify_all();
+    });
     std::unique_lock lock(mutex_);
-    idle_cv_.wait_for(lock, stop, timeout, [&] {
+    idle_cv_.wait_for(lock, timeout, [&] {
         openings = openings_locked();
-        return !openings.empty();
+        return !openings.empty() || stop.stop_requested();
     });
     return openings;
 }

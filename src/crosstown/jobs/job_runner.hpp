@@ -242,7 +242,7 @@ class JobRunner {
 
     mutable std::mutex mutex_;
     std::condition_variable_any clock_cv_;
-    mutable std::condition_variable_any idle_cv_;  // a job ended, or the runner stops
+    mutable std::condition_variable idle_cv_;  // a job ended, or the runner stops
     std::condition_variable room_cv_;  // waiting_jobs_ went below the pool's queue capacity
     // guarded by mutex_; by due time: retries and delayed first attempts (with a shared store
     // both wait in the store instead, for any instance)
