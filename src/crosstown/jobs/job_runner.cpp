@@ -517,6 +517,9 @@ void JobRunner::attempt(std::int64_t id, std::stop_token worker_stop) {
 }
 
 void JobRunner::attempt(Entry& entry, std::stop_token worker_stop) {
+    // A suspect runs alone: the finishes of the jobs before it are written first, or a crash
+    // during it would lose them, and count a death against jobs that succeeded.
+    if (entry.suspect) store_.flush();
     if (entry.resumed) record(entry);
     const auto started = Clock::now();
     if (entry.fresh) start_delay_.record(started - entry.committed_at);

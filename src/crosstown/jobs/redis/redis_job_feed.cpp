@@ -83,7 +83,7 @@ void RedisJobFeed::feed_once(const std::stop_token& stop, Clock::time_point& nex
     auto openings =
         runner_.wait_for_openings(stop, std::clamp(std::min(until_beat, until_promote),
                                                    std::chrono::milliseconds(1), kLongestBlock));
-    if (openings.empty()) return;
+    if (openings.empty() || !taking_.load()) return;  // stop_taking() may have come meanwhile
     // A dead consumer's backlog is claimed a batch per turn, as fast as the runner has
     // openings for it, taking turns with new jobs so that neither starves the other; the look
     // ends once every kind's scan of the pending entries has come round.

@@ -1619,6 +1619,7 @@ std::map<std::string, std::size_t> RedisJobStore::bookkeeping() const {
             {"timed", timed_.size()},
             {"stranded", stranded_.size()},
             {"commits_in_flight", commits_in_flight_.size()},
+            {"untold_holds", untold_holds_.size() + (holds_to_lead_ ? 1 : 0)},
             {"unsent", unsent_.size()},
             {"queued", queued_.size()}};
 }

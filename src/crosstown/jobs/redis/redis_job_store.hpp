@@ -84,7 +84,10 @@ class RedisJobStore final : public JobStore {
     // and beats once. Throws JournalError naming the address.
     RedisJobStore(const std::string& address, RedisJournalOptions options,
                   const std::vector<std::string>& kinds);
-    ~RedisJobStore() override;  // stops the feed, if start() began one
+    // Stops the feed and the writer thread (which writes what is queued first), if start()
+    // began them. Without close(), what is unsent is dropped and the heartbeat left to expire:
+    // other instances release and claim this one's jobs after claim_after.
+    ~RedisJobStore() override;
     RedisJobStore(const RedisJobStore&) = delete;
     RedisJobStore& operator=(const RedisJobStore&) = delete;
 
