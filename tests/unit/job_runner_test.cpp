@@ -872,7 +872,7 @@ TEST(JobRunner, WaitForOpeningsReturnsAsAJobEndsAndEmptyAtItsStop) {
         EXPECT_TRUE(gates[started_jobs++].wait());
     });
     Harness h(kinds, dir / "jobs.db");
-    constexpr auto kLongWait = std::chrono::milliseconds(60'000);
+    static constexpr auto kLongWait = std::chrono::milliseconds(60'000);
     const auto wait_from = [&](std::stop_token stop) {
         return std::async(std::launch::async,
                           [&h, stop] { return h.runner.wait_for_openings(stop, kLongWait); });
