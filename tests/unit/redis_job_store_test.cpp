@@ -65,6 +65,14 @@ struct RedisJobStoreTest : ::testing::Test {
         const NewJob job{"k", payload, "req-1"};
         return journal.commit(std::span(&job, 1));
     }
+    // A thread of its own that commits a job to `a` with commit_then(), told into `report`;
+    // `id` is the thread's.
+    std::jthread commit_then_on_a_thread(std::thread::id& id, test::CommitReport& report) {
+        return std::jthread([this, &id, &report] {
+            id = std::this_thread::get_id();
+            a->commit_then(std::make_unique<test::ReportedCommit>("first", report));
+        });
+    }
 };
 
 TEST_F(RedisJobStoreTest, HeldJobsReachNoConsumerUntilReleased) {
@@ -369,10 +377,7 @@ TEST_F(RedisJobStoreTest, ACommitThenWhileAGroupIsOnItsWayReturnsAtOnceAndItsSen
     PausedWrites paused(raw());
     test::CommitReport first;
     std::thread::id leader_thread;
-    std::jthread leader([&] {
-        leader_thread = std::this_thread::get_id();
-        a->commit_then(std::make_unique<test::ReportedCommit>("first", first));
-    });
+    auto leader = commit_then_on_a_thread(leader_thread, first);
     ASSERT_TRUE(PausedWrites::group_on_way(*a));
     test::CommitReport second;
     a->commit_then(std::make_unique<test::ReportedCommit>("second", second));
@@ -422,10 +427,7 @@ TEST_F(RedisJobStoreTest, ACommitterThatWaitsLeavesTheCommitThenHoldsOfItsGroupT
     PausedWrites paused(raw());
     test::CommitReport first;
     std::thread::id leader_thread;
-    std::jthread leader([&] {
-        leader_thread = std::this_thread::get_id();
-        a->commit_then(std::make_unique<test::ReportedCommit>("first", first));
-    });
+    auto leader = commit_then_on_a_thread(leader_thread, first);
     ASSERT_TRUE(PausedWrites::group_on_way(*a));
     std::thread::id committer_thread;
     std::jthread committer([&] {
