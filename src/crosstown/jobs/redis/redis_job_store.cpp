@@ -777,9 +777,9 @@ bool RedisJobStore::hand_to_writer(std::span<Hold* const> untold) noexcept {
 }
 
 // However the group ends (out of memory, even), its committers stop waiting and the next group
-// may go.
-// The group's commit_then holds are told with the lock released (a commit() caller's hold may
-// be gone once it is done): on this thread, or, when not `tell_here`, on the writer thread.
+// may go. The group's commit_then holds are told with the lock released (a commit() caller's
+// hold may be gone once it is done): on this thread, or, when not `tell_here`, on the writer
+// thread.
 void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_here) {
     auto group = std::exchange(holds_, {});
     waiting_holds_ = 0;
@@ -903,10 +903,8 @@ void RedisJobStore::write_soon(Write write) {
         unsent_.push_back(std::move(write));
         return;
     }
-    write.waited = false;
     queued_.push_back(std::move(write));
     ++queued_count_;
-    ++unwaited_queued_;
     // A caller queued that waits takes this write along; the end of a group on its way wakes
     // the writer.
     const bool wake = writer_idle_ && !writing_ && waited_queued_ == 0;
@@ -935,7 +933,7 @@ void RedisJobStore::wait_written(std::unique_lock<std::mutex>& lock) {
 void RedisJobStore::writer_loop(std::stop_token stop) {
     detail::name_this_thread("ct-redis-write");
     std::unique_lock lock(mutex_);
-    const auto writes = [&] { return !writing_ && unwaited_queued_ > 0 && waited_queued_ == 0; };
+    const auto writes = [&] { return !writing_ && !queued_.empty() && waited_queued_ == 0; };
     // One group of holds at a time, and a group of writes between two: under a steady stream
     // of holds, the releases of the responses it answers still go out.
     const auto lead_left_holds = [&] {
@@ -980,7 +978,6 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
     group.reserve(queued_.size());  // out of memory, it throws before anything changed
     writing_ = true;
     for (auto& write : queued_) {
-        --(write.waited ? waited_queued_ : unwaited_queued_);
         bool saved = false;
         if (unsent_for(write.ids)) {
             try {
@@ -992,6 +989,7 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
         if (!saved) group.push_back(std::move(write));
     }
     queued_.clear();
+    waited_queued_ = 0;
     const auto last = queued_count_;
     // However the group ends (out of memory, even), its callers stop waiting and the next
     // group may go; otherwise every later write would wait forever.
@@ -1000,7 +998,7 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
         written_count_ = last;
         writing_ = false;
         written_cv_.notify_all();
-        if (writer_idle_ && unwaited_queued_ > 0 && waited_queued_ == 0) writer_cv_.notify_one();
+        if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) writer_cv_.notify_one();
     };
     lock.unlock();
     try {

@@ -180,7 +180,6 @@ class RedisJobStore final : public JobStore {
         std::vector<std::int64_t> ids;
         const RedisScript* script = nullptr;
         std::vector<std::string> args;
-        bool waited = true;  // its caller waits for it (write_or_save), or not (write_soon)
     };
 
     // One request's jobs on their way to the hold script. Holds go out in groups, as the
@@ -220,11 +219,10 @@ class RedisJobStore final : public JobStore {
     // (a pipeline), and the callers meanwhile wait for theirs.
     void write_or_save(Write write);
     // Queues `write` for the next group and returns: a release or a completion, whose caller
-    // (a responder, its response out; a worker, its job done) has nothing to wait for: a
+    // (a responder, its response out; a worker, its job done) has nothing to wait for. A
     // completion lost in a crash runs its job again, as one lost before it was written would.
-    // Once started, the writer thread writes such
-    // writes when no caller that waits is there to take them along; before, and after it
-    // stopped, write_or_save.
+    // The writer thread writes such writes when no caller that waits is there to take them
+    // along; before it started, and after it stopped, this is write_or_save.
     void write_soon(Write write);
     void writer_loop(std::stop_token stop);
     // Under mutex_: until the writes queued so far are written or unsent.
@@ -266,9 +264,9 @@ class RedisJobStore final : public JobStore {
     std::uint64_t queued_count_ = 0, written_count_ = 0;
     bool writing_ = false;  // guarded by mutex_; a group is on its way
     std::condition_variable written_cv_;
-    // guarded by mutex_; writes in queued_ whose callers wait for them, and those that nobody
-    // waits for (write_soon)
-    std::size_t waited_queued_ = 0, unwaited_queued_ = 0;
+    // guarded by mutex_; the writes in queued_ whose callers wait for them (write_or_save);
+    // the others are write_soon's
+    std::size_t waited_queued_ = 0;
     bool writer_running_ = false;  // guarded by mutex_; writer_ takes write_soon's writes
     bool writer_idle_ = false;     // guarded by mutex_; writer_ waits on writer_cv_
     std::condition_variable_any writer_cv_;
