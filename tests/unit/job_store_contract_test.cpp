@@ -271,6 +271,18 @@ TYPED_TEST(JobStoreContract, CancelRemovesLiveJobsByIdOrKindAndFreesTheirKeys) {
     EXPECT_GT(this->commit_unique("order-9"), 0) << "the cancelled job's key is still taken";
 }
 
+// A cancelled job that was ready never runs. (In Redis its stream entry carries the job, so
+// the cancel must delete the entry too.)
+TYPED_TEST(JobStoreContract, ACancelledReadyJobIsNeverTaken) {
+    const auto ids = this->commit({"cancelled", "kept"});
+    this->backend.hand_over(ids);
+    this->backend.store().flush();
+    EXPECT_EQ(this->backend.cancel(ids[0], std::nullopt), 1U);
+    const auto jobs = this->backend.run({ids[1]});
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, ids[1]);
+}
+
 // A job keeps its request's trace context to every process that runs it: the one that took it,
 // and the one that takes over after a death.
 TYPED_TEST(JobStoreContract, AJobKeepsItsTraceContextThroughADeath) {

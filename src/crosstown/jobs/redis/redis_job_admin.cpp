@@ -6,20 +6,25 @@
 #include <charconv>
 #include <map>
 #include <set>
+#include <string>
 
+#include "crosstown/jobs/redis/redis_job_entry.hpp"
 #include "crosstown/jobs/redis/redis_job_store.hpp"
 
 namespace crosstown {
 namespace {
 
-constexpr RedisScript kRevive{R"lua(
+const std::string kReviveText = std::string(kRedisJobEntryLua) + R"lua(
 local p, id = ARGV[1], ARGV[2]
 local job = p .. ':job:' .. id
-if redis.call('HGET', job, 'state') ~= 'dead' then return 0 end
-redis.call('HSET', job, 'state', 'ready', 'attempts', 0, 'run_at_ms', 0, 'last_error', '')
-redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id)
+local f = hash_fields(job)
+if f['state'] ~= 'dead' then return 0 end
+redis.call('HSET', job, 'attempts', 0, 'run_at_ms', 0, 'last_error', '')
+f['state'], f['attempts'], f['run_at_ms'], f['last_error'] = 'ready', '0', '0', ''
+to_stream(p, id, f['kind'], f)
 return 1
-)lua"};
+)lua";
+const RedisScript kRevive{kReviveText};
 
 constexpr RedisScript kPurge{R"lua(
 local job = ARGV[1] .. ':job:' .. ARGV[2]
@@ -28,13 +33,16 @@ return redis.call('DEL', job)
 )lua"};
 
 // Not a dead job, nor one held for a response (its instance releases it in a moment). Its
-// unique key, if it still names the job, is free again.
+// stream entry goes with it: the entry carries the job, and would still run it. Its unique
+// key, if it still names the job, is free again.
 constexpr RedisScript kCancel{R"lua(
 local p, id = ARGV[1], ARGV[2]
 local job = p .. ':job:' .. id
 local state = redis.call('HGET', job, 'state')
 if not state or state == 'dead' or state == 'held' then return 0 end
 redis.call('ZREM', p .. ':scheduled', id)
+local entry = redis.call('HGET', job, 'entry')
+if entry then redis.call('XDEL', p .. ':stream:' .. redis.call('HGET', job, 'kind'), entry) end
 local key = redis.call('HGET', job, 'unique')
 if key and redis.call('GET', key) == id then redis.call('DEL', key) end
 return redis.call('DEL', job)
@@ -93,7 +101,7 @@ std::vector<AdminJob> RedisJobAdmin::list(bool dead_only) {
     const auto replies = connection_.pipeline(reads);
     std::vector<AdminJob> rows;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto fields = redis_job_fields(replies[i]);
+        const auto fields = redis_job_fields(replies[i].get());
         const auto state = fields.contains("state") ? fields.at("state") : std::string();
         if (fields.empty() || (dead_only && state != "dead")) continue;
         rows.push_back({redis_stored_job(redis_integer(ids[i]), fields), state});

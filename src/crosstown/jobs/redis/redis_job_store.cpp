@@ -14,6 +14,7 @@
 #include "crosstown/detail/thread_name.hpp"
 #include "crosstown/detail/unix_time.hpp"
 #include "crosstown/jobs/follow_response_durably.hpp"
+#include "crosstown/jobs/redis/redis_job_entry.hpp"
 #include "crosstown/jobs/redis/redis_job_feed.hpp"
 #include "crosstown/observe/log.hpp"
 
@@ -83,20 +84,22 @@ local function server_now()
 end
 local function to_stream_or_schedule(p, id, kind, now)
   local job = p .. ':job:' .. id
-  local due = math.max(tonumber(redis.call('HGET', job, 'run_at_ms') or 0) or 0,
-                       now + (tonumber(redis.call('HGET', job, 'delay_ms') or 0) or 0))
+  local f = hash_fields(job)
+  local due = math.max(tonumber(f['run_at_ms']) or 0, now + (tonumber(f['delay_ms']) or 0))
   redis.call('HDEL', job, 'delay_ms')
   if due > now then
     redis.call('HSET', job, 'state', 'scheduled', 'run_at_ms', due)
     redis.call('ZADD', p .. ':scheduled', due, id)
   else
-    redis.call('HSET', job, 'state', 'ready')
-    redis.call('XADD', p .. ':stream:' .. kind, '*', 'id', id)
+    f['delay_ms'], f['state'] = nil, 'ready'
+    to_stream(p, id, kind, f)
   end
 end
 )lua"};
 
-std::string releasing(std::string_view body) { return std::string(kToStreamOrSchedule) += body; }
+std::string releasing(std::string_view body) {
+    return (std::string(kRedisJobEntryLua) += kToStreamOrSchedule) += body;
+}
 
 const std::string kReleaseText = releasing(R"lua(
 local p, inst = ARGV[1], ARGV[2]
@@ -262,7 +265,7 @@ return {granted, wait}
 )lua"};
 
 // Moves the scheduled jobs that are due (at most ARGV[2]) to their streams: a first attempt as
-// ready, a retry as it was, its entry saying its attempts so far (for claim()). A job gone
+// ready, a retry as it was, its entry saying its attempts so far. A job gone
 // (finished by a second run) or dead only leaves the set.
 // Returns how long until the next is due, in ms (0: more are due now; -1: none is scheduled).
 const std::string kPromoteText = releasing(R"lua(
@@ -271,14 +274,10 @@ local set = p .. ':scheduled'
 local now = server_now()
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, ARGV[2])) do
   redis.call('ZREM', set, id)
-  local job = p .. ':job:' .. id
-  local state = redis.call('HGET', job, 'state')
-  if state == 'scheduled' then
-    redis.call('HSET', job, 'state', 'ready')
-    redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id)
-  elseif state == 'retry' then
-    redis.call('XADD', p .. ':stream:' .. redis.call('HGET', job, 'kind'), '*', 'id', id,
-               'attempts', redis.call('HGET', job, 'attempts'))
+  local f = hash_fields(p .. ':job:' .. id)
+  if f['state'] == 'scheduled' or f['state'] == 'retry' then
+    if f['state'] == 'scheduled' then f['state'] = 'ready' end
+    to_stream(p, id, f['kind'], f)
   end
 end
 local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
@@ -290,15 +289,16 @@ const RedisScript kPromote{kPromoteText};
 // JobStore::census for every instance, in one script. Per kind (ARGV[5..]): ready are the
 // stream's entries no consumer has taken, running those taken and not finished, and the oldest
 // ready is the first entry after the group's last delivered one whose job is still there (a
-// cancelled job's entry stays until a consumer reads and drops it, and counts as ready until
-// then); an entry id starts with the server's ms when it was added: released, promoted or
-// revived. Scheduled and retrying jobs are
-// counted from the scheduled set, the soonest due first, and the dead from the dead stream (a
-// job revived and dead again is there twice), the latest first, each up to ARGV[3]; the first
-// ARGV[4] dead found are returned whole. ARGV: prefix, group, limit, latest, kinds...
-// Returns {partial, number of kinds, the server's time in ms, kinds..., dead jobs...}: a kind
-// as {kind, ready, running, scheduled, retrying, dead, oldest ready ms}, a dead job as {id,
-// kind, attempts, last_error, request_id, run_at_ms, enqueued_ms, trace_parent}.
+// cancel deletes its job's entry, but an entry of only an id, as earlier versions wrote, stays
+// until a consumer reads and drops it, and counts as ready until then); an entry id starts
+// with the server's ms when it was added: released, promoted or revived. Scheduled and
+// retrying jobs are counted from the scheduled set, the soonest due first, and the dead from
+// the dead stream (a job revived and dead again is there twice), the latest first, each up to
+// ARGV[3]; the first ARGV[4] dead found are returned whole. ARGV: prefix, group, limit,
+// latest, kinds... Returns {partial, number of kinds, the server's time in ms, kinds..., dead
+// jobs...}: a kind as {kind, ready, running, scheduled, retrying, dead, oldest ready ms}, a
+// dead job as {id, kind, attempts, last_error, request_id, run_at_ms, enqueued_ms,
+// trace_parent}.
 constexpr RedisScript kCensus{R"lua(
 local p, group, limit, latest = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local counts, order, partial = {}, {}, 0
@@ -421,10 +421,10 @@ std::int64_t random_job_id() {
 
 }  // namespace
 
-RedisJobFields redis_job_fields(const RedisReply& hgetall) {
+RedisJobFields redis_job_fields(const redisReply* pairs) {
     RedisJobFields fields;
-    for (std::size_t f = 0; f + 1 < hgetall.size(); f += 2) {
-        fields[reply_string(hgetall.element(f))] = reply_string(hgetall.element(f + 1));
+    for (std::size_t f = 0; f + 1 < reply_size(pairs); f += 2) {
+        fields[reply_string(reply_element(pairs, f))] = reply_string(reply_element(pairs, f + 1));
     }
     return fields;
 }
@@ -1223,7 +1223,9 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
     for (const auto& [kind, n] : openings) args.push_back(key("stream:" + kind));
     for (std::size_t i = 0; i < openings.size(); ++i) args.emplace_back(">");
     feed_connection_->set_timeout(block + kCommandTimeout);
-    std::vector<std::pair<std::string, Taken>> entries;
+    std::vector<StoredJob> jobs;
+    std::vector<Taken> carried;                          // one per job, as `jobs`
+    std::vector<std::pair<std::string, Taken>> to_load;  // entries of only an id, by job id
     try {
         const auto reply = feed_connection_->command(args);
         feed_connection_->set_timeout(kCommandTimeout);
@@ -1234,9 +1236,16 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
             const auto* list = reply_element(stream, 1);
             for (std::size_t e = 0; e < reply_size(list); ++e) {
                 const auto* entry = reply_element(list, e);
-                const auto* fields = reply_element(entry, 1);
-                entries.push_back({reply_string(reply_element(fields, 1)),
-                                   {kind, reply_string(reply_element(entry, 0))}});
+                const auto fields = redis_job_fields(reply_element(entry, 1));
+                const auto id = fields.contains("id") ? fields.at("id") : std::string();
+                Taken taken{kind, reply_string(reply_element(entry, 0))};
+                if (!fields.contains("kind")) {
+                    to_load.emplace_back(id, std::move(taken));
+                    continue;
+                }
+                jobs.push_back(redis_stored_job(redis_integer(id), fields));
+                jobs.back().kind = kind;
+                carried.push_back(std::move(taken));
             }
         }
     } catch (const RedisReplyError& e) {
@@ -1251,7 +1260,14 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
         feed_connection_.reset();
         throw;
     }
-    return load(*feed_connection_, entries);
+    {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            taken_.insert_or_assign(jobs[i].id, std::move(carried[i]));
+        }
+    }
+    for (auto& job : load(*feed_connection_, to_load)) jobs.push_back(std::move(job));
+    return jobs;
 }
 
 std::vector<StoredJob> RedisJobStore::claim(const std::map<std::string, std::size_t>& openings) {
@@ -1350,8 +1366,10 @@ bool RedisJobStore::claim_scan_done(const std::map<std::string, std::size_t>& op
     });
 }
 
-// Reads the taken entries' jobs, and records them as taken. An entry whose job is gone (a
-// duplicate that another instance finished) is acknowledged and dropped. An error reply is no
+// Reads the jobs of taken entries from their hashes (claimed entries: the job may have changed
+// since its entry was added; and entries of only an id, as earlier versions wrote), and
+// records them as taken. An entry whose job is gone (a duplicate that another instance
+// finished, or a job cancelled) is acknowledged and dropped. An error reply is no
 // answer: the entry stays pending, unrecorded and untouched, so that after claim_after it is
 // claimed again by whichever instance looks, this one included.
 std::vector<StoredJob> RedisJobStore::load(
@@ -1375,7 +1393,7 @@ std::vector<StoredJob> RedisJobStore::load(
             }
             continue;
         }
-        const auto fields = redis_job_fields(replies[i]);
+        const auto fields = redis_job_fields(replies[i].get());
         const auto state = fields.find("state");
         if (state == fields.end() || state->second == "dead") {
             const auto stream = key("stream:" + taken.kind);

@@ -67,9 +67,10 @@ struct RedisStreamFigures {
     std::uint64_t pending = 0;  // taken by some consumer and not finished
 };
 
-// A job's hash as HGETALL returns it, by field; empty when the job is gone.
+// A job's fields by name, from a reply of name/value pairs: HGETALL of its hash (empty when
+// the job is gone), or its stream entry.
 using RedisJobFields = std::map<std::string, std::string>;
-RedisJobFields redis_job_fields(const RedisReply& hgetall);
+RedisJobFields redis_job_fields(const redisReply* pairs);
 // The job a hash holds (its kind from the hash), and the number in a Redis string.
 StoredJob redis_stored_job(std::int64_t id, const RedisJobFields& fields);
 std::int64_t redis_integer(std::string_view text);
@@ -120,7 +121,8 @@ class RedisJobStore final : public JobStore {
     static constexpr std::size_t kCensusLimit = 1000;
 
     // For the feed, from one thread. New jobs of the kinds with openings (kind -> how many),
-    // waiting up to `block` for some (0: not at all). Throws JournalError.
+    // waiting up to `block` for some (0: not at all). One round trip: each entry carries its
+    // job. Throws JournalError.
     std::vector<StoredJob> take(const std::map<std::string, std::size_t>& openings,
                                 std::chrono::milliseconds block);
     // For the feed: when a scheduled job may be due (the next one's time at the last look, a
@@ -136,7 +138,7 @@ class RedisJobStore final : public JobStore {
     };
     Starts take_starts(const std::string& kind, const JobRate& rate, std::size_t wanted);
     // For the feed: takes out of `jobs`, taken a while ago, those cancelled since (their job is
-    // gone), and drops their entries as take() drops those of jobs gone before it. Two round
+    // gone), and acknowledges and deletes their entries. Two round
     // trips at most; `jobs` is left as it was when it throws JournalError.
     void drop_cancelled(std::vector<StoredJob>& jobs);
     // Jobs of dead consumers, idle for claim_after, taken over by this instance. A lost
