@@ -316,10 +316,12 @@ TEST_F(RedisJobStoreTest, CountsAPipelineOfCommandsAsOneRoundTrip) {
 TEST_F(RedisJobStoreTest, FinishesQueuedWhileOneIsOnItsWayGoOutTogether) {
     constexpr std::size_t kJobs = 8;
     std::vector<std::int64_t> ids;
-    for (std::size_t i = 0; i < kJobs; ++i) ids.push_back(commit(*a, "p").at(0));
+    for (std::size_t i = 0; i <= kJobs; ++i) ids.push_back(commit(*a, "p").at(0));
     a->release(ids);
-    ASSERT_EQ(a->take(openings, 1000ms).size(), kJobs);
-    a->streams();  // leaves an idle connection: no connecting inside the pause
+    ASSERT_EQ(a->take(openings, 1000ms).size(), kJobs + 1);
+    a->complete(ids.back());  // loads the script (once per process), and leaves an idle
+    a->flush();               // connection: no SCRIPT LOAD or connecting inside the pause
+    ids.pop_back();
     raw().command({"CLIENT", "PAUSE", "5000", "WRITE"});  // scripts wait, reads do not
     const auto before = a->figures().round_trips;
     {
@@ -803,6 +805,26 @@ TEST_F(RedisJobStoreTest, HoldsGoAgainOnceTheScriptIsLoadedWhenTheServerLostIt) 
     EXPECT_NE(ids[0], RedisJobStore::kDuplicate);
     EXPECT_EQ(a->figures().round_trips - before, 3U) << "refused, SCRIPT LOAD, held";
     EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(ids[0])}), 1);
+}
+
+// The same for the writes after a response: a group of releases and finishes, refused with
+// NOSCRIPT, goes again once its scripts are loaded, each script once.
+TEST_F(RedisJobStoreTest, WritesGoAgainOnceTheirScriptsAreLoadedWhenTheServerLostThem) {
+    const auto ids = commit(*a, "done");
+    const auto later = commit(*a, "released");
+    a->release(ids);
+    ASSERT_EQ(a->take(openings, 1000ms).size(), 1U);
+    raw().command({"SCRIPT", "FLUSH"});
+    a->complete(ids[0]);
+    a->release(later);
+    a->flush();
+    EXPECT_EQ(integer({"EXISTS", "t:job:" + std::to_string(ids[0])}), 0) << "not completed";
+    EXPECT_EQ(integer({"SISMEMBER", "t:held:a", std::to_string(later[0])}), 0) << "not released";
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 1);
+    EXPECT_EQ(a->figures().unwritten, 0U);
+    const auto taken = a->take(openings, 1000ms);
+    ASSERT_EQ(taken.size(), 1U);
+    EXPECT_EQ(taken[0].payload, "released");
 }
 
 TEST_F(RedisJobStoreTest, AServerOutOfMemoryRefusesHolds) {

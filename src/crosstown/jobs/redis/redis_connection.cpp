@@ -233,7 +233,8 @@ std::string RedisConnection::script_sha(const RedisScript& script, bool reload) 
 // One call of eval_each: one path for the NOSCRIPT retry, with a script's error thrown.
 RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std::string> args) {
     std::vector<RedisReply> replies;
-    eval_each(script, std::span(&args, 1), replies);
+    const RedisScriptCall call{script, args};
+    eval_each(std::span(&call, 1), replies);
     if (replies.front().is_error()) {
         throw RedisReplyError(
             fmt::format("redis {}: {}", address_, reply_string(replies.front().get())));
@@ -241,22 +242,28 @@ RedisReply RedisConnection::eval(const RedisScript& script, std::span<const std:
     return std::move(replies.front());
 }
 
-void RedisConnection::eval_each(const RedisScript& script,
-                                std::span<const std::span<const std::string>> calls,
+void RedisConnection::eval_each(std::span<const RedisScriptCall> calls,
                                 std::vector<RedisReply>& replies) {
-    const auto commands = [&](const std::string& sha, const std::vector<std::size_t>& which) {
+    // Each script's SHA1 is looked up (or loaded) once per pipeline: `reload` after NOSCRIPT.
+    const auto commands = [&](const std::vector<std::size_t>& which, bool reload) {
+        std::map<const char*, std::string> shas;
         std::vector<std::vector<std::string>> out;
         out.reserve(which.size());
         for (const auto i : which) {
-            out.push_back({"EVALSHA", sha, "0"});
-            out.back().insert(out.back().end(), calls[i].begin(), calls[i].end());
+            const auto& script = calls[i].script;
+            auto sha = shas.find(script.text.data());
+            if (sha == shas.end()) {
+                sha = shas.emplace(script.text.data(), script_sha(script, reload)).first;
+            }
+            out.push_back({"EVALSHA", sha->second, "0"});
+            out.back().insert(out.back().end(), calls[i].args.begin(), calls[i].args.end());
         }
         return out;
     };
     std::vector<std::size_t> all(calls.size());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
     const auto first = replies.size();
-    pipeline(commands(script_sha(script, false), all), replies);
+    pipeline(commands(all, false), replies);
     std::vector<std::size_t> unknown_script;
     for (std::size_t i = 0; i < calls.size(); ++i) {
         const auto& reply = replies[first + i];
@@ -269,7 +276,7 @@ void RedisConnection::eval_each(const RedisScript& script,
     std::vector<RedisReply> again;
     std::exception_ptr lost;
     try {
-        pipeline(commands(script_sha(script, true), unknown_script), again);
+        pipeline(commands(unknown_script, true), again);
     } catch (const JournalError&) {
         lost = std::current_exception();
     }
@@ -277,13 +284,6 @@ void RedisConnection::eval_each(const RedisScript& script,
         replies[first + unknown_script[j]] = std::move(again[j]);
     }
     if (lost) std::rethrow_exception(lost);
-}
-
-std::vector<std::string> redis_eval_command(const RedisScript& script,
-                                            std::span<const std::string> args) {
-    std::vector<std::string> command{"EVAL", std::string(script.text), "0"};
-    command.insert(command.end(), args.begin(), args.end());
-    return command;
 }
 
 std::vector<RedisReply> RedisConnection::pipeline(

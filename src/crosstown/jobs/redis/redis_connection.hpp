@@ -77,11 +77,11 @@ struct RedisScript {
     std::string_view text;
 };
 
-// The command that runs `script` by its text (EVAL), for pipeline(): a server that lost its
-// scripts (a restart, a failover) still runs every one of a pipeline, in order, where EVALSHA
-// would refuse some and run the others.
-std::vector<std::string> redis_eval_command(const RedisScript& script,
-                                            std::span<const std::string> args);
+// One run of a script, with its arguments (ARGV; no keys).
+struct RedisScriptCall {
+    const RedisScript& script;
+    std::span<const std::string> args;
+};
 
 class RedisConnection {
   public:
@@ -96,13 +96,14 @@ class RedisConnection {
     RedisReply command(std::span<const std::string> args);
     RedisReply command(std::initializer_list<std::string_view> args);
     RedisReply eval(const RedisScript& script, std::span<const std::string> args);
-    // Runs `script` once for each of `calls`, in one pipeline: one round trip, and a second for
-    // the calls a server without the script refused (NOSCRIPT), which go again after it is
-    // loaded. Appends the replies to `replies` in order as they are read (a script's error
-    // reply is a reply). Throws JournalError when the connection fails, keeping the replies
-    // read before: those calls ran, whatever happened to the rest.
-    void eval_each(const RedisScript& script, std::span<const std::span<const std::string>> calls,
-                   std::vector<RedisReply>& replies);
+    // Runs each of `calls` by its script's SHA1 (EVALSHA), in one pipeline: one round trip, and
+    // a second for the calls a server without their script refused (NOSCRIPT: a restart, a
+    // failover), which go again after it is loaded. So a refused call runs after the others of
+    // its pipeline: calls whose order matters belong in different pipelines. Appends the
+    // replies to `replies` in the order of `calls` (a script's error reply is a reply). Throws
+    // JournalError when the connection fails, keeping the replies read before: those calls
+    // ran, whatever happened to the rest.
+    void eval_each(std::span<const RedisScriptCall> calls, std::vector<RedisReply>& replies);
     // Sends every command, then reads every reply: one round trip for many commands.
     std::vector<RedisReply> pipeline(const std::vector<std::vector<std::string>>& commands);
     // The same, appending each reply to `replies` as it is read: when reading fails (and

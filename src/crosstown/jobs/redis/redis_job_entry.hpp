@@ -15,19 +15,23 @@ namespace crosstown {
 // Lua for the scripts that make a job ready. hash_fields(key) is a hash's fields by name.
 // to_stream(p, id, kind, f) adds the entry of job `id` with its fields `f` (as read from its
 // hash, its new state set): 'id' first, then 'attempts' (a claim reads those two by place),
-// then the rest; and records f.state and the entry's id in the hash.
+// then those a run needs, always in one order (the stream then keeps the names once for many
+// entries); and records f.state and the entry's id in the hash. An entry that carries its job
+// has 'payload'.
 inline constexpr std::string_view kRedisJobEntryLua{R"lua(
 local function hash_fields(key)
   local list, f = redis.call('HGETALL', key), {}
   for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
   return f
 end
+local entry_fields = {'payload', 'request_id', 'enqueued_ms', 'run_at_ms', 'state', 'last_error',
+                      'trace_parent'}
 local function to_stream(p, id, kind, f)
   local entry = {'id', id, 'attempts', f['attempts'] or '0'}
-  for name, value in pairs(f) do
-    if name ~= 'attempts' and name ~= 'entry' then
+  for _, name in ipairs(entry_fields) do
+    if f[name] then
       entry[#entry + 1] = name
-      entry[#entry + 1] = value
+      entry[#entry + 1] = f[name]
     end
   end
   local at = redis.call('XADD', p .. ':stream:' .. kind, '*', unpack(entry))

@@ -82,18 +82,20 @@ local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function to_stream_or_schedule(p, id, kind, now)
+local function to_stream_or_schedule(p, id, now)
   local job = p .. ':job:' .. id
   local f = hash_fields(job)
+  if not f['kind'] then return 0 end
   local due = math.max(tonumber(f['run_at_ms']) or 0, now + (tonumber(f['delay_ms']) or 0))
-  redis.call('HDEL', job, 'delay_ms')
+  if f['delay_ms'] then redis.call('HDEL', job, 'delay_ms') end
   if due > now then
     redis.call('HSET', job, 'state', 'scheduled', 'run_at_ms', due)
     redis.call('ZADD', p .. ':scheduled', due, id)
   else
-    f['delay_ms'], f['state'] = nil, 'ready'
-    to_stream(p, id, kind, f)
+    f['state'] = 'ready'
+    to_stream(p, id, f['kind'], f)
   end
+  return 1
 end
 )lua"};
 
@@ -108,11 +110,7 @@ local n = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
   if redis.call('SREM', p .. ':held:' .. inst, id) == 1 then
-    local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
-    if kind then
-      to_stream_or_schedule(p, id, kind, now)
-      n = n + 1
-    end
+    n = n + to_stream_or_schedule(p, id, now)
   end
 end
 return n
@@ -127,11 +125,7 @@ local n = 0
 for _, inst in ipairs(redis.call('SMEMBERS', p .. ':instances')) do
   if redis.call('EXISTS', p .. ':alive:' .. inst) == 0 then
     for _, id in ipairs(redis.call('SMEMBERS', p .. ':held:' .. inst)) do
-      local kind = redis.call('HGET', p .. ':job:' .. id, 'kind')
-      if kind then
-        to_stream_or_schedule(p, id, kind, now)
-        n = n + 1
-      end
+      n = n + to_stream_or_schedule(p, id, now)
     end
     redis.call('DEL', p .. ':held:' .. inst)
     redis.call('SREM', p .. ':instances', inst)
@@ -833,12 +827,12 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
     try {
         auto connection = lease();
         while (!group.empty() && !lost) {
-            std::vector<std::span<const std::string>> calls;
+            std::vector<RedisScriptCall> calls;
             calls.reserve(group.size());
-            for (const auto* hold : group) calls.emplace_back(hold->args);
+            for (const auto* hold : group) calls.push_back({kHold, hold->args});
             std::vector<RedisReply> replies;
             try {
-                connection->eval_each(kHold, calls, replies);
+                connection->eval_each(calls, replies);
             } catch (const JournalError& e) {
                 lost = e.what();
                 count();
@@ -1010,22 +1004,24 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
     end_group();
 }
 
-// One pipeline. A write refused for now (READONLY, ...) is unsent, and the connection dropped:
+// One pipeline (two when the server lost the scripts: see eval_each). Order within a group
+// does not matter: no two of its writes are about one job, as a job's next write follows from
+// the effect of its last (its end from its take, its take from its release), and a write waits
+// behind unsent ones about the same jobs.
+// A write refused for now (READONLY, ...) is unsent, and the connection dropped:
 // it may reach a demoted primary; one refused for good is logged, as writing it again cannot
 // help. When the server cannot be reached, or refuses the connection's own setup (LOADING,
 // a RedisReplyError, is a JournalError too), the whole group is unsent (the scripts are safe
 // to run twice, should some have run). Either counts as one failed round trip.
 void RedisJobStore::send_group(std::vector<Write>& group) {
     if (group.empty()) return;
-    std::vector<std::vector<std::string>> commands;
-    commands.reserve(group.size());
-    for (const auto& write : group) {
-        commands.push_back(redis_eval_command(*write.script, write.args));
-    }
+    std::vector<RedisScriptCall> calls;
+    calls.reserve(group.size());
+    for (const auto& write : group) calls.push_back({*write.script, write.args});
     std::vector<RedisReply> replies;
     try {
         auto connection = lease();
-        replies = connection->pipeline(commands);
+        connection->eval_each(calls, replies);
         const bool refused_for_now = std::ranges::any_of(replies, [&](const RedisReply& reply) {
             return reply.is_error() && transient(refused(reply));
         });
@@ -1239,7 +1235,7 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
                 const auto fields = redis_job_fields(reply_element(entry, 1));
                 const auto id = fields.contains("id") ? fields.at("id") : std::string();
                 Taken taken{kind, reply_string(reply_element(entry, 0))};
-                if (!fields.contains("kind")) {
+                if (!fields.contains("payload")) {
                     to_load.emplace_back(id, std::move(taken));
                     continue;
                 }
