@@ -541,6 +541,50 @@ TEST_F(RedisJobStoreTest, ReleasesAndCompletionsDoNotWaitOnceTheFeedRuns) {
     EXPECT_EQ(a->figures().unwritten, 0U);
 }
 
+// Writes queued when a group of holds goes out go along in its pipeline: one round trip for
+// both, and both land. The writer thread, woken by the write, may take it first; of a hundred
+// tries, some go along.
+TEST_F(RedisJobStoreTest, QueuedWritesGoAlongWithTheNextGroupOfHolds) {
+    const Started started(*a);
+    a->release(commit(*a, "warm"));  // loads the scripts
+    a->flush();
+    int tries = 0;
+    bool along = false;
+    while (!along && tries < 100) {
+        ++tries;
+        const auto ids = commit(*a, "p");
+        const auto before = a->figures().round_trips;
+        a->release(ids);     // queued, and the writer thread woken
+        commit(*a, "next");  // a group of holds, sent from here at once
+        a->flush();
+        along = a->figures().round_trips - before == 1;
+    }
+    EXPECT_TRUE(along) << "no release went along with a hold in " << tries << " tries";
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), tries + 1) << "a release was lost";
+    EXPECT_EQ(a->figures().unwritten, 0U);
+}
+
+// While a group of holds is on its way, the writer thread leaves the writes queued to go
+// along with the next group, or to go once this one is back; either way they land.
+TEST_F(RedisJobStoreTest, TheWriterThreadWaitsForAGroupOfHoldsOnItsWay) {
+    const Started started(*a);
+    const auto ids = commit(*a, "p");
+    a->release(commit(*a, "warm"));  // loads the scripts
+    a->flush();
+    PausedWrites paused(raw());
+    std::jthread committer([&] { EXPECT_EQ(commit(*a, "on its way").size(), 1U); });
+    ASSERT_TRUE(PausedWrites::group_on_way(*a));
+    a->release(ids);
+    // The writer thread, woken by the release, would take it from the queue in microseconds.
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(a->bookkeeping().at("queued"), 1U) << "the writer did not wait for the holds";
+    paused.resume();
+    committer.join();
+    a->flush();
+    EXPECT_EQ(integer({"XLEN", "t:stream:k"}), 2) << "the release did not land";
+    EXPECT_EQ(a->bookkeeping().at("queued"), 0U);
+}
+
 // A dead consumer's pending entries, more than one claim's count: claim() carries its scan on
 // where it stopped, and says when the scan has come round, so the feed claims them all at once.
 TEST_F(RedisJobStoreTest, ClaimsCarryOnThroughADeadConsumersBacklogUntilTheScanComesRound) {

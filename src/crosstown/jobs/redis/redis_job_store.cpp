@@ -778,12 +778,27 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_her
     auto group = std::exchange(holds_, {});
     waiting_holds_ = 0;
     holds_on_way_ = true;
+    hold_trip_on_way_ = true;
     lock.unlock();
+    // The writes queued go along when no group of them is on its way: one round trip for both.
+    auto along = writes_along();
     try {
-        send_holds(group);
+        send_holds(group, along ? &along->writes : nullptr);
     } catch (...) {
         // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
         for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
+        if (along && !along->writes.empty()) {
+            log::error("journal {}: a group of writes was lost: out of memory", address_.text);
+        }
+    }
+    hold_trip_on_way_ = false;
+    {
+        std::lock_guard writes(mutex_);
+        if (along) {
+            end_writes(*along);
+        } else if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) {
+            writer_cv_.notify_one();
+        }
     }
     // Does not throw: a stable_partition without memory for its buffer works in place.
     const auto left = std::stable_partition(group.begin(), group.end(),
@@ -811,8 +826,9 @@ void RedisJobStore::tell_each(std::span<Hold* const> holds) noexcept {
 // whose replies were read before keep them: they are held, and their requests go on. A
 // connection that fails, or a refusal for now, counts as one failed round trip, as a group
 // of writes does. A NOSCRIPT reply left by a connection lost before the script's second try
-// fails its hold for that loss.
-void RedisJobStore::send_holds(std::vector<Hold*> group) {
+// fails its hold for that loss. The writes `along` go in the first pipeline, after the holds,
+// and are settled as send_group settles its own (and taken out of `along`).
+void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* along) {
     bool counted = false;
     const auto count = [&] {
         if (!std::exchange(counted, true)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
@@ -830,6 +846,8 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
             std::vector<RedisScriptCall> calls;
             calls.reserve(group.size());
             for (const auto* hold : group) calls.push_back({kHold, hold->args});
+            const auto holds = calls.size();
+            if (along != nullptr) std::ranges::copy(calls_of(*along), std::back_inserter(calls));
             std::vector<RedisReply> replies;
             try {
                 connection->eval_each(calls, replies);
@@ -837,6 +855,7 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
                 lost = e.what();
                 count();
             }
+            const bool read_all = replies.size() == calls.size();
             std::vector<Hold*> again;
             for (std::size_t i = 0; i < group.size(); ++i) {
                 auto& hold = *group[i];
@@ -863,10 +882,27 @@ void RedisJobStore::send_holds(std::vector<Hold*> group) {
                     }
                 }
             }
+            if (along != nullptr) {
+                if (!read_all) {
+                    for (auto& write : *along) save_unsent(std::move(write));
+                } else if (settle_writes(*along, std::span(replies).subspan(holds))) {
+                    count();
+                    if (!lost) {
+                        connection->abandon();
+                        lost = fmt::format("redis {}: a write was refused for now", address_.text);
+                    }
+                }
+                along->clear();
+                along = nullptr;
+            }
             group = std::move(again);
         }
     } catch (const JournalError& e) {
         lost = e.what();  // no connection
+    }
+    if (along != nullptr) {
+        for (auto& write : *along) save_unsent(std::move(write));
+        along->clear();
     }
     for (auto* hold : group) failed(*hold, *lost, true);
 }
@@ -899,9 +935,9 @@ void RedisJobStore::write_soon(Write write) {
     }
     queued_.push_back(std::move(write));
     ++queued_count_;
-    // A caller queued that waits takes this write along; the end of a group on its way wakes
-    // the writer.
-    const bool wake = writer_idle_ && !writing_ && waited_queued_ == 0;
+    // A caller queued that waits takes this write along; the end of a group of writes or holds
+    // on its way wakes the writer.
+    const bool wake = writer_idle_ && !writing_ && waited_queued_ == 0 && !hold_trip_on_way_;
     lock.unlock();
     if (wake) writer_cv_.notify_one();
 }
@@ -927,7 +963,12 @@ void RedisJobStore::wait_written(std::unique_lock<std::mutex>& lock) {
 void RedisJobStore::writer_loop(std::stop_token stop) {
     detail::name_this_thread("ct-redis-write");
     std::unique_lock lock(mutex_);
-    const auto writes = [&] { return !writing_ && !queued_.empty() && waited_queued_ == 0; };
+    // While a group of holds is on its way, writes wait for it: the next group takes them
+    // along, or the writer sends them once it is back (its end wakes the writer). That is at
+    // most a round trip later, and a round trip fewer.
+    const auto writes = [&] {
+        return !writing_ && !queued_.empty() && waited_queued_ == 0 && !hold_trip_on_way_;
+    };
     // One group of holds at a time, and a group of writes between two: under a steady stream
     // of holds, the releases of the responses it answers still go out.
     const auto lead_left_holds = [&] {
@@ -965,11 +1006,25 @@ void RedisJobStore::writer_loop(std::stop_token stop) {
     }
 }
 
+void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
+    auto group = take_writes();
+    lock.unlock();
+    try {
+        send_group(group.writes);
+    } catch (...) {
+        lock.lock();
+        end_writes(group);
+        throw;
+    }
+    lock.lock();
+    end_writes(group);
+}
+
 // The group is what was queued: a write about jobs that a failed group left unsent meanwhile
 // goes behind them instead.
-void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
-    std::vector<Write> group;
-    group.reserve(queued_.size());  // out of memory, it throws before anything changed
+RedisJobStore::WriteGroup RedisJobStore::take_writes() {
+    WriteGroup group;
+    group.writes.reserve(queued_.size());  // out of memory, it throws before anything changed
     writing_ = true;
     for (auto& write : queued_) {
         bool saved = false;
@@ -980,58 +1035,70 @@ void RedisJobStore::write_group(std::unique_lock<std::mutex>& lock) {
             } catch (const std::bad_alloc&) {  // sent now, then: kept, if out of order
             }
         }
-        if (!saved) group.push_back(std::move(write));
+        if (!saved) group.writes.push_back(std::move(write));
     }
     queued_.clear();
     waited_queued_ = 0;
-    const auto last = queued_count_;
-    // However the group ends (out of memory, even), its callers stop waiting and the next
-    // group may go; otherwise every later write would wait forever.
-    const auto end_group = [&] {
-        lock.lock();
-        written_count_ = last;
-        writing_ = false;
-        written_cv_.notify_all();
-        if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) writer_cv_.notify_one();
-    };
-    lock.unlock();
+    group.last = queued_count_;
+    return group;
+}
+
+// However the group ended (out of memory, even), its callers stop waiting and the next group
+// may go; otherwise every later write would wait forever.
+void RedisJobStore::end_writes(const WriteGroup& group) {
+    written_count_ = group.last;
+    writing_ = false;
+    written_cv_.notify_all();
+    if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) writer_cv_.notify_one();
+}
+
+std::optional<RedisJobStore::WriteGroup> RedisJobStore::writes_along() noexcept {
+    std::lock_guard lock(mutex_);
+    if (writing_ || queued_.empty()) return std::nullopt;
     try {
-        send_group(group);
-    } catch (...) {
-        end_group();
-        throw;
+        return take_writes();
+    } catch (const std::bad_alloc&) {
+        writing_ = false;
+        return std::nullopt;
     }
-    end_group();
+}
+
+std::vector<RedisScriptCall> RedisJobStore::calls_of(const std::vector<Write>& writes) {
+    std::vector<RedisScriptCall> calls;
+    calls.reserve(writes.size());
+    for (const auto& write : writes) calls.push_back({*write.script, write.args});
+    return calls;
 }
 
 // One pipeline (two when the server lost the scripts: see eval_each). Order within a group
 // does not matter: no two of its writes are about one job, as a job's next write follows from
 // the effect of its last (its end from its take, its take from its release), and a write waits
-// behind unsent ones about the same jobs.
-// A write refused for now (READONLY, ...) is unsent, and the connection dropped:
-// it may reach a demoted primary; one refused for good is logged, as writing it again cannot
-// help. When the server cannot be reached, or refuses the connection's own setup (LOADING,
-// a RedisReplyError, is a JournalError too), the whole group is unsent (the scripts are safe
-// to run twice, should some have run). Either counts as one failed round trip.
+// behind unsent ones about the same jobs. When the server cannot be reached, or refuses the
+// connection's own setup (LOADING, a RedisReplyError, is a JournalError too), the whole group
+// is unsent (the scripts are safe to run twice, should some have run). That, or a write
+// refused for now, counts as one failed round trip.
 void RedisJobStore::send_group(std::vector<Write>& group) {
     if (group.empty()) return;
-    std::vector<RedisScriptCall> calls;
-    calls.reserve(group.size());
-    for (const auto& write : group) calls.push_back({*write.script, write.args});
     std::vector<RedisReply> replies;
     try {
         auto connection = lease();
-        connection->eval_each(calls, replies);
-        const bool refused_for_now = std::ranges::any_of(replies, [&](const RedisReply& reply) {
-            return reply.is_error() && transient(refused(reply));
-        });
-        if (refused_for_now) connection->abandon();
+        connection->eval_each(calls_of(group), replies);
+        if (std::ranges::any_of(replies, [&](const auto& r) { return refused_for_now(r); })) {
+            connection->abandon();
+        }
     } catch (const JournalError&) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
         for (auto& write : group) save_unsent(std::move(write));
         return;
     }
-    bool counted = false;
+    if (settle_writes(group, replies)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
+}
+
+// A write refused for now (READONLY, ...) is unsent, and its connection is to be dropped: it
+// may reach a demoted primary. One refused for good is logged, as writing it again cannot
+// help.
+bool RedisJobStore::settle_writes(std::vector<Write>& group, std::span<const RedisReply> replies) {
+    bool for_now = false;
     for (std::size_t i = 0; i < group.size(); ++i) {
         if (!replies[i].is_error()) continue;
         const auto error = refused(replies[i]);
@@ -1039,11 +1106,14 @@ void RedisJobStore::send_group(std::vector<Write>& group) {
             log::error("{}", error.what());
             continue;
         }
-        if (!std::exchange(counted, true)) {
-            failed_commands_.fetch_add(1, std::memory_order_relaxed);
-        }
+        for_now = true;
         save_unsent(std::move(group[i]));
     }
+    return for_now;
+}
+
+bool RedisJobStore::refused_for_now(const RedisReply& reply) const {
+    return reply.is_error() && transient(refused(reply));
 }
 
 RedisReplyError RedisJobStore::refused(const RedisReply& reply) const {

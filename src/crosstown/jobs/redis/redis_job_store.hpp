@@ -202,7 +202,7 @@ class RedisJobStore final : public JobStore {
     // queued; false when there is no writer thread (or no memory to hand them over).
     bool hand_to_writer(std::span<Hold* const> untold) noexcept;
     void tell_each(std::span<Hold* const> holds) noexcept;  // and deletes them
-    void send_holds(std::vector<Hold*> group);
+    void send_holds(std::vector<Hold*> group, std::vector<Write>* along);
 
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
@@ -230,7 +230,21 @@ class RedisJobStore final : public JobStore {
     // Under mutex_: until the writes queued so far are written or unsent.
     void wait_written(std::unique_lock<std::mutex>& lock);
     void write_group(std::unique_lock<std::mutex>& lock);  // requires mutex_, keeps it
+    // A group of writes on its way (writing_ set while it is), and queued_count_ when it was
+    // taken: the count written once it is.
+    struct WriteGroup {
+        std::vector<Write> writes;
+        std::uint64_t last = 0;
+    };
+    WriteGroup take_writes();                           // under mutex_, with no group on its way
+    void end_writes(const WriteGroup& group);           // under mutex_
+    std::optional<WriteGroup> writes_along() noexcept;  // take_writes() when it may, or none
+    static std::vector<RedisScriptCall> calls_of(const std::vector<Write>& writes);
     void send_group(std::vector<Write>& group);
+    // Unsends the writes refused for now and logs those refused for good; true when some were
+    // refused for now (the connection should go).
+    bool settle_writes(std::vector<Write>& group, std::span<const RedisReply> replies);
+    bool refused_for_now(const RedisReply& reply) const;
     RedisReplyError refused(const RedisReply& error_reply) const;  // naming the server
     void send_unsent(RedisConnection& connection);
     void count_deliveries(RedisConnection& connection, const std::string& kind,
@@ -277,6 +291,9 @@ class RedisJobStore final : public JobStore {
     std::vector<Hold*> holds_;       // guarded by holds_mutex_; the next group to send
     std::size_t waiting_holds_ = 0;  // guarded by holds_mutex_; holds_' commit() callers
     bool holds_on_way_ = false;      // guarded by holds_mutex_
+    // holds_on_way_, for the writer thread, which reads it under mutex_ (it may not take
+    // holds_mutex_ there); the end of a trip notifies writer_cv_ under mutex_
+    std::atomic<bool> hold_trip_on_way_{false};
     // guarded by mutex_: a commit() caller left holds queued that nobody waits for: the
     // writer thread sends them
     bool holds_to_lead_ = false;
