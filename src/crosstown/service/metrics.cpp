@@ -160,6 +160,10 @@ void redis_metrics(Out out, const RedisJobStore& redis) {
         {"crosstown_redis_round_trips_total", "counter",
          "Round trips to Redis: a command, a script or a whole pipeline each.",
          figures.round_trips},
+        {"crosstown_redis_writes_along_total", "counter",
+         "Releases and finishes sent in the pipeline of a group of holds, not in one of their "
+         "own.",
+         figures.writes_along},
         {"crosstown_redis_unwritten", "gauge",
          "Releases and finishes not written yet, tried again at each beat.", figures.unwritten}};
     for (const auto& [name, type, help, value] : rows) {

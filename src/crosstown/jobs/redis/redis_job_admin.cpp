@@ -33,8 +33,10 @@ return redis.call('DEL', job)
 )lua"};
 
 // Not a dead job, nor one held for a response (its instance releases it in a moment). Its
-// stream entry goes with it: the entry carries the job, and would still run it. Its unique
-// key, if it still names the job, is free again.
+// stream entry, when no instance has taken it, goes with it: the entry carries the job, and
+// would still run it; one taken is its instance's to delete when the attempt ends (until then
+// the census counts it as running). Its unique key, if it still names the job, is free again.
+// ARGV: prefix, id, group.
 constexpr RedisScript kCancel{R"lua(
 local p, id = ARGV[1], ARGV[2]
 local job = p .. ':job:' .. id
@@ -42,7 +44,11 @@ local state = redis.call('HGET', job, 'state')
 if not state or state == 'dead' or state == 'held' then return 0 end
 redis.call('ZREM', p .. ':scheduled', id)
 local entry = redis.call('HGET', job, 'entry')
-if entry then redis.call('XDEL', p .. ':stream:' .. redis.call('HGET', job, 'kind'), entry) end
+if entry then
+  local stream = p .. ':stream:' .. redis.call('HGET', job, 'kind')
+  local taken = redis.pcall('XPENDING', stream, ARGV[3], entry, entry, 1)
+  if taken['err'] or #taken == 0 then redis.call('XDEL', stream, entry) end
+end
 local key = redis.call('HGET', job, 'unique')
 if key and redis.call('GET', key) == id then redis.call('DEL', key) end
 return redis.call('DEL', job)
@@ -140,7 +146,10 @@ std::uint64_t RedisJobAdmin::cancel(std::optional<std::int64_t> id,
     std::uint64_t cancelled = 0;
     for (const auto& one : ids) {
         cancelled += static_cast<std::uint64_t>(
-            connection_.eval(kCancel, std::vector{options_.prefix, one}).integer());
+            connection_
+                .eval(kCancel,
+                      std::vector{options_.prefix, one, std::string(RedisJobStore::kGroup)})
+                .integer());
     }
     return cancelled;
 }

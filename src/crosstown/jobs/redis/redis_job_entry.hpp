@@ -15,9 +15,9 @@ namespace crosstown {
 // Lua for the scripts that make a job ready. hash_fields(key) is a hash's fields by name.
 // to_stream(p, id, kind, f) adds the entry of job `id` with its fields `f` (as read from its
 // hash, its new state set): 'id' first, then 'attempts' (a claim reads those two by place),
-// then those a run needs, always in one order (the stream then keeps the names once for many
-// entries); and records f.state and the entry's id in the hash. An entry that carries its job
-// has 'payload'.
+// then those a run needs that have a value, always in one order (the stream keeps the names
+// once for a run of entries with the same fields); and records f.state and the entry's id in
+// the hash. An entry that carries its job has 'payload'.
 inline constexpr std::string_view kRedisJobEntryLua{R"lua(
 local function hash_fields(key)
   local list, f = redis.call('HGETALL', key), {}

@@ -42,8 +42,11 @@ constexpr auto kPromoteLook = std::chrono::milliseconds(1'000);
 // character per job: '1' held, '0' not kept, its unique key taken. A unique key is
 // "<prefix>:unique:<kind>:<key>", holding the id of the job that took it: without expiry while
 // the job lives, for its unique_for once it finished (kComplete, kBury), deleted when the job
-// is discarded. A job's run_at_ms is its DurableOptions::run_at (0: none) and delay_ms its
-// delay, counted from its release (kToStreamOrSchedule); trace_parent is there only when set.
+// is discarded. A job's run_at_ms is its DurableOptions::run_at and delay_ms its delay,
+// counted from its release (kToStreamOrSchedule). A field without a value (0 or empty: no
+// run_at, no delay, no request id, no trace context, no attempts yet) is left out: every
+// reader takes a missing field for 0 or empty, and each field costs the server time twice, in
+// the hash and in the job's stream entry.
 constexpr RedisScript kHold{R"lua(
 local p, inst, now = ARGV[1], ARGV[2], ARGV[3]
 for i = 4, #ARGV, 9 do
@@ -56,15 +59,22 @@ for i = 4, #ARGV, 9 do
   if key and not redis.call('SET', key, id, 'NX') then
     held[#held + 1] = '0'
   else
-    redis.call('HSET', p .. ':job:' .. id, 'kind', kind, 'payload', ARGV[i + 2],
-               'request_id', ARGV[i + 3], 'enqueued_ms', now, 'attempts', 0,
-               'run_at_ms', ARGV[i + 6], 'delay_ms', ARGV[i + 7], 'state', 'held')
-    if ARGV[i + 8] ~= '' then
-      redis.call('HSET', p .. ':job:' .. id, 'trace_parent', ARGV[i + 8])
+    local f = {'kind', kind, 'payload', ARGV[i + 2], 'enqueued_ms', now, 'state', 'held'}
+    local function add(name, value, none)
+      if value ~= none then
+        f[#f + 1] = name
+        f[#f + 1] = value
+      end
     end
+    add('request_id', ARGV[i + 3], '')
+    add('run_at_ms', ARGV[i + 6], '0')
+    add('delay_ms', ARGV[i + 7], '0')
+    add('trace_parent', ARGV[i + 8], '')
     if key then
-      redis.call('HSET', p .. ':job:' .. id, 'unique', key, 'unique_for', ARGV[i + 5])
+      add('unique', key)
+      add('unique_for', ARGV[i + 5])
     end
+    redis.call('HSET', p .. ':job:' .. id, unpack(f))
     redis.call('SADD', p .. ':held:' .. inst, id)
     held[#held + 1] = '1'
   end
@@ -176,13 +186,19 @@ end
 return redis.call('DEL', job)
 )lua"};
 
-// Its unique key, if the job still holds it, stays taken for its unique_for. (A job run twice
-// may have a retry of its other run scheduled.)
+// Its unique key, if the job still holds it, stays taken for its unique_for. A job run twice
+// may have a retry of its other run scheduled, or in the stream already: its entry carries
+// the job, so it goes too (the job's hash names its latest entry).
 constexpr RedisScript kComplete{R"lua(
 local stream = ARGV[1] .. ':stream:' .. ARGV[3]
 local job = ARGV[1] .. ':job:' .. ARGV[5]
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
+local other = redis.call('HGET', job, 'entry')
+if other and other ~= ARGV[4] then
+  redis.call('XACK', stream, ARGV[2], other)
+  redis.call('XDEL', stream, other)
+end
 redis.call('ZREM', ARGV[1] .. ':scheduled', ARGV[5])
 local key = redis.call('HGET', job, 'unique')
 if key and redis.call('GET', key) == ARGV[5] then
@@ -197,6 +213,11 @@ local stream = p .. ':stream:' .. kind
 redis.call('XACK', stream, ARGV[2], ARGV[4])
 redis.call('XDEL', stream, ARGV[4])
 redis.call('ZREM', p .. ':scheduled', id)
+local other = redis.call('HGET', p .. ':job:' .. id, 'entry')
+if other and other ~= ARGV[4] then
+  redis.call('XACK', stream, ARGV[2], other)
+  redis.call('XDEL', stream, other)
+end
 local state = redis.call('HGET', p .. ':job:' .. id, 'state')
 if state and state ~= 'dead' then
   local t = redis.call('TIME')
@@ -778,26 +799,24 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_her
     auto group = std::exchange(holds_, {});
     waiting_holds_ = 0;
     holds_on_way_ = true;
-    hold_trip_on_way_ = true;
-    lock.unlock();
     // The writes queued go along when no group of them is on its way: one round trip for both.
+    // Taken before the lock goes, so that a write queued once the group shows as on its way
+    // waits for the next group.
     auto along = writes_along();
+    lock.unlock();
     try {
         send_holds(group, along ? &along->writes : nullptr);
     } catch (...) {
         // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
         for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
-        if (along && !along->writes.empty()) {
+        try {
+            if (along) {
+                for (auto& write : along->writes) {
+                    if (!write.ids.empty()) save_unsent(std::move(write));
+                }
+            }
+        } catch (const std::bad_alloc&) {
             log::error("journal {}: a group of writes was lost: out of memory", address_.text);
-        }
-    }
-    hold_trip_on_way_ = false;
-    {
-        std::lock_guard writes(mutex_);
-        if (along) {
-            end_writes(*along);
-        } else if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) {
-            writer_cv_.notify_one();
         }
     }
     // Does not throw: a stable_partition without memory for its buffer works in place.
@@ -805,6 +824,16 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_her
                                             [](const Hold* hold) { return !hold->pending; });
     lock.lock();
     holds_on_way_ = false;
+    {
+        // Holds queued meanwhile go next, at once (a committer waits for them, or they are
+        // led): the writes queued meanwhile are left to go along with them.
+        std::lock_guard writes(mutex_);
+        hold_trip_on_way_ = !holds_.empty();
+        if (along) end_writes(*along);
+        if (!hold_trip_on_way_ && writer_idle_ && !queued_.empty() && waited_queued_ == 0) {
+            writer_cv_.notify_one();
+        }
+    }
     for (auto it = group.begin(); it != left; ++it) (*it)->done = true;
     holds_sent_cv_.notify_all();
     lock.unlock();
@@ -849,13 +878,14 @@ void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* alo
             const auto holds = calls.size();
             if (along != nullptr) std::ranges::copy(calls_of(*along), std::back_inserter(calls));
             std::vector<RedisReply> replies;
+            bool cut = false;  // the connection failed: the writes' replies are not all known
             try {
                 connection->eval_each(calls, replies);
             } catch (const JournalError& e) {
                 lost = e.what();
+                cut = true;
                 count();
             }
-            const bool read_all = replies.size() == calls.size();
             std::vector<Hold*> again;
             for (std::size_t i = 0; i < group.size(); ++i) {
                 auto& hold = *group[i];
@@ -883,7 +913,8 @@ void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* alo
                 }
             }
             if (along != nullptr) {
-                if (!read_all) {
+                writes_along_.fetch_add(along->size(), std::memory_order_relaxed);
+                if (cut) {  // some may have run: the scripts are safe to run twice
                     for (auto& write : *along) save_unsent(std::move(write));
                 } else if (settle_writes(*along, std::span(replies).subspan(holds))) {
                     count();
@@ -963,9 +994,9 @@ void RedisJobStore::wait_written(std::unique_lock<std::mutex>& lock) {
 void RedisJobStore::writer_loop(std::stop_token stop) {
     detail::name_this_thread("ct-redis-write");
     std::unique_lock lock(mutex_);
-    // While a group of holds is on its way, writes wait for it: the next group takes them
-    // along, or the writer sends them once it is back (its end wakes the writer). That is at
-    // most a round trip later, and a round trip fewer.
+    // While a group of holds is on its way, or another is queued to follow it, writes wait:
+    // the next group takes them along, or the writer sends them once the last is back (its
+    // end wakes the writer). That is at most a round trip later, and a round trip fewer.
     const auto writes = [&] {
         return !writing_ && !queued_.empty() && waited_queued_ == 0 && !hold_trip_on_way_;
     };
@@ -1054,6 +1085,7 @@ void RedisJobStore::end_writes(const WriteGroup& group) {
 
 std::optional<RedisJobStore::WriteGroup> RedisJobStore::writes_along() noexcept {
     std::lock_guard lock(mutex_);
+    hold_trip_on_way_ = true;
     if (writing_ || queued_.empty()) return std::nullopt;
     try {
         return take_writes();
@@ -1326,13 +1358,16 @@ std::vector<StoredJob> RedisJobStore::take(const std::map<std::string, std::size
         feed_connection_.reset();
         throw;
     }
+    // Loaded first: when that throws, the carried jobs are not recorded either, and like the
+    // others their entries stay pending, untouched, for a claim after claim_after.
+    auto loaded = load(*feed_connection_, to_load);
     {
         std::lock_guard lock(mutex_);
         for (std::size_t i = 0; i < jobs.size(); ++i) {
             taken_.insert_or_assign(jobs[i].id, std::move(carried[i]));
         }
     }
-    for (auto& job : load(*feed_connection_, to_load)) jobs.push_back(std::move(job));
+    for (auto& job : loaded) jobs.push_back(std::move(job));
     return jobs;
 }
 
@@ -1617,7 +1652,8 @@ RedisJournalFigures RedisJobStore::figures() const {
     return {claimed_.load(std::memory_order_relaxed),
             orphans_released_.load(std::memory_order_relaxed),
             failed_commands_.load(std::memory_order_relaxed),
-            round_trips_.load(std::memory_order_relaxed), unwritten.size()};
+            round_trips_.load(std::memory_order_relaxed),
+            writes_along_.load(std::memory_order_relaxed), unwritten.size()};
 }
 
 JobCensus RedisJobStore::census(std::size_t latest_dead) const {

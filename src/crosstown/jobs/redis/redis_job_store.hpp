@@ -57,6 +57,7 @@ struct RedisJournalFigures {
     std::uint64_t orphans_released = 0;  // held jobs of dead instances released by this one
     std::uint64_t failed_commands = 0;   // round trips that failed (server unreachable, ...)
     std::uint64_t round_trips = 0;       // every round trip: a command, script or pipeline
+    std::uint64_t writes_along = 0;      // releases and finishes sent with a group of holds
     std::size_t unwritten = 0;           // releases and finishes waiting to be written
 };
 
@@ -122,7 +123,8 @@ class RedisJobStore final : public JobStore {
 
     // For the feed, from one thread. New jobs of the kinds with openings (kind -> how many),
     // waiting up to `block` for some (0: not at all). One round trip: each entry carries its
-    // job. Throws JournalError.
+    // job (an entry of only an id, as earlier versions wrote, costs a read of the job's hash).
+    // Throws JournalError.
     std::vector<StoredJob> take(const std::map<std::string, std::size_t>& openings,
                                 std::chrono::milliseconds block);
     // For the feed: when a scheduled job may be due (the next one's time at the last look, a
@@ -223,8 +225,9 @@ class RedisJobStore final : public JobStore {
     // Queues `write` for the next group and returns: a release or a completion, whose caller
     // (a responder, its response out; a worker, its job done) has nothing to wait for. A
     // completion lost in a crash runs its job again, as one lost before it was written would.
-    // The writer thread writes such writes when no caller that waits is there to take them
-    // along; before it started, and after it stopped, this is write_or_save.
+    // The next group of holds takes them along in its pipeline; the writer thread writes them
+    // when no group of holds is on its way or queued, and no caller that waits is there to
+    // take them along. Before it started, and after it stopped, this is write_or_save.
     void write_soon(Write write);
     void writer_loop(std::stop_token stop);
     // Under mutex_: until the writes queued so far are written or unsent.
@@ -291,9 +294,10 @@ class RedisJobStore final : public JobStore {
     std::vector<Hold*> holds_;       // guarded by holds_mutex_; the next group to send
     std::size_t waiting_holds_ = 0;  // guarded by holds_mutex_; holds_' commit() callers
     bool holds_on_way_ = false;      // guarded by holds_mutex_
-    // holds_on_way_, for the writer thread, which reads it under mutex_ (it may not take
-    // holds_mutex_ there); the end of a trip notifies writer_cv_ under mutex_
-    std::atomic<bool> hold_trip_on_way_{false};
+    // guarded by mutex_: a group of holds is on its way, or queued to follow one; for the
+    // writer thread, which may not take holds_mutex_ under mutex_. The end of the last
+    // notifies writer_cv_.
+    bool hold_trip_on_way_ = false;
     // guarded by mutex_: a commit() caller left holds queued that nobody waits for: the
     // writer thread sends them
     bool holds_to_lead_ = false;
@@ -309,6 +313,7 @@ class RedisJobStore final : public JobStore {
     detail::LogThrottle beat_log_{std::chrono::seconds(5)};
     mutable std::atomic<std::uint64_t> failed_commands_{0};
     mutable std::atomic<std::uint64_t> round_trips_{0};
+    std::atomic<std::uint64_t> writes_along_{0};
     std::jthread writer_;  // from start(): writes what write_soon queued; drains as it stops
     std::unique_ptr<RedisJobFeed> feed_;  // last: gone first, with its thread
 };
