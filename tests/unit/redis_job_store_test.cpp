@@ -62,6 +62,11 @@ struct RedisJobStoreTest : ::testing::Test {
             3 * kClaimAfter, 50ms);
         return claimed;
     }
+    // Holds, releases and so loads both scripts: no SCRIPT LOAD inside a test's CLIENT PAUSE.
+    void load_scripts() {
+        a->release(commit(*a, "warm"));
+        a->flush();
+    }
     std::vector<std::int64_t> commit(RedisJobStore& journal, std::string payload) {
         const NewJob job{"k", payload, "req-1"};
         return journal.commit(std::span(&job, 1));
@@ -586,8 +591,7 @@ TEST_F(RedisJobStoreTest, ReleasesAndCompletionsDoNotWaitOnceTheFeedRuns) {
 TEST_F(RedisJobStoreTest, QueuedWritesGoAlongWithTheNextGroupOfHolds) {
     const Started started(*a);
     const auto ids = commit(*a, "p");
-    a->release(commit(*a, "warm"));  // loads the scripts
-    a->flush();
+    load_scripts();
     const auto before = a->figures().writes_along;
     PausedWrites paused(raw());
     test::CommitReport first;
@@ -611,8 +615,7 @@ TEST_F(RedisJobStoreTest, QueuedWritesGoAlongWithTheNextGroupOfHolds) {
 TEST_F(RedisJobStoreTest, TheWriterThreadWaitsForAGroupOfHoldsOnItsWay) {
     const Started started(*a);
     const auto ids = commit(*a, "p");
-    a->release(commit(*a, "warm"));  // loads the scripts
-    a->flush();
+    load_scripts();
     PausedWrites paused(raw());
     std::jthread committer([&] { EXPECT_EQ(commit(*a, "on its way").size(), 1U); });
     ASSERT_TRUE(PausedWrites::group_on_way(*a));
