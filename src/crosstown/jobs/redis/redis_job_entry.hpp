@@ -4,8 +4,9 @@
 //
 // The hash stays the job's record: its state, the census and the admin read it, and so does a
 // claim after a death (the job may have changed since its entry was added). The hash names its
-// entry ('entry'), so that a cancel deletes the entry with the job. The copy costs memory: a
-// ready or running job's payload is kept twice until it finishes.
+// entry ('entry'), so that a cancel deletes the entry of a job no instance has taken, and a
+// finish deletes a second entry of its job. The copy costs memory: a ready or running job's
+// payload is kept twice until it finishes.
 #pragma once
 
 #include <string_view>

@@ -304,8 +304,9 @@ const RedisScript kPromote{kPromoteText};
 // JobStore::census for every instance, in one script. Per kind (ARGV[5..]): ready are the
 // stream's entries no consumer has taken, running those taken and not finished, and the oldest
 // ready is the first entry after the group's last delivered one whose job is still there (a
-// cancel deletes its job's entry, but an entry of only an id, as earlier versions wrote, stays
-// until a consumer reads and drops it, and counts as ready until then); an entry id starts
+// cancel deletes the entry of a job no instance has taken, but an entry of only an id, as
+// earlier versions wrote, stays until a consumer reads and drops it, and counts as ready
+// until then); an entry id starts
 // with the server's ms when it was added: released, promoted or revived. Scheduled and
 // retrying jobs are counted from the scheduled set, the soonest due first, and the dead from
 // the dead stream (a job revived and dead again is there twice), the latest first, each up to
@@ -913,14 +914,17 @@ void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* alo
                 }
             }
             if (along != nullptr) {
-                writes_along_.fetch_add(along->size(), std::memory_order_relaxed);
                 if (cut) {  // some may have run: the scripts are safe to run twice
                     for (auto& write : *along) save_unsent(std::move(write));
-                } else if (settle_writes(*along, std::span(replies).subspan(holds))) {
-                    count();
-                    if (!lost) {
-                        connection->abandon();
-                        lost = fmt::format("redis {}: a write was refused for now", address_.text);
+                } else {
+                    writes_along_.fetch_add(along->size(), std::memory_order_relaxed);
+                    if (settle_writes(*along, std::span(replies).subspan(holds))) {
+                        count();
+                        if (!lost) {
+                            connection->abandon();
+                            lost = fmt::format("redis {}: a write was refused for now",
+                                               address_.text);
+                        }
                     }
                 }
                 along->clear();
@@ -1000,8 +1004,7 @@ void RedisJobStore::writer_loop(std::stop_token stop) {
     const auto writes = [&] {
         return !writing_ && !queued_.empty() && waited_queued_ == 0 && !hold_trip_on_way_;
     };
-    // One group of holds at a time, and a group of writes between two: under a steady stream
-    // of holds, the releases of the responses it answers still go out.
+    // One group of holds at a time; the writes queued meanwhile go along with the next.
     const auto lead_left_holds = [&] {
         if (!std::exchange(holds_to_lead_, false)) return;
         const auto untold = std::exchange(untold_holds_, {});
@@ -1508,7 +1511,13 @@ std::vector<StoredJob> RedisJobStore::load(
         jobs.push_back(std::move(job));
     }
     lock.unlock();
-    if (!drops.empty()) connection.pipeline(drops);
+    // Optional: the jobs are recorded as taken now, and must be returned to run. Entries left
+    // undropped stay pending, touched by no beat: claimed in time, and dropped then.
+    try {
+        if (!drops.empty()) connection.pipeline(drops);
+    } catch (const JournalError&) {
+        failed_commands_.fetch_add(1, std::memory_order_relaxed);
+    }
     return jobs;
 }
 
