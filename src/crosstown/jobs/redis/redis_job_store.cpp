@@ -800,10 +800,9 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_her
     auto group = std::exchange(holds_, {});
     waiting_holds_ = 0;
     holds_on_way_ = true;
-    // The writes queued go along when no group of them is on its way: one round trip for both.
-    // Taken before the lock goes, so that a write queued once the group shows as on its way
-    // waits for the next group.
-    auto along = writes_along();
+    // Before the lock goes, so that a write queued once the group shows as on its way waits
+    // for the next group.
+    auto along = start_hold_trip();
     lock.unlock();
     try {
         send_holds(group, along ? &along->writes : nullptr);
@@ -811,11 +810,7 @@ void RedisJobStore::hold_group(std::unique_lock<std::mutex>& lock, bool tell_her
         // Out of memory: the holds not answered yet fail; those answered are held, and stay so.
         for (auto* hold : group) hold->failed = hold->failed || !hold->answered;
         try {
-            if (along) {
-                for (auto& write : along->writes) {
-                    if (!write.ids.empty()) save_unsent(std::move(write));
-                }
-            }
+            if (along) save_all_unsent(along->writes);
         } catch (const std::bad_alloc&) {
             log::error("journal {}: a group of writes was lost: out of memory", address_.text);
         }
@@ -915,7 +910,7 @@ void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* alo
             }
             if (along != nullptr) {
                 if (cut) {  // some may have run: the scripts are safe to run twice
-                    for (auto& write : *along) save_unsent(std::move(write));
+                    save_all_unsent(*along);
                 } else {
                     writes_along_.fetch_add(along->size(), std::memory_order_relaxed);
                     if (settle_writes(*along, std::span(replies).subspan(holds))) {
@@ -935,10 +930,7 @@ void RedisJobStore::send_holds(std::vector<Hold*> group, std::vector<Write>* alo
     } catch (const JournalError& e) {
         lost = e.what();  // no connection
     }
-    if (along != nullptr) {
-        for (auto& write : *along) save_unsent(std::move(write));
-        along->clear();
-    }
+    if (along != nullptr) save_all_unsent(*along);  // no connection
     for (auto* hold : group) failed(*hold, *lost, true);
 }
 
@@ -1086,7 +1078,7 @@ void RedisJobStore::end_writes(const WriteGroup& group) {
     if (writer_idle_ && !queued_.empty() && waited_queued_ == 0) writer_cv_.notify_one();
 }
 
-std::optional<RedisJobStore::WriteGroup> RedisJobStore::writes_along() noexcept {
+std::optional<RedisJobStore::WriteGroup> RedisJobStore::start_hold_trip() noexcept {
     std::lock_guard lock(mutex_);
     hold_trip_on_way_ = true;
     if (writing_ || queued_.empty()) return std::nullopt;
@@ -1123,7 +1115,7 @@ void RedisJobStore::send_group(std::vector<Write>& group) {
         }
     } catch (const JournalError&) {
         failed_commands_.fetch_add(1, std::memory_order_relaxed);
-        for (auto& write : group) save_unsent(std::move(write));
+        save_all_unsent(group);
         return;
     }
     if (settle_writes(group, replies)) failed_commands_.fetch_add(1, std::memory_order_relaxed);
@@ -1164,6 +1156,14 @@ bool RedisJobStore::unsent_for(const std::vector<std::int64_t>& ids) const {
 void RedisJobStore::save_unsent(Write write) {
     std::lock_guard lock(mutex_);
     unsent_.push_back(std::move(write));
+}
+
+// Those settled already were moved out: their ids are gone.
+void RedisJobStore::save_all_unsent(std::vector<Write>& writes) {
+    for (auto& write : writes) {
+        if (!write.ids.empty()) save_unsent(std::move(write));
+    }
+    writes.clear();
 }
 
 void RedisJobStore::release(std::span<const std::int64_t> ids) {

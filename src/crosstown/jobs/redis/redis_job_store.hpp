@@ -209,6 +209,7 @@ class RedisJobStore final : public JobStore {
     RedisConnection connect() const;
     void ensure_groups(RedisConnection& connection);
     void save_unsent(Write write);
+    void save_all_unsent(std::vector<Write>& writes);  // those not sent, or not known to be
     bool unsent_for(const std::vector<std::int64_t>& ids) const;  // under mutex_
     template <class Step>
     void beat_step(RedisConnection& connection, const char* what, Step step);
@@ -239,9 +240,12 @@ class RedisJobStore final : public JobStore {
         std::vector<Write> writes;
         std::uint64_t last = 0;
     };
-    WriteGroup take_writes();                           // under mutex_, with no group on its way
-    void end_writes(const WriteGroup& group);           // under mutex_
-    std::optional<WriteGroup> writes_along() noexcept;  // take_writes() when it may, or none
+    WriteGroup take_writes();                  // under mutex_, with no group on its way
+    void end_writes(const WriteGroup& group);  // under mutex_
+    // Under holds_mutex_, as a group of holds goes: marks it on its way (hold_trip_on_way_),
+    // and takes the writes queued along with it (take_writes()) unless a group of them is on
+    // its way.
+    std::optional<WriteGroup> start_hold_trip() noexcept;
     static std::vector<RedisScriptCall> calls_of(const std::vector<Write>& writes);
     void send_group(std::vector<Write>& group);
     // Unsends the writes refused for now and logs those refused for good; true when some were
