@@ -55,20 +55,28 @@ void run_sql(const std::string& path, const std::string& sql) {
     ASSERT_EQ(rc, SQLITE_OK) << why;
 }
 
+// The first column of the first row `sql` reads from the database at `path`; -1 without one.
+std::int64_t read_integer(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_stmt* read = nullptr;
+    std::int64_t value = -1;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql.c_str(), -1, &read, nullptr) == SQLITE_OK &&
+        sqlite3_step(read) == SQLITE_ROW) {
+        value = sqlite3_column_int64(read, 0);
+    }
+    sqlite3_finalize(read);
+    sqlite3_close(db);
+    return value;
+}
+
 // How many rows `table` of the database at `path` has.
 long count_rows(const std::string& path, const std::string& table) {
-    sqlite3* db = nullptr;
-    sqlite3_stmt* count = nullptr;
-    long rows = -1;
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, ("SELECT count(*) FROM " + table).c_str(), -1, &count,
-                           nullptr) == SQLITE_OK &&
-        sqlite3_step(count) == SQLITE_ROW) {
-        rows = static_cast<long>(sqlite3_column_int64(count, 0));
-    }
-    sqlite3_finalize(count);
-    sqlite3_close(db);
-    return rows;
+    return static_cast<long>(read_integer(path, "SELECT count(*) FROM " + table));
+}
+
+std::int64_t reserved_ids(const std::string& path) {
+    return read_integer(path, "SELECT reserved FROM job_ids");
 }
 
 // The message of the JournalError that `open` throws, or "" when it throws none.
@@ -138,7 +146,7 @@ TEST(SqliteJobDatabase, APayloadOverSqlitesLimitFailsItsInsert) {
 }
 
 // A power cut under synchronous=NORMAL loses the commits since the last fsync, and with them
-// AUTOINCREMENT's counter: the ids of lost jobs (which may have run, and handed their ids to a
+// the ids reserved: the ids of lost jobs (which may have run, and handed their ids to a
 // remote API) must not be given to new ones. Modelled by copying the files once the writer is
 // open (what is durable then), committing, and putting the copy back.
 TEST(SqliteJobDatabase, IdsAfterAPowerCutLostTheLastCommitsDifferFromTheLostOnes) {
@@ -375,6 +383,51 @@ TEST(SqliteJobDatabase, IdsAreNeverReusedAfterADelete) {
     EXPECT_GT(journal.insert({"k", "d", "r"}, 1), last);
 }
 
+// An insert writes its row alone: the ids come from a block reserved once, not from a counter
+// written at every insert (AUTOINCREMENT's sqlite_sequence), and every id committed is within
+// the reservation in the file.
+TEST(SqliteJobDatabase, IdsComeFromABlockReservedInTheFileOnce) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    auto journal = open_rw(path);
+    const auto before = reserved_ids(path);
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 3; ++i) {
+        journal.begin();
+        ids.push_back(journal.insert({"k", "p", "r"}, 1));
+        journal.commit();
+        if (i == 0) {
+            EXPECT_GT(reserved_ids(path), before) << "the first insert reserves";
+        }
+    }
+    const auto reserved = reserved_ids(path);
+    EXPECT_EQ(ids, (std::vector<std::int64_t>{ids[0], ids[0] + 1, ids[0] + 2}));
+    EXPECT_GE(reserved, ids.back());
+    EXPECT_GT(ids[0], before);
+    journal.begin();
+    journal.insert({"k", "p", "r"}, 1);
+    journal.commit();
+    EXPECT_EQ(reserved_ids(path), reserved) << "within the block: no write to job_ids";
+    EXPECT_EQ(count_rows(path, "sqlite_schema WHERE name = 'sqlite_sequence'"), 0);
+}
+
+// A transaction that rolls back takes its reservation back with it: the next one reserves
+// again, so an id committed is never above the reservation in the file.
+TEST(SqliteJobDatabase, AReservationRolledBackIsMadeAgain) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    auto journal = open_rw(path);
+    const auto before = reserved_ids(path);
+    journal.begin();
+    journal.insert({"k", "dropped", "r"}, 1);
+    journal.rollback();
+    EXPECT_EQ(reserved_ids(path), before);
+    journal.begin();
+    const auto id = journal.insert({"k", "kept", "r"}, 1);
+    journal.commit();
+    EXPECT_GE(reserved_ids(path), id);
+}
+
 TEST(SqliteJobDatabase, RollbackDropsTheTransaction) {
     test::TempDir dir;
     auto journal = open_rw(dir / "jobs.db");
@@ -461,9 +514,28 @@ TEST(SqliteJobDatabase, AnotherSchemaVersionIsRefused) {
     EXPECT_THAT(journal_error([&] { open_ro(path); }), HasSubstr("schema version 7"));
 }
 
+// Makes the journal at `path`, written by this version, what version 4 wrote: ids from
+// AUTOINCREMENT, its counter at `counter` (sqlite_sequence).
+void as_version_4(const std::string& path, std::int64_t counter = 0) {
+    run_sql(path, fmt::format(
+                      "CREATE TABLE jobs_v4 (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                      "kind TEXT NOT NULL, payload BLOB NOT NULL, request_id TEXT NOT NULL, "
+                      "attempts INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'ready' "
+                      "CHECK (state IN ('ready', 'retry', 'dead')), enqueued_at INTEGER NOT NULL, "
+                      "run_at INTEGER NOT NULL, last_error TEXT, "
+                      "trace_parent TEXT NOT NULL DEFAULT '', unique_key TEXT, "
+                      "unique_for INTEGER NOT NULL DEFAULT 0); "
+                      "INSERT INTO jobs_v4 SELECT * FROM jobs; DROP TABLE jobs; "
+                      "ALTER TABLE jobs_v4 RENAME TO jobs; DROP TABLE job_ids; "
+                      "DELETE FROM sqlite_sequence; INSERT INTO sqlite_sequence VALUES ('jobs', "
+                      "max({}, (SELECT coalesce(max(id), 0) FROM jobs))); PRAGMA user_version=4",
+                      counter));
+}
+
 // Makes the journal at `path`, written by this version, what version 3 wrote: unique keys in a
 // table of their own, by (kind, key), with the job holding each and when its hold expires.
 void as_version_3(const std::string& path) {
+    as_version_4(path);
     run_sql(path,
             "DROP TABLE finished_keys; ALTER TABLE jobs DROP COLUMN unique_key; "
             "ALTER TABLE jobs DROP COLUMN unique_for; "
@@ -551,6 +623,32 @@ TEST(SqliteJobDatabase, FinishedKeysGoOnceExpired) {
     EXPECT_EQ(journal.insert({"slow", "p", "r", "long", 1'000}, 1101), 0);
     EXPECT_EQ(journal.insert({"k", "p", "r", "key-2", 1'000}, 1101), 0) << "held until 1102";
     EXPECT_GT(journal.insert({"k", "p", "r", "key-0", 1'000}, 1101), 0);
+}
+
+// Version 4 took ids from AUTOINCREMENT: a writer's open keeps every job with its id and moves
+// the counter to job_ids, so that no id it gave out, even one of a job gone since, is given
+// again.
+TEST(SqliteJobDatabase, AVersion4JournalKeepsItsJobsAndIdsWhenAWriterUpgradesIt) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    std::int64_t kept = 0, gone = 0;
+    {
+        auto journal = open_rw(path);
+        kept = journal.insert({"k", "kept", "r"}, 1);
+        gone = journal.insert({"k", "gone", "r"}, 1);
+        journal.remove(gone, 1);
+    }
+    const auto counter = gone + (std::int64_t{1} << 33);  // beyond the gap each open skips
+    as_version_4(path, counter);
+    ASSERT_EQ(open_ro(path).live_jobs().size(), 1U) << "a reader reads version 4 as it is";
+    auto journal = open_rw(path);
+    EXPECT_EQ(read_integer(path, "PRAGMA user_version"), 5);
+    const auto jobs = journal.live_jobs();
+    ASSERT_EQ(jobs.size(), 1U);
+    EXPECT_EQ(jobs[0].id, kept);
+    EXPECT_EQ(jobs[0].payload, "kept");
+    EXPECT_GT(journal.insert({"k", "new", "r"}, 1), counter) << "above every id given out";
+    EXPECT_EQ(count_rows(path, "sqlite_sequence"), 0) << "no counter written at an insert";
 }
 
 // A journal written before unique keys existed (version 1: the jobs table alone) is read as

@@ -15,11 +15,12 @@ namespace {
 
 // 'crst': marks the file as a crosstown journal, so a database of something else is refused.
 constexpr int kApplicationId = 0x63727374;
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 // Version 2 added unique keys (a unique_keys table), version 3 the jobs' trace_parent, version 4
-// moved the keys into the jobs' rows and finished_keys; a journal of an older version gets
-// what it lacks when a writer opens it, and a reader reads it as it is.
+// moved the keys into the jobs' rows and finished_keys, version 5 took the ids from
+// AUTOINCREMENT to job_ids; a journal of an older version gets what it lacks when a writer
+// opens it, and a reader reads it as it is.
 //
 // A live or dead job keeps its unique key in its row; a completed job's key, held for its
 // unique_for, goes to finished_keys, in the order of the holds' ends: the writer checks keys in
@@ -50,9 +51,12 @@ ALTER TABLE jobs ADD COLUMN unique_key TEXT;
 ALTER TABLE jobs ADD COLUMN unique_for INTEGER NOT NULL DEFAULT 0;
 )";
 
-constexpr const char* kJobs = R"(
-CREATE TABLE jobs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+// The jobs table, named `name`. Ids are given by the writer (job_ids), not by AUTOINCREMENT,
+// which writes its counter (sqlite_sequence) at every insert: a page more in every commit.
+std::string jobs_table(std::string_view name) {
+    return fmt::format(R"(
+CREATE TABLE {} (
+    id          INTEGER PRIMARY KEY,
     kind        TEXT    NOT NULL,
     payload     BLOB    NOT NULL,
     request_id  TEXT    NOT NULL,
@@ -65,7 +69,28 @@ CREATE TABLE jobs (
     unique_key  TEXT,
     unique_for  INTEGER NOT NULL DEFAULT 0
 );
-)";
+)",
+                       name);
+}
+
+// One row: no id above `reserved` was given out. The writer reserves ids kIdBlock at a time,
+// so one insert in a million writes it.
+constexpr const char* kJobIds =
+    "CREATE TABLE job_ids (reserved INTEGER NOT NULL); INSERT INTO job_ids VALUES (0);";
+
+// From version 4 or older: the jobs table without AUTOINCREMENT, its rows and ids as they were,
+// and AUTOINCREMENT's counter (sqlite_sequence, which such a table always has) in job_ids.
+std::string ids_from_version_4() {
+    constexpr const char* kColumns =
+        "id, kind, payload, request_id, attempts, state, enqueued_at, run_at, last_error, "
+        "trace_parent, unique_key, unique_for";
+    return fmt::format(
+        "{} UPDATE job_ids SET reserved = max((SELECT coalesce(max(seq), 0) FROM sqlite_sequence "
+        "WHERE name = 'jobs'), (SELECT coalesce(max(id), 0) FROM jobs)); {} "
+        "INSERT INTO jobs_v5 ({}) SELECT {} FROM jobs; DROP TABLE jobs; "
+        "ALTER TABLE jobs_v5 RENAME TO jobs;",
+        kJobIds, jobs_table("jobs_v5"), kColumns, kColumns);
+}
 
 constexpr const char* kTraceParent =
     "ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT ''";
@@ -164,6 +189,7 @@ void create_private(const std::string& path) {
 struct SqliteJobDatabase::Statements {
     Statement insert, remove, reschedule, bury, record_attempt;
     Statement key_finished, keys_expired;
+    Statement reserve_ids;
 };
 
 std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
@@ -214,8 +240,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
             journal.statements_ = std::make_unique<Statements>(
                 Statements{{db,
                             "INSERT INTO jobs (kind, payload, request_id, enqueued_at, run_at, "
-                            "trace_parent, unique_key, unique_for) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+                            "trace_parent, unique_key, unique_for, id) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
                            {db, "DELETE FROM jobs WHERE id = ?1"},
                            {db,
                             "UPDATE jobs SET state = 'retry', attempts = ?2, run_at = ?3, "
@@ -229,7 +255,8 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                            {db,
                             "INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                             "VALUES (?1, ?2, ?3)"},
-                           {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"}});
+                           {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"},
+                           {db, "UPDATE job_ids SET reserved = ?1"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -247,7 +274,10 @@ SqliteJobDatabase::SqliteJobDatabase(SqliteJobDatabase&& other) noexcept
       statements_(std::move(other.statements_)),
       keys_(std::move(other.keys_)),
       keys_loaded_(other.keys_loaded_),
-      next_forget_ms_(other.next_forget_ms_) {}
+      next_forget_ms_(other.next_forget_ms_),
+      next_id_(other.next_id_),
+      last_reserved_id_(other.last_reserved_id_),
+      reserved_at_begin_(other.reserved_at_begin_) {}
 SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexcept {
     std::swap(path_, other.path_);
     std::swap(sync_, other.sync_);
@@ -257,6 +287,9 @@ SqliteJobDatabase& SqliteJobDatabase::operator=(SqliteJobDatabase&& other) noexc
     std::swap(keys_, other.keys_);
     std::swap(keys_loaded_, other.keys_loaded_);
     std::swap(next_forget_ms_, other.next_forget_ms_);
+    std::swap(next_id_, other.next_id_);
+    std::swap(last_reserved_id_, other.last_reserved_id_);
+    std::swap(reserved_at_begin_, other.reserved_at_begin_);
     return *this;
 }
 SqliteJobDatabase::~SqliteJobDatabase() {
@@ -264,28 +297,41 @@ SqliteJobDatabase::~SqliteJobDatabase() {
     sqlite3_close(db_);
 }
 
-// AUTOINCREMENT's counter rolls back with the commits a power cut loses under
-// synchronous=NORMAL (those since the last checkpoint), and their ids would be given again to
-// new jobs, though the lost jobs may have run and handed their ids to a remote API. So each
-// writer's open moves the counter kIdGap ahead, durably (this one commit is fsynced): ids from
-// now on are above any the last process gave out after its last durable commit, since no
-// process commits kIdGap jobs between two checkpoints.
+// The ids reserved roll back with the commits a power cut loses under synchronous=NORMAL
+// (those since the last checkpoint), and would be given again to new jobs, though the lost
+// jobs may have run and handed their ids to a remote API. So each writer's open moves the
+// reservation kIdGap ahead, durably (this one commit is fsynced): ids from now on are above
+// any the last process gave out after its last durable commit, since no process gives out
+// kIdGap ids (less the block it reserves ahead) between two checkpoints.
 void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
     constexpr std::int64_t kIdGap = std::int64_t{1} << 32;
     exec("PRAGMA synchronous=FULL");
     exec("BEGIN IMMEDIATE");
     try {
-        exec(fmt::format("INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs', 0 WHERE NOT "
-                         "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs'); "
-                         "UPDATE sqlite_sequence SET seq = max(seq, "
-                         "(SELECT coalesce(max(id), 0) FROM jobs)) + {} WHERE name = 'jobs'",
+        exec(fmt::format("INSERT INTO job_ids SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM job_ids); "
+                         "UPDATE job_ids SET reserved = max(reserved, "
+                         "(SELECT coalesce(max(id), 0) FROM jobs)) + {}",
                          kIdGap)
                  .c_str());
+        Statement reserved(db_, "SELECT reserved FROM job_ids");
+        reserved.step();
+        last_reserved_id_ = reserved.integer(0);
+        reserved.reset();
         exec("COMMIT");
     } catch (...) {
         rollback();
         throw;
     }
+    next_id_ = last_reserved_id_ + 1;
+    reserved_at_begin_ = last_reserved_id_;
+}
+
+// In the transaction under way, if any: its rollback takes the reservation back (rollback()).
+void SqliteJobDatabase::reserve_ids() {
+    constexpr std::int64_t kIdBlock = std::int64_t{1} << 20;
+    const auto last = next_id_ + kIdBlock - 1;
+    run_with(statements_->reserve_ids, last);
+    last_reserved_id_ = last;
 }
 
 void SqliteJobDatabase::fail(std::string_view doing) const {
@@ -318,7 +364,8 @@ void SqliteJobDatabase::check_identity(Access access) {
         if (id == 0 && empty) {
             if (access == Access::read_only) fail("is empty: no journal was written there yet");
             exec("BEGIN IMMEDIATE");
-            exec(kJobs);
+            exec(jobs_table("jobs").c_str());
+            exec(kJobIds);
             exec(kFinishedKeys);
             exec(fmt::format("PRAGMA application_id={}", kApplicationId).c_str());
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
@@ -337,9 +384,12 @@ void SqliteJobDatabase::check_identity(Access access) {
         if (schema < kSchemaVersion && access == Access::read_write) {
             exec("BEGIN IMMEDIATE");
             if (schema < 3) exec(kTraceParent);
-            exec(kKeyColumns);
-            exec(kFinishedKeys);
-            if (schema >= 2) exec(kKeysFromVersion3);
+            if (schema < 4) {
+                exec(kKeyColumns);
+                exec(kFinishedKeys);
+                if (schema >= 2) exec(kKeysFromVersion3);
+            }
+            exec(ids_from_version_4().c_str());
             exec(fmt::format("PRAGMA user_version={}", kSchemaVersion).c_str());
             exec("COMMIT");
             schema_ = kSchemaVersion;
@@ -359,6 +409,7 @@ void SqliteJobDatabase::begin() {
     load_keys();  // before the transaction: what is read is not undone by its rollback
     exec("BEGIN IMMEDIATE");
     keys_.begin();
+    reserved_at_begin_ = last_reserved_id_;
 }
 void SqliteJobDatabase::commit() {
     exec("COMMIT");
@@ -367,6 +418,7 @@ void SqliteJobDatabase::commit() {
 void SqliteJobDatabase::rollback() noexcept {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     keys_.rollback();
+    last_reserved_id_ = reserved_at_begin_;
 }
 
 std::int64_t SqliteJobDatabase::insert(const NewJob& job, std::int64_t now_ms) {
@@ -409,13 +461,15 @@ void SqliteJobDatabase::load_keys() {
 std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_ms) {
     auto& s = statements_->insert;
     try {
+        if (next_id_ > last_reserved_id_) reserve_ids();
         s.bind(1, job.kind)
             .bind_blob(2, job.payload)
             .bind(3, job.request_id)
             .bind(4, now_ms)
             .bind(5, first_due_ms(job, now_ms))
             .bind(6, job.trace_parent)
-            .bind(8, job.unique_for_ms);
+            .bind(8, job.unique_for_ms)
+            .bind(9, next_id_);
         if (!job.unique_key.empty()) s.bind(7, job.unique_key);  // else NULL: no key
         s.run();
     } catch (const ValueRefused& e) {
@@ -426,7 +480,7 @@ std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_m
         s.reset();
         fail(e.what());
     }
-    return sqlite3_last_insert_rowid(db_);
+    return next_id_++;
 }
 
 void SqliteJobDatabase::remove(std::int64_t id, std::int64_t now_ms) {

@@ -7,10 +7,11 @@
 //
 // Opening checks what the file is, and refuses (JournalError, naming the file) rather than
 // starting fresh over jobs: a file that is not SQLite or fails its integrity check, a SQLite
-// database of another application (application_id), a schema version from the future. Ids
-// come from AUTOINCREMENT, so an id is not reused after its job is gone; each writer's open
-// moves the counter far ahead, so not after a power cut either, which under synchronous=NORMAL
-// rolls it back with the last commits.
+// database of another application (application_id), a schema version from the future. The
+// writer gives ids in order from a block it reserved in the file (job_ids), so an id is not
+// reused after its job is gone; each writer's open moves the reservation far ahead, so not
+// after a power cut either, which under synchronous=NORMAL rolls it back with the last
+// commits.
 //
 // A job's unique key is kept in its row, and a completed job's, for its unique_for, in an
 // append-only table; the writer checks keys in memory (UniqueKeyIndex), read from the file
@@ -109,6 +110,7 @@ class SqliteJobDatabase {
     std::uint64_t changing_dead(Change change, const std::string& which);
     void exec(const char* sql);
     void skip_ids_a_power_cut_may_have_lost();
+    void reserve_ids();
     [[noreturn]] void fail(std::string_view doing) const;
     void check_identity(Access access);
     std::vector<StoredJob> select(const std::string& where);
@@ -126,6 +128,11 @@ class SqliteJobDatabase {
     UniqueKeyIndex keys_;
     bool keys_loaded_ = false;
     std::int64_t next_forget_ms_ = 0;  // forget_expired_keys() does nothing before
+    // The writer's ids: the next to give, the last of those reserved in the file, and that
+    // at the start of the transaction under way (its rollback takes the reservation back).
+    std::int64_t next_id_ = 0;
+    std::int64_t last_reserved_id_ = 0;
+    std::int64_t reserved_at_begin_ = 0;
 };
 
 }  // namespace crosstown
