@@ -52,7 +52,9 @@ ALTER TABLE jobs ADD COLUMN unique_for INTEGER NOT NULL DEFAULT 0;
 )";
 
 // The jobs table, named `name`. Ids are given by the writer (job_ids), not by AUTOINCREMENT,
-// which writes its counter (sqlite_sequence) at every insert: a page more in every commit.
+// which writes its counter (sqlite_sequence) at every insert: a page more in every commit. The
+// state's check is spelled with ORs: `state IN (three values)` builds a temporary b-tree of
+// the values at every insert and update, its allocations included.
 std::string jobs_table(std::string_view name) {
     return fmt::format(R"(
 CREATE TABLE {} (
@@ -61,7 +63,8 @@ CREATE TABLE {} (
     payload     BLOB    NOT NULL,
     request_id  TEXT    NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
-    state       TEXT    NOT NULL DEFAULT 'ready' CHECK (state IN ('ready', 'retry', 'dead')),
+    state       TEXT    NOT NULL DEFAULT 'ready'
+                CHECK (state = 'ready' OR state = 'retry' OR state = 'dead'),
     enqueued_at INTEGER NOT NULL,
     run_at      INTEGER NOT NULL,
     last_error  TEXT,
@@ -161,6 +164,16 @@ class Statement {
     sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Runs `statement`; reset again when it throws.
+void run_once(Statement& statement) {
+    try {
+        statement.run();
+    } catch (...) {
+        statement.reset();
+        throw;
+    }
+}
+
 // Binds `value` to ?1 and runs `statement`; reset again when it throws.
 void run_with(Statement& statement, std::int64_t value) {
     try {
@@ -190,6 +203,7 @@ struct SqliteJobDatabase::Statements {
     Statement insert, remove, reschedule, bury, record_attempt;
     Statement key_finished, keys_expired;
     Statement reserve_ids;
+    Statement begin, commit;
 };
 
 std::uint64_t SqliteJobDatabaseStats::count(JobState state) const {
@@ -256,7 +270,9 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                             "VALUES (?1, ?2, ?3)"},
                            {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"},
-                           {db, "UPDATE job_ids SET reserved = ?1"}});
+                           {db, "UPDATE job_ids SET reserved = ?1"},
+                           {db, "BEGIN IMMEDIATE"},
+                           {db, "COMMIT"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
@@ -405,14 +421,24 @@ void SqliteJobDatabase::check_identity(Access access) {
     }
 }
 
+// BEGIN and COMMIT are prepared once: sqlite3_exec would parse them again at every
+// transaction, the parser's allocations included.
 void SqliteJobDatabase::begin() {
     load_keys();  // before the transaction: what is read is not undone by its rollback
-    exec("BEGIN IMMEDIATE");
+    try {
+        run_once(statements_->begin);
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
     keys_.begin();
     reserved_at_begin_ = last_reserved_id_;
 }
 void SqliteJobDatabase::commit() {
-    exec("COMMIT");
+    try {
+        run_once(statements_->commit);
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
     keys_.commit();
 }
 void SqliteJobDatabase::rollback() noexcept {
