@@ -24,6 +24,7 @@
 namespace crosstown {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 SqliteJobDatabase open_rw(const std::string& path) {
@@ -411,6 +412,17 @@ TEST(SqliteJobDatabase, IdsComeFromABlockReservedInTheFileOnce) {
     EXPECT_EQ(count_rows(path, "sqlite_schema WHERE name = 'sqlite_sequence'"), 0);
 }
 
+// Ids near the end of their range (a file damaged or written by hand) are refused at the
+// open, naming the file, rather than overflowing.
+TEST(SqliteJobDatabase, IdsNearTheEndOfTheirRangeAreRefusedAtTheOpen) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    { open_rw(path); }
+    run_sql(path, "UPDATE job_ids SET reserved = 9223372036854775000");
+    EXPECT_THAT(journal_error([&] { open_rw(path); }),
+                AllOf(HasSubstr(path), HasSubstr("end of their range")));
+}
+
 // A transaction that rolls back takes its reservation back with it: the next one reserves
 // again, so an id committed is never above the reservation in the file.
 TEST(SqliteJobDatabase, AReservationRolledBackIsMadeAgain) {
@@ -448,10 +460,12 @@ TEST(SqliteJobDatabase, MovedJournalKeepsWorking) {
     auto first = open_rw(dir / "jobs.db");
     auto moved = std::move(first);
     const auto id = moved.insert({"k", "p", "r"}, 1);
+    EXPECT_GT(id, 0) << "the ids reserved move with it";
     SqliteJobDatabase other = open_rw(dir / "other.db");
     other = std::move(moved);
     EXPECT_EQ(other.path(), dir / "jobs.db");
-    EXPECT_EQ(ids_of(other.list()), (std::vector<std::int64_t>{id}));
+    EXPECT_EQ(other.insert({"k", "p", "r"}, 1), id + 1);
+    EXPECT_EQ(ids_of(other.list()), (std::vector<std::int64_t>{id, id + 1}));
 }
 
 TEST(SqliteJobDatabase, ReadOnlyReaderSeesTheWritersCommits) {
@@ -631,22 +645,35 @@ TEST(SqliteJobDatabase, FinishedKeysGoOnceExpired) {
 TEST(SqliteJobDatabase, AVersion4JournalKeepsItsJobsAndIdsWhenAWriterUpgradesIt) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
-    std::int64_t kept = 0, gone = 0;
+    std::int64_t kept = 0, gone = 0, dead = 0;
+    NewJob traced{"k", "kept", "req-1", "key", 60'000};
+    traced.trace_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     {
         auto journal = open_rw(path);
-        kept = journal.insert({"k", "kept", "r"}, 1);
+        kept = journal.insert(traced, 1);
         gone = journal.insert({"k", "gone", "r"}, 1);
+        dead = journal.insert({"k", "dead", "r"}, 1);
         journal.remove(gone, 1);
+        journal.bury(dead, 3, "for good", 7);
     }
     const auto counter = gone + (std::int64_t{1} << 33);  // beyond the gap each open skips
     as_version_4(path, counter);
     ASSERT_EQ(open_ro(path).live_jobs().size(), 1U) << "a reader reads version 4 as it is";
     auto journal = open_rw(path);
     EXPECT_EQ(read_integer(path, "PRAGMA user_version"), 5);
-    const auto jobs = journal.live_jobs();
-    ASSERT_EQ(jobs.size(), 1U);
+    const auto jobs = journal.list();
+    ASSERT_EQ(jobs.size(), 2U);
     EXPECT_EQ(jobs[0].id, kept);
     EXPECT_EQ(jobs[0].payload, "kept");
+    EXPECT_EQ(jobs[0].request_id, "req-1");
+    EXPECT_EQ(jobs[0].trace_parent, traced.trace_parent);
+    EXPECT_EQ(jobs[0].state, JobState::ready);
+    EXPECT_EQ(jobs[1].id, dead);
+    EXPECT_EQ(jobs[1].state, JobState::dead);
+    EXPECT_EQ(jobs[1].attempts, 3U);
+    EXPECT_EQ(jobs[1].last_error, "for good");
+    EXPECT_EQ(jobs[1].run_at_ms, 7);
+    EXPECT_EQ(journal.insert(traced, 2), 0) << "its unique key is still held";
     EXPECT_GT(journal.insert({"k", "new", "r"}, 1), counter) << "above every id given out";
     EXPECT_EQ(count_rows(path, "sqlite_sequence"), 0) << "no counter written at an insert";
 }

@@ -3,9 +3,9 @@
 // A durable job is a registered kind plus a payload (closures cannot be stored on disk). Its id
 // is stable across attempts and restarts, and a job that was running when the process died
 // runs again (at least once, never "at most once"): make handlers idempotent. Ids are not
-// reused, even after the store loses data (SQLite: a counter moved far ahead at each start;
-// Redis: 63 random bits); for a remote API's idempotency key, request_id and id together rule
-// out even a random collision (the request id is 128 random bits).
+// reused, even after the store loses data (SQLite: ids reserved in the journal, moved far ahead
+// at each start; Redis: 63 random bits); for a remote API's idempotency key, request_id and id
+// together rule out even a random collision (the request id is 128 random bits).
 #pragma once
 
 #include <cstdint>

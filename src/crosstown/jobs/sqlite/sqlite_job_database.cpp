@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <limits>
 #include <utility>
 
 #include "crosstown/detail/unix_time.hpp"
@@ -16,6 +17,12 @@ namespace {
 // 'crst': marks the file as a crosstown journal, so a database of something else is refused.
 constexpr int kApplicationId = 0x63727374;
 constexpr int kSchemaVersion = 5;
+
+// Ids: each writer's open skips kIdGap (see skip_ids_a_power_cut_may_have_lost), and the writer
+// reserves kIdBlock at a time.
+constexpr std::int64_t kIdGap = std::int64_t{1} << 32;
+constexpr std::int64_t kIdBlock = std::int64_t{1} << 20;
+constexpr std::int64_t kLastId = std::numeric_limits<std::int64_t>::max();
 
 // Version 2 added unique keys (a unique_keys table), version 3 the jobs' trace_parent, version 4
 // moved the keys into the jobs' rows and finished_keys, version 5 took the ids from
@@ -76,8 +83,9 @@ CREATE TABLE {} (
                        name);
 }
 
-// One row: no id above `reserved` was given out. The writer reserves ids kIdBlock at a time,
-// so one insert in a million writes it.
+// One row: the last id the writer may give before it writes the row again. It reserves ids
+// kIdBlock at a time, so one insert in a million writes it. (A power cut may take back the
+// last reservations with the commits it loses; each writer's open skips far ahead for that.)
 constexpr const char* kJobIds =
     "CREATE TABLE job_ids (reserved INTEGER NOT NULL); INSERT INTO job_ids VALUES (0);";
 
@@ -270,7 +278,7 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                             "VALUES (?1, ?2, ?3)"},
                            {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"},
-                           {db, "UPDATE job_ids SET reserved = ?1"},
+                           {db, "UPDATE job_ids SET reserved = max(reserved, ?1)"},
                            {db, "BEGIN IMMEDIATE"},
                            {db, "COMMIT"}});
         } catch (const std::exception& e) {
@@ -320,19 +328,24 @@ SqliteJobDatabase::~SqliteJobDatabase() {
 // any the last process gave out after its last durable commit, since no process gives out
 // kIdGap ids (less the block it reserves ahead) between two checkpoints.
 void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
-    constexpr std::int64_t kIdGap = std::int64_t{1} << 32;
     exec("PRAGMA synchronous=FULL");
     exec("BEGIN IMMEDIATE");
     try {
-        exec(fmt::format("INSERT INTO job_ids SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM job_ids); "
-                         "UPDATE job_ids SET reserved = max(reserved, "
-                         "(SELECT coalesce(max(id), 0) FROM jobs)) + {}",
-                         kIdGap)
-                 .c_str());
-        Statement reserved(db_, "SELECT reserved FROM job_ids");
-        reserved.step();
-        last_reserved_id_ = reserved.integer(0);
-        reserved.reset();
+        exec("INSERT INTO job_ids SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM job_ids)");
+        Statement highest(db_,
+                          "SELECT max((SELECT max(reserved) FROM job_ids), "
+                          "(SELECT coalesce(max(id), 0) FROM jobs))");
+        highest.step();
+        const auto given = highest.integer(0);
+        highest.reset();
+        // Out of SQLite's sight, where an overflow would turn the sum into a REAL.
+        if (given > kLastId - kIdGap - kIdBlock) {
+            fail(fmt::format("has ids up to {}, too near the end of their range to give more",
+                             given));
+        }
+        last_reserved_id_ = given + kIdGap;
+        Statement reserve(db_, "UPDATE job_ids SET reserved = ?1");
+        run_with(reserve, last_reserved_id_);
         exec("COMMIT");
     } catch (...) {
         rollback();
@@ -342,11 +355,16 @@ void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
     reserved_at_begin_ = last_reserved_id_;
 }
 
-// In the transaction under way, if any: its rollback takes the reservation back (rollback()).
+// Within the transaction under way, whose rollback() takes the reservation back; committed at
+// once outside one (an insert without begin()). The reservation in the file only grows.
 void SqliteJobDatabase::reserve_ids() {
-    constexpr std::int64_t kIdBlock = std::int64_t{1} << 20;
+    if (next_id_ > kLastId - kIdBlock) fail("has given every id of its range");
     const auto last = next_id_ + kIdBlock - 1;
-    run_with(statements_->reserve_ids, last);
+    try {
+        run_with(statements_->reserve_ids, last);
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
     last_reserved_id_ = last;
 }
 
@@ -485,9 +503,9 @@ void SqliteJobDatabase::load_keys() {
 }
 
 std::int64_t SqliteJobDatabase::insert_row(const NewJob& job, std::int64_t now_ms) {
+    if (next_id_ > last_reserved_id_) reserve_ids();
     auto& s = statements_->insert;
     try {
-        if (next_id_ > last_reserved_id_) reserve_ids();
         s.bind(1, job.kind)
             .bind_blob(2, job.payload)
             .bind(3, job.request_id)

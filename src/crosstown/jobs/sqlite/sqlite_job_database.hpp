@@ -11,7 +11,7 @@
 // writer gives ids in order from a block it reserved in the file (job_ids), so an id is not
 // reused after its job is gone; each writer's open moves the reservation far ahead, so not
 // after a power cut either, which under synchronous=NORMAL rolls it back with the last
-// commits.
+// commits. Ids are unique among one writer's at a time: JournalOwner keeps it one.
 //
 // A job's unique key is kept in its row, and a completed job's, for its unique_for, in an
 // append-only table; the writer checks keys in memory (UniqueKeyIndex), read from the file
@@ -129,7 +129,8 @@ class SqliteJobDatabase {
     bool keys_loaded_ = false;
     std::int64_t next_forget_ms_ = 0;  // forget_expired_keys() does nothing before
     // The writer's ids: the next to give, the last of those reserved in the file, and that
-    // at the start of the transaction under way (its rollback takes the reservation back).
+    // at the start of the transaction under way (its rollback takes a reservation made in it
+    // back).
     std::int64_t next_id_ = 0;
     std::int64_t last_reserved_id_ = 0;
     std::int64_t reserved_at_begin_ = 0;
