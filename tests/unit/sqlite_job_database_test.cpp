@@ -390,7 +390,13 @@ TEST(SqliteJobDatabase, IdsAreNeverReusedAfterADelete) {
 TEST(SqliteJobDatabase, IdsComeFromABlockReservedInTheFileOnce) {
     test::TempDir dir;
     const auto path = dir / "jobs.db";
+    { open_rw(path); }
+    run_sql(path,
+            "CREATE TABLE id_writes (n INTEGER); INSERT INTO id_writes VALUES (0); "
+            "CREATE TRIGGER count_id_writes AFTER UPDATE ON job_ids "
+            "BEGIN UPDATE id_writes SET n = n + 1; END");
     auto journal = open_rw(path);
+    const auto writes_at_open = read_integer(path, "SELECT n FROM id_writes");
     const auto before = reserved_ids(path);
     std::vector<std::int64_t> ids;
     for (int i = 0; i < 3; ++i) {
@@ -409,7 +415,24 @@ TEST(SqliteJobDatabase, IdsComeFromABlockReservedInTheFileOnce) {
     journal.insert({"k", "p", "r"}, 1);
     journal.commit();
     EXPECT_EQ(reserved_ids(path), reserved) << "within the block: no write to job_ids";
+    EXPECT_EQ(read_integer(path, "SELECT n FROM id_writes"), writes_at_open + 1)
+        << "one write for the four inserts: the reservation";
     EXPECT_EQ(count_rows(path, "sqlite_schema WHERE name = 'sqlite_sequence'"), 0);
+}
+
+// The state's check (spelled with ORs, not IN) still refuses any other state.
+TEST(SqliteJobDatabase, AJobsStateIsReadyRetryOrDead) {
+    test::TempDir dir;
+    const auto path = dir / "jobs.db";
+    { open_rw(path).insert({"k", "p", "r"}, 1); }
+    for (const auto* state : {"retry", "dead", "ready"}) {
+        run_sql(path, fmt::format("UPDATE jobs SET state = '{}'", state));
+    }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    const int rc = sqlite3_exec(db, "UPDATE jobs SET state = 'running'", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    EXPECT_EQ(rc, SQLITE_CONSTRAINT);
 }
 
 // Ids near the end of their range (a file damaged or written by hand) are refused at the

@@ -326,15 +326,15 @@ SqliteJobDatabase::~SqliteJobDatabase() {
 // jobs may have run and handed their ids to a remote API. So each writer's open moves the
 // reservation kIdGap ahead, durably (this one commit is fsynced): ids from now on are above
 // any the last process gave out after its last durable commit, since no process gives out
-// kIdGap ids (less the block it reserves ahead) between two checkpoints.
+// kIdGap ids between two checkpoints.
 void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
     exec("PRAGMA synchronous=FULL");
     exec("BEGIN IMMEDIATE");
     try {
         exec("INSERT INTO job_ids SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM job_ids)");
         Statement highest(db_,
-                          "SELECT max((SELECT max(reserved) FROM job_ids), "
-                          "(SELECT coalesce(max(id), 0) FROM jobs))");
+                          "SELECT max((SELECT max(CAST(reserved AS INTEGER)) FROM job_ids), "
+                          "(SELECT coalesce(max(id), 0) FROM jobs), 0)");
         highest.step();
         const auto given = highest.integer(0);
         highest.reset();
@@ -358,7 +358,7 @@ void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
 // Within the transaction under way, whose rollback() takes the reservation back; committed at
 // once outside one (an insert without begin()). The reservation in the file only grows.
 void SqliteJobDatabase::reserve_ids() {
-    if (next_id_ > kLastId - kIdBlock) fail("has given every id of its range");
+    if (next_id_ > kLastId - kIdBlock + 1) fail("has given every id of its range");
     const auto last = next_id_ + kIdBlock - 1;
     try {
         run_with(statements_->reserve_ids, last);
@@ -415,6 +415,13 @@ void SqliteJobDatabase::check_identity(Access access) {
                              kSchemaVersion));
         }
         schema_ = static_cast<int>(schema);
+        // Before an upgrade, which copies the jobs into a new table: a damaged file is refused
+        // as it is, not copied into a sound one.
+        Statement check(db_, "PRAGMA quick_check");
+        if (check.step() && check.text(0) != "ok") {
+            fail(fmt::format("fails its integrity check: {}", check.text(0)));
+        }
+        check = Statement();
         if (schema < kSchemaVersion && access == Access::read_write) {
             exec("BEGIN IMMEDIATE");
             if (schema < 3) exec(kTraceParent);
@@ -428,10 +435,6 @@ void SqliteJobDatabase::check_identity(Access access) {
             exec("COMMIT");
             schema_ = kSchemaVersion;
         }
-        Statement check(db_, "PRAGMA quick_check");
-        if (check.step() && check.text(0) != "ok") {
-            fail(fmt::format("fails its integrity check: {}", check.text(0)));
-        }
     } catch (const JournalError&) {
         throw;
     } catch (const std::exception& e) {
@@ -442,6 +445,7 @@ void SqliteJobDatabase::check_identity(Access access) {
 // BEGIN and COMMIT are prepared once: sqlite3_exec would parse them again at every
 // transaction, the parser's allocations included.
 void SqliteJobDatabase::begin() {
+    if (!statements_) fail("is open read-only");
     load_keys();  // before the transaction: what is read is not undone by its rollback
     try {
         run_once(statements_->begin);
