@@ -306,8 +306,8 @@ const RedisScript kPromote{kPromoteText};
 // ready is the first entry after the group's last delivered one whose job is still there (a
 // cancel deletes the entry of a job no instance has taken, but an entry of only an id, as
 // earlier versions wrote, stays until a consumer reads and drops it, and counts as ready
-// until then); an entry id starts
-// with the server's ms when it was added: released, promoted or revived. Scheduled and
+// until then); an entry id starts with the server's ms when it was added: released, promoted
+// or revived. Scheduled and
 // retrying jobs are counted from the scheduled set, the soonest due first, and the dead from
 // the dead stream (a job revived and dead again is there twice), the latest first, each up to
 // ARGV[3]; the first ARGV[4] dead found are returned whole. ARGV: prefix, group, limit,

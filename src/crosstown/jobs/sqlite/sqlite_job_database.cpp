@@ -255,9 +255,6 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
             journal.fail(fmt::format(
                 "cannot use write-ahead logging (PRAGMA journal_mode=WAL left it '{}')", mode));
         }
-        journal.skip_ids_a_power_cut_may_have_lost();
-        journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
-                                               : "PRAGMA synchronous=NORMAL");
         try {
             journal.statements_ = std::make_unique<Statements>(
                 Statements{{db,
@@ -278,12 +275,15 @@ SqliteJobDatabase SqliteJobDatabase::open(const std::string& path, JournalSync s
                             "INSERT OR IGNORE INTO finished_keys (kind, key, expires_at) "
                             "VALUES (?1, ?2, ?3)"},
                            {db, "DELETE FROM finished_keys WHERE expires_at <= ?1"},
-                           {db, "UPDATE job_ids SET reserved = max(reserved, ?1)"},
+                           {db, "UPDATE job_ids SET reserved = max(CAST(reserved AS INTEGER), ?1)"},
                            {db, "BEGIN IMMEDIATE"},
                            {db, "COMMIT"}});
         } catch (const std::exception& e) {
             journal.fail(e.what());
         }
+        journal.skip_ids_a_power_cut_may_have_lost();
+        journal.exec(sync == JournalSync::full ? "PRAGMA synchronous=FULL"
+                                               : "PRAGMA synchronous=NORMAL");
     }
     return journal;
 }
@@ -344,8 +344,7 @@ void SqliteJobDatabase::skip_ids_a_power_cut_may_have_lost() {
                              given));
         }
         last_reserved_id_ = given + kIdGap;
-        Statement reserve(db_, "UPDATE job_ids SET reserved = ?1");
-        run_with(reserve, last_reserved_id_);
+        run_with(statements_->reserve_ids, last_reserved_id_);
         exec("COMMIT");
     } catch (...) {
         rollback();
